@@ -1,0 +1,48 @@
+"""keras_guide: GUIDE (Guided Initialization and Distillation of Embeddings) for Keras 3.
+
+A student model is made to match a larger teacher in parameter space: its
+embeddings are the teacher's, compressed by PCA; the projection is folded into
+the blocks it reads and writes; heads and neurons are uniformly selected.
+
+Reference: Trinh, Menghani, Vee, arXiv 2510.06502.
+"""
+
+from keras_guide.initializers import GuidedInitializer
+from keras_guide.initializers import Projection
+from keras_guide.initializers import as_projection
+from keras_guide.initializers import diagonal_gain
+from keras_guide.initializers import fold_gain
+from keras_guide.initializers import fold_shift
+from keras_guide.initializers import gqa_head_indices
+from keras_guide.initializers import guided_value
+from keras_guide.initializers import norm_scale
+from keras_guide.initializers import pca_projection
+from keras_guide.initializers import project_axis
+from keras_guide.initializers import select_axis
+from keras_guide.initializers import selection_projection
+from keras_guide.initializers import uniform_indices
+from keras_guide.regularizers import GuideRegularizer
+from keras_guide.regularizers import set_guide_strength
+from keras_guide.regularizers import track_guide_state
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GuideRegularizer",
+    "GuidedInitializer",
+    "Projection",
+    "as_projection",
+    "diagonal_gain",
+    "fold_gain",
+    "fold_shift",
+    "gqa_head_indices",
+    "guided_value",
+    "norm_scale",
+    "pca_projection",
+    "project_axis",
+    "select_axis",
+    "selection_projection",
+    "set_guide_strength",
+    "track_guide_state",
+    "uniform_indices",
+]

@@ -1,0 +1,268 @@
+"""The GUIDE projection `M`: principal directions of the teacher's embedding table.
+
+All functions here are one-time host math in NumPy (float64 accumulation), so the
+same teacher gives bit-identical projections on every Keras backend.
+
+Reference: Trinh, Menghani, Vee, "GUIDE: Guided Initialization and Distillation of
+Embeddings", arXiv 2510.06502.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_guide import _host
+from keras_guide.initializers import selection
+
+# Rows per chunk of the Gram accumulation: 4096 rows of a 2048-wide float64 table
+# are 64 MiB, small beside any table worth compressing.
+_DEFAULT_CHUNK_ROWS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """An orthonormal map from the teacher's residual stream to the student's.
+
+    A student vector `x_S` stands for the teacher vector `x_S Mᵀ (+ mean)`.
+
+    Attributes:
+        matrix: `(d_T, d_S)` float64 array `M` with orthonormal columns.
+        mean: `(d_T,)` row mean that was removed before the PCA (zeros when
+            the projection is not centred).
+        explained_variance: fraction of the table's energy (of the centred
+            table when `center=True`, of the feature-centred table for a
+            mean-preserving projection) that the kept directions hold.
+        eigenvalues: `(d_T,)` (or `(d_T - 1,)` when mean-preserving)
+            eigenvalues of the Gram matrix, in decreasing order.
+        kind: `"pca"`, `"pca_mean_preserving"`, `"select"` or `"given"`.
+    """
+
+    matrix: np.ndarray
+    mean: np.ndarray
+    explained_variance: float
+    eigenvalues: np.ndarray
+    kind: str
+
+    @property
+    def teacher_dim(self):
+        return self.matrix.shape[0]
+
+    @property
+    def student_dim(self):
+        return self.matrix.shape[1]
+
+
+def _check_table(table, dim, name):
+    table = np.asarray(table)
+    if table.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D table of shape (vocabulary, width); "
+            f"received shape {table.shape}. Pass the embedding matrix itself "
+            "(for a 3-D kernel, reshape it to rows first)."
+        )
+    _host.check_finite(table, name)
+    d_teacher = table.shape[1]
+    if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+        raise ValueError(
+            f"`dim` must be an integer in [1, {d_teacher}] for `{name}` of "
+            f"shape {table.shape}: the student cannot be wider than the "
+            f"teacher. Received: dim={dim!r}"
+        )
+    return table
+
+
+def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS):
+    """Returns `(C, s, n) = (Σ w_r e_rᵀ e_r, Σ w_r e_r, Σ w_r)` in one pass.
+
+    The table is read in chunks of `chunk_rows` rows, each cast to float64, so
+    the extra memory is `O(d² + chunk_rows · d)` whatever the vocabulary size.
+
+    Args:
+        table: `(V, d)` array.
+        weights: optional `(V,)` non-negative row weights (e.g. token
+            frequencies); `None` weighs every row 1.
+        chunk_rows: rows per chunk.
+
+    Returns:
+        The float64 Gram matrix `(d, d)`, weighted row sum `(d,)` and total
+        weight (a float).
+    """
+    table = np.asarray(table)
+    num_rows, width = table.shape
+    gram = np.zeros((width, width), dtype=np.float64)
+    row_sum = np.zeros((width,), dtype=np.float64)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (num_rows,) or np.any(weights < 0):
+            raise ValueError(
+                f"`weights` must be {num_rows} non-negative row weights, one "
+                f"per row of the table of shape {table.shape}. Received: "
+                f"weights of shape {weights.shape}"
+            )
+    for start in range(0, num_rows, chunk_rows):
+        chunk = np.asarray(table[start : start + chunk_rows], dtype=np.float64)
+        if weights is None:
+            gram += chunk.T @ chunk
+            row_sum += chunk.sum(axis=0)
+        else:
+            w = weights[start : start + chunk_rows]
+            gram += (chunk * w[:, None]).T @ chunk
+            row_sum += w @ chunk
+    total = float(num_rows if weights is None else weights.sum())
+    return gram, row_sum, total
+
+
+def fix_signs(vectors):
+    """Flips each column so its largest-magnitude entry is positive.
+
+    Eigenvectors are defined up to sign; this makes them deterministic. Ties
+    in magnitude go to the first index.
+    """
+    vectors = np.array(vectors, dtype=np.float64)
+    if vectors.size == 0:
+        return vectors
+    pivots = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[pivots, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def _top_eigenvectors(gram, count):
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
+    order = np.argsort(eigenvalues, kind="stable")[::-1]
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+    return eigenvalues, fix_signs(eigenvectors[:, order[:count]])
+
+
+def householder(unit_vector):
+    """Returns the symmetric orthogonal `H` with `H e_1 = unit_vector`."""
+    u = np.asarray(unit_vector, dtype=np.float64)
+    e1 = np.zeros_like(u)
+    e1[0] = 1.0
+    v = e1 - u
+    norm_sq = float(v @ v)
+    if norm_sq < 1e-30:
+        return np.eye(u.shape[0])
+    return np.eye(u.shape[0]) - 2.0 * np.outer(v, v) / norm_sq
+
+
+def _explained(eigenvalues, kept):
+    total = float(eigenvalues.sum())
+    return 1.0 if total <= 0.0 else float(eigenvalues[:kept].sum() / total)
+
+
+def pca_projection(
+    table,
+    dim,
+    center=False,
+    mean_preserving=False,
+    weights=None,
+    chunk_rows=_DEFAULT_CHUNK_ROWS,
+    name="table",
+):
+    """Computes GUIDE's projection `M` from the top principal directions of a table.
+
+    `C = Σ_r w_r e_rᵀ e_r` is accumulated in float64 over chunks of rows; with
+    `center=True` the weighted row mean `μ` is removed, `C ← C − (Σ w) μᵀμ`.
+    `M` holds the top `dim` eigenvectors of `C` (signs fixed so each column's
+    largest entry is positive) and the student table is `E_S = E_T M`:
+    centring changes which directions are kept, not the table's offset (the
+    student has no parameter that could carry `μ`).
+
+    With `mean_preserving=True` (LayerNorm families, METHOD.md §2) the first
+    basis vector is `1/√d_T`, the others are the top `dim − 1` principal
+    directions of the feature-centred table `E_T (I − 11ᵀ/d_T)`, and the
+    student basis is rotated by a Householder reflection `H` that sends `e_1`
+    to `1/√d_S`: `M = [1/√d_T, v_1 … v_{dim−1}] H`. Then `MᵀM = I` and
+    `M 1_S = √(d_S/d_T) 1_T`, so LayerNorm commutes with `M` up to `√(d_T/d_S)`.
+
+    Args:
+        table: `(V, d_T)` embedding table (array or Keras variable).
+        dim: student width `d_S ≤ d_T`.
+        center: remove the row mean before the PCA.
+        mean_preserving: build the LayerNorm-compatible variant.
+        weights: optional `(V,)` row weights (token frequencies).
+        chunk_rows: rows per chunk of the one pass over the table.
+        name: the weight's name, used in error messages.
+
+    Returns:
+        A `Projection`.
+
+    Raises:
+        ValueError: the table is not 2-D, holds NaN/Inf, or `dim` is out of
+            `[1, d_T]`.
+
+    Example:
+    >>> table = np.random.default_rng(0).normal(size=(100, 8))
+    >>> p = pca_projection(table, 4)
+    >>> p.matrix.shape
+    (8, 4)
+
+    Reference: arXiv 2510.06502.
+    """
+    table = _check_table(_host.to_numpy(table), dim, name)
+    d_teacher = table.shape[1]
+    gram, row_sum, total = gram_matrix(table, weights, chunk_rows)
+    mean = np.zeros((d_teacher,))
+    if center and total > 0:
+        mean = row_sum / total
+        gram = gram - total * np.outer(mean, mean)
+    if not mean_preserving:
+        eigenvalues, vectors = _top_eigenvectors(gram, dim)
+        return Projection(
+            vectors, mean, _explained(eigenvalues, dim), eigenvalues, "pca"
+        )
+    ones_t = np.full((d_teacher,), 1.0 / np.sqrt(d_teacher))
+    complement = householder(ones_t)[:, 1:]
+    eigenvalues, inner = _top_eigenvectors(
+        complement.T @ gram @ complement, dim - 1
+    )
+    directions = fix_signs(complement @ inner)
+    basis = np.concatenate([ones_t[:, None], directions], axis=1)
+    rotation = householder(np.full((dim,), 1.0 / np.sqrt(dim)))
+    return Projection(
+        basis @ rotation,
+        mean,
+        _explained(eigenvalues, dim - 1),
+        eigenvalues,
+        "pca_mean_preserving",
+    )
+
+
+def selection_projection(teacher_dim, student_dim):
+    """Returns `M` made of identity columns at uniformly selected indices.
+
+    `E_T M` keeps `student_dim` coordinates of the teacher's stream: exactly the
+    uniform weight selection of Xu et al. 2023 ("Initializing Models with
+    Larger Ones"), the baseline GUIDE is compared with.
+    """
+    indices = selection.uniform_indices(teacher_dim, student_dim)
+    matrix = np.zeros((teacher_dim, student_dim))
+    matrix[indices, np.arange(student_dim)] = 1.0
+    return Projection(
+        matrix, np.zeros((teacher_dim,)), float("nan"), np.zeros((0,)), "select"
+    )
+
+
+def as_projection(matrix, name="projection"):
+    """Wraps a user-given `(d_T, d_S)` matrix with orthonormal columns."""
+    if isinstance(matrix, Projection):
+        return matrix
+    matrix = np.asarray(_host.to_numpy(matrix), dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] > matrix.shape[0]:
+        raise ValueError(
+            f"`{name}` must be a (d_teacher, d_student) matrix with "
+            f"d_student <= d_teacher. Received: shape {matrix.shape}"
+        )
+    _host.check_finite(matrix, name)
+    gram = matrix.T @ matrix
+    error = float(np.max(np.abs(gram - np.eye(matrix.shape[1])), initial=0.0))
+    if error > 1e-4:
+        raise ValueError(
+            f"`{name}` of shape {matrix.shape} must have orthonormal columns "
+            f"(MᵀM = I); max |MᵀM − I| = {error:.3g}. Orthonormalize it, e.g. "
+            "with `np.linalg.qr(matrix)[0]`."
+        )
+    return Projection(
+        matrix, np.zeros((matrix.shape[0],)), float("nan"), np.zeros((0,)), "given"
+    )

@@ -1,0 +1,112 @@
+"""`GuideRegularizer`: a parameter-space pull toward the guided (teacher) value."""
+
+import keras
+import numpy as np
+
+from keras_guide import _backend
+from keras_guide import _host
+
+
+@keras.saving.register_keras_serializable(package="keras_guide")
+class GuideRegularizer(keras.regularizers.Regularizer):
+    """Penalizes a student weight's distance to its guided target.
+
+    `penalty = λ · mean((W − W*)²)` with `W*` the target (a constant, usually
+    the weight's GUIDE initial value) and `λ = strength`. Keras adds it to the
+    loss of every `fit` through the layer's regularization losses.
+
+    `strength` and the target are non-trainable `keras.Variable`s, so a
+    schedule can change `λ` during training without retracing. Several
+    regularizers may share one strength variable (as `guide()` does), and
+    `track_guide_state(model)` makes them part of the model's training state,
+    which the JAX backend needs to see a change mid-`fit` (TensorFlow and
+    PyTorch read the variable directly).
+
+    Args:
+        target: the target weight `W*` (array or Keras variable).
+        strength: `λ`, a float or a shared scalar `keras.Variable`.
+
+    Example:
+    >>> import numpy as np, keras
+    >>> target = np.zeros((4, 3), "float32")
+    >>> layer = keras.layers.Dense(3, kernel_regularizer=GuideRegularizer(target, 0.1))
+
+    Reference: arXiv 2510.06502 (matching the teacher in parameter space).
+    """
+
+    def __init__(self, target, strength=1e-2):
+        target = np.asarray(_host.to_numpy(target))
+        _host.check_finite(target, "GuideRegularizer target")
+        self.target = keras.Variable(
+            target.astype("float32"), trainable=False, name="guide_target"
+        )
+        if isinstance(strength, keras.Variable):
+            if tuple(strength.shape) != ():
+                raise ValueError(
+                    "`strength` must be a scalar variable. Received: strength "
+                    f"of shape {tuple(strength.shape)}"
+                )
+            self.strength = strength
+        else:
+            strength = float(strength)
+            if not np.isfinite(strength) or strength < 0:
+                raise ValueError(
+                    "`strength` must be a finite, non-negative float. "
+                    f"Received: strength={strength}"
+                )
+            self.strength = keras.Variable(
+                strength, dtype="float32", trainable=False, name="guide_strength"
+            )
+
+    def __call__(self, x):
+        if tuple(x.shape) != tuple(self.target.shape):
+            raise ValueError(
+                "GuideRegularizer was attached to a weight of shape "
+                f"{tuple(x.shape)}, but its target has shape "
+                f"{tuple(self.target.shape)}. Attach it to the weight its "
+                "target was computed for."
+            )
+        x = keras.ops.cast(x, "float32")
+        return self.strength * keras.ops.mean(keras.ops.square(x - self.target))
+
+    def variables(self):
+        """The regularizer's state: `[strength, target]`."""
+        return [self.strength, self.target]
+
+    def get_config(self):
+        return {
+            "target": keras.ops.convert_to_numpy(self.target),
+            "strength": float(keras.ops.convert_to_numpy(self.strength)),
+        }
+
+
+def guide_regularizers(model):
+    """Returns the distinct `GuideRegularizer`s attached to `model`'s weights."""
+    found = {}
+    for weight in model.weights:
+        regularizer = getattr(weight, "regularizer", None)
+        if isinstance(regularizer, GuideRegularizer):
+            found.setdefault(id(regularizer), regularizer)
+    return list(found.values())
+
+
+def track_guide_state(model):
+    """Makes the strength and target variables of `model`'s guide regularizers
+    part of its training state (not of its saved weights).
+
+    Needed on JAX for a strength change during `fit` to take effect without
+    retracing; harmless elsewhere. `guide(..., regularize=...)`, `Distiller`
+    and `GuideSchedule` call it for you.
+
+    Returns:
+        The list of `GuideRegularizer`s found.
+    """
+    regularizers = guide_regularizers(model)
+    _backend.track_state(model, [v for r in regularizers for v in r.variables()])
+    return regularizers
+
+
+def set_guide_strength(model, value):
+    """Sets `λ` of every guide regularizer of `model`, also during a `fit`."""
+    for regularizer in guide_regularizers(model):
+        _backend.assign_during_fit(model, regularizer.strength, value)
