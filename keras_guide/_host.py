@@ -8,8 +8,8 @@ def to_numpy(value):
 
     Callers never write into the result, so a NumPy input is not copied.
     """
-    if isinstance(value, np.ndarray):
-        return value
+    if isinstance(value, (np.ndarray, np.generic, list, tuple, float, int)):
+        return np.asarray(value)
     if hasattr(value, "numpy"):
         return np.asarray(value.numpy())
     import keras

@@ -35,7 +35,7 @@ class GuideRegularizer(keras.regularizers.Regularizer):
     """
 
     def __init__(self, target, strength=1e-2):
-        target = np.asarray(_host.to_numpy(target))
+        target = _host.to_numpy(target)
         _host.check_finite(target, "GuideRegularizer target")
         self.target = keras.Variable(
             target.astype("float32"), trainable=False, name="guide_target"
@@ -75,7 +75,8 @@ class GuideRegularizer(keras.regularizers.Regularizer):
 
     def get_config(self):
         return {
-            "target": keras.ops.convert_to_numpy(self.target),
+            # A nested list: JSON-safe, and exact for float32 values.
+            "target": keras.ops.convert_to_numpy(self.target).tolist(),
             "strength": float(keras.ops.convert_to_numpy(self.strength)),
         }
 
