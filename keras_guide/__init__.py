@@ -7,6 +7,10 @@ the blocks it reads and writes; heads and neurons are uniformly selected.
 Reference: Trinh, Menghani, Vee, arXiv 2510.06502.
 """
 
+from keras_guide.guide import GuideReport
+from keras_guide.guide import build_student
+from keras_guide.guide import guide
+from keras_guide.guide import guided_student
 from keras_guide.initializers import GuidedInitializer
 from keras_guide.initializers import Projection
 from keras_guide.initializers import as_projection
@@ -28,6 +32,10 @@ from keras_guide.regularizers import track_guide_state
 __version__ = "0.1.0"
 
 __all__ = [
+    "GuideReport",
+    "build_student",
+    "guide",
+    "guided_student",
     "GuideRegularizer",
     "GuidedInitializer",
     "Projection",

@@ -1,0 +1,64 @@
+"""BERT: encoder with token, position and segment embeddings, post-LayerNorm, pooler.
+
+Post-LayerNorm sits on the residual stream itself, so its gain cannot be folded
+into a reader; the student keeps the best diagonal approximation (METHOD.md §2),
+which is exact only when the projection is a selection.
+"""
+
+from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Dims
+from keras_guide.adapters.base import Norm
+from keras_guide.adapters.base import Read
+from keras_guide.adapters.base import Table
+from keras_guide.adapters.base import Write
+
+_HEAD_AXES = {1: "heads", 2: "head_dim"}
+
+
+class BertAdapter(Adapter):
+    family = "bert"
+    backbone_class = "BertBackbone"
+    norm_kind = "layer"
+    tied_head = True
+    config_keys = {
+        "hidden_dim": "hidden_dim",
+        "num_layers": "num_layers",
+        "num_heads": "num_heads",
+        "intermediate_dim": "intermediate_dim",
+        "max_sequence_length": "max_sequence_length",
+    }
+
+    def dims(self, backbone):
+        return Dims(
+            vocabulary_size=backbone.vocabulary_size,
+            hidden_dim=backbone.hidden_dim,
+            num_layers=backbone.num_layers,
+            num_heads=backbone.num_heads,
+            num_key_value_heads=backbone.num_heads,
+            head_dim=backbone.hidden_dim // backbone.num_heads,
+            intermediate_dim=backbone.intermediate_dim,
+            max_sequence_length=backbone.max_sequence_length,
+        )
+
+    def embeddings(self, backbone):
+        return [
+            Table("token_embedding/embeddings"),
+            Table("position_embedding/embeddings", positions=True),
+            Table("segment_embedding/embeddings"),
+            Norm("embeddings_layer_norm/gamma", "embeddings_layer_norm/beta", post=True),
+            Read("pooled_dense/kernel", 0, {}, bias="pooled_dense/bias", out_axis=1),
+        ]
+
+    def block(self, backbone, index):
+        p = f"transformer_layer_{index}/"
+        a = p + "self_attention_layer/"
+        return [
+            Read(a + "query/kernel", 0, _HEAD_AXES, bias=a + "query/bias", query=True),
+            Read(a + "key/kernel", 0, _HEAD_AXES, bias=a + "key/bias"),
+            Read(a + "value/kernel", 0, _HEAD_AXES, bias=a + "value/bias"),
+            Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}, a + "attention_output/bias"),
+            Norm(p + "self_attention_layer_norm/gamma", p + "self_attention_layer_norm/beta", post=True),
+            Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, bias=p + "feedforward_intermediate_dense/bias"),
+            Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}, p + "feedforward_output_dense/bias"),
+            Norm(p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta", post=True),
+        ]

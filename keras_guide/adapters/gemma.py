@@ -1,0 +1,59 @@
+"""Gemma: head-first attention kernels, `(1 + scale)` RMSNorms, √d embedding scaling, tied head."""
+
+from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Dims
+from keras_guide.adapters.base import Norm
+from keras_guide.adapters.base import Read
+from keras_guide.adapters.base import Table
+from keras_guide.adapters.base import Write
+
+
+class GemmaAdapter(Adapter):
+    family = "gemma"
+    backbone_class = "GemmaBackbone"
+    norm_kind = "rms"
+    tied_head = True
+    config_keys = {
+        "hidden_dim": "hidden_dim",
+        "num_layers": "num_layers",
+        "num_heads": "num_query_heads",
+        "num_key_value_heads": "num_key_value_heads",
+        "intermediate_dim": "intermediate_dim",
+        "head_dim": "head_dim",
+    }
+
+    def dims(self, backbone):
+        return Dims(
+            vocabulary_size=backbone.vocabulary_size,
+            hidden_dim=backbone.hidden_dim,
+            num_layers=backbone.num_layers,
+            num_heads=backbone.num_query_heads,
+            num_key_value_heads=backbone.num_key_value_heads,
+            head_dim=backbone.head_dim,
+            # Gemma's config counts both gate and up widths.
+            intermediate_dim=backbone.intermediate_dim // 2,
+            rotary=True,
+        )
+
+    def embeddings(self, backbone):
+        return [
+            Table("token_embedding/embeddings", sqrt_d_scaled=True),
+            Norm("final_normalization/scale", offset=1.0),
+        ]
+
+    def block(self, backbone, index):
+        p = f"decoder_block_{index}/"
+        attention_norm = Norm(p + "pre_attention_norm/scale", offset=1.0)
+        mlp_norm = Norm(p + "pre_ffw_norm/scale", offset=1.0)
+        a = p + "attention/"
+        return [
+            Read(a + "query/kernel", 1, {0: "heads", 2: "head_dim"}, attention_norm, query=True),
+            Read(a + "key/kernel", 1, {0: "kv_heads", 2: "head_dim"}, attention_norm),
+            Read(a + "value/kernel", 1, {0: "kv_heads", 2: "head_dim"}, attention_norm),
+            Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),
+            Read(p + "ffw_gating/kernel", 0, {1: "neurons"}, mlp_norm),
+            Read(p + "ffw_gating_2/kernel", 0, {1: "neurons"}, mlp_norm),
+            Write(p + "ffw_linear/kernel", 1, {0: "neurons"}),
+            attention_norm,
+            mlp_norm,
+        ]

@@ -1,0 +1,62 @@
+"""Llama: RMSNorm, RoPE, grouped-query attention, gated MLP, untied head."""
+
+from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Dims
+from keras_guide.adapters.base import Norm
+from keras_guide.adapters.base import Read
+from keras_guide.adapters.base import Table
+from keras_guide.adapters.base import Write
+
+
+class LlamaAdapter(Adapter):
+    family = "llama"
+    backbone_class = "LlamaBackbone"
+    norm_kind = "rms"
+    tied_head = False
+    config_keys = {
+        "hidden_dim": "hidden_dim",
+        "num_layers": "num_layers",
+        "num_heads": "num_query_heads",
+        "num_key_value_heads": "num_key_value_heads",
+        "intermediate_dim": "intermediate_dim",
+    }
+    block_prefix = "transformer_layer_{}/"
+    attention_norm = "self_attention_layernorm/scale"
+    mlp_norm = "feedforward_layernorm/scale"
+    final_norm = "sequence_output_layernorm/scale"
+
+    def dims(self, backbone):
+        return Dims(
+            vocabulary_size=backbone.vocabulary_size,
+            hidden_dim=backbone.hidden_dim,
+            num_layers=backbone.num_layers,
+            num_heads=backbone.num_query_heads,
+            num_key_value_heads=backbone.num_key_value_heads,
+            head_dim=backbone.hidden_dim // backbone.num_query_heads,
+            intermediate_dim=backbone.intermediate_dim,
+            rotary=True,
+        )
+
+    def embeddings(self, backbone):
+        final = Norm(self.final_norm)
+        weights = [Table("token_embedding/embeddings"), final]
+        if not getattr(backbone, "tie_word_embeddings", False):
+            weights.append(Read("token_embedding/reverse_embeddings", 0, {}, final))
+        return weights
+
+    def block(self, backbone, index):
+        p = self.block_prefix.format(index)
+        attention_norm = Norm(p + self.attention_norm)
+        mlp_norm = Norm(p + self.mlp_norm)
+        a = p + "self_attention/"
+        return [
+            Read(a + "query/kernel", 0, {1: "heads", 2: "head_dim"}, attention_norm, query=True),
+            Read(a + "key/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm),
+            Read(a + "value/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm),
+            Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),
+            Read(p + "feedforward_gate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
+            Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
+            Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}),
+            attention_norm,
+            mlp_norm,
+        ]

@@ -1,0 +1,494 @@
+"""`guide(teacher, student)`: GUIDE-initialize a KerasHub student from its teacher."""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_guide import _host
+from keras_guide.adapters import adapter_for
+from keras_guide.adapters.base import Norm
+from keras_guide.adapters.base import Read
+from keras_guide.adapters.base import Table
+from keras_guide.adapters.base import Write
+from keras_guide.initializers import folding
+from keras_guide.initializers import projection as projection_lib
+from keras_guide.initializers import selection
+from keras_guide.initializers.guided_initializer import guided_value
+from keras_guide.initializers.guided_initializer import to_dtype
+from keras_guide.regularizers import GuideRegularizer
+from keras_guide.regularizers import track_guide_state
+
+_BLOCKS = ("first", "all")
+_LAYER_MAPS = ("uniform", "first")
+_NORMS = ("fold", "diagonal", "reset")
+
+
+@dataclasses.dataclass
+class GuideReport:
+    """How every student weight was set.
+
+    Attributes:
+        family: the adapter's family name.
+        projection: the `Projection` `M` used for the residual stream.
+        layer_map: teacher block index of each guided student block.
+        entries: one dict per student weight: `student`, `teacher` (path or
+            `None`), `how` (`pca`, `projected`, `folded`, `selected`,
+            `diagonal`, `reset`, `kept random`), `teacher_shape`,
+            `student_shape`.
+        options: the options `guide` ran with.
+    """
+
+    family: str
+    projection: projection_lib.Projection
+    layer_map: list
+    entries: list
+    options: dict
+
+    @property
+    def explained_variance(self):
+        return self.projection.explained_variance
+
+    def as_dict(self):
+        return {
+            "family": self.family,
+            "projection": self.projection.kind,
+            "explained_variance": self.projection.explained_variance,
+            "layer_map": list(self.layer_map),
+            "options": dict(self.options),
+            "weights": [dict(e) for e in self.entries],
+        }
+
+    def counts(self):
+        counts = {}
+        for entry in self.entries:
+            counts[entry["how"]] = counts.get(entry["how"], 0) + 1
+        return counts
+
+    def __str__(self):
+        rows = [("student weight", "how", "from teacher weight", "shapes")]
+        for e in self.entries:
+            shapes = f"{tuple(e['teacher_shape'])} -> {tuple(e['student_shape'])}" if e["teacher"] else str(tuple(e["student_shape"]))
+            rows.append((e["student"], e["how"], e["teacher"] or "-", shapes))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [
+            f"GUIDE report ({self.family}): projection={self.projection.kind}, "
+            f"explained variance={self.projection.explained_variance:.4f}, "
+            f"student blocks <- teacher blocks {self.layer_map}",
+        ]
+        for i, row in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())))
+        return "\n".join(lines)
+
+
+def backbone_of(model):
+    """The KerasHub backbone of a backbone or task model."""
+    return getattr(model, "backbone", None) or model
+
+
+def _check_built(model, role):
+    if not model.built or not model.weights:
+        raise ValueError(
+            f"The {role} `{model.name}` is not built. Build it first (KerasHub "
+            "backbones are built on construction; call the model on a batch "
+            "or `model.build(...)` otherwise)."
+        )
+
+
+def _layer_map(layer_map, n_teacher, n_student, blocks):
+    if isinstance(layer_map, str):
+        if layer_map not in _LAYER_MAPS:
+            raise ValueError(
+                f"`layer_map` must be one of {_LAYER_MAPS} or a list of teacher "
+                f"block indices. Received: layer_map={layer_map!r}"
+            )
+        mapping = (
+            selection.uniform_indices(n_teacher, n_student, "blocks").tolist()
+            if layer_map == "uniform"
+            else list(range(n_student))
+        )
+    else:
+        mapping = [int(i) for i in layer_map]
+        if len(mapping) != n_student or not all(0 <= i < n_teacher for i in mapping):
+            raise ValueError(
+                f"An explicit `layer_map` needs one teacher block index in "
+                f"[0, {n_teacher}) per student block ({n_student}). Received: "
+                f"layer_map={mapping}"
+            )
+    return mapping[:1] if blocks == "first" else mapping
+
+
+def _check_dims(adapter, d_t, d_s, teacher, student):
+    if d_t.vocabulary_size != d_s.vocabulary_size:
+        raise ValueError(
+            f"Teacher and student vocabularies differ ({d_t.vocabulary_size} vs "
+            f"{d_s.vocabulary_size}); GUIDE needs a shared tokenizer. Build the "
+            "student with the teacher's vocabulary_size."
+        )
+    wider = [
+        f"{field.name}: student {getattr(d_s, field.name)} > teacher {getattr(d_t, field.name)}"
+        for field in dataclasses.fields(d_t)
+        if field.name not in ("vocabulary_size", "num_layers", "rotary")
+        and getattr(d_t, field.name) is not None
+        and getattr(d_s, field.name) > getattr(d_t, field.name)
+    ]
+    if wider:
+        raise ValueError(
+            f"The student `{student.name}` is wider than the teacher "
+            f"`{teacher.name}` ({'; '.join(wider)}). GUIDE only shrinks: make "
+            "every student size at most the teacher's."
+        )
+    if d_t.rotary and d_s.head_dim != d_t.head_dim:
+        raise ValueError(
+            f"The {adapter.family} student has head_dim {d_s.head_dim}, the "
+            f"teacher {d_t.head_dim}; with rotary embeddings a narrower head "
+            "changes every rotation frequency. Keep the head width and drop "
+            "heads instead (e.g. num_heads = hidden_dim // "
+            f"{d_t.head_dim})."
+        )
+    t_group = d_t.num_heads // d_t.num_key_value_heads
+    s_group = d_s.num_heads // d_s.num_key_value_heads
+    if s_group > t_group:
+        raise ValueError(
+            f"The student has {s_group} query heads per key/value head, the "
+            f"teacher {t_group}; grouped-query groups cannot grow. Use at most "
+            f"{t_group * d_s.num_key_value_heads} query heads, or more key/value heads."
+        )
+
+
+def guide(
+    teacher,
+    student,
+    blocks="all",
+    layer_map="uniform",
+    projection="pca",
+    center=False,
+    norm="fold",
+    rescale=True,
+    token_weights=None,
+    regularize=None,
+):
+    """Initializes a built KerasHub student in place from a teacher of its family.
+
+    The teacher's token table gives `M` (PCA, METHOD.md §1); the student's
+    table is `E_T M`; every guided block reads through `Mᵀ` and writes through
+    `M`, with norm gains folded into their readers (§2); heads, key/value
+    groups and MLP neurons are uniformly selected (§3). The teacher is read,
+    never modified.
+
+    Args:
+        teacher: a KerasHub backbone or task model (e.g. `GPT2CausalLM`).
+        student: a built model of the same family, no wider on any axis.
+        blocks: `"first"` (the paper: embeddings and the first block; the
+            other blocks keep their random initialization) or `"all"`.
+        layer_map: how student blocks pick teacher blocks: `"uniform"`,
+            `"first"`, or a list of teacher block indices.
+        projection: `"pca"` (GUIDE), `"select"` (identity columns at uniformly
+            selected indices: uniform weight selection, Xu et al. 2023), or a
+            `(d_T, d_S)` matrix / `Projection`. For LayerNorm families `"pca"`
+            is built mean-preserving so the fold stays exact.
+        center: centre the table before the PCA.
+        norm: `"fold"` (exact: gains folded into readers, student gains 1),
+            `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers plain) or
+            `"reset"` (student gains 1, nothing folded).
+        rescale: apply the width ratios that keep magnitudes (`√(d_T/d_S)` on
+            unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on queries when
+            heads narrow). Uniform weight selection uses `False`.
+        token_weights: optional `(V,)` token frequencies for a weighted PCA.
+        regularize: `None`, or a strength `λ`: attach a `GuideRegularizer`
+            (one shared strength variable) to every guided weight, its target
+            the guided value.
+
+    Returns:
+        A `GuideReport`.
+
+    Raises:
+        ValueError: unsupported or different families, an unbuilt model,
+            different vocabularies, a student wider than the teacher, a
+            narrower RoPE head, or an invalid option.
+
+    Example:
+    >>> report = guide(teacher_lm, student_lm, blocks="all")
+    >>> print(report)
+
+    Reference: arXiv 2510.06502.
+    """
+    t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
+    _check_built(t_backbone, "teacher")
+    _check_built(s_backbone, "student")
+    adapter = adapter_for(t_backbone)
+    if adapter is not adapter_for(s_backbone):
+        raise ValueError(
+            f"Teacher ({type(t_backbone).__name__}) and student "
+            f"({type(s_backbone).__name__}) are of different families. Build "
+            "the student with `keras_guide.build_student(teacher, ...)`."
+        )
+    if blocks not in _BLOCKS:
+        raise ValueError(f"`blocks` must be one of {_BLOCKS}. Received: blocks={blocks!r}")
+    if norm not in _NORMS:
+        raise ValueError(f"`norm` must be one of {_NORMS}. Received: norm={norm!r}")
+    d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
+    _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
+    mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks)
+
+    teacher_weights = {w.path: w for w in t_backbone.weights}
+    student_weights = {w.path: w for w in s_backbone.weights}
+    table_path = adapter.embeddings(t_backbone)[0].path
+    m = _projection(projection, teacher_weights[table_path], d_s.hidden_dim, center,
+                    adapter.norm_kind == "layer", token_weights)
+    q_heads, kv_heads = selection.gqa_head_indices(
+        d_t.num_heads, d_t.num_key_value_heads, d_s.num_heads, d_s.num_key_value_heads
+    )
+    plan = _Plan(
+        m=m,
+        norm=norm,
+        rescale=rescale,
+        ratio=folding.norm_scale(d_t.hidden_dim, d_s.hidden_dim),
+        indices={
+            "heads": q_heads,
+            "kv_heads": kv_heads,
+            "head_dim": selection.uniform_indices(d_t.head_dim, d_s.head_dim, "head_dim"),
+            "neurons": selection.uniform_indices(d_t.intermediate_dim, d_s.intermediate_dim, "intermediate_dim"),
+        },
+        query_scale=float(np.sqrt(d_t.head_dim / d_s.head_dim)) if rescale else 1.0,
+        teacher=teacher_weights,
+        student_shapes={p: tuple(w.shape) for p, w in student_weights.items()},
+        source=table_path,
+    )
+    values, entries = {}, []
+    plan.run(adapter.embeddings(t_backbone), adapter.embeddings(s_backbone), values, entries)
+    for s_index, t_index in enumerate(mapping):
+        plan.run(adapter.block(t_backbone, t_index), adapter.block(s_backbone, s_index), values, entries)
+
+    for path, value in values.items():
+        variable = student_weights.get(path)
+        if variable is None or tuple(variable.shape) != value.shape:
+            raise ValueError(
+                f"The {adapter.family} adapter computed `{path}` with shape "
+                f"{value.shape}, but the student has "
+                f"{'no such weight' if variable is None else tuple(variable.shape)}. "
+                "The student does not match its family's layout."
+            )
+    # Every shape was checked: only now is the student changed.
+    strength = None
+    if regularize is not None:
+        strength = keras.Variable(float(regularize), dtype="float32", trainable=False, name="guide_strength")
+    for path, value in values.items():
+        variable = student_weights[path]
+        variable.assign(to_dtype(value, variable.dtype))
+        if strength is not None and variable.trainable:
+            variable.regularizer = GuideRegularizer(value, strength)
+    if strength is not None:
+        track_guide_state(s_backbone)
+    guided = {e["student"] for e in entries}
+    for path, variable in student_weights.items():
+        if path not in guided:
+            entries.append(_entry(path, None, "kept random", None, variable.shape))
+    return GuideReport(
+        family=adapter.family,
+        projection=m,
+        layer_map=mapping,
+        entries=entries,
+        options=dict(blocks=blocks, layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
+                     projection=projection if isinstance(projection, str) else "given",
+                     center=center, norm=norm, rescale=rescale, regularize=regularize),
+    )
+
+
+def _projection(projection, table, d_s, center, mean_preserving, token_weights):
+    d_t = table.shape[1]
+    if isinstance(projection, str):
+        if projection == "pca":
+            return projection_lib.pca_projection(
+                table, d_s, center=center, mean_preserving=mean_preserving,
+                weights=token_weights, name=table.path,
+            )
+        if projection == "select":
+            return projection_lib.selection_projection(d_t, d_s)
+        raise ValueError(
+            "`projection` must be 'pca', 'select', a (d_teacher, d_student) "
+            f"matrix or a Projection. Received: projection={projection!r}"
+        )
+    m = projection_lib.as_projection(projection)
+    if m.matrix.shape != (d_t, d_s):
+        raise ValueError(
+            f"The given projection has shape {m.matrix.shape}; teacher width "
+            f"{d_t} and student width {d_s} need ({d_t}, {d_s})."
+        )
+    return m
+
+
+def _entry(student, teacher, how, t_shape, s_shape):
+    return {
+        "student": student,
+        "teacher": teacher,
+        "how": how,
+        "teacher_shape": tuple(t_shape) if t_shape is not None else None,
+        "student_shape": tuple(s_shape),
+    }
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Turns an adapter's weight list into student values (host float64)."""
+
+    m: projection_lib.Projection
+    norm: str
+    rescale: bool
+    ratio: float
+    indices: dict
+    query_scale: float
+    teacher: dict
+    student_shapes: dict
+    source: str
+
+    def _array(self, path):
+        return _host.to_numpy(self.teacher[path]).astype(np.float64)
+
+    def _select(self, rules, shift_axis=None):
+        out = {}
+        for axis, rule in rules.items():
+            if shift_axis is not None and axis > shift_axis:
+                axis -= 1
+            out[axis] = self.indices[rule] if rule in self.indices else rule
+        return out
+
+    def _gain(self, norm):
+        return self._array(norm.gain) + norm.offset
+
+    def run(self, t_items, s_items, values, entries):
+        read_norms = {item.norm for item in t_items if isinstance(item, Read) and item.norm is not None}
+        for t_item, s_item in zip(t_items, s_items):
+            if isinstance(t_item, Table):
+                self._table(t_item, s_item, values, entries)
+            elif isinstance(t_item, Read):
+                self._read(t_item, s_item, values, entries)
+            elif isinstance(t_item, Write):
+                self._write(t_item, s_item, values, entries)
+            elif isinstance(t_item, Norm):
+                self._norm(t_item, s_item, t_item in read_norms and self.norm == "fold", values, entries)
+
+    def _put(self, values, entries, s_path, t_path, how, value):
+        values[s_path] = value
+        entries.append(_entry(s_path, t_path, how, self.teacher[t_path].shape, value.shape))
+
+    def _table(self, t, s, values, entries):
+        table = self._array(t.path)
+        rows = {0: "first"} if t.positions else {}
+        scale = self.ratio if (t.sqrt_d_scaled and self.rescale) else 1.0
+        # Row counts may differ only for position tables (a shorter context).
+        rows_s = self.student_shapes[s.path][0] if s.path in self.student_shapes else table.shape[0]
+        value = guided_value(table, (rows_s, self.m.student_dim), {1: self.m}, rows, scale=scale, name=t.path)
+        how = "pca" if t.path == self.source and self.m.kind.startswith("pca") else "projected"
+        self._put(values, entries, s.path, t.path, how, value)
+
+    def _read(self, t, s, values, entries):
+        kernel = self._array(t.path)
+        fold = t.norm is not None and self.norm == "fold"
+        gains = {t.d_axis: self._gain(t.norm)} if fold else {}
+        scale = self.ratio if fold else 1.0
+        if t.query:
+            scale *= self.query_scale
+        project = {t.d_axis: self.m}
+        if t.out_axis is not None:
+            project[t.out_axis] = self.m
+        select = self._select(t.select)
+        shape = self._shape(kernel.shape, project, select)
+        value = guided_value(kernel, shape, project, select, gains, scale, name=t.path)
+        self._put(values, entries, s.path, t.path, "folded" if fold else "projected", value)
+        if t.bias is None:
+            return
+        bias = self._array(t.bias)
+        if fold and t.norm.shift is not None:
+            bias = folding.fold_shift(kernel, self._array(t.norm.shift), t.d_axis, bias, name=t.path)
+        bias_project = {t.out_axis - 1: self.m} if t.out_axis is not None else {}
+        bias_select = self._select(t.select, shift_axis=t.d_axis)
+        bias_scale = self.query_scale if t.query else 1.0
+        value = guided_value(bias, self._shape(bias.shape, bias_project, bias_select),
+                             bias_project, bias_select, scale=bias_scale, name=t.bias)
+        self._put(values, entries, s.bias, t.bias, "folded" if fold else "selected", value)
+
+    def _write(self, t, s, values, entries):
+        kernel = self._array(t.path)
+        select = self._select(t.select)
+        project = {t.d_axis: self.m}
+        value = guided_value(kernel, self._shape(kernel.shape, project, select), project, select, name=t.path)
+        self._put(values, entries, s.path, t.path, "projected", value)
+        if t.bias is not None:
+            bias = self._array(t.bias)
+            value = guided_value(bias, (self.m.student_dim,), {0: self.m}, name=t.bias)
+            self._put(values, entries, s.bias, t.bias, "projected", value)
+
+    def _norm(self, t, s, folded, values, entries):
+        d_s = self.m.student_dim
+        if folded or self.norm == "reset":
+            self._put(values, entries, s.gain, t.gain, "reset" if not folded else "folded",
+                      np.full((d_s,), 1.0 - t.offset))
+            if t.shift is not None:
+                self._put(values, entries, s.shift, t.shift, "reset" if not folded else "folded", np.zeros((d_s,)))
+            return
+        scale = self.ratio if self.rescale else 1.0
+        gain = scale * folding.diagonal_gain(self._gain(t), self.m.matrix)
+        self._put(values, entries, s.gain, t.gain, "diagonal", gain - t.offset)
+        if t.shift is not None:
+            shift = folding.project_axis(self._array(t.shift), self.m.matrix, 0)
+            self._put(values, entries, s.shift, t.shift, "diagonal", shift)
+
+    def _shape(self, t_shape, project, select):
+        shape = list(t_shape)
+        for axis in project:
+            shape[axis] = self.m.student_dim
+        for axis, idx in select.items():
+            if not isinstance(idx, str):
+                shape[axis] = len(idx)
+        return tuple(shape)
+
+
+def build_student(teacher, name=None, dtype=None, **sizes):
+    """Builds a randomly initialized student from the teacher's config.
+
+    `sizes` uses generic names (`hidden_dim`, `num_layers`, `num_heads`,
+    `num_key_value_heads`, `intermediate_dim`, `head_dim`,
+    `max_sequence_length`), translated to the family's own argument names;
+    values are in the backbone config's own units. A task-model teacher gives
+    a task model of the same class sharing the teacher's preprocessor.
+
+    Returns:
+        The student, built, of the teacher's class.
+
+    Raises:
+        ValueError: a size the family does not have.
+    """
+    t_backbone = backbone_of(teacher)
+    adapter = adapter_for(t_backbone)
+    unknown = sorted(set(sizes) - set(adapter.config_keys))
+    if unknown:
+        raise ValueError(
+            f"The {adapter.family} family has no size {unknown}; it accepts "
+            f"{sorted(adapter.config_keys)}. Received: {sizes}"
+        )
+    config = t_backbone.get_config()
+    for key, value in sizes.items():
+        config[adapter.config_keys[key]] = value
+    config["name"] = name or f"{t_backbone.name}_student"
+    if dtype is not None:
+        config["dtype"] = dtype
+    s_backbone = type(t_backbone).from_config(config)
+    if t_backbone is teacher:
+        return s_backbone
+    task_config = teacher.get_config()
+    task_config.update(backbone=s_backbone, preprocessor=teacher.preprocessor, name=config["name"] + "_task")
+    return type(teacher).from_config(task_config)
+
+
+def guided_student(teacher, guide_options=None, name=None, **sizes):
+    """`build_student(teacher, **sizes)` then `guide(teacher, student, **guide_options)`.
+
+    Returns:
+        `(student, report)`.
+    """
+    student = build_student(teacher, name=name, **sizes)
+    return student, guide(teacher, student, **(guide_options or {}))

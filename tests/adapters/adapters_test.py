@@ -1,0 +1,231 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_guide import gqa_head_indices
+from keras_guide import uniform_indices
+from keras_guide.guide import build_student
+from keras_guide.guide import guide
+from tests.adapters import harness
+
+EXACT = ["gpt2", "llama", "gemma"]
+
+
+def _relative_error(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_full_width_student_reproduces_teacher_logits(name):
+    family = harness.FAMILIES[name]
+    teacher = harness.make_teacher(family)
+    before = harness.weights(teacher)
+    student = build_student(teacher)
+    report = guide(teacher, student, blocks="all")
+    x = harness.inputs(family)
+    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    assert report.projection.kind == ("pca_mean_preserving" if name == "gpt2" else "pca")
+    for path, value in harness.weights(teacher).items():
+        np.testing.assert_array_equal(value, before[path])
+
+
+def test_untied_llama_head_is_folded_exactly_with_any_final_gain():
+    family = harness.FAMILIES["llama"]
+    teacher = harness.make_teacher(family, final_gain_one=False)
+    student = build_student(teacher)
+    guide(teacher, student)
+    x = harness.inputs(family)
+    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+
+
+@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("branch", ["attention", "mlp"])
+def test_narrow_first_block_reproduces_kept_heads_and_neurons(name, branch):
+    family = harness.FAMILIES[name]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **family.narrow)
+    report = guide(teacher, student, blocks="first")
+    m = report.projection.matrix
+    t_dims = report_dims(teacher)
+    s_dims = report_dims(student)
+    heads, _ = gqa_head_indices(t_dims["h"], t_dims["g"], s_dims["h"], s_dims["g"])
+    neurons = uniform_indices(t_dims["f"], s_dims["f"])
+    # A teacher copy whose block keeps only one branch, and in it only the
+    # heads and neurons the student kept.
+    restricted = harness.clone(teacher)
+    t_block = family.block.format(0) + "/"
+    if branch == "attention":
+        harness.zero(restricted, [t_block + p for p in family.mlp_output])
+        harness.keep_only(restricted, t_block + family.attention_output[0], family.head_axis, heads)
+    else:
+        harness.zero(restricted, [t_block + p for p in family.attention_output])
+        harness.keep_only(restricted, t_block + family.mlp_output[0], 0, neurons)
+    pruned_student = harness.clone(student)
+    if branch == "attention":
+        harness.zero(pruned_student, [t_block + p for p in family.mlp_output])
+    else:
+        harness.zero(pruned_student, [t_block + p for p in family.attention_output])
+    x_s = np.random.default_rng(1).normal(size=(2, harness.SEQ, m.shape[1])).astype("float32")
+    x_hat = (x_s.astype(np.float64) @ m.T).astype("float32")
+    out_s = keras.ops.convert_to_numpy(pruned_student.get_layer(family.block.format(0))(x_s))
+    out_t = keras.ops.convert_to_numpy(restricted.get_layer(family.block.format(0))(x_hat))
+    np.testing.assert_allclose(out_s - x_s, (out_t - x_hat) @ m, atol=2e-5, rtol=1e-4)
+
+
+def report_dims(backbone):
+    from keras_guide.adapters import adapter_for
+
+    d = adapter_for(backbone).dims(backbone)
+    return {"h": d.num_heads, "g": d.num_key_value_heads, "f": d.intermediate_dim}
+
+
+def test_gemma_embedding_scaling_keeps_teacher_magnitude():
+    family = harness.FAMILIES["gemma"]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **family.narrow)
+    report = guide(teacher, student)
+    e_t = keras.ops.convert_to_numpy(teacher.token_embedding.embeddings).astype(np.float64)
+    e_s = keras.ops.convert_to_numpy(student.token_embedding.embeddings).astype(np.float64)
+    np.testing.assert_allclose(e_s * np.sqrt(8), e_t @ report.projection.matrix * np.sqrt(16), rtol=1e-5, atol=1e-6)
+
+
+def test_gqa_teacher_maps_to_gqa_student_groups():
+    family = harness.FAMILIES["llama"]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1)
+    guide(teacher, student, projection="select", norm="reset")
+    query_t = keras.ops.convert_to_numpy(teacher.get_layer("transformer_layer_0").weights[0])
+    paths = {w.path: keras.ops.convert_to_numpy(w) for w in student.weights}
+    t_paths = {w.path: keras.ops.convert_to_numpy(w) for w in teacher.weights}
+    heads, kv = gqa_head_indices(8, 2, 2, 1)
+    dims = uniform_indices(32, 8)
+    q = paths["transformer_layer_0/self_attention/query/kernel"]
+    k = paths["transformer_layer_0/self_attention/key/kernel"]
+    np.testing.assert_allclose(q, t_paths["transformer_layer_0/self_attention/query/kernel"][dims][:, heads])
+    np.testing.assert_allclose(k, t_paths["transformer_layer_0/self_attention/key/kernel"][dims][:, kv])
+    assert list(heads // 4) == [kv[0]] * 2 and query_t.shape == (32, 8, 4)
+
+
+def test_bert_post_layer_norm_is_exact_for_selection_approximate_for_pca():
+    family = harness.FAMILIES["bert"]
+    teacher = harness.make_teacher(family)
+    x = harness.inputs(family)
+    reference = harness.logits(teacher, x)
+    selected = build_student(teacher)
+    guide(teacher, selected, projection="select")
+    assert _relative_error(harness.logits(selected, x), reference) < 1e-5
+    rotated = build_student(teacher)
+    guide(teacher, rotated, projection="pca")
+    approx = harness.logits(rotated, x)
+    # Post-LN gains are kept as diag(Mᵀ diag(γ) M): not exact once M rotates
+    # (gains here spread by ±30 %), yet the logits stay well aligned.
+    assert _relative_error(approx, reference) > 1e-4
+    cosine = np.sum(approx * reference) / np.linalg.norm(approx) / np.linalg.norm(reference)
+    assert cosine > 0.8
+    # With unit gains the diagonal approximation is exact again.
+    plain = harness.make_teacher(family)
+    for w in plain.weights:
+        if w.path.endswith("gamma"):
+            w.assign(np.ones(w.shape, w.dtype))
+    rotated = build_student(plain)
+    guide(plain, rotated, projection="pca")
+    assert _relative_error(harness.logits(rotated, x), harness.logits(plain, x)) < 1e-5
+
+
+def test_layer_map_uniform_first_and_explicit():
+    family = harness.FAMILIES["gpt2"]
+    config = dict(family.config, num_layers=4)
+    import keras_hub
+
+    teacher = keras_hub.models.GPT2Backbone(**config)
+    student = build_student(teacher, num_layers=2)
+    for layer_map, expected in (("uniform", [0, 2]), ("first", [0, 1]), ([3, 1], [3, 1])):
+        report = guide(teacher, student, layer_map=layer_map, projection="select", norm="reset")
+        assert report.layer_map == expected
+        for s_index, t_index in enumerate(expected):
+            s_kernel = student.get_layer(f"transformer_layer_{s_index}")._feedforward_output_dense.kernel
+            t_kernel = teacher.get_layer(f"transformer_layer_{t_index}")._feedforward_output_dense.kernel
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(s_kernel), keras.ops.convert_to_numpy(t_kernel))
+
+
+def test_blocks_first_keeps_later_blocks_random_and_reports_everything():
+    family = harness.FAMILIES["gpt2"]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **dict(family.narrow, num_layers=2))
+    before = harness.weights(student)
+    report = guide(teacher, student, blocks="first")
+    after = harness.weights(student)
+    table = report.as_dict()["weights"]
+    assert {e["student"] for e in table} == set(after)
+    for e in table:
+        changed = not np.array_equal(before[e["student"]], after[e["student"]])
+        if e["how"] == "kept random":
+            assert not changed and e["student"].startswith("transformer_layer_1/")
+        elif e["student"].endswith(("kernel", "embeddings")):
+            assert changed, e
+    assert 0 < report.explained_variance < 1
+    assert "kept random" in str(report) and "explained variance" in str(report)
+
+
+def test_regularize_attaches_shared_guide_regularizers():
+    family = harness.FAMILIES["llama"]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **family.narrow)
+    guide(teacher, student, regularize=0.5)
+    regs = {id(w.regularizer.strength) for w in student.weights if w.regularizer is not None}
+    assert len(regs) == 1
+    assert float(sum(keras.ops.convert_to_numpy(l) for l in student.losses)) == pytest.approx(0.0, abs=1e-7)
+    w = student.token_embedding.embeddings
+    w.assign(w + 1.0)
+    assert float(sum(keras.ops.convert_to_numpy(l) for l in student.losses)) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_task_models_are_accepted_and_student_shares_preprocessor():
+    import keras_hub
+
+    family = harness.FAMILIES["gpt2"]
+    teacher = keras_hub.models.GPT2CausalLM(backbone=harness.make_teacher(family), preprocessor=None)
+    student = build_student(teacher, **family.narrow)
+    assert isinstance(student, keras_hub.models.GPT2CausalLM)
+    report = guide(teacher, student)
+    assert report.family == "gpt2"
+
+
+def _bad_cases():
+    import keras_hub
+
+    gpt2 = harness.FAMILIES["gpt2"]
+    llama = harness.FAMILIES["llama"]
+    return [
+        ("gpt2", lambda t: keras_hub.models.GPT2Backbone(**dict(gpt2.config, vocabulary_size=65)), r"vocabularies differ \(64 vs 65\)"),
+        ("gpt2", lambda t: build_student(t, hidden_dim=32, num_heads=8), r"wider than the teacher.*hidden_dim: student 32 > teacher 16"),
+        ("gpt2", lambda t: build_student(t, intermediate_dim=64), r"intermediate_dim: student 64 > teacher 32"),
+        ("gpt2", lambda t: keras_hub.models.LlamaBackbone(**llama.config), r"different families"),
+        ("gpt2", lambda t: keras.Sequential([keras.layers.Dense(2)]), r"not built"),
+        ("llama", lambda t: build_student(t, hidden_dim=16, num_heads=8, num_key_value_heads=2), r"head_dim 2, the teacher 4.*rotary"),
+        ("llama", lambda t: build_student(t, num_heads=8, num_key_value_heads=1), r"groups cannot grow"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_bad_input_is_refused_and_teacher_untouched(case):
+    name, make_student, match = _bad_cases()[case]
+    teacher = harness.make_teacher(harness.FAMILIES[name])
+    before = harness.weights(teacher)
+    student = make_student(teacher)
+    with pytest.raises(ValueError, match=match):
+        guide(teacher, student)
+    for path, value in harness.weights(teacher).items():
+        np.testing.assert_array_equal(value, before[path])
+
+
+def test_unsupported_family_lists_supported_ones():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2.*llama.*gemma.*bert"):
+        guide(model, model)
+
+
+def test_build_student_rejects_unknown_sizes():
+    teacher = harness.make_teacher(harness.FAMILIES["gpt2"])
+    with pytest.raises(ValueError, match=r"no size \['num_key_value_heads'\]"):
+        build_student(teacher, num_key_value_heads=2)
