@@ -11,6 +11,7 @@ from keras_guide.guide import GuideReport
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
 from keras_guide.guide import guided_student
+from keras_guide.guide import weight_selection
 from keras_guide.initializers import GuidedInitializer
 from keras_guide.initializers import Projection
 from keras_guide.initializers import as_projection
@@ -53,4 +54,5 @@ __all__ = [
     "set_guide_strength",
     "track_guide_state",
     "uniform_indices",
+    "weight_selection",
 ]

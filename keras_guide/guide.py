@@ -164,7 +164,7 @@ def guide(
     student,
     blocks="all",
     layer_map="uniform",
-    projection="pca",
+    projection="auto",
     center=False,
     norm="fold",
     rescale=True,
@@ -187,9 +187,12 @@ def guide(
         layer_map: how student blocks pick teacher blocks: `"uniform"`,
             `"first"`, or a list of teacher block indices.
         projection: `"pca"` (GUIDE), `"select"` (identity columns at uniformly
-            selected indices: uniform weight selection, Xu et al. 2023), or a
-            `(d_T, d_S)` matrix / `Projection`. For LayerNorm families `"pca"`
-            is built mean-preserving so the fold stays exact.
+            selected indices: uniform weight selection, Xu et al. 2023), a
+            `(d_T, d_S)` matrix / `Projection`, or `"auto"`: `"pca"`, except
+            for post-norm encoders (BERT), whose stream carries elementwise
+            norm gains that a rotation cannot (measured on MiniLM-L6: see the
+            README). For LayerNorm families `"pca"` is built mean-preserving
+            so the fold stays exact.
         center: centre the table before the PCA.
         norm: `"fold"` (exact: gains folded into readers, student gains 1),
             `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers plain) or
@@ -237,6 +240,8 @@ def guide(
     teacher_weights = {w.path: w for w in t_backbone.weights}
     student_weights = {w.path: w for w in s_backbone.weights}
     table_path = adapter.embeddings(t_backbone)[0].path
+    if projection == "auto":
+        projection = "select" if adapter.post_norm else "pca"
     m = _projection(projection, teacher_weights[table_path], d_s.hidden_dim, center,
                     adapter.norm_kind == "layer", token_weights)
     q_heads, kv_heads = selection.gqa_head_indices(
@@ -492,3 +497,21 @@ def guided_student(teacher, guide_options=None, name=None, **sizes):
     """
     student = build_student(teacher, name=name, **sizes)
     return student, guide(teacher, student, **(guide_options or {}))
+
+
+def weight_selection(teacher, student):
+    """Uniform weight selection (Xu et al. 2023, "Initializing Models with Larger Ones").
+
+    The peer baseline GUIDE is measured against: every student weight is the
+    teacher's weight at uniformly selected indices on every axis (the residual
+    stream included), blocks taken first-N, norms selected, no rescaling.
+    Equivalent to `guide(teacher, student, blocks="all", layer_map="first",
+    projection="select", norm="diagonal", rescale=False)`.
+
+    Returns:
+        A `GuideReport`.
+    """
+    return guide(
+        teacher, student, blocks="all", layer_map="first",
+        projection="select", norm="diagonal", rescale=False,
+    )

@@ -91,6 +91,9 @@ class Adapter:
     family = None
     backbone_class = None
     norm_kind = None  # "rms" or "layer": LayerNorm needs a mean-preserving M.
+    # Post-norm encoders keep norm gains on the residual stream itself, where a
+    # rotation cannot carry them; `projection="auto"` then selects coordinates.
+    post_norm = False
     tied_head = True
     config_keys = {}
 

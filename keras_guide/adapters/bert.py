@@ -19,6 +19,7 @@ class BertAdapter(Adapter):
     family = "bert"
     backbone_class = "BertBackbone"
     norm_kind = "layer"
+    post_norm = True
     tied_head = True
     config_keys = {
         "hidden_dim": "hidden_dim",
