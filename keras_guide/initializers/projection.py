@@ -71,17 +71,22 @@ def _check_table(table, dim, name):
     return table
 
 
-def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS):
+def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="auto"):
     """Returns `(C, s, n) = (Σ w_r e_rᵀ e_r, Σ w_r e_r, Σ w_r)` in one pass.
 
-    The table is read in chunks of `chunk_rows` rows, each cast to float64, so
-    the extra memory is `O(d² + chunk_rows · d)` whatever the vocabulary size.
+    The table is read in chunks of `chunk_rows` rows; each chunk's product
+    runs in `precision` and is accumulated in float64, so the extra memory is
+    `O(d² + chunk_rows · d)` whatever the vocabulary size.
 
     Args:
         table: `(V, d)` array.
         weights: optional `(V,)` non-negative row weights (e.g. token
             frequencies); `None` weighs every row 1.
         chunk_rows: rows per chunk.
+        precision: `"float32"` (chunk products at float32 speed; the error
+            of one chunk is that of a `chunk_rows`-term float32 sum),
+            `"float64"`, or `"auto"`: float64 for a float64 table, float32
+            otherwise.
 
     Returns:
         The float64 Gram matrix `(d, d)`, weighted row sum `(d,)` and total
@@ -99,14 +104,22 @@ def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS):
                 f"per row of the table of shape {table.shape}. Received: "
                 f"weights of shape {weights.shape}"
             )
+    if precision == "auto":
+        precision = "float64" if table.dtype == np.float64 else "float32"
+    if precision not in ("float32", "float64"):
+        raise ValueError(
+            "`precision` must be 'auto', 'float32' or 'float64'. "
+            f"Received: precision={precision!r}"
+        )
+    dtype = np.dtype(precision)
     for start in range(0, num_rows, chunk_rows):
-        chunk = np.asarray(table[start : start + chunk_rows], dtype=np.float64)
+        chunk = np.asarray(table[start : start + chunk_rows], dtype=dtype)
         if weights is None:
             gram += chunk.T @ chunk
-            row_sum += chunk.sum(axis=0)
+            row_sum += chunk.sum(axis=0, dtype=np.float64)
         else:
             w = weights[start : start + chunk_rows]
-            gram += (chunk * w[:, None]).T @ chunk
+            gram += (chunk * w[:, None].astype(dtype)).T @ chunk
             row_sum += w @ chunk
     total = float(num_rows if weights is None else weights.sum())
     return gram, row_sum, total
@@ -158,6 +171,7 @@ def pca_projection(
     mean_preserving=False,
     weights=None,
     chunk_rows=_DEFAULT_CHUNK_ROWS,
+    precision="auto",
     name="table",
 ):
     """Computes GUIDE's projection `M` from the top principal directions of a table.
@@ -183,6 +197,8 @@ def pca_projection(
         mean_preserving: build the LayerNorm-compatible variant.
         weights: optional `(V,)` row weights (token frequencies).
         chunk_rows: rows per chunk of the one pass over the table.
+        precision: chunk-product precision (see `gram_matrix`); sums are
+            always accumulated in float64.
         name: the weight's name, used in error messages.
 
     Returns:
@@ -202,7 +218,7 @@ def pca_projection(
     """
     table = _check_table(_host.to_numpy(table), dim, name)
     d_teacher = table.shape[1]
-    gram, row_sum, total = gram_matrix(table, weights, chunk_rows)
+    gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     mean = np.zeros((d_teacher,))
     if center and total > 0:
         mean = row_sum / total

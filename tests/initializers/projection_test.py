@@ -141,3 +141,13 @@ def test_given_matrix_must_be_orthonormal():
         projection.as_projection(np.ones((4, 2)))
     q = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))[0]
     assert projection.as_projection(q).kind == "given"
+
+
+def test_float32_chunk_products_match_float64_closely():
+    table = _table(rows=5000, width=24).astype("float32")
+    fast = projection.pca_projection(table, 6, precision="float32", chunk_rows=512)
+    exact = projection.pca_projection(table, 6, precision="float64")
+    np.testing.assert_allclose(fast.eigenvalues, exact.eigenvalues, rtol=1e-5)
+    np.testing.assert_allclose(np.abs(fast.matrix.T @ exact.matrix), np.eye(6), atol=1e-5)
+    with pytest.raises(ValueError, match="precision='half'"):
+        projection.pca_projection(table, 6, precision="half")
