@@ -60,7 +60,6 @@ def _check_table(table, dim, name):
             f"received shape {table.shape}. Pass the embedding matrix itself "
             "(for a 3-D kernel, reshape it to rows first)."
         )
-    _host.check_finite(table, name)
     d_teacher = table.shape[1]
     if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
         raise ValueError(
@@ -219,6 +218,13 @@ def pca_projection(
     table = _check_table(_host.to_numpy(table), dim, name)
     d_teacher = table.shape[1]
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
+    if not np.all(np.isfinite(gram)):
+        # The Gram pass doubles as the finiteness check; scan only on failure.
+        _host.check_finite(table, name)
+        raise ValueError(
+            f"`{name}` of shape {table.shape} is finite but its Gram matrix "
+            "overflowed; rescale the table (e.g. divide by its largest value)."
+        )
     mean = np.zeros((d_teacher,))
     if center and total > 0:
         mean = row_sum / total
