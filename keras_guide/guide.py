@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_guide import _host
 from keras_guide.adapters import adapter_for
+from keras_guide.adapters.base import Copy
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -34,7 +35,7 @@ class GuideReport:
         layer_map: teacher block index of each guided student block.
         entries: one dict per student weight: `student`, `teacher` (path or
             `None`), `how` (`pca`, `projected`, `folded`, `selected`,
-            `diagonal`, `reset`, `kept random`), `teacher_shape`,
+            `diagonal`, `reset`, `copied`, `kept random`), `teacher_shape`,
             `student_shape`.
         options: the options `guide` ran with.
     """
@@ -375,6 +376,8 @@ class _Plan:
                 self._write(t_item, s_item, values, entries)
             elif isinstance(t_item, Norm):
                 self._norm(t_item, s_item, t_item in read_norms and self.norm == "fold", values, entries)
+            elif isinstance(t_item, Copy):
+                self._put(values, entries, s_item.path, t_item.path, "copied", self._array(t_item.path))
 
     def _put(self, values, entries, s_path, t_path, how, value):
         values[s_path] = value

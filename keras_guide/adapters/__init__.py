@@ -5,8 +5,17 @@ from keras_guide.adapters.bert import BertAdapter
 from keras_guide.adapters.gemma import GemmaAdapter
 from keras_guide.adapters.gpt2 import GPT2Adapter
 from keras_guide.adapters.llama import LlamaAdapter
+from keras_guide.adapters.qwen import Qwen3Adapter
+from keras_guide.adapters.qwen import QwenAdapter
 
-ADAPTERS = (GPT2Adapter(), LlamaAdapter(), GemmaAdapter(), BertAdapter())
+ADAPTERS = (
+    GPT2Adapter(),
+    LlamaAdapter(),
+    GemmaAdapter(),
+    BertAdapter(),
+    QwenAdapter(),
+    Qwen3Adapter(),
+)
 
 
 def adapter_for(backbone):

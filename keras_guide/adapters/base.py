@@ -10,7 +10,7 @@ An adapter gives:
   `num_key_value_heads`, `intermediate_dim`, `head_dim`, ...) mapped to the
   backbone's constructor arguments, used by `build_student`.
 - `embeddings(backbone)`: the weights outside the blocks (`Table`, `Norm`,
-  `Read` for an untied head, `Write`/`Read` for a pooler).
+  `Read` for an untied head, `Write`/`Read` for a pooler, `Copy`).
 - `block(backbone, index)`: the weights of block `index`, in order.
 
 Weights are named by their path inside the backbone (`variable.path`, e.g.
@@ -83,6 +83,13 @@ class Write:
     d_axis: int
     select: dict
     bias: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Copy:
+    """A weight copied unchanged (it acts inside a head, e.g. Qwen3's q/k norms)."""
+
+    path: str
 
 
 class Adapter:

@@ -24,6 +24,7 @@ class LlamaAdapter(Adapter):
     attention_norm = "self_attention_layernorm/scale"
     mlp_norm = "feedforward_layernorm/scale"
     final_norm = "sequence_output_layernorm/scale"
+    attention_bias = False
 
     def dims(self, backbone):
         return Dims(
@@ -49,10 +50,11 @@ class LlamaAdapter(Adapter):
         attention_norm = Norm(p + self.attention_norm)
         mlp_norm = Norm(p + self.mlp_norm)
         a = p + "self_attention/"
+        bias = (lambda name: a + name + "/bias") if self.attention_bias else (lambda name: None)
         return [
-            Read(a + "query/kernel", 0, {1: "heads", 2: "head_dim"}, attention_norm, query=True),
-            Read(a + "key/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm),
-            Read(a + "value/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm),
+            Read(a + "query/kernel", 0, {1: "heads", 2: "head_dim"}, attention_norm, bias("query"), query=True),
+            Read(a + "key/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("key")),
+            Read(a + "value/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("value")),
             Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),
             Read(p + "feedforward_gate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
             Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm),

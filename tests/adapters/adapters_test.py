@@ -8,7 +8,7 @@ from keras_guide.guide import build_student
 from keras_guide.guide import guide
 from tests.adapters import harness
 
-EXACT = ["gpt2", "llama", "gemma"]
+EXACT = ["gpt2", "llama", "gemma", "qwen", "qwen3"]
 
 
 def _relative_error(a, b):
@@ -25,6 +25,7 @@ def test_full_width_student_reproduces_teacher_logits(name):
     x = harness.inputs(family)
     assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
     assert report.projection.kind == ("pca_mean_preserving" if name == "gpt2" else "pca")
+    assert "kept random" not in report.counts()
     for path, value in harness.weights(teacher).items():
         np.testing.assert_array_equal(value, before[path])
 
@@ -221,7 +222,7 @@ def test_bad_input_is_refused_and_teacher_untouched(case):
 
 def test_unsupported_family_lists_supported_ones():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2.*llama.*gemma.*bert"):
+    with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2.*llama.*gemma.*bert.*qwen.*qwen3"):
         guide(model, model)
 
 

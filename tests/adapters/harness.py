@@ -48,6 +48,22 @@ FAMILIES = {
         ("attention/attention_output/kernel",),
         ("ffw_linear/kernel",),
     ),
+    "qwen": Family(
+        "qwen", "QwenBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24),
+        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "transformer_layer_{}",
+        ("self_attention/attention_output/kernel",),
+        ("feedforward_output_dense/kernel",),
+    ),
+    "qwen3": Family(
+        "qwen3", "Qwen3Backbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, head_dim=8, hidden_dim=16, intermediate_dim=24),
+        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1),
+        "transformer_layer_{}",
+        ("self_attention/attention_output/kernel",),
+        ("feedforward_output_dense/kernel",),
+    ),
     "bert": Family(
         "bert", "BertBackbone",
         dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
@@ -75,6 +91,8 @@ def make_teacher(family, seed=0, final_gain_one=True):
             w.assign((0.1 * rng.normal(size=w.shape)).astype(w.dtype))
     if final_gain_one:
         for w in teacher.weights:
+            if w.path in ("layer_norm/gamma", "sequence_output_layernorm/scale") and family.name.startswith("qwen"):
+                w.assign(np.ones(w.shape, w.dtype))
             if w.path in ("layer_norm/gamma",):
                 w.assign(np.ones(w.shape, w.dtype))
             if w.path == "final_normalization/scale":
