@@ -367,6 +367,9 @@ class _Plan:
 
     def run(self, t_items, s_items, values, entries):
         read_norms = {item.norm for item in t_items if isinstance(item, Read) and item.norm is not None}
+        # A √d-scaled table (Gemma) already carries √(d_T/d_S) into the tied
+        # head's logits; the final norm then must not add it again.
+        scaled_table = any(isinstance(item, Table) and item.sqrt_d_scaled for item in t_items)
         for t_item, s_item in zip(t_items, s_items):
             if isinstance(t_item, Table):
                 self._table(t_item, s_item, values, entries)
@@ -375,7 +378,8 @@ class _Plan:
             elif isinstance(t_item, Write):
                 self._write(t_item, s_item, values, entries)
             elif isinstance(t_item, Norm):
-                self._norm(t_item, s_item, t_item in read_norms and self.norm == "fold", values, entries)
+                folded = t_item in read_norms and self.norm == "fold"
+                self._norm(t_item, s_item, folded, not scaled_table, values, entries)
             elif isinstance(t_item, Copy):
                 self._put(values, entries, s_item.path, t_item.path, "copied", self._array(t_item.path))
 
@@ -430,7 +434,7 @@ class _Plan:
             value = guided_value(bias, (self.m.student_dim,), {0: self.m}, name=t.bias)
             self._put(values, entries, s.bias, t.bias, "projected", value)
 
-    def _norm(self, t, s, folded, values, entries):
+    def _norm(self, t, s, folded, rescale_output, values, entries):
         d_s = self.m.student_dim
         if folded or self.norm == "reset":
             self._put(values, entries, s.gain, t.gain, "reset" if not folded else "folded",
@@ -438,7 +442,7 @@ class _Plan:
             if t.shift is not None:
                 self._put(values, entries, s.shift, t.shift, "reset" if not folded else "folded", np.zeros((d_s,)))
             return
-        scale = self.ratio if self.rescale else 1.0
+        scale = self.ratio if self.rescale and rescale_output else 1.0
         gain = scale * folding.diagonal_gain(self._gain(t), self.m.matrix)
         self._put(values, entries, s.gain, t.gain, "diagonal", gain - t.offset)
         if t.shift is not None:

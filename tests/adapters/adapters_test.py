@@ -90,6 +90,27 @@ def test_gemma_embedding_scaling_keeps_teacher_magnitude():
     np.testing.assert_allclose(e_s * np.sqrt(8), e_t @ report.projection.matrix * np.sqrt(16), rtol=1e-5, atol=1e-6)
 
 
+FINAL_NORMS = {"gpt2": "layer_norm", "gemma": "final_normalization", "qwen": "sequence_output_layernorm"}
+
+
+@pytest.mark.parametrize("name", sorted(FINAL_NORMS))
+def test_narrow_final_norm_and_tied_head_match_teacher_at_unit_gain(name):
+    family = harness.FAMILIES[name]
+    teacher = harness.make_teacher(family)
+    zero_shift = [w.path for w in teacher.weights if w.path == "layer_norm/beta"]
+    harness.zero(teacher, zero_shift)
+    student = build_student(teacher, **family.narrow)
+    m = guide(teacher, student).projection.matrix
+    x_s = np.random.default_rng(2).normal(size=(2, harness.SEQ, m.shape[1])).astype("float32")
+    x_hat = (x_s.astype(np.float64) @ m.T).astype("float32")
+
+    def head(backbone, x):
+        h = backbone.get_layer(FINAL_NORMS[name])(x)
+        return keras.ops.convert_to_numpy(backbone.token_embedding(h, reverse=True))
+
+    np.testing.assert_allclose(head(student, x_s), head(teacher, x_hat), atol=2e-4, rtol=1e-3)
+
+
 def test_gqa_teacher_maps_to_gqa_student_groups():
     family = harness.FAMILIES["llama"]
     teacher = harness.make_teacher(family)
