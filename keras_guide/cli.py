@@ -1,0 +1,202 @@
+"""`keras-guide`: the command line. Argparse here; the work is in library calls.
+
+    keras-guide demo [--quick]            GUIDE's ablation on Shakespeare
+    keras-guide init TEACHER --out S.keras --hidden-dim ... [--blocks all]
+    keras-guide distill --teacher T --student S --text PATH --out DIR [--resume]
+    keras-guide compare --teacher T --text PATH --out DIR --hidden-dim ...
+
+The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
+command restarts itself on that backend).
+"""
+
+import argparse
+import os
+import sys
+
+_BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def _add_sizes(parser, required=False):
+    group = parser.add_argument_group("student shape (the family's generic names)")
+    for name in ("hidden_dim", "num_layers", "num_heads", "num_key_value_heads",
+                 "intermediate_dim", "head_dim"):
+        group.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                           dest=name)
+
+
+def _sizes(args):
+    from keras_guide.demo.workflows import SIZE_NAMES
+
+    return {k: getattr(args, k) for k in SIZE_NAMES if getattr(args, k) is not None}
+
+
+def _add_guide_options(parser):
+    group = parser.add_argument_group("GUIDE options (keras_guide.guide)")
+    group.add_argument("--blocks", choices=("first", "all"), default=None)
+    group.add_argument("--layer-map", choices=("uniform", "first"), default=None)
+    group.add_argument("--projection", choices=("auto", "pca", "select"), default=None)
+    group.add_argument("--center", action="store_true", default=None)
+    group.add_argument("--norm", choices=("fold", "diagonal", "reset"), default=None)
+
+
+def _guide_options(args):
+    return {k: getattr(args, k) for k in ("blocks", "layer_map", "projection",
+                                          "center", "norm")
+            if getattr(args, k) is not None}
+
+
+def _add_budget(parser, steps, batch_size, learning_rate):
+    parser.add_argument("--steps", type=int, default=steps, help=f"default {steps}")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"default {batch_size}")
+    parser.add_argument("--learning-rate", type=float, default=learning_rate,
+                        help=f"peak AdamW learning rate, default {learning_rate}")
+
+
+def _add_text(parser):
+    parser.add_argument("--text", nargs="+", required=True,
+                        help=".txt files or folders (searched recursively)")
+    parser.add_argument("--held-out", nargs="+", default=None,
+                        help="held-out .txt files or folders (default: every tenth "
+                             "file, or the last 10%% of each file)")
+    parser.add_argument("--tokenizer", default="auto",
+                        help="'auto' (the teacher's), 'demo', or a folder with "
+                             "vocabulary.json and merges.txt")
+    parser.add_argument("--sequence-length", type=int, default=None)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-guide",
+        description="GUIDE: initialize a small transformer from a larger teacher "
+                    "(arXiv 2510.06502) with Keras 3.",
+    )
+    parser.add_argument("--backend", choices=_BACKENDS, default=None,
+                        help="Keras backend (default: $KERAS_BACKEND)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="GUIDE's ablation on Shakespeare with the shipped teacher")
+    demo.add_argument("--quick", action="store_true",
+                      help="tiny budget for CI (about a minute; numbers not meaningful)")
+    demo.add_argument("--out", default="keras_guide_demo", help="output folder")
+    demo.add_argument("--steps", type=int, default=None)
+    demo.add_argument("--batch-size", type=int, default=None)
+    demo.add_argument("--learning-rate", type=float, default=None)
+    demo.add_argument("--train-teacher", action="store_true",
+                      help="retrain the teacher first (about 30-40 min on 2 CPU cores)")
+
+    init = commands.add_parser("init", help="teacher + student shape -> guided student")
+    init.add_argument("teacher", help="'demo', a .keras file or a KerasHub preset folder")
+    init.add_argument("--out", required=True, help="student .keras file to write")
+    init.add_argument("--seed", type=int, default=0,
+                      help="seed of the weights GUIDE leaves random")
+    _add_sizes(init)
+    _add_guide_options(init)
+
+    distill = commands.add_parser("distill", help="train a student with CE + KD")
+    distill.add_argument("--teacher", required=True)
+    distill.add_argument("--student", required=True, help=".keras file or preset folder")
+    distill.add_argument("--out", required=True, help="output folder")
+    _add_text(distill)
+    _add_budget(distill, 1000, 16, 1e-3)
+    distill.add_argument("--kd-weight", type=float, default=None)
+    distill.add_argument("--temperature", type=float, default=None)
+    distill.add_argument("--checkpoint-every", type=int, default=200)
+    distill.add_argument("--resume", action="store_true",
+                         help="continue from OUT/checkpoint")
+
+    compare = commands.add_parser(
+        "compare", help="the ablation on your own teacher, student shape and text")
+    compare.add_argument("--teacher", required=True)
+    compare.add_argument("--out", required=True, help="output folder")
+    _add_text(compare)
+    _add_sizes(compare)
+    _add_budget(compare, 300, 16, 2e-3)
+    compare.add_argument("--eval-windows", type=int, default=None,
+                         help="evaluate on this many held-out windows (default: all)")
+    return parser
+
+
+def _set_backend(backend, argv):
+    """Makes Keras run on `backend`.
+
+    `import keras_guide` already imports Keras (on `$KERAS_BACKEND`), so a
+    different backend needs a fresh interpreter: from the command line the
+    process re-executes itself with `KERAS_BACKEND` set; called as a function
+    it raises instead.
+    """
+    if backend is None:
+        return
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+        return
+    import keras
+
+    if keras.backend.backend() == backend:
+        return
+    if argv is not None:
+        raise SystemExit(
+            f"--backend {backend}: Keras is already running on "
+            f"{keras.backend.backend()}; set KERAS_BACKEND={backend} instead."
+        )
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "keras_guide", *sys.argv[1:]], env)
+
+
+def main(argv=None):
+    """Entry point of the `keras-guide` console script."""
+    args = build_parser().parse_args(argv)
+    _set_backend(args.backend, argv)
+
+    if args.command == "demo":
+        from keras_guide.demo.demo import run_demo
+
+        run_demo(args.out, quick=args.quick, num_steps=args.steps,
+                 batch_size=args.batch_size, learning_rate=args.learning_rate,
+                 train_teacher=args.train_teacher)
+    elif args.command == "init":
+        from keras_guide.demo.workflows import init_student
+
+        sizes = _sizes(args)
+        if not sizes:
+            raise SystemExit("init: give at least one student size, e.g. --hidden-dim 128.")
+        report = init_student(args.teacher, args.out, sizes, _guide_options(args),
+                              seed=args.seed)
+        print(report)
+        print(f"Wrote {args.out}")
+    elif args.command == "distill":
+        from keras_guide.demo.workflows import distill
+
+        kd = {k: v for k, v in (("kd_weight", args.kd_weight),
+                                ("temperature", args.temperature)) if v is not None}
+        result = distill(
+            args.teacher, args.student, args.text, args.out, num_steps=args.steps,
+            batch_size=args.batch_size, sequence_length=args.sequence_length,
+            learning_rate=args.learning_rate, kd_options=kd, tokenizer=args.tokenizer,
+            held_out=args.held_out, checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        )
+        print(f"held-out loss {result['held_out_loss']:.4f} (teacher "
+              f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras")
+    elif args.command == "compare":
+        from keras_guide.demo import ablation
+        from keras_guide.demo.workflows import compare
+
+        sizes = _sizes(args)
+        if not sizes:
+            raise SystemExit("compare: give the student's shape, e.g. --hidden-dim 128.")
+        settings = ablation.Settings(
+            num_steps=args.steps, batch_size=args.batch_size,
+            peak_learning_rate=args.learning_rate,
+            warmup_steps=max(1, args.steps // 10), eval_windows=args.eval_windows,
+        )
+        compare(args.teacher, args.text, args.out, sizes, settings,
+                tokenizer=args.tokenizer, held_out=args.held_out,
+                sequence_length=args.sequence_length)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

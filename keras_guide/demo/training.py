@@ -1,0 +1,119 @@
+"""One training loop for every demo run: fixed batches, fixed steps, a progress bar.
+
+Any compiled Keras model whose `train_on_batch(x, y, sample_weight)` trains on
+causal-LM batches works here: a `GPT2CausalLM` compiled with a
+cross-entropy loss, or a `keras_guide.distillation.Distiller`.
+"""
+
+import time
+
+import keras
+import numpy as np
+
+
+def causal_lm_loss():
+    """Token cross-entropy from logits, averaged over the tokens the weights keep."""
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+
+
+def warmup_cosine(peak, num_steps, warmup_steps):
+    """Linear warm-up to `peak`, then cosine decay to `peak / 10` at `num_steps`."""
+    warmup_steps = max(1, min(int(warmup_steps), int(num_steps) - 1))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=peak,
+        warmup_steps=warmup_steps,
+        decay_steps=max(1, int(num_steps) - warmup_steps),
+        alpha=0.1,
+    )
+
+
+def adamw(peak, num_steps, warmup_steps, weight_decay=0.01):
+    """The demo's optimizer: AdamW with `warmup_cosine`, clipped at norm 1."""
+    return keras.optimizers.AdamW(
+        learning_rate=warmup_cosine(peak, num_steps, warmup_steps),
+        weight_decay=weight_decay,
+        beta_2=0.98,
+        global_clipnorm=1.0,
+    )
+
+
+def train(
+    model,
+    batches,
+    num_steps,
+    start_step=0,
+    evaluate=None,
+    eval_every=None,
+    log_every=None,
+    verbose=True,
+    label="",
+    on_eval=None,
+):
+    """Trains `model` on batches `start_step ... num_steps - 1` of `batches`.
+
+    Args:
+        model: a compiled Keras model (see the module docstring).
+        batches: a `data.Batches` (indexable by step).
+        num_steps: int, the step to stop at.
+        start_step: int, to resume a run.
+        evaluate: callable `model -> float` (held-out loss) or None.
+        eval_every: int or None; evaluates at `start_step`, every `eval_every`
+            steps and at the end (evaluation time is not counted as training
+            time).
+        log_every: int, how many steps each recorded training loss averages.
+        verbose: show a progress bar.
+        label: shown before the progress bar.
+        on_eval: callable `(step, loss)` called after each evaluation (for
+            checkpoints).
+
+    Returns:
+        dict with `train_steps`, `train_loss` (mean loss over each logged
+        window), `eval_steps`, `eval_loss`, `train_seconds`, `tokens`.
+    """
+    log_every = log_every or max(1, num_steps // 100)
+    history = {"train_steps": [], "train_loss": [], "eval_steps": [],
+               "eval_loss": [], "train_seconds": 0.0, "tokens": 0}
+
+    def run_eval(step):
+        loss = float(evaluate(model))
+        history["eval_steps"].append(int(step))
+        history["eval_loss"].append(loss)
+        if on_eval is not None:
+            on_eval(step, loss)
+        return loss
+
+    if evaluate is not None and eval_every:
+        run_eval(start_step)
+    if verbose and label:
+        print(label)
+    bar = keras.utils.Progbar(num_steps - start_step, verbose=1 if verbose else 0,
+                              stateful_metrics=["loss", "held_out"])
+    window = []
+    for step in range(start_step, num_steps):
+        x, y, weight = batches.batch(step)
+        begin = time.perf_counter()
+        logs = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
+        loss = float(logs["loss"])
+        history["train_seconds"] += time.perf_counter() - begin
+        history["tokens"] += int(np.asarray(weight).sum())
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"Training loss became {loss} at step {step} ({label or 'run'}). "
+                "Lower the learning rate."
+            )
+        window.append(loss)
+        done = step + 1
+        values = [("loss", float(np.mean(window)))]
+        if len(window) == log_every or done == num_steps:
+            history["train_steps"].append(done)
+            history["train_loss"].append(float(np.mean(window)))
+            window = []
+        if evaluate is not None and eval_every and (
+            done % eval_every == 0 or done == num_steps
+        ):
+            values.append(("held_out", run_eval(done)))
+        bar.update(done - start_step, values=values)
+    return history
