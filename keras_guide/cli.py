@@ -100,8 +100,10 @@ def build_parser():
     distill.add_argument("--out", required=True, help="output folder")
     _add_text(distill)
     _add_budget(distill, 1000, 16, 1e-3)
-    distill.add_argument("--kd-weight", type=float, default=None)
-    distill.add_argument("--temperature", type=float, default=None)
+    distill.add_argument("--student-loss-weight", type=float, default=None,
+                         help="α: loss = α·CE + (1 − α)·τ²·KL (Distiller default 0.5)")
+    distill.add_argument("--temperature", type=float, default=None,
+                         help="τ of the KD term (Distiller default 2.0)")
     distill.add_argument("--checkpoint-every", type=int, default=200)
     distill.add_argument("--resume", action="store_true",
                          help="continue from OUT/checkpoint")
@@ -169,7 +171,7 @@ def main(argv=None):
     elif args.command == "distill":
         from keras_guide.demo.workflows import distill
 
-        kd = {k: v for k, v in (("kd_weight", args.kd_weight),
+        kd = {k: v for k, v in (("student_loss_weight", args.student_loss_weight),
                                 ("temperature", args.temperature)) if v is not None}
         result = distill(
             args.teacher, args.student, args.text, args.out, num_steps=args.steps,

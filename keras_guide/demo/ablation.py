@@ -78,7 +78,8 @@ class Settings:
         curve_points: held-out evaluations on the curve subset per run.
         curve_windows: size of the fixed held-out subset for the curves.
         eval_windows: held-out windows for the final loss (None: all).
-        kd_options: keyword arguments of the `Distiller` (None: its defaults).
+        kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
+            `Distiller` (None: its defaults, τ = 2 and α = 0.5).
     """
 
     num_steps: int = 300
@@ -143,9 +144,10 @@ def _trainer(variant, teacher, student, settings):
     if not variant.kd:
         student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
         return student
+    from keras_guide.demo.workflows import distiller_arguments
     from keras_guide.distillation import Distiller
 
-    distiller = Distiller(teacher, student, **(settings.kd_options or {}))
+    distiller = Distiller(teacher, student, **distiller_arguments(settings.kd_options))
     distiller.compile(optimizer=optimizer)
     return distiller
 

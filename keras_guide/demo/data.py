@@ -231,13 +231,14 @@ def eval_batches(tokens, mask, batch_size, max_windows=None):
     ]
 
 
-def log_softmax_cross_entropy(logits, targets):
-    """Per-token cross-entropy `logsumexp(z) - z[y]` in float64 (NumPy)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    peak = logits.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
-    picked = np.take_along_axis(logits, targets[..., None].astype(np.int64), -1)
-    return lse - picked[..., 0]
+def token_cross_entropy(logits, targets):
+    """Per-token `logsumexp(z) − z[y]` with `keras.ops` (float32, on the device)."""
+    import keras
+
+    logits = keras.ops.cast(logits, "float32")
+    targets = keras.ops.expand_dims(keras.ops.cast(targets, "int32"), -1)
+    picked = keras.ops.take_along_axis(logits, targets, axis=-1)[..., 0]
+    return keras.ops.logsumexp(logits, axis=-1) - picked
 
 
 def evaluate(model, batches):
@@ -245,8 +246,8 @@ def evaluate(model, batches):
 
     `L = Σ_t w_t · (logsumexp(z_t) − z_t[y_t]) / Σ_t w_t` over all batches,
     with `w` the sample weights (0 on padding). Logits come from
-    `model.predict_on_batch(x)`; the cross-entropy and the sums are computed
-    in float64 on the host.
+    `model.predict_on_batch(x)`; each token's cross-entropy is computed in
+    float32 on the device, the sums are accumulated in float64 on the host.
 
     Args:
         model: a Keras model mapping `x` to logits `(batch, length, vocab)`.
@@ -255,12 +256,14 @@ def evaluate(model, batches):
     Returns:
         float, the mean loss in nats.
     """
+    import keras
+
     total, count = 0.0, 0.0
     for x, y, weight in batches:
         logits = model.predict_on_batch(x)
-        losses = log_softmax_cross_entropy(logits, np.asarray(y))
+        losses = keras.ops.convert_to_numpy(token_cross_entropy(logits, y))
         weight = np.asarray(weight, dtype=np.float64)
-        total += float((losses * weight).sum())
+        total += float((losses.astype(np.float64) * weight).sum())
         count += float(weight.sum())
     if count == 0:
         raise ValueError("`batches` hold no token with a non-zero sample weight.")

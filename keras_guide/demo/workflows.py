@@ -202,6 +202,25 @@ def _load_optimizer(optimizer, variables, path):
             variable.assign(archive[key])
 
 
+def distiller_arguments(kd_options=None):
+    """Maps `{"temperature": τ, "student_loss_weight": α}` to `Distiller` arguments."""
+    from keras_guide.distillation import LogitsDistillation
+
+    options = dict(kd_options or {})
+    arguments = {}
+    if "temperature" in options:
+        arguments["distillation_losses"] = LogitsDistillation(
+            temperature=options.pop("temperature"))
+    if "student_loss_weight" in options:
+        arguments["student_loss_weight"] = options.pop("student_loss_weight")
+    if options:
+        raise ValueError(
+            "`kd_options` accepts 'temperature' and 'student_loss_weight'. "
+            f"Received: kd_options={kd_options!r}"
+        )
+    return arguments
+
+
 def distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_size=16,
             sequence_length=None, learning_rate=1e-3, warmup_steps=None,
             kd_options=None, tokenizer="auto", held_out=None, checkpoint_every=200,
@@ -238,7 +257,7 @@ def distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_si
     held = data_lib.eval_batches(*held_windows, batch_size=max(batch_size, 16))
     warmup = warmup_steps if warmup_steps is not None else max(1, num_steps // 10)
     optimizer = training.adamw(learning_rate, num_steps, warmup)
-    distiller = Distiller(teacher, student, **(kd_options or {}))
+    distiller = Distiller(teacher, student, **distiller_arguments(kd_options))
     distiller.compile(optimizer=optimizer)
     if start_step:
         _load_optimizer(optimizer, student.trainable_variables,

@@ -1,0 +1,108 @@
+"""End-to-end tests of `keras-guide` on tiny models (and the shipped teacher)."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_guide import cli
+from keras_guide.demo import data
+from keras_guide.demo import models
+
+TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 32,
+        "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 32}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    teacher = models.build_causal_lm(TINY, seed=1)
+    teacher.save(root / "teacher.keras")
+    texts = root / "texts"
+    texts.mkdir()
+    for name in ("tempest", "macbeth"):
+        (texts / f"{name}.txt").write_text(data.load_texts([name])[0][:6000])
+    return root
+
+
+def _finite(path, *keys):
+    with open(path) as f:
+        record = json.load(f)
+    for key in keys:
+        assert math.isfinite(record[key]), (key, record[key])
+    return record
+
+
+def test_init_writes_a_guided_student_that_loads(workspace, capsys):
+    out = workspace / "student.keras"
+    cli.main(["init", str(workspace / "teacher.keras"), "--out", str(out),
+              "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
+              "--intermediate-dim", "32", "--blocks", "all"])
+    assert "Wrote" in capsys.readouterr().out
+    student = keras.saving.load_model(out)
+    assert student.backbone.hidden_dim == 16 and student.backbone.num_layers == 1
+    x = {"token_ids": np.ones((1, 8), "int32"), "padding_mask": np.ones((1, 8), bool)}
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(student(x))))
+
+
+def test_init_refuses_without_a_size(workspace):
+    with pytest.raises(SystemExit, match="hidden-dim"):
+        cli.main(["init", str(workspace / "teacher.keras"), "--out", "x.keras"])
+
+
+def test_distill_trains_checkpoints_and_resumes(workspace):
+    student = workspace / "student_d.keras"
+    cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
+              "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
+              "--intermediate-dim", "32"])
+    out = workspace / "distilled"
+    common = ["distill", "--teacher", str(workspace / "teacher.keras"),
+              "--student", str(student), "--text", str(workspace / "texts"),
+              "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
+              "--sequence-length", "16", "--checkpoint-every", "2"]
+    cli.main(common + ["--steps", "4"])
+    first = _finite(out / "distill.json", "held_out_loss", "teacher_loss")
+    assert first["start_step"] == 0
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 4
+    cli.main(common + ["--steps", "6", "--resume"])
+    second = _finite(out / "distill.json", "held_out_loss")
+    assert second["start_step"] == 4 and second["steps"] == 6
+    assert os.path.exists(out / "student.keras")
+    # Resuming restores the weights, the optimizer and the data position:
+    # the result equals an uninterrupted run.
+    straight = workspace / "straight"
+    cli.main([a if a != str(out) else str(straight) for a in common] + ["--steps", "6"])
+    third = _finite(straight / "distill.json", "held_out_loss")
+    np.testing.assert_allclose(third["held_out_loss"], second["held_out_loss"], rtol=1e-4)
+
+
+def test_compare_runs_the_ablation_on_user_text(workspace):
+    out = workspace / "compare"
+    cli.main(["compare", "--teacher", str(workspace / "teacher.keras"),
+              "--text", str(workspace / "texts"), "--tokenizer", "demo",
+              "--out", str(out), "--hidden-dim", "16", "--num-layers", "1",
+              "--num-heads", "1", "--intermediate-dim", "32", "--steps", "3",
+              "--batch-size", "2", "--sequence-length", "16"])
+    record = _finite(out / "results.json", "teacher_loss")
+    assert len(record["rows"]) == 7
+    for row in record["rows"]:
+        assert math.isfinite(row["held_out_loss"]) and math.isfinite(row["step0_loss"])
+    assert (out / "ablation.png").exists() and (out / "best_student.keras").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not models.has_teacher(), reason="the demo teacher is not shipped")
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    cli.main(["demo", "--quick", "--out", str(tmp_path)])
+    assert "gap closed" in capsys.readouterr().out
+    record = _finite(tmp_path / "results.json", "teacher_loss")
+    assert [r["variant"] for r in record["rows"]][:2] == [
+        "random init (seed 0)", "random init (seed 1)"]
+    for row in record["rows"]:
+        for key in ("held_out_loss", "step0_loss", "gap_closed", "tokens_per_second"):
+            assert math.isfinite(row[key]), (row["variant"], key)
+    for name in ("results.csv", "ablation.png", "best_student.keras"):
+        assert (tmp_path / name).exists()
