@@ -38,7 +38,7 @@ def _tensorflow_strategy(kind, devices):
     if devices is None:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices=list(devices))
+    return tf.distribute.MirroredStrategy(devices=list(devices), cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def make_distribution(kind, teacher=None, student=None, model_parallel=None, devices=None):

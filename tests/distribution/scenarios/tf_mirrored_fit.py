@@ -1,0 +1,57 @@
+"""Distiller.fit on one device and inside MirroredStrategy over 2 logical CPUs (TensorFlow).
+
+Prints, per family, how far fit moved the student and the largest difference
+of the mirrored student from the one-device student.
+"""
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+from common import CONFIGS, build_pair, distill, emit, host, max_diff, teacher_weights  # noqa: E402
+from keras_guide.distillation import Distiller  # noqa: E402
+from keras_guide.distribution import make_distribution  # noqa: E402
+
+
+class ScaledDistiller(Distiller):
+    """The Distiller with its loss divided by the replica count, as Keras'
+    TensorFlow trainer expects of `compute_loss` (it sums replica gradients)."""
+
+    def compute_loss(self, *args, **kwargs):
+        from keras.src.losses.loss import scale_loss_for_distribution
+
+        return scale_loss_for_distribution(super().compute_loss(*args, **kwargs))
+
+
+def main():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    result = {"devices": devices}
+    for family in CONFIGS:
+        weights = teacher_weights(family)
+        initial = host(build_pair(family, weights)[1])
+        single, single_loss = distill(family, weights)
+        expected = host(single.student)
+        strategy = make_distribution("data", devices=devices)
+        with strategy.scope():
+            mirrored, mirrored_loss = distill(family, weights)
+        with strategy.scope():
+            scaled, _ = distill(family, weights, distiller_class=ScaledDistiller)
+        result[family] = {
+            "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+            "mirrored_variables": sum(
+                type(w.value).__name__ == "MirroredVariable" for w in mirrored.student.weights
+            ),
+            "moved": max_diff(initial, expected),
+            "losses": [single_loss, mirrored_loss],
+            "mirrored_diff": max_diff(expected, host(mirrored.student)),
+            "scaled_mirrored_diff": max_diff(expected, host(scaled.student)),
+        }
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
