@@ -10,6 +10,7 @@ from keras_guide.distillation.losses import kl_divergence_from_logits
 from keras_guide.distillation.losses import sparse_cross_entropy
 from keras_guide.distillation.losses import token_mean
 from keras_guide.distillation.losses import top_k_kd_loss
+from keras_guide.distillation.offline import offline_teacher_dataset
 from keras_guide.distillation.offline import teacher_top_k
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "hidden_state_loss",
     "kd_loss",
     "kl_divergence_from_logits",
+    "offline_teacher_dataset",
     "sparse_cross_entropy",
     "teacher_top_k",
     "token_mean",

@@ -78,8 +78,9 @@ class Distiller(keras.Model):
     `loss`, the total.
 
     Targets may be the labels, or `{"labels": y, **teacher_top_k(...)}` for an
-    offline teacher: its stored top-k logits replace the teacher's forward
-    pass in the KD term (`top_k_kd_loss`).
+    offline teacher (`offline_teacher_dataset` builds such batches): its
+    stored top-k logits replace the teacher's forward pass in the KD term
+    (`top_k_kd_loss`).
 
     Args:
         teacher: a `keras.Model` returning logits `(..., V)`.

@@ -25,9 +25,9 @@ def _num_rows(x):
 def teacher_top_k(teacher, x, k, batch_size=32):
     """Runs `teacher` once over `x` and keeps its `k` largest logits per token.
 
-    Pass the result inside the targets, beside the labels:
-    `distiller.fit(x, {"labels": y, **teacher_top_k(teacher, x, k)}, ...)`.
-    The `Distiller` then uses `top_k_kd_loss` (the teacher's distribution
+    Pass the result inside the targets, beside the labels,
+    `{"labels": y, **teacher_top_k(teacher, x, k)}`, in batches from a
+    dataset (`offline_teacher_dataset` builds one). The `Distiller` then uses `top_k_kd_loss` (the teacher's distribution
     renormalized over its top `k` classes; exact for `k = V`) and does not
     run the teacher for its logits term, in every epoch.
 
@@ -47,7 +47,8 @@ def teacher_top_k(teacher, x, k, batch_size=32):
 
     Example:
     >>> targets = teacher_top_k(teacher, x, k=64)  # doctest: +SKIP
-    >>> distiller.fit(x, {"labels": y, **targets}, sample_weight=mask)  # doctest: +SKIP
+    >>> targets["teacher_top_k_logits"].shape  # doctest: +SKIP
+    (1000, 128, 64)
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
@@ -88,3 +89,57 @@ def split_targets(y):
             )
         return y.get(LABELS), (y[TOP_K_LOGITS], y[TOP_K_INDICES])
     return y, None
+
+
+class _OfflineBatches(keras.utils.PyDataset):
+    """Fixed-order `(x, {"labels", top-k…}, sample_weight)` batches from arrays."""
+
+    def __init__(self, x, targets, sample_weight, batch_size):
+        super().__init__()
+        self._x, self._targets, self._weight = x, targets, sample_weight
+        self._rows = _num_rows(x)
+        self._batch_size = batch_size
+
+    def __len__(self):
+        return -(-self._rows // self._batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self._batch_size, (index + 1) * self._batch_size)
+        take = lambda a: a[rows]  # noqa: E731
+        x = keras.tree.map_structure(take, self._x)
+        targets = {key: take(value) for key, value in self._targets.items()}
+        if self._weight is None:
+            return x, targets
+        return x, targets, take(self._weight)
+
+
+def offline_teacher_dataset(teacher, x, y, sample_weight=None, k=64, batch_size=32):
+    """Runs the teacher once and returns batches that carry its top-k logits.
+
+    A `keras.utils.PyDataset` of `(x, {"labels": y, "teacher_top_k_logits",
+    "teacher_top_k_indices"}, sample_weight)` batches, in a fixed order, to
+    pass to `Distiller.fit` / `evaluate` for any number of epochs: the teacher
+    never runs again for the logits term. (Keras' array inputs refuse
+    per-token sample weights beside a dict of targets; a dataset does not.)
+
+    Args:
+        teacher: a model mapping `x` to logits `(..., V)`.
+        x: the inputs, an array or a dict of arrays.
+        y: the labels, an array.
+        sample_weight: optional per-token weights (the padding mask).
+        k: how many teacher logits to keep per token, `1 ≤ k ≤ V`.
+        batch_size: rows per batch, for the teacher pass and the dataset.
+
+    Returns:
+        A `keras.utils.PyDataset`.
+
+    Raises:
+        ValueError: as `teacher_top_k`.
+
+    Example:
+    >>> data = offline_teacher_dataset(teacher, x, y, mask, k=64)  # doctest: +SKIP
+    >>> distiller.fit(data, epochs=3)  # doctest: +SKIP
+    """
+    targets = {LABELS: np.asarray(y), **teacher_top_k(teacher, x, k, batch_size)}
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    return _OfflineBatches(x, targets, weight, batch_size)

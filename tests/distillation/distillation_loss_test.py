@@ -1,0 +1,58 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_guide.distillation import FeatureDistillation
+from keras_guide.distillation import LogitsDistillation
+from keras_guide.distillation.distillation_loss import from_keras_distillation_loss
+
+
+def test_keras_terms_convert_with_their_settings():
+    logits = from_keras_distillation_loss(
+        keras.distillation.LogitsDistillation(temperature=4.0)
+    )
+    assert isinstance(logits, LogitsDistillation) and logits.temperature == 4.0
+    feature = from_keras_distillation_loss(
+        keras.distillation.FeatureDistillation(
+            teacher_layer_name="a", student_layer_name="b"
+        )
+    )
+    assert isinstance(feature, FeatureDistillation)
+    assert (feature.teacher_layer_name, feature.student_layer_name) == ("a", "b")
+
+
+def test_unsupported_losses_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="loss='kl_divergence'.*Received: loss='mse'"):
+        LogitsDistillation(loss="mse")
+    with pytest.raises(ValueError, match="loss='mse'.*Received: loss='mae'"):
+        FeatureDistillation(loss="mae")
+    with pytest.raises(ValueError, match="Received: str"):
+        from_keras_distillation_loss("kl_divergence")
+
+
+def test_feature_term_config_round_trips_the_projection():
+    matrix = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 3)))[0]
+    term = FeatureDistillation(
+        teacher_layer_name="t", student_layer_name="s", projection=matrix
+    )
+    restored = FeatureDistillation.from_config(term.get_config())
+    np.testing.assert_array_equal(restored.projection, matrix)
+    np.testing.assert_array_equal(restored.projection_mean, np.zeros(5))
+    assert restored.teacher_layer_name == "t"
+
+
+def test_projection_is_read_from_a_report():
+    from keras_guide.initializers import as_projection
+
+    matrix = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 2)))[0]
+
+    class Report:
+        projection = as_projection(matrix)
+
+    term = FeatureDistillation(projection=Report())
+    np.testing.assert_array_equal(term.projection, matrix)
+
+
+def test_projection_must_be_a_matrix():
+    with pytest.raises(ValueError, match=r"Received: projection of shape \(3,\)"):
+        FeatureDistillation(projection=np.ones(3))
