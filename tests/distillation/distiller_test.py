@@ -345,14 +345,15 @@ def _keras_distiller(teacher, student, temperature=2.0):
 
 
 def test_regression_keras_ignores_sample_weight():
-    teacher, student = tiny.dense_lm(width=8, seed=1, scale=4.0), tiny.dense_lm(seed=0)
+    teacher = tiny.dense_lm(width=8, seed=1, scale=4.0)
+    student = tiny.dense_lm(seed=0, scale=8.0)
     x, y, _ = tiny.token_batch(seed=11)
     z_s = tiny.numpy(student.predict(x, verbose=0))
     ce = -np.take_along_axis(tiny.log_softmax64(z_s), y[..., None], -1)[..., 0]
     weight = (ce < np.median(ce)).astype("float32")  # drop the hardest tokens
     ones = np.ones_like(weight)
     masked_reference = tiny.ce_reference(y, z_s, weight)
-    assert tiny.ce_reference(y, z_s) - masked_reference > 0.1
+    assert tiny.ce_reference(y, z_s) - masked_reference > 0.05
     theirs = _evaluate(_keras_distiller(teacher, student), x, y, weight)
     np.testing.assert_allclose(theirs["student_loss"], tiny.ce_reference(y, z_s), rtol=1e-5)
     ours = Distiller(teacher, student)
