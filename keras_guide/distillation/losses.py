@@ -148,7 +148,10 @@ def top_k_kd_loss(
     `log q = log_softmax(z_S/τ)` at those classes:
     `L = τ² · token_mean(Σ_{i≤k} p̃_i (log p̃_i − log q_{idx_i}))`.
     With `k = V` this equals `kd_loss` exactly; with `k < V` it differs by the
-    truncation of the teacher's tail.
+    truncation of the teacher's tail, which is small only when the top `k`
+    classes hold most of the teacher's mass at `τ` (for a flat teacher the
+    renormalization overstates the loss many times: see
+    `benchmarks/offline_teacher.py`, which prints the kept mass).
 
     Args:
         teacher_top_k_logits: `v`, shape `(..., k)`.
