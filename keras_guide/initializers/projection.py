@@ -53,21 +53,20 @@ class Projection:
 
 
 def _check_table(table, dim, name):
-    table = np.asarray(table)
-    if table.ndim != 2:
+    shape = tuple(table.shape)
+    if len(shape) != 2:
         raise ValueError(
             f"`{name}` must be a 2-D table of shape (vocabulary, width); "
-            f"received shape {table.shape}. Pass the embedding matrix itself "
+            f"received shape {shape}. Pass the embedding matrix itself "
             "(for a 3-D kernel, reshape it to rows first)."
         )
-    d_teacher = table.shape[1]
+    d_teacher = shape[1]
     if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
         raise ValueError(
             f"`dim` must be an integer in [1, {d_teacher}] for `{name}` of "
-            f"shape {table.shape}: the student cannot be wider than the "
+            f"shape {shape}: the student cannot be wider than the "
             f"teacher. Received: dim={dim!r}"
         )
-    return table
 
 
 def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="auto"):
@@ -91,8 +90,7 @@ def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="
         The float64 Gram matrix `(d, d)`, weighted row sum `(d,)` and total
         weight (a float).
     """
-    table = np.asarray(table)
-    num_rows, width = table.shape
+    num_rows, width = (int(n) for n in table.shape)
     gram = np.zeros((width, width), dtype=np.float64)
     row_sum = np.zeros((width,), dtype=np.float64)
     if weights is not None:
@@ -104,15 +102,15 @@ def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="
                 f"weights of shape {weights.shape}"
             )
     if precision == "auto":
-        precision = "float64" if table.dtype == np.float64 else "float32"
+        precision = "float64" if _host.dtype_name(table) == "float64" else "float32"
     if precision not in ("float32", "float64"):
         raise ValueError(
             "`precision` must be 'auto', 'float32' or 'float64'. "
             f"Received: precision={precision!r}"
         )
     dtype = np.dtype(precision)
-    for start in range(0, num_rows, chunk_rows):
-        chunk = np.asarray(table[start : start + chunk_rows], dtype=dtype)
+    for start, chunk in zip(range(0, num_rows, chunk_rows), _host.row_chunks(table, chunk_rows)):
+        chunk = np.asarray(chunk, dtype=dtype)
         if weights is None:
             gram += chunk.T @ chunk
             row_sum += chunk.sum(axis=0, dtype=np.float64)
@@ -215,14 +213,15 @@ def pca_projection(
 
     Reference: arXiv 2510.06502.
     """
-    table = _check_table(_host.to_numpy(table), dim, name)
-    d_teacher = table.shape[1]
+    _check_table(table, dim, name)
+    d_teacher = int(table.shape[1])
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     if not np.all(np.isfinite(gram)):
         # The Gram pass doubles as the finiteness check; scan only on failure.
-        _host.check_finite(table, name)
+        bad = sum(int(np.size(c) - np.count_nonzero(np.isfinite(c))) for c in _host.row_chunks(table, chunk_rows))
+        _host.check_finite(np.zeros(0), name, shape=tuple(table.shape), bad=bad)
         raise ValueError(
-            f"`{name}` of shape {table.shape} is finite but its Gram matrix "
+            f"`{name}` of shape {tuple(table.shape)} is finite but its Gram matrix "
             "overflowed; rescale the table (e.g. divide by its largest value)."
         )
     mean = np.zeros((d_teacher,))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_guide.distribution import make_distribution
-from keras_guide.distribution.host_rows import row_chunks
+from keras_guide._host import row_chunks
 
 
 @pytest.fixture

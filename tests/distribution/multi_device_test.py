@@ -70,15 +70,6 @@ def test_guide_gives_the_one_device_student_under_both_distributions(guided, fam
 
 
 @jax_only
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "pca_projection reads the table through _host.to_numpy, which gathers "
-        "the sharded table twice (jax caches one copy on the array, "
-        "variable.numpy() copies it) and leaves one on the teacher; it must "
-        "read row blocks (keras_guide.distribution.host_rows.row_chunks)"
-    ),
-)
 def test_pca_of_a_sharded_table_gathers_at_most_one_copy_and_keeps_none(guided):
     pca = guided["pca"]
     assert pca["sharded"]

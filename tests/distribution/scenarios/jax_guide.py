@@ -13,7 +13,7 @@ import numpy as np
 
 from common import CONFIGS, build_pair, emit, host, max_diff, teacher_weights
 from keras_guide.distribution import layout_map
-from keras_guide.distribution.host_rows import row_chunks
+from keras_guide._host import row_chunks
 from keras_guide.initializers import pca_projection
 from keras_guide.initializers.projection import gram_matrix
 
@@ -55,13 +55,14 @@ def pca_host_bytes(mesh):
     pca_projection(table, 8)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    pca_kept = getattr(table.value, "_npy_value", None) is not None
     reference = gram_matrix(np.asarray(table.numpy()), precision="float64")[0]
     rows["gram_max_diff"] = float(np.max(np.abs(reference - gram)))
     pca = {
         "table_bytes": table_bytes,
         "peak_bytes": peak,
         "sharded": not table.value.sharding.is_fully_replicated,
-        "host_copy_kept_on_teacher": getattr(table.value, "_npy_value", None) is not None,
+        "host_copy_kept_on_teacher": pca_kept,
     }
     return pca, rows
 
