@@ -104,7 +104,7 @@ VARIANTS = ("guide_pca", "guide", "selection", "random")
 
 
 def run(steps=300, batch_size=32, sequence_length=32, train_size=4096, eval_size=512,
-        learning_rate=5e-4, seed=0, verbose=1):
+        learning_rate=5e-4, seed=0, verbose=1, variants=VARIANTS):
     """Trains one student per entry of `VARIANTS`; returns their agreement numbers.
 
     `guide_pca` is the paper's GUIDE (PCA projection), `guide` keras_guide's
@@ -119,22 +119,22 @@ def run(steps=300, batch_size=32, sequence_length=32, train_size=4096, eval_size
     teacher_eval = np.asarray(teacher_encoder.predict(held_out, batch_size=64, verbose=0), np.float64)
     sizes = dict(hidden_dim=192, num_layers=3, num_heads=6, intermediate_dim=768)
 
-    results, pca_basis = {}, None
-    for variant in VARIANTS:
+    # GUIDE's basis (BERT uses LayerNorm: the mean-preserving PCA); the random
+    # student is trained and scored in it too.
+    pca = keras_guide.pca_projection(teacher.token_embedding.embeddings, sizes["hidden_dim"], mean_preserving=True)
+    initializers = {
+        "guide_pca": lambda s: keras_guide.guide(teacher, s, blocks="all", projection="pca"),
+        "guide": lambda s: keras_guide.guide(teacher, s, blocks="all"),
+        "selection": lambda s: keras_guide.weight_selection(teacher, s),
+        "random": lambda s: None,
+    }
+    results = {"explained_variance": pca.explained_variance}
+    for variant in variants:
         keras.utils.set_random_seed(seed)
         student = keras_guide.build_student(teacher, name=f"minilm_{variant}", **sizes)
-        if variant == "guide":
-            report = keras_guide.guide(teacher, student, blocks="all")
-        elif variant == "guide_pca":
-            report = keras_guide.guide(teacher, student, blocks="all", projection="pca")
-        elif variant == "selection":
-            report = keras_guide.weight_selection(teacher, student)
-        # Each initialization is trained and scored in its own basis; the
-        # random student uses the PCA basis of the teacher's table.
-        basis = pca_basis if variant == "random" else report.projection.matrix
-        if variant == "guide_pca":
-            pca_basis = basis
-            results["explained_variance"] = report.explained_variance
+        report = initializers[variant](student)
+        # Each initialization is trained and scored in its own basis.
+        basis = pca.matrix if report is None else report.projection.matrix
         encoder = sentence_encoder(student)
         start = agreement(np.asarray(encoder.predict(held_out, batch_size=64, verbose=0), np.float64), teacher_eval, basis)
         encoder.compile(optimizer=keras.optimizers.AdamW(learning_rate), loss="mse")
