@@ -443,3 +443,23 @@ def test_regression_keras_cannot_reach_layers_inside_backbones():
     h_t = _block_output(teacher, "transformer_layer_0", x)
     want = tiny.masked_mean64(((h_s @ np.eye(16, 32) - h_t) ** 2).mean(-1), weight)
     np.testing.assert_allclose(got["hidden_loss"], want, rtol=1e-4)
+
+
+def test_mixed_precision_student_beside_a_bf16_teacher():
+    teacher = tiny.dense_lm(width=8, seed=1, scale=4.0, dtype="bfloat16")
+    student = tiny.dense_lm(seed=0, dtype="mixed_bfloat16")
+    x, y, weight = tiny.token_batch(seed=15)
+    distiller = Distiller(teacher, student)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    got = _evaluate(distiller, x, y, weight)
+    z_t = tiny.numpy(keras.ops.cast(teacher.predict(x, verbose=0), "float32"))
+    z_s = tiny.numpy(keras.ops.cast(student.predict(x, verbose=0), "float32"))
+    np.testing.assert_allclose(
+        got["kd_loss"], tiny.kd_reference(z_t, z_s, 2.0, weight), rtol=1e-3, atol=1e-5
+    )
+    teacher_bytes = tiny.weights_bytes(teacher)
+    history = distiller.fit(x, y, sample_weight=weight, epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    assert student.get_layer("head").kernel.dtype == "float32"
+    assert tiny.weights_bytes(teacher) == teacher_bytes
