@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 from keras import ops
+from keras.src.losses.loss import scale_loss_for_distribution
 
 from keras_guide.distillation import losses as kd
 from keras_guide.distillation import offline
@@ -332,7 +333,10 @@ class Distiller(keras.Model):
         if "hidden" in results:
             self.hidden_loss_tracker.update_state(results["hidden"], sample_weight=batch)
         self.guide_loss_tracker.update_state(guide_loss, sample_weight=batch)
-        return total
+        # Keras' trainers expect `compute_loss` to return the per-replica share
+        # under `tf.distribute` (they sum replica gradients and unscale the
+        # logged loss); a no-op on one device and on the other backends.
+        return scale_loss_for_distribution(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = offline.split_targets(y)
