@@ -7,6 +7,16 @@ the blocks it reads and writes; heads and neurons are uniformly selected.
 Reference: Trinh, Menghani, Vee, arXiv 2510.06502.
 """
 
+from keras_guide import callbacks
+from keras_guide import distribution
+from keras_guide.distillation import Distiller
+from keras_guide.distillation import FeatureDistillation
+from keras_guide.distillation import KDLoss
+from keras_guide.distillation import LogitsDistillation
+from keras_guide.distillation import kd_loss
+from keras_guide.distillation import offline_teacher_dataset
+from keras_guide.distillation import teacher_top_k
+from keras_guide.distillation import top_k_kd_loss
 from keras_guide.guide import GuideReport
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
@@ -33,6 +43,16 @@ from keras_guide.regularizers import track_guide_state
 __version__ = "0.1.0"
 
 __all__ = [
+    "Distiller",
+    "FeatureDistillation",
+    "KDLoss",
+    "LogitsDistillation",
+    "callbacks",
+    "distribution",
+    "kd_loss",
+    "offline_teacher_dataset",
+    "teacher_top_k",
+    "top_k_kd_loss",
     "GuideReport",
     "build_student",
     "guide",

@@ -92,12 +92,12 @@ def emit(result):
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def distill(family, weights, steps=3, distiller_class=None):
+def distill(family, weights, steps=3):
     """Builds, guides and distills in the current scope; returns the Distiller."""
     from keras_guide.distillation import Distiller
 
     teacher, student, _ = build_pair(family, weights)
-    distiller = (distiller_class or Distiller)(teacher, student)
+    distiller = Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.5))
     data = batches(steps)
     x = {k: np.concatenate([b[0][k] for b in data]) for k in data[0][0]}

@@ -12,18 +12,7 @@ tf.config.set_logical_device_configuration(
 )
 
 from common import CONFIGS, build_pair, distill, emit, host, max_diff, teacher_weights  # noqa: E402
-from keras_guide.distillation import Distiller  # noqa: E402
 from keras_guide.distribution import make_distribution  # noqa: E402
-
-
-class ScaledDistiller(Distiller):
-    """The Distiller with its loss divided by the replica count, as Keras'
-    TensorFlow trainer expects of `compute_loss` (it sums replica gradients)."""
-
-    def compute_loss(self, *args, **kwargs):
-        from keras.src.losses.loss import scale_loss_for_distribution
-
-        return scale_loss_for_distribution(super().compute_loss(*args, **kwargs))
 
 
 def main():
@@ -37,8 +26,6 @@ def main():
         strategy = make_distribution("data", devices=devices)
         with strategy.scope():
             mirrored, mirrored_loss = distill(family, weights)
-        with strategy.scope():
-            scaled, _ = distill(family, weights, distiller_class=ScaledDistiller)
         result[family] = {
             "strategy": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
@@ -48,7 +35,6 @@ def main():
             "moved": max_diff(initial, expected),
             "losses": [single_loss, mirrored_loss],
             "mirrored_diff": max_diff(expected, host(mirrored.student)),
-            "scaled_mirrored_diff": max_diff(expected, host(scaled.student)),
         }
     emit(result)
 
