@@ -106,3 +106,25 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
             assert math.isfinite(row[key]), (row["variant"], key)
     for name in ("results.csv", "ablation.png", "best_student.keras"):
         assert (tmp_path / name).exists()
+
+
+def test_auto_tokenizer_uses_the_teachers_preprocessor():
+    import keras_hub
+
+    from keras_guide.demo import tokenizer
+    from keras_guide.demo import workflows
+
+    hub = tokenizer.keras_hub_tokenizer()
+    teacher = keras_hub.models.GPT2CausalLM(
+        backbone=keras_hub.models.GPT2Backbone(**TINY),
+        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(hub, sequence_length=16),
+    )
+    encoder = workflows.get_encoder("auto", teacher)
+    text = data.load_texts(["tempest"])[0][:2000]
+    ids = encoder.encode(text)
+    assert encoder.end_token_id == 2047
+    assert hub.detokenize(np.asarray(ids)) == text
+    workflows.check_vocabulary(encoder, teacher, "teacher")
+    small = models.build_causal_lm(dict(TINY, vocabulary_size=1000))
+    with pytest.raises(ValueError, match="vocabulary of 1000"):
+        workflows.check_vocabulary(encoder, small, "student")
