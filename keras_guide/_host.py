@@ -88,6 +88,10 @@ def row_chunks(value, chunk_rows=4096):
         )
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"`chunk_rows` must be a positive integer. Received: chunk_rows={chunk_rows!r}")
+    if isinstance(value, np.ndarray):
+        for start in range(0, shape[0], chunk_rows):
+            yield value[start : start + chunk_rows]
+        return
     array = _jax_value(value)
     if array is None:
         import keras

@@ -14,9 +14,13 @@ import numpy as np
 from keras_guide import _host
 from keras_guide.initializers import selection
 
-# Rows per chunk of the Gram accumulation: 4096 rows of a 2048-wide float64 table
-# are 64 MiB, small beside any table worth compressing.
-_DEFAULT_CHUNK_ROWS = 4096
+# Bytes per chunk of the Gram accumulation: large enough for full-speed matrix
+# products, small beside any table worth compressing.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _default_chunk_rows(width):
+    return max(256, _CHUNK_BYTES // (8 * max(int(width), 1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +73,7 @@ def _check_table(table, dim, name):
         )
 
 
-def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="auto"):
+def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
     """Returns `(C, s, n) = (Σ w_r e_rᵀ e_r, Σ w_r e_r, Σ w_r)` in one pass.
 
     The table is read in chunks of `chunk_rows` rows; each chunk's product
@@ -80,7 +84,7 @@ def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="
         table: `(V, d)` array.
         weights: optional `(V,)` non-negative row weights (e.g. token
             frequencies); `None` weighs every row 1.
-        chunk_rows: rows per chunk.
+        chunk_rows: rows per chunk; `None` for chunks of about 64 MiB.
         precision: `"float32"` (chunk products at float32 speed; the error
             of one chunk is that of a `chunk_rows`-term float32 sum),
             `"float64"`, or `"auto"`: float64 for a float64 table, float32
@@ -91,6 +95,7 @@ def gram_matrix(table, weights=None, chunk_rows=_DEFAULT_CHUNK_ROWS, precision="
         weight (a float).
     """
     num_rows, width = (int(n) for n in table.shape)
+    chunk_rows = chunk_rows or _default_chunk_rows(width)
     gram = np.zeros((width, width), dtype=np.float64)
     row_sum = np.zeros((width,), dtype=np.float64)
     if weights is not None:
@@ -167,7 +172,7 @@ def pca_projection(
     center=False,
     mean_preserving=False,
     weights=None,
-    chunk_rows=_DEFAULT_CHUNK_ROWS,
+    chunk_rows=None,
     precision="auto",
     name="table",
 ):
@@ -215,6 +220,7 @@ def pca_projection(
     """
     _check_table(table, dim, name)
     d_teacher = int(table.shape[1])
+    chunk_rows = chunk_rows or _default_chunk_rows(d_teacher)
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     if not np.all(np.isfinite(gram)):
         # The Gram pass doubles as the finiteness check; scan only on failure.
