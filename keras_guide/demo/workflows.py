@@ -244,7 +244,14 @@ def distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_si
     start_step = 0
     if resume and os.path.exists(state_path):
         with open(state_path) as f:
-            start_step = int(json.load(f)["step"])
+            state = json.load(f)
+        if int(state["num_steps"]) != int(num_steps):
+            raise ValueError(
+                f"The checkpoint in {checkpoint} belongs to a run of "
+                f"{state['num_steps']} steps (its learning-rate schedule depends on "
+                f"it); resume with the same `num_steps`. Received: num_steps={num_steps}"
+            )
+        start_step = int(state["step"])
         student = keras.saving.load_model(os.path.join(checkpoint, "student.keras"))
     else:
         student = load_model(student_path)
@@ -270,7 +277,7 @@ def distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_si
         student.save(os.path.join(checkpoint, "student.keras"))
         _save_optimizer(optimizer, os.path.join(checkpoint, "optimizer.npz"))
         with open(state_path, "w") as f:
-            json.dump({"step": int(step)}, f)
+            json.dump({"step": int(step), "num_steps": int(num_steps)}, f)
 
     history = training.train(
         distiller, batches, num_steps, start_step=start_step,

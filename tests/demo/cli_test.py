@@ -53,30 +53,47 @@ def test_init_refuses_without_a_size(workspace):
         cli.main(["init", str(workspace / "teacher.keras"), "--out", "x.keras"])
 
 
-def test_distill_trains_checkpoints_and_resumes(workspace):
+def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
     student = workspace / "student_d.keras"
     cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
               "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
               "--intermediate-dim", "32"])
-    out = workspace / "distilled"
-    common = ["distill", "--teacher", str(workspace / "teacher.keras"),
-              "--student", str(student), "--text", str(workspace / "texts"),
-              "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
-              "--sequence-length", "16", "--checkpoint-every", "2"]
-    cli.main(common + ["--steps", "4"])
-    first = _finite(out / "distill.json", "held_out_loss", "teacher_loss")
-    assert first["start_step"] == 0
-    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 4
-    cli.main(common + ["--steps", "6", "--resume"])
-    second = _finite(out / "distill.json", "held_out_loss")
-    assert second["start_step"] == 4 and second["steps"] == 6
-    assert os.path.exists(out / "student.keras")
-    # Resuming restores the weights, the optimizer and the data position:
-    # the result equals an uninterrupted run.
+
+    def command(out):
+        return ["distill", "--teacher", str(workspace / "teacher.keras"),
+                "--student", str(student), "--text", str(workspace / "texts"),
+                "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
+                "--sequence-length", "16", "--checkpoint-every", "2", "--steps", "6"]
+
     straight = workspace / "straight"
-    cli.main([a if a != str(out) else str(straight) for a in common] + ["--steps", "6"])
-    third = _finite(straight / "distill.json", "held_out_loss")
-    np.testing.assert_allclose(third["held_out_loss"], second["held_out_loss"], rtol=1e-4)
+    cli.main(command(straight))
+    first = _finite(straight / "distill.json", "held_out_loss", "teacher_loss")
+    assert first["start_step"] == 0 and (straight / "student.keras").exists()
+
+    # A run that dies after step 4 (its checkpoint written), then resumes.
+    interrupted = workspace / "interrupted"
+    batch = data.Batches.batch
+
+    def crash_at_4(self, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return batch(self, step)
+
+    monkeypatch.setattr(data.Batches, "batch", crash_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(command(interrupted))
+    monkeypatch.setattr(data.Batches, "batch", batch)
+    state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
+    assert state == {"step": 4, "num_steps": 6}
+    with pytest.raises(ValueError, match="same `num_steps`"):
+        cli.main(command(interrupted)[:-1] + ["8", "--resume"])
+    cli.main(command(interrupted) + ["--resume"])
+    resumed = _finite(interrupted / "distill.json", "held_out_loss")
+    assert resumed["start_step"] == 4
+    # Weights, optimizer state and data position are restored: the result
+    # equals the uninterrupted run's.
+    np.testing.assert_allclose(resumed["held_out_loss"], first["held_out_loss"],
+                               rtol=1e-5)
 
 
 def test_compare_runs_the_ablation_on_user_text(workspace):

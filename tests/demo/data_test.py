@@ -85,11 +85,11 @@ def test_demo_data_windows_and_token_counts():
     assert demo.num_tokens["train"] > 10 * demo.num_tokens["test"] / 2
 
 
-class _TableLM(keras.Model):
+class TableLM(keras.Model):
     """Logits are a fixed table row per input token (an exactly known model)."""
 
     def __init__(self, table):
-        super().__init__()
+        super().__init__(name="table_lm")
         self.embed = keras.layers.Embedding(*table.shape)
         self.embed.build((None,))
         self.embed.embeddings.assign(table)
@@ -101,7 +101,7 @@ class _TableLM(keras.Model):
 def test_evaluate_equals_an_independent_numpy_computation():
     rng = np.random.default_rng(0)
     table = (rng.normal(size=(11, 11)) * 3).astype("float32")
-    model = _TableLM(table)
+    model = TableLM(table)
     docs = [rng.integers(0, 11, size=n).astype(np.int32) for n in (9, 4, 13)]
     tokens, mask = data.make_windows(docs, sequence_length=5, pad_id=0)
     batches = data.eval_batches(tokens, mask, batch_size=2)
@@ -128,7 +128,7 @@ def test_eval_subset_is_evenly_spaced_and_fixed():
 
 
 def test_evaluate_refuses_fully_masked_batches():
-    model = _TableLM(np.zeros((3, 3), "float32"))
+    model = TableLM(np.zeros((3, 3), "float32"))
     x = {"token_ids": np.zeros((1, 2), np.int32), "padding_mask": np.zeros((1, 2), bool)}
     with pytest.raises(ValueError, match="no token"):
         data.evaluate(model, [(x, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float32))])
