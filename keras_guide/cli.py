@@ -3,6 +3,7 @@
     keras-guide demo [--quick]            GUIDE's ablation on Shakespeare
     keras-guide init TEACHER --out S.keras --hidden-dim ... [--blocks all]
     keras-guide distill --teacher T --student S --text PATH --out DIR [--resume]
+                        [--data-parallel | --model-parallel N]
     keras-guide compare --teacher T --text PATH --out DIR --hidden-dim ...
 
 The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
@@ -105,6 +106,10 @@ def build_parser():
     distill.add_argument("--temperature", type=float, default=None,
                          help="τ of the KD term (Distiller default 2.0)")
     distill.add_argument("--checkpoint-every", type=int, default=200)
+    distill.add_argument("--data-parallel", action="store_true",
+                         help="replicate the models over all devices, split batches (JAX; TF: MirroredStrategy)")
+    distill.add_argument("--model-parallel", type=int, default=None, metavar="N",
+                         help="also shard weights over N devices (JAX keras.distribution)")
     distill.add_argument("--resume", action="store_true",
                          help="continue from OUT/checkpoint")
 
@@ -178,7 +183,8 @@ def main(argv=None):
             batch_size=args.batch_size, sequence_length=args.sequence_length,
             learning_rate=args.learning_rate, kd_options=kd, tokenizer=args.tokenizer,
             held_out=args.held_out, checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
+            resume=args.resume, data_parallel=args.data_parallel,
+            model_parallel=args.model_parallel,
         )
         print(f"held-out loss {result['held_out_loss']:.4f} (teacher "
               f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras")

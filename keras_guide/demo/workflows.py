@@ -221,10 +221,35 @@ def distiller_arguments(kd_options=None):
     return arguments
 
 
-def distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_size=16,
-            sequence_length=None, learning_rate=1e-3, warmup_steps=None,
-            kd_options=None, tokenizer="auto", held_out=None, checkpoint_every=200,
-            resume=False, seed=0, verbose=True):
+def distill(teacher_path, student_path, texts, out_dir, data_parallel=False,
+            model_parallel=None, **options):
+    """`_distill` under a distribution: `data_parallel` replicates the models
+    and splits batches; `model_parallel=N` also shards weights over `N`
+    devices with one layout map for teacher and student (planned on models
+    loaded once outside the distribution, then loaded again inside it, where
+    their variables take their shards).
+
+    Raises:
+        NotImplementedError: on PyTorch (no `keras.distribution`), or model
+            parallelism on TensorFlow.
+    """
+    if not data_parallel and not model_parallel:
+        return _distill(teacher_path, student_path, texts, out_dir, **options)
+    from keras_guide.distribution import make_distribution
+
+    if model_parallel:
+        plan = (load_model(teacher_path), load_model(student_path))
+        distribution = make_distribution("model", *plan, model_parallel=model_parallel)
+    else:
+        distribution = make_distribution("data")
+    with distribution.scope():
+        return _distill(teacher_path, student_path, texts, out_dir, **options)
+
+
+def _distill(teacher_path, student_path, texts, out_dir, num_steps=1000, batch_size=16,
+             sequence_length=None, learning_rate=1e-3, warmup_steps=None,
+             kd_options=None, tokenizer="auto", held_out=None, checkpoint_every=200,
+             resume=False, seed=0, verbose=True):
     """Trains a student with the `Distiller` (CE + KD) on text files.
 
     Writes `out_dir/student.keras` at the end and, every `checkpoint_every`
