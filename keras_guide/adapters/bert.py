@@ -5,41 +5,21 @@ into a reader; the student keeps the best diagonal approximation (METHOD.md §2)
 which is exact only when the projection is a selection.
 """
 
-from keras_guide.adapters.base import Adapter
-from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
 from keras_guide.adapters.base import Write
+from keras_guide.adapters.gpt2 import GPT2Adapter
 
 _HEAD_AXES = {1: "heads", 2: "head_dim"}
 
 
-class BertAdapter(Adapter):
+class BertAdapter(GPT2Adapter):
+    """GPT-2's sizes and config names; its own weights and post-norm layout."""
+
     family = "bert"
     backbone_class = "BertBackbone"
-    norm_kind = "layer"
     post_norm = True
-    tied_head = True
-    config_keys = {
-        "hidden_dim": "hidden_dim",
-        "num_layers": "num_layers",
-        "num_heads": "num_heads",
-        "intermediate_dim": "intermediate_dim",
-        "max_sequence_length": "max_sequence_length",
-    }
-
-    def dims(self, backbone):
-        return Dims(
-            vocabulary_size=backbone.vocabulary_size,
-            hidden_dim=backbone.hidden_dim,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_heads,
-            num_key_value_heads=backbone.num_heads,
-            head_dim=backbone.hidden_dim // backbone.num_heads,
-            intermediate_dim=backbone.intermediate_dim,
-            max_sequence_length=backbone.max_sequence_length,
-        )
 
     def embeddings(self, backbone):
         return [
