@@ -388,12 +388,20 @@ class _Plan:
         entries.append(_entry(s_path, t_path, how, self.teacher[t_path].shape, value.shape))
 
     def _table(self, t, s, values, entries):
-        table = self._array(t.path)
-        rows = {0: "first"} if t.positions else {}
+        table = self.teacher[t.path]
+        rows_t = int(table.shape[0])
         scale = self.ratio if (t.sqrt_d_scaled and self.rescale) else 1.0
-        # Row counts may differ only for position tables (a shorter context).
-        rows_s = self.student_shapes[s.path][0] if s.path in self.student_shapes else table.shape[0]
-        value = guided_value(table, (rows_s, self.m.student_dim), {1: self.m}, rows, scale=scale, name=t.path)
+        rows_s = self.student_shapes[s.path][0] if s.path in self.student_shapes else rows_t
+        if rows_s != rows_t and not t.positions:
+            raise ValueError(
+                f"The student's `{s.path}` has {rows_s} rows but the teacher's "
+                f"`{t.path}` has {rows_t} (shape {tuple(table.shape)}). A token "
+                "table keeps the teacher's vocabulary: build the student with the "
+                "teacher's `vocabulary_size`."
+            )
+        # A shorter context keeps the first positions. The table is read by
+        # row blocks in its own precision, never copied to float64.
+        value = projection_lib.project_table(table, self.m, rows_s, scale, name=t.path)
         how = "pca" if t.path == self.source and self.m.kind.startswith("pca") else "projected"
         self._put(values, entries, s.path, t.path, how, value)
 

@@ -151,3 +151,29 @@ def test_float32_chunk_products_match_float64_closely():
     np.testing.assert_allclose(np.abs(fast.matrix.T @ exact.matrix), np.eye(6), atol=1e-5)
     with pytest.raises(ValueError, match="precision='half'"):
         projection.pca_projection(table, 6, precision="half")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_project_table_matches_float64_product_by_blocks(dtype):
+    table = _table(rows=1000, width=16).astype(dtype)
+    p = projection.pca_projection(table, 6)
+    # Blocks of 64 rows, the first 999 rows kept: every block boundary is crossed.
+    out = projection.project_table(table, p, num_rows=999, scale=1.5, chunk_rows=64)
+    reference = 1.5 * np.asarray(table[:999], np.float64) @ p.matrix
+    assert out.dtype == np.dtype(dtype) and out.shape == (999, 6)
+    tolerance = 1e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(out, reference, rtol=tolerance, atol=tolerance * np.abs(reference).max())
+
+
+def test_project_table_bad_input_names_weight_and_shapes():
+    table = _table(rows=50, width=8)
+    p = projection.pca_projection(table, 3)
+    with pytest.raises(ValueError, match=r"`pos` would have 60 rows.*has 50 \(shape \(50, 8\)\)"):
+        projection.project_table(table, p, num_rows=60, name="pos")
+    with pytest.raises(ValueError, match=r"`tok` of shape \(50, 9\).*d_T = 8"):
+        projection.project_table(np.zeros((50, 9)), p, name="tok")
+    broken = table.copy()
+    broken[7, 2] = np.inf
+    broken[40, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`tok` of shape \(50, 8\) holds 2 NaN or Inf"):
+        projection.project_table(broken, p, chunk_rows=16, name="tok")
