@@ -72,8 +72,9 @@ class Settings:
     Attributes:
         num_steps: training steps per variant.
         batch_size: windows per step.
-        peak_learning_rate, warmup_steps, weight_decay: the AdamW schedule
-            (`training.adamw`), identical for every variant.
+        peak_learning_rate, warmup_steps, weight_decay, schedule: the AdamW
+            optimizer and its learning-rate schedule (`training.adamw`),
+            identical for every variant.
         data_seed: fixes the order of the training batches.
         curve_points: held-out evaluations on the curve subset per run.
         curve_windows: size of the fixed held-out subset for the curves.
@@ -87,6 +88,7 @@ class Settings:
     peak_learning_rate: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.01
+    schedule: str = "cosine"
     data_seed: int = 0
     curve_points: int = 6
     curve_windows: int = 64
@@ -140,7 +142,8 @@ def _initialize(variant, teacher, student):
 
 def _trainer(variant, teacher, student, settings):
     optimizer = training.adamw(settings.peak_learning_rate, settings.num_steps,
-                               settings.warmup_steps, settings.weight_decay)
+                               settings.warmup_steps, settings.weight_decay,
+                               schedule=settings.schedule)
     if not variant.kd:
         student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
         return student

@@ -30,10 +30,48 @@ def warmup_cosine(peak, num_steps, warmup_steps):
     )
 
 
-def adamw(peak, num_steps, warmup_steps, weight_decay=0.01):
-    """The demo's optimizer: AdamW with `warmup_cosine`, clipped at norm 1."""
+@keras.saving.register_keras_serializable(package="keras_guide")
+class WarmupInverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then `peak · sqrt(warmup_steps / step)`.
+
+    An anytime schedule: the rate at step `n` does not depend on the total
+    budget, so the model after `n` steps of a long run is the model a run of
+    budget `n` would give. The long-budget ablation uses it to read every
+    budget off one run per variant.
+    """
+
+    def __init__(self, peak, warmup_steps):
+        self.peak = float(peak)
+        self.warmup_steps = max(1, int(warmup_steps))
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32") + 1.0
+        warmup = float(self.warmup_steps)
+        return self.peak * keras.ops.minimum(
+            step / warmup, keras.ops.sqrt(warmup / keras.ops.maximum(step, warmup))
+        )
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
+def adamw(peak, num_steps, warmup_steps, weight_decay=0.01, schedule="cosine"):
+    """The demo's optimizer: AdamW clipped at norm 1.
+
+    `schedule="cosine"` is `warmup_cosine` over `num_steps`; `"inverse_sqrt"`
+    is `WarmupInverseSqrt` (`num_steps` unused).
+    """
+    if schedule == "cosine":
+        learning_rate = warmup_cosine(peak, num_steps, warmup_steps)
+    elif schedule == "inverse_sqrt":
+        learning_rate = WarmupInverseSqrt(peak, warmup_steps)
+    else:
+        raise ValueError(
+            "`schedule` must be 'cosine' or 'inverse_sqrt'. "
+            f"Received: schedule={schedule!r}"
+        )
     return keras.optimizers.AdamW(
-        learning_rate=warmup_cosine(peak, num_steps, warmup_steps),
+        learning_rate=learning_rate,
         weight_decay=weight_decay,
         beta_2=0.98,
         global_clipnorm=1.0,
