@@ -106,6 +106,17 @@ class _Budget:
             time.sleep(2.0)
 
 
+def student_config(args):
+    """The demo's student (`models.STUDENT_CONFIG`) with the sizes given on the command line."""
+    from keras_guide.demo import models
+
+    config = dict(models.STUDENT_CONFIG)
+    for key in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    return config
+
+
 def run_worker(key, args):
     """Trains one run, evaluating at doublings; returns its record."""
     _limit_threads(args.threads)
@@ -121,7 +132,7 @@ def run_worker(key, args):
         schedule="inverse_sqrt", data_seed=seed,
     )
     teacher = models.load_teacher()
-    config = dict(models.STUDENT_CONFIG)
+    config = student_config(args)
     demo = data_lib.DemoData(config["max_sequence_length"])
     train = demo.train_batches(settings.batch_size, seed=settings.data_seed)
     held_out = demo.eval_batches("test")
@@ -133,6 +144,7 @@ def run_worker(key, args):
     record = {"key": key, "label": label, "init": init, "kd": kd, "seed": seed,
               "evals": [[0, data_lib.evaluate(student, held_out)]],
               "seconds": [[0, 0.0]], "tokens_per_step": train.tokens_per_batch,
+              "workers": args.workers, "threads": args.threads,
               "guide_report": "" if report is None else str(report), "done": False}
     _write_json(path, record)
     budget = _Budget(args.out)
@@ -207,11 +219,18 @@ def summarize(args, records):
             "tokens_per_second": steps * r["tokens_per_step"] / seconds,
         })
     eval_steps = sorted({s for r in records.values() for s, _ in r["evals"]})
+    config = student_config(args)
     lines = [
-        f"Budget N* = {steps} steps of {args.batch_size}x128 tokens "
+        f"Student GPT-2 {config['num_layers']}x{config['hidden_dim']} "
+        f"({config['num_heads']} heads, MLP {config['intermediate_dim']}); teacher "
+        f"GPT-2 4x256. Budget N* = {steps} steps of {args.batch_size}x128 tokens "
         f"({steps * records[LEADER]['tokens_per_step'] / 1e6:.1f} M tokens); the "
         f"random-init leader improved {100 * budget['improvement']:.2f} % over the "
         f"last doubling ({'converged' if budget['converged'] else 'NOT converged: cap reached'}).",
+        "",
+        f"Training seconds are per run while {records[LEADER]['workers']} runs shared "
+        f"{os.cpu_count()} cores ({records[LEADER]['threads']} thread(s) each); "
+        "tokens/s count padding.",
         "",
         "| variant | held-out loss | ppl | gap closed (same seed) | gap closed (vs mean) "
         "| step 0 | train s | tok/s |",
@@ -242,10 +261,13 @@ def summarize(args, records):
         "budget": budget, "teacher_loss": teacher_loss, "random_mean": base,
         "rows": rows, "runs": records, "arguments": vars(args),
     })
-    _plot(records, teacher_loss, steps, os.path.join(args.out, "curves.png"))
+    config = student_config(args)
+    _plot(records, teacher_loss, steps, os.path.join(args.out, "curves.png"),
+          f"GUIDE at the long budget: GPT-2 4x256 -> "
+          f"{config['num_layers']}x{config['hidden_dim']}")
 
 
-def _plot(records, teacher_loss, steps, path):
+def _plot(records, teacher_loss, steps, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +283,7 @@ def _plot(records, teacher_loss, steps, path):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out loss (all test plays, nats)")
-    ax.set_title("GUIDE at the long budget: GPT-2 4x256 -> 2x128")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -276,6 +298,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker (default: cores / workers)")
+    for size in ("num-layers", "hidden-dim", "num-heads", "intermediate-dim"):
+        parser.add_argument(f"--{size}", type=int, default=None,
+                            help=f"student {size} (default: the demo student's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=4e-3)
     parser.add_argument("--warmup", type=int, default=100)
