@@ -228,8 +228,8 @@ def summarize(args, records):
         f"random-init leader improved {100 * budget['improvement']:.2f} % over the "
         f"last doubling ({'converged' if budget['converged'] else 'NOT converged: cap reached'}).",
         "",
-        f"Training seconds are per run while {records[LEADER]['workers']} runs shared "
-        f"{os.cpu_count()} cores ({records[LEADER]['threads']} thread(s) each); "
+        f"Training seconds are per run while {records[LEADER].get('workers', '?')} runs shared "
+        f"{os.cpu_count()} cores ({records[LEADER].get('threads', '?')} thread(s) each); "
         "tokens/s count padding.",
         "",
         "| variant | held-out loss | ppl | gap closed (same seed) | gap closed (vs mean) "
