@@ -477,7 +477,8 @@ def build_student(teacher, name=None, dtype=None, **sizes):
     a task model of the same class sharing the teacher's preprocessor.
 
     Returns:
-        The student, built, of the teacher's class.
+        The student, built, of the teacher's class, trainable even when the
+        teacher is frozen.
 
     Raises:
         ValueError: a size the family does not have.
@@ -494,13 +495,17 @@ def build_student(teacher, name=None, dtype=None, **sizes):
     for key, value in sizes.items():
         config[adapter.config_keys[key]] = value
     config["name"] = name or f"{t_backbone.name}_student"
+    # A frozen teacher (the usual case beside a Distiller) must not give a
+    # frozen student: its config carries `trainable=False` on some backends.
+    config["trainable"] = True
     if dtype is not None:
         config["dtype"] = dtype
     s_backbone = type(t_backbone).from_config(config)
     if t_backbone is teacher:
         return s_backbone
     task_config = teacher.get_config()
-    task_config.update(backbone=s_backbone, preprocessor=teacher.preprocessor, name=config["name"] + "_task")
+    task_config.update(backbone=s_backbone, preprocessor=teacher.preprocessor,
+                       name=config["name"] + "_task", trainable=True)
     return type(teacher).from_config(task_config)
 
 

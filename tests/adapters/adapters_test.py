@@ -251,3 +251,20 @@ def test_build_student_rejects_unknown_sizes():
     teacher = harness.make_teacher(harness.FAMILIES["gpt2"])
     with pytest.raises(ValueError, match=r"no size \['num_key_value_heads'\]"):
         build_student(teacher, num_key_value_heads=2)
+
+
+@pytest.mark.parametrize("task", [False, True])
+def test_frozen_teacher_gives_a_trainable_student_with_guide_regularizers(task):
+    import keras_hub
+
+    from keras_guide.regularizers import guide_regularizers
+
+    teacher = harness.make_teacher(harness.FAMILIES["gpt2"])
+    if task:
+        teacher = keras_hub.models.GPT2CausalLM(backbone=teacher, preprocessor=None)
+    teacher.trainable = False  # frozen, as beside a Distiller
+    student = build_student(teacher, **harness.FAMILIES["gpt2"].narrow)
+    assert student.trainable and all(w.trainable for w in student.weights)
+    guide(teacher, student, regularize=1e-2)
+    assert len(guide_regularizers(student)) == len(student.trainable_weights)
+    assert not teacher.trainable and not teacher.trainable_weights
