@@ -5,9 +5,9 @@ The teacher is a GPT-2 4×256 trained on the training plays
 (`models.STUDENT_CONFIG`). Held-out loss is measured on the fixed test plays
 (`data.TEST_PLAYS`).
 
-The budget (200 steps of 16×128 tokens) keeps the default run under about
-8 minutes on 2 CPU cores: the same run at 300 steps took 9.2 minutes on an
-idle machine (jax), 15 while two other jobs shared it.
+The budget (200 steps of 16×128 tokens) keeps the default run under 8
+minutes on 2 CPU cores: 6 min 50 s on an idle machine (jax, shipped teacher);
+the same run at 300 steps took 9.2 minutes.
 
 The students' peak learning rate, 4e-3, is the best for the random-init
 baseline (`scripts/demo_lr_sweep.py`, loss on the validation play, mean of
