@@ -302,8 +302,10 @@ class Distiller(keras.Model):
                     sample_weight,
                 )
             else:
+                values, indices, log_normalizer, cached_temperature = top_k
                 kd_value = kd.top_k_kd_loss(
-                    top_k[0], top_k[1], student_logits, self.temperature, sample_weight
+                    values, indices, student_logits, self.temperature,
+                    sample_weight, log_normalizer, cached_temperature,
                 )
             total = total + self.kd_weight * kd_value
             results["kd"] = kd_value

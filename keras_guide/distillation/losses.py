@@ -140,18 +140,27 @@ def top_k_kd_loss(
     student_logits,
     temperature=2.0,
     sample_weight=None,
+    teacher_log_normalizer=None,
+    teacher_temperature=None,
 ):
     """`kd_loss` against a teacher stored as its top-k logits (offline teacher).
 
-    The teacher distribution is renormalized over its `k` kept classes,
-    `p̃ = softmax(v/τ)`, and compared with the student's full-vocabulary
-    `log q = log_softmax(z_S/τ)` at those classes:
-    `L = τ² · token_mean(Σ_{i≤k} p̃_i (log p̃_i − log q_{idx_i}))`.
-    With `k = V` this equals `kd_loss` exactly; with `k < V` it differs by the
-    truncation of the teacher's tail, which is small only when the top `k`
-    classes hold most of the teacher's mass at `τ` (for a flat teacher the
-    renormalization overstates the loss many times: see
-    `benchmarks/offline_teacher.py`, which prints the kept mass).
+    With the teacher's log-normalizer `log Z = logsumexp(z_T/τ₀)` (stored by
+    `teacher_top_k(..., temperature=τ₀)`) and `τ = τ₀`, the teacher's tail
+    (every class outside its top `k`) is kept as one class: with
+    `p_i = exp(v_i/τ − log Z)`, `p_tail = 1 − Σ p_i`, the student's
+    `q_i = softmax(z_S/τ)[idx_i]` and `q_tail = 1 − Σ q_i`,
+    `L = τ² · token_mean(Σ_{i≤k} p_i (log p_i − log q_i)
+    + p_tail (log p_tail − log q_tail))`.
+    That is the exact KL between the two distributions over `k + 1` classes:
+    never above the full KL (the tail's inner mismatch is what it drops), and
+    equal to it for `k = V`.
+
+    Without a normalizer (or when `τ ≠ τ₀`, as under a temperature schedule),
+    the teacher is renormalized over its `k` classes, `p̃ = softmax(v/τ)`:
+    `L = τ² · token_mean(Σ_{i≤k} p̃_i (log p̃_i − log q_i))`, which overstates
+    the loss unless the top `k` hold most of the teacher's mass at `τ`
+    (`benchmarks/offline_teacher.py` prints both).
 
     Args:
         teacher_top_k_logits: `v`, shape `(..., k)`.
@@ -159,17 +168,44 @@ def top_k_kd_loss(
         student_logits: `z_S`, shape `(..., V)`.
         temperature: `τ > 0`.
         sample_weight: optional per-token weights.
+        teacher_log_normalizer: optional `logsumexp(z_T/τ₀)`, shape `(...)`.
+        teacher_temperature: `τ₀`, a scalar or any array of equal values
+            (per row, as datasets carry it); required with the normalizer.
 
     Returns:
         A float32 scalar.
+
+    Raises:
+        ValueError: for a normalizer without its temperature.
     """
-    log_p = ops.log_softmax(_float32(teacher_top_k_logits) / temperature, axis=-1)
+    temperature = _float32(temperature)
     log_q = ops.log_softmax(_float32(student_logits) / temperature, axis=-1)
     log_q = ops.take_along_axis(
         log_q, ops.cast(teacher_top_k_indices, "int32"), axis=-1
     )
+    scaled = _float32(teacher_top_k_logits) / temperature
+    log_p = ops.log_softmax(scaled, axis=-1)
     kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
+    if teacher_log_normalizer is not None:
+        if teacher_temperature is None:
+            raise ValueError(
+                "`teacher_log_normalizer` needs the `teacher_temperature` it "
+                "was computed at (`teacher_top_k(..., temperature=τ)` stores both)."
+            )
+        log_p = scaled - ops.expand_dims(_float32(teacher_log_normalizer), -1)
+        p = ops.exp(log_p)
+        p_tail = ops.maximum(1.0 - ops.sum(p, axis=-1), 0.0)
+        # `1 − Σ q_i` loses float32 precision only once the student's tail is
+        # below ~1e-6; the floor keeps the log finite there.
+        q_tail = ops.maximum(1.0 - ops.sum(ops.exp(log_q), axis=-1), _TAIL_FLOOR)
+        tail = p_tail * (ops.log(ops.maximum(p_tail, _TAIL_FLOOR)) - ops.log(q_tail))
+        with_tail = ops.sum(p * (log_p - log_q), axis=-1) + tail
+        same = ops.all(ops.equal(_float32(teacher_temperature), temperature))
+        kl = ops.where(same, with_tail, kl)
     return ops.square(temperature) * token_mean(kl, sample_weight)
+
+
+_TAIL_FLOOR = 1e-7
 
 
 def hidden_state_loss(student_hidden, teacher_hidden, sample_weight=None):

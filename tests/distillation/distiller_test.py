@@ -261,6 +261,48 @@ def test_offline_top_k_is_the_truncated_loss_and_never_runs_the_teacher():
     assert history["kd_loss"][-1] < history["kd_loss"][0]
 
 
+def test_offline_tail_as_one_class_at_the_distillers_temperature():
+    teacher, student = tiny.dense_lm(width=8, seed=1, scale=4.0), tiny.dense_lm(seed=0)
+    x, y, weight = tiny.token_batch(seed=11)
+    distiller = Distiller(teacher, student, LogitsDistillation(1.5))
+    distiller.compile(optimizer="adam")
+    z_t = tiny.numpy(teacher.predict(x, verbose=0)).astype(np.float64)
+    z_s = tiny.numpy(student.predict(x, verbose=0)).astype(np.float64)
+    data = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
+                                   temperature=1.5)
+    got = _evaluate_data(distiller, data)["kd_loss"]
+    order = np.argsort(-z_t, -1)[..., :3]
+    p = np.exp(tiny.log_softmax64(z_t / 1.5))
+    q = np.exp(tiny.log_softmax64(z_s / 1.5))
+    p_k, q_k = np.take_along_axis(p, order, -1), np.take_along_axis(q, order, -1)
+    p_k = np.concatenate([p_k, 1 - p_k.sum(-1, keepdims=True)], -1)
+    q_k = np.concatenate([q_k, 1 - q_k.sum(-1, keepdims=True)], -1)
+    want = 1.5**2 * tiny.masked_mean64((p_k * np.log(p_k / q_k)).sum(-1), weight)
+    # float32 `1 − Σ p_i` carries ~1e-7 of absolute error.
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-7)
+    online = tiny.kd_reference(z_t, z_s, 1.5, weight)
+    assert got <= online
+    # Cached at the default τ = 2 while the Distiller trains at 1.5: the
+    # normalizer does not apply, and the loss is the renormalized one.
+    stale = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x))
+    renormalized = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
+                                           temperature=None)
+    np.testing.assert_allclose(_evaluate_data(distiller, stale)["kd_loss"],
+                               _evaluate_data(distiller, renormalized)["kd_loss"], rtol=1e-6)
+    assert abs(_evaluate_data(distiller, renormalized)["kd_loss"] - online) > abs(got - online)
+
+
+def test_offline_targets_missing_a_key_are_rejected():
+    from keras_guide.distillation import offline
+
+    targets = {"labels": 0, "teacher_top_k_logits": 0, "teacher_top_k_indices": 0,
+               "teacher_log_normalizer": 0}
+    with pytest.raises(ValueError, match="teacher_temperature"):
+        offline.split_targets(targets)
+    with pytest.raises(ValueError, match="teacher_top_k_indices"):
+        offline.split_targets({"labels": 0, "teacher_top_k_logits": 0})
+
+
 def test_backup_and_restore_resumes_where_an_uninterrupted_run_ends(tmp_path):
     from keras_guide.callbacks import GuideSchedule
 

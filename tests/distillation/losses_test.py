@@ -108,6 +108,65 @@ def test_top_k_truncation_matches_renormalized_reference():
     assert abs(got - full) > 1e-3
 
 
+def _coarse_kl64(teacher, student, order, temperature, weight=None):
+    """float64 KL between the (k + 1)-class coarsenings: top k, then the rest."""
+    log_p = tiny.log_softmax64(teacher / temperature)
+    log_q = tiny.log_softmax64(student / temperature)
+    p_top = np.take_along_axis(np.exp(log_p), order, -1)
+    q_top = np.take_along_axis(np.exp(log_q), order, -1)
+    p = np.concatenate([p_top, 1 - p_top.sum(-1, keepdims=True)], -1)
+    q = np.concatenate([q_top, 1 - q_top.sum(-1, keepdims=True)], -1)
+    kl = (p * (np.log(p) - np.log(q))).sum(-1)
+    return temperature**2 * tiny.masked_mean64(kl, weight)
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_top_k_with_normalizer_is_the_exact_kl_over_k_plus_one_classes(k):
+    teacher, student = _random((3, 5, 13), 30), _random((3, 5, 13), 31)
+    weight = (np.random.default_rng(32).random((3, 5)) < 0.6).astype("float32")
+    weight[0, 0] = 1
+    temperature = 1.5
+    order = np.argsort(-teacher, axis=-1)[..., :k]
+    top = np.take_along_axis(teacher, order, -1)
+    log_z = np.log(np.exp(teacher.astype(np.float64) / temperature).sum(-1))
+    tau0 = np.full((3,), temperature, "float32")
+    got = float(losses.top_k_kd_loss(
+        top, order, student, temperature, weight, log_z.astype("float32"), tau0))
+    np.testing.assert_allclose(got, _coarse_kl64(teacher, student, order, temperature, weight),
+                               rtol=1e-4)
+    # Coarsening never raises a KL; the renormalized estimate overstates it here.
+    full = tiny.kd_reference(teacher, student, temperature, weight)
+    renormalized = float(losses.top_k_kd_loss(top, order, student, temperature, weight))
+    assert got <= full + 1e-6
+    assert abs(got - full) < abs(renormalized - full)
+
+
+def test_top_k_with_normalizer_and_full_vocabulary_is_exact_and_differentiable():
+    teacher, student = _random((2, 4, 11), 33), _random((2, 4, 11), 34)
+    values, indices = keras.ops.top_k(teacher, 11)
+    log_z = keras.ops.logsumexp(teacher / 2.0, axis=-1)
+    tau0 = np.full((2,), 2.0, "float32")
+    got = float(losses.top_k_kd_loss(values, indices, student, 2.0, None, log_z, tau0))
+    np.testing.assert_allclose(got, tiny.kd_reference(teacher, student, 2.0), rtol=1e-5)
+    value, grad = tiny.value_and_grad(
+        lambda z: losses.top_k_kd_loss(values, indices, z, 2.0, None, log_z, tau0), student
+    )
+    assert np.isfinite(value) and np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+
+
+def test_top_k_normalizer_at_another_temperature_falls_back_to_renormalized():
+    teacher, student = _random((3, 5, 13), 35), _random((3, 5, 13), 36)
+    order = np.argsort(-teacher, axis=-1)[..., :4]
+    top = np.take_along_axis(teacher, order, -1)
+    log_z = keras.ops.logsumexp(teacher / 3.0, axis=-1)  # cached at τ₀ = 3
+    tau0 = np.full((3,), 3.0, "float32")
+    got = float(losses.top_k_kd_loss(top, order, student, 2.0, None, log_z, tau0))
+    want = float(losses.top_k_kd_loss(top, order, student, 2.0))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="teacher_temperature"):
+        losses.top_k_kd_loss(top, order, student, 2.0, None, log_z)
+
+
 def test_hidden_state_loss_matches_reference():
     h_s, h_t = _random((2, 4, 6), 19), _random((2, 4, 6), 20)
     weight = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], "float32")
