@@ -7,9 +7,11 @@ config, trained on the training plays with the demo's BPE tokenizer (cached in
 heads sharing 1 key/value head. RoPE fixes the head width (32), so the student
 keeps whole heads: `guide` selects one key/value group and query heads inside
 it (`gqa_head_indices`), projects the residual stream with the PCA of the
-token table, folds the RMSNorm gains into the kernels that read them, and
-folds the final norm into the untied head. A random-init student gets the same
-data, steps and optimizer; both are scored on the held-out plays.
+token table, and gives every RMSNorm the diagonal of its projected gain
+(`norm="fold"` folds the gains into the kernels that read them and the untied
+head instead; `benchmarks/norm_treatment.py` compares both on this model). A
+random-init student gets the same data, steps and optimizer; both are scored
+on the held-out plays.
 
     python examples/llama_gqa.py                    # teacher 600 steps, students 200
     python examples/llama_gqa.py --teacher-steps 2000 --steps 400

@@ -167,7 +167,7 @@ def guide(
     layer_map="uniform",
     projection="auto",
     center=False,
-    norm="fold",
+    norm="diagonal",
     rescale=True,
     token_weights=None,
     regularize=None,
@@ -176,7 +176,7 @@ def guide(
 
     The teacher's token table gives `M` (PCA, METHOD.md §1); the student's
     table is `E_T M`; every guided block reads through `Mᵀ` and writes through
-    `M`, with norm gains folded into their readers (§2); heads, key/value
+    `M`, each norm keeping the diagonal of its projected gain (§2); heads, key/value
     groups and MLP neurons are uniformly selected (§3). The teacher is read,
     never modified.
 
@@ -195,9 +195,12 @@ def guide(
             README). For LayerNorm families `"pca"` is built mean-preserving
             so the fold stays exact.
         center: centre the table before the PCA.
-        norm: `"fold"` (exact: gains folded into readers, student gains 1),
-            `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers plain) or
-            `"reset"` (student gains 1, nothing folded).
+        norm: `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
+            plain; the default: ahead of `"fold"` at every step of the
+            converged long-budget study, level at the demo's short budget,
+            see the README), `"fold"` (exact: gains folded into readers,
+            student gains 1; a full-width student reproduces its teacher only
+            with it) or `"reset"` (student gains 1, nothing folded).
         rescale: apply the width ratios that keep magnitudes (`√(d_T/d_S)` on
             unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on queries when
             heads narrow). Uniform weight selection uses `False`.

@@ -6,7 +6,7 @@ The teacher is a GPT-2 4×256 trained on the training plays
 (`data.TEST_PLAYS`).
 
 The budget (200 steps of 16×128 tokens) keeps the default run under 8
-minutes on 2 CPU cores: 6 min 50 s on an idle machine (jax, shipped teacher);
+minutes on 2 CPU cores: about 7 minutes on an idle machine (jax, shipped teacher);
 the same run at 300 steps took 9.2 minutes.
 
 The students' peak learning rate, 4e-3, is the best for the random-init

@@ -21,7 +21,7 @@ def test_full_width_student_reproduces_teacher_logits(name):
     teacher = harness.make_teacher(family)
     before = harness.weights(teacher)
     student = build_student(teacher)
-    report = guide(teacher, student, blocks="all")
+    report = guide(teacher, student, blocks="all", norm="fold")
     x = harness.inputs(family)
     assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
     assert report.projection.kind == ("pca_mean_preserving" if name == "gpt2" else "pca")
@@ -34,7 +34,7 @@ def test_untied_llama_head_is_folded_exactly_with_any_final_gain():
     family = harness.FAMILIES["llama"]
     teacher = harness.make_teacher(family, final_gain_one=False)
     student = build_student(teacher)
-    guide(teacher, student)
+    guide(teacher, student, norm="fold")
     x = harness.inputs(family)
     assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
 
@@ -45,7 +45,7 @@ def test_narrow_first_block_reproduces_kept_heads_and_neurons(name, branch):
     family = harness.FAMILIES[name]
     teacher = harness.make_teacher(family)
     student = build_student(teacher, **family.narrow)
-    report = guide(teacher, student, blocks="first")
+    report = guide(teacher, student, blocks="first", norm="fold")
     m = report.projection.matrix
     t_dims = report_dims(teacher)
     s_dims = report_dims(student)
@@ -78,6 +78,25 @@ def report_dims(backbone):
 
     d = adapter_for(backbone).dims(backbone)
     return {"h": d.num_heads, "g": d.num_key_value_heads, "f": d.intermediate_dim}
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_default_norm_keeps_the_diagonal_of_the_projected_gain(name):
+    family = harness.FAMILIES[name]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **family.narrow)
+    report = guide(teacher, student)
+    m = report.projection.matrix.astype(np.float64)
+    ratio = np.sqrt(m.shape[0] / m.shape[1])
+    t, s = harness.weights(teacher), harness.weights(student)
+    entries = report.as_dict()["weights"]
+    gains = [e for e in entries if e["how"] == "diagonal" and e["student"].endswith(("gamma", "scale"))]
+    # Every norm of the guided block, and the final one, keeps its own gain
+    # (rescaled, nothing folded into the readers).
+    assert len(gains) >= 3 and not any(e["how"] == "folded" for e in entries)
+    for e in gains:
+        expected = ratio * np.diag(m.T @ np.diag(t[e["teacher"]].astype(np.float64)) @ m)
+        np.testing.assert_allclose(s[e["student"]], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_gemma_embedding_scaling_keeps_teacher_magnitude():
