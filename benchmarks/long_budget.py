@@ -30,7 +30,7 @@ prints the table and writes `results.json`, `table.md` and `curves.png`.
 To screen more variants against a finished study at a shorter budget, reuse
 its runs and fix the budget:
 
-    python benchmarks/long_budget.py --out screen --steps 4096
+    python benchmarks/long_budget.py --out screen --steps 4096 \
         --reuse long_budget/results.json --runs guide-first-0 ...
 """
 
@@ -66,7 +66,8 @@ RUNS = {  # the first is the leader
     "guide-first-0": _run("GUIDE blocks=first (paper)", blocks="first", **FOLD),
     "guide-map-first-0": _run("GUIDE layer_map=first", layer_map="first", **FOLD),
     "guide-norm-diagonal-0": _run("GUIDE norm=diagonal (defaults)", norm="diagonal"),
-    "guide-norm-diagonal-1": _run("GUIDE norm=diagonal (defaults)", seed=1, norm="diagonal"),
+    "guide-norm-diagonal-1": _run("GUIDE norm=diagonal (defaults)", seed=1,
+                                  norm="diagonal"),
     "guide-freq-0": _run("GUIDE frequency-weighted PCA", token_weights="train", **FOLD),
     "guide-center-0": _run("GUIDE center=True", center=True, **FOLD),
     "guide-decay1-0": _run("GUIDE + GuideRegularizer λ=1 cosine to 0 over 2048 steps",
@@ -75,7 +76,8 @@ RUNS = {  # the first is the leader
 # GUIDE + a constant GuideRegularizer pull toward the guided weights.
 for _strength in (0.1, 1.0, 10.0):
     RUNS[f"guide-reg{_strength:g}-0"] = _run(
-        f"GUIDE + GuideRegularizer λ={_strength:g} (constant)", regularize=_strength, **FOLD)
+        f"GUIDE + GuideRegularizer λ={_strength:g} (constant)",
+        regularize=_strength, **FOLD)
 LEADER = "random-0"
 # What a study runs unless `--runs` says otherwise.
 CORE = ("random-0", "guide-0", "random-1", "guide-1", "selection-0", "guide-kd-0",
@@ -153,6 +155,8 @@ def student_config(args):
 def run_worker(key, args):
     """Trains one run, evaluating at doublings; returns its record."""
     _limit_threads(args.threads)
+    import numpy as np
+
     from keras_guide.demo import ablation
     from keras_guide.demo import data as data_lib
     from keras_guide.demo import models, training
@@ -169,8 +173,6 @@ def run_worker(key, args):
     demo = data_lib.DemoData(config["max_sequence_length"])
     train = demo.train_batches(settings.batch_size, seed=settings.data_seed)
     held_out = demo.eval_batches("test")
-    import numpy as np
-
     options = dict(run["guide_options"])
     if options.get("token_weights") == "train":
         tokens, mask = demo.windows["train"]
@@ -293,8 +295,8 @@ def summarize(args, records):
             "the last doubling ("
             f"{'converged' if budget['converged'] else 'NOT converged: cap reached'})."),
         "",
-        f"Training seconds are per run, on {os.cpu_count()} cores shared by up to `workers` "
-        "runs at once (cores / workers threads each); tokens/s count padding.",
+        f"Training seconds are per run, on {os.cpu_count()} cores shared by up to "
+        "`workers` runs at once (cores / workers threads each); tokens/s count padding.",
         "",
         "| variant | held-out loss | ppl | gap closed (same seed) | gap closed (vs mean) "
         "| step 0 | train s | workers | tok/s |",
@@ -393,8 +395,9 @@ def main(argv=None):
                 _write_json(path, record)
         if not os.path.exists(os.path.join(args.out, "teacher.json")):
             _write_json(os.path.join(args.out, "teacher.json"), earlier["teacher_loss"])
-        if args.steps is None and not os.path.exists(os.path.join(args.out, "budget.json")):
-            _write_json(os.path.join(args.out, "budget.json"), earlier["budget"])
+        budget_path = os.path.join(args.out, "budget.json")
+        if args.steps is None and not os.path.exists(budget_path):
+            _write_json(budget_path, earlier["budget"])
     if args.steps is not None:
         _write_json(os.path.join(args.out, "budget.json"),
                     {"steps": args.steps, "improvement": float("nan"),

@@ -90,12 +90,14 @@ def test_default_norm_keeps_the_diagonal_of_the_projected_gain(name):
     ratio = np.sqrt(m.shape[0] / m.shape[1])
     t, s = harness.weights(teacher), harness.weights(student)
     entries = report.as_dict()["weights"]
-    gains = [e for e in entries if e["how"] == "diagonal" and e["student"].endswith(("gamma", "scale"))]
+    gains = [e for e in entries
+             if e["how"] == "diagonal" and e["student"].endswith(("gamma", "scale"))]
     # Every norm of the guided block, and the final one, keeps its own gain
     # (rescaled, nothing folded into the readers).
     assert len(gains) >= 3 and not any(e["how"] == "folded" for e in entries)
     for e in gains:
-        expected = ratio * np.diag(m.T @ np.diag(t[e["teacher"]].astype(np.float64)) @ m)
+        gamma = t[e["teacher"]].astype(np.float64)
+        expected = ratio * np.diag(m.T @ np.diag(gamma) @ m)
         np.testing.assert_allclose(s[e["student"]], expected, rtol=1e-5, atol=1e-6)
 
 
