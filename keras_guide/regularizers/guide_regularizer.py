@@ -1,5 +1,7 @@
 """`GuideRegularizer`: a parameter-space pull toward the guided (teacher) value."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -22,8 +24,20 @@ class GuideRegularizer(keras.regularizers.Regularizer):
     which the JAX backend needs to see a change mid-`fit` (TensorFlow and
     PyTorch read the variable directly).
 
+    The target is not serialized: it has the weight's shape, and a model's
+    config (`config.json` in a `.keras` file) would otherwise hold a copy of
+    every guided weight as JSON numbers. A regularizer passed to a layer
+    (`kernel_regularizer=...`) is saved in that layer's config as its
+    strength alone, so once reloaded it holds that strength and no target
+    (`target is None`) and adds no penalty (with a warning). The regularizers
+    `guide(..., regularize=λ)` attaches sit on the variables, not in a layer's
+    config, and are not saved at all. To keep pulling a reloaded model toward
+    its guided values, attach new regularizers built from the targets and
+    call `track_guide_state`.
+
     Args:
-        target: the target weight `W*` (array or Keras variable).
+        target: the target weight `W*` (array or Keras variable), or `None`
+            for a regularizer that adds nothing (what a reload gives).
         strength: `λ`, a float or a shared scalar `keras.Variable`.
 
     Example:
@@ -35,11 +49,13 @@ class GuideRegularizer(keras.regularizers.Regularizer):
     """
 
     def __init__(self, target, strength=1e-2):
-        target = _host.to_numpy(target)
-        _host.check_finite(target, "GuideRegularizer target")
-        self.target = keras.Variable(
-            target.astype("float32"), trainable=False, name="guide_target"
-        )
+        self.target = None
+        if target is not None:
+            target = _host.to_numpy(target)
+            _host.check_finite(target, "GuideRegularizer target")
+            self.target = keras.Variable(
+                target.astype("float32"), trainable=False, name="guide_target"
+            )
         if isinstance(strength, keras.Variable):
             if tuple(strength.shape) != ():
                 raise ValueError(
@@ -59,6 +75,8 @@ class GuideRegularizer(keras.regularizers.Regularizer):
             )
 
     def __call__(self, x):
+        if self.target is None:
+            return keras.ops.zeros((), dtype="float32")
         if tuple(x.shape) != tuple(self.target.shape):
             raise ValueError(
                 "GuideRegularizer was attached to a weight of shape "
@@ -70,15 +88,30 @@ class GuideRegularizer(keras.regularizers.Regularizer):
         return self.strength * keras.ops.mean(keras.ops.square(x - self.target))
 
     def variables(self):
-        """The regularizer's state: `[strength, target]`."""
+        """The regularizer's state: `[strength, target]`, or `[strength]`."""
+        if self.target is None:
+            return [self.strength]
         return [self.strength, self.target]
 
     def get_config(self):
+        # The target stays out: see the class docstring.
         return {
-            # A nested list: JSON-safe, and exact for float32 values.
-            "target": keras.ops.convert_to_numpy(self.target).tolist(),
+            "target": None,
             "strength": float(keras.ops.convert_to_numpy(self.strength)),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs saved before the target was left out still carry it.
+        if config.get("target") is None:
+            warnings.warn(
+                "A GuideRegularizer was loaded without its target (targets are "
+                "not saved with a model) and adds no penalty. To keep pulling "
+                "the weights toward their guided values, attach new "
+                "GuideRegularizers with the targets.",
+                stacklevel=2,
+            )
+        return cls(**config)
 
 
 def guide_regularizers(model):
