@@ -5,10 +5,13 @@ Adding a family is adding one module that defines an `Adapter` subclass and list
 it in `keras_guide.adapters.ADAPTERS`.
 
 An adapter gives:
-- `dims(backbone)`: the sizes GUIDE needs (`Dims`).
-- `config_keys`: generic size names (`hidden_dim`, `num_layers`, `num_heads`,
-  `num_key_value_heads`, `intermediate_dim`, `head_dim`, ...) mapped to the
-  backbone's constructor arguments, used by `build_student`.
+- `config_keys`: generic size names (the `Dims` fields `hidden_dim`,
+  `num_layers`, `num_heads`, `num_key_value_heads`, `intermediate_dim`,
+  `head_dim`, `max_sequence_length`) mapped to the backbone's constructor
+  arguments, which KerasHub backbones also keep as attributes. `build_student`
+  writes sizes through it and `Adapter.dims` reads them back through it, so a
+  family states its names once. `rotary` and `intermediate_units` cover the
+  rest (see `Adapter`).
 - `embeddings(backbone)`: the weights outside the blocks (`Table`, `Norm`,
   `Read` for an untied head, `Write`/`Read` for a pooler, `Copy`).
 - `block(backbone, index)`: the weights of block `index`, in order.
@@ -28,6 +31,12 @@ from typing import Optional
 
 @dataclasses.dataclass(frozen=True)
 class Dims:
+    """The sizes GUIDE reads from a backbone, in generic names.
+
+    `intermediate_dim` counts MLP neurons (one per selectable index), and
+    `head_dim` is the width of one attention head.
+    """
+
     vocabulary_size: int
     hidden_dim: int
     num_layers: int
@@ -41,13 +50,11 @@ class Dims:
 
 @dataclasses.dataclass(frozen=True)
 class Norm:
-    """A norm: gain `offset + gain`, optional shift. `post`: the norm sits on
-    the residual stream itself (post-LN encoders), so it cannot be folded."""
+    """A norm: gain `offset + gain`, optional shift."""
 
     gain: str
     shift: Optional[str] = None
     offset: float = 0.0
-    post: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +108,26 @@ class Adapter:
     # Post-norm encoders keep norm gains on the residual stream itself, where a
     # rotation cannot carry them; `projection="auto"` then selects coordinates.
     post_norm = False
-    tied_head = True
     config_keys = {}
+    # Rotary position embeddings: the head width must stay the teacher's.
+    rotary = False
+    # Config units per MLP neuron (Gemma's `intermediate_dim` counts the gate
+    # and up widths together, so 2).
+    intermediate_units = 1
 
     def dims(self, backbone):
-        raise NotImplementedError
+        """The backbone's sizes (`Dims`), read through `config_keys`.
+
+        A family without a key/value head count has one per query head; one
+        without a head width has `hidden_dim // num_heads`.
+        """
+        sizes = {name: getattr(backbone, key) for name, key in self.config_keys.items()}
+        sizes.setdefault("num_key_value_heads", sizes["num_heads"])
+        sizes.setdefault("head_dim", sizes["hidden_dim"] // sizes["num_heads"])
+        sizes["intermediate_dim"] //= self.intermediate_units
+        return Dims(
+            vocabulary_size=backbone.vocabulary_size, rotary=self.rotary, **sizes
+        )
 
     def embeddings(self, backbone):
         raise NotImplementedError

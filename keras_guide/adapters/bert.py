@@ -26,7 +26,7 @@ class BertAdapter(GPT2Adapter):
             Table("token_embedding/embeddings"),
             Table("position_embedding/embeddings", positions=True),
             Table("segment_embedding/embeddings"),
-            Norm("embeddings_layer_norm/gamma", "embeddings_layer_norm/beta", post=True),
+            Norm("embeddings_layer_norm/gamma", "embeddings_layer_norm/beta"),
             Read("pooled_dense/kernel", 0, {}, bias="pooled_dense/bias", out_axis=1),
         ]
 
@@ -38,8 +38,9 @@ class BertAdapter(GPT2Adapter):
             Read(a + "key/kernel", 0, _HEAD_AXES, bias=a + "key/bias"),
             Read(a + "value/kernel", 0, _HEAD_AXES, bias=a + "value/bias"),
             Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}, a + "attention_output/bias"),
-            Norm(p + "self_attention_layer_norm/gamma", p + "self_attention_layer_norm/beta", post=True),
+            Norm(p + "self_attention_layer_norm/gamma",
+                 p + "self_attention_layer_norm/beta"),
             Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, bias=p + "feedforward_intermediate_dense/bias"),
             Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}, p + "feedforward_output_dense/bias"),
-            Norm(p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta", post=True),
+            Norm(p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta"),
         ]

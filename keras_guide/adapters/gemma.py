@@ -1,7 +1,6 @@
 """Gemma: head-first attention kernels, `(1 + scale)` RMSNorms, √d embedding scaling, tied head."""
 
 from keras_guide.adapters.base import Adapter
-from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -12,7 +11,8 @@ class GemmaAdapter(Adapter):
     family = "gemma"
     backbone_class = "GemmaBackbone"
     norm_kind = "rms"
-    tied_head = True
+    rotary = True
+    intermediate_units = 2
     config_keys = {
         "hidden_dim": "hidden_dim",
         "num_layers": "num_layers",
@@ -21,19 +21,6 @@ class GemmaAdapter(Adapter):
         "intermediate_dim": "intermediate_dim",
         "head_dim": "head_dim",
     }
-
-    def dims(self, backbone):
-        return Dims(
-            vocabulary_size=backbone.vocabulary_size,
-            hidden_dim=backbone.hidden_dim,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_query_heads,
-            num_key_value_heads=backbone.num_key_value_heads,
-            head_dim=backbone.head_dim,
-            # Gemma's config counts both gate and up widths.
-            intermediate_dim=backbone.intermediate_dim // 2,
-            rotary=True,
-        )
 
     def embeddings(self, backbone):
         return [

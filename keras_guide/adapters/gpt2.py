@@ -1,7 +1,6 @@
 """GPT-2: learned positions, pre-LayerNorm with biases, tied head."""
 
 from keras_guide.adapters.base import Adapter
-from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -14,7 +13,6 @@ class GPT2Adapter(Adapter):
     family = "gpt2"
     backbone_class = "GPT2Backbone"
     norm_kind = "layer"
-    tied_head = True
     config_keys = {
         "hidden_dim": "hidden_dim",
         "num_layers": "num_layers",
@@ -22,18 +20,6 @@ class GPT2Adapter(Adapter):
         "intermediate_dim": "intermediate_dim",
         "max_sequence_length": "max_sequence_length",
     }
-
-    def dims(self, backbone):
-        return Dims(
-            vocabulary_size=backbone.vocabulary_size,
-            hidden_dim=backbone.hidden_dim,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_heads,
-            num_key_value_heads=backbone.num_heads,
-            head_dim=backbone.hidden_dim // backbone.num_heads,
-            intermediate_dim=backbone.intermediate_dim,
-            max_sequence_length=backbone.max_sequence_length,
-        )
 
     def embeddings(self, backbone):
         return [

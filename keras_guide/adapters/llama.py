@@ -1,7 +1,6 @@
 """Llama: RMSNorm, RoPE, grouped-query attention, gated MLP, untied head."""
 
 from keras_guide.adapters.base import Adapter
-from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -12,7 +11,7 @@ class LlamaAdapter(Adapter):
     family = "llama"
     backbone_class = "LlamaBackbone"
     norm_kind = "rms"
-    tied_head = False
+    rotary = True
     config_keys = {
         "hidden_dim": "hidden_dim",
         "num_layers": "num_layers",
@@ -25,18 +24,6 @@ class LlamaAdapter(Adapter):
     mlp_norm = "feedforward_layernorm/scale"
     final_norm = "sequence_output_layernorm/scale"
     attention_bias = False
-
-    def dims(self, backbone):
-        return Dims(
-            vocabulary_size=backbone.vocabulary_size,
-            hidden_dim=backbone.hidden_dim,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_query_heads,
-            num_key_value_heads=backbone.num_key_value_heads,
-            head_dim=backbone.hidden_dim // backbone.num_query_heads,
-            intermediate_dim=backbone.intermediate_dim,
-            rotary=True,
-        )
 
     def embeddings(self, backbone):
         final = Norm(self.final_norm)

@@ -2,7 +2,6 @@
 per-head q/k RMSNorms and a free head width (Qwen3); tied heads by default."""
 
 from keras_guide.adapters.base import Copy
-from keras_guide.adapters.base import Dims
 from keras_guide.adapters.llama import LlamaAdapter
 
 
@@ -16,18 +15,6 @@ class Qwen3Adapter(LlamaAdapter):
     family = "qwen3"
     backbone_class = "Qwen3Backbone"
     config_keys = dict(LlamaAdapter.config_keys, head_dim="head_dim")
-
-    def dims(self, backbone):
-        return Dims(
-            vocabulary_size=backbone.vocabulary_size,
-            hidden_dim=backbone.hidden_dim,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_query_heads,
-            num_key_value_heads=backbone.num_key_value_heads,
-            head_dim=backbone.head_dim,
-            intermediate_dim=backbone.intermediate_dim,
-            rotary=True,
-        )
 
     def block(self, backbone, index):
         # The q/k norms act on each head's width, which RoPE families keep.

@@ -289,3 +289,29 @@ def test_frozen_teacher_gives_a_trainable_student_with_guide_regularizers(task):
     guide(teacher, student, regularize=1e-2)
     assert len(guide_regularizers(student)) == len(student.trainable_weights)
     assert not teacher.trainable and not teacher.trainable_weights
+
+
+# Each family's sizes written out by hand from the harness configs: hidden,
+# layers, query heads, key/value heads, head width, MLP neurons, positions.
+_GPT2_DIMS = (16, 2, 4, 4, 4, 32, 12)
+_LLAMA_DIMS = (32, 2, 8, 2, 4, 24, None)
+EXPECTED_DIMS = {
+    "gpt2": (_GPT2_DIMS, False),
+    "bert": (_GPT2_DIMS, False),
+    "llama": (_LLAMA_DIMS, True),
+    "qwen": (_LLAMA_DIMS, True),
+    # Gemma's config counts gate and up widths: 48 is 24 neurons.
+    "gemma": ((16, 2, 4, 2, 4, 24, None), True),
+    "qwen3": ((16, 2, 4, 2, 8, 24, None), True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DIMS))
+def test_dims_read_through_config_keys(name):
+    from keras_guide.adapters import adapter_for
+    from keras_guide.adapters.base import Dims
+
+    teacher = harness.make_teacher(harness.FAMILIES[name])
+    sizes, rotary = EXPECTED_DIMS[name]
+    expected = Dims(64, *sizes, rotary=rotary)
+    assert adapter_for(teacher).dims(teacher) == expected
