@@ -7,6 +7,8 @@ import numpy as np
 
 from keras_guide import _host
 from keras_guide.adapters import adapter_for
+from keras_guide.adapters import backbone_of
+from keras_guide.adapters import shared_adapter
 from keras_guide.adapters.base import Copy
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
@@ -83,11 +85,6 @@ class GuideReport:
                 lines.append("  ".join("-" * w for w in widths))
         lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())))
         return "\n".join(lines)
-
-
-def backbone_of(model):
-    """The KerasHub backbone of a backbone or task model."""
-    return getattr(model, "backbone", None) or model
 
 
 def _check_built(model, role):
@@ -226,8 +223,8 @@ def guide(
     t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
     _check_built(t_backbone, "teacher")
     _check_built(s_backbone, "student")
-    adapter = adapter_for(t_backbone)
-    if adapter is not adapter_for(s_backbone):
+    adapter = shared_adapter(t_backbone, s_backbone)
+    if adapter is None:
         raise ValueError(
             f"Teacher ({type(t_backbone).__name__}) and student "
             f"({type(s_backbone).__name__}) are of different families. Build "

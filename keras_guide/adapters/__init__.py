@@ -18,6 +18,24 @@ ADAPTERS = (
 )
 
 
+def backbone_of(model):
+    """The KerasHub backbone of a backbone or task model."""
+    return getattr(model, "backbone", None) or model
+
+
+def shared_adapter(teacher, student):
+    """The adapter of a teacher and student backbone of one family, else `None`.
+
+    Two backbones are of one family when `adapter_for` gives both the same
+    adapter: their weight paths then match, whatever their Python classes.
+
+    Raises:
+        ValueError: from `adapter_for`, when either has no adapter.
+    """
+    adapter = adapter_for(teacher)
+    return adapter if adapter_for(student) is adapter else None
+
+
 def adapter_for(backbone):
     """Returns the adapter whose backbone class `backbone` is an instance of."""
     import keras_hub

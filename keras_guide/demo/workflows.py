@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from keras_guide.adapters import backbone_of
 from keras_guide.demo import ablation
 from keras_guide.demo import data as data_lib
 from keras_guide.demo import training
@@ -104,7 +105,7 @@ def check_vocabulary(encoder, model, role):
     size = getattr(encoder, "vocabulary_size", None)
     if callable(size):
         size = size()
-    backbone = getattr(model, "backbone", model)
+    backbone = backbone_of(model)
     vocab = getattr(backbone, "vocabulary_size", None)
     if size is not None and vocab is not None and size > vocab:
         raise ValueError(

@@ -14,7 +14,8 @@ import re
 
 import keras
 
-from keras_guide.adapters import adapter_for
+from keras_guide.adapters import backbone_of
+from keras_guide.adapters import shared_adapter
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
 from keras_guide.adapters.base import Write
@@ -23,10 +24,6 @@ from keras_guide.adapters.base import Write
 # (Shoeybi et al. 2019) splits so that each device computes its own heads and
 # neurons and one all-reduce after each writing kernel joins them.
 _PARALLEL_RULES = ("heads", "kv_heads", "neurons")
-
-
-def _backbone(model):
-    return getattr(model, "backbone", None) or model
 
 
 def _axis_names(axis):
@@ -121,8 +118,9 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
         A `keras.distribution.LayoutMap` on `device_mesh`.
 
     Raises:
-        ValueError: a mesh without `model_dim`/`batch_dim`, teacher and
-            student of different families, or a weight whose sharded axis
+        ValueError: a mesh without `model_dim`/`batch_dim`, a model of no
+            supported family, teacher and student of different families
+            (as `guide` defines them), or a weight whose sharded axis
             does not divide by its mesh axes (the message names the weight,
             the model, its shape, the layout and the mesh).
 
@@ -145,9 +143,9 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
                 f"`{arg}` must name an axis of the device mesh, whose axes are "
                 f"{tuple(device_mesh.axis_names)}. Received: {arg}={name!r}"
             )
-    t_backbone, s_backbone = _backbone(teacher), _backbone(student)
-    adapter = adapter_for(t_backbone)
-    if type(t_backbone) is not type(s_backbone):
+    t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
+    adapter = shared_adapter(t_backbone, s_backbone)
+    if adapter is None:
         raise ValueError(
             f"Teacher ({type(t_backbone).__name__}) and student "
             f"({type(s_backbone).__name__}) must be of one family to share a "

@@ -315,3 +315,17 @@ def test_dims_read_through_config_keys(name):
     sizes, rotary = EXPECTED_DIMS[name]
     expected = Dims(64, *sizes, rotary=rotary)
     assert adapter_for(teacher).dims(teacher) == expected
+
+
+def test_backbone_of_and_shared_adapter():
+    import keras_hub
+
+    from keras_guide.adapters import backbone_of
+    from keras_guide.adapters import shared_adapter
+
+    gpt2 = harness.make_teacher(harness.FAMILIES["gpt2"])
+    task = keras_hub.models.GPT2CausalLM(backbone=gpt2, preprocessor=None)
+    llama = harness.make_teacher(harness.FAMILIES["llama"])
+    assert backbone_of(task) is gpt2 and backbone_of(gpt2) is gpt2
+    assert shared_adapter(gpt2, build_student(gpt2)).family == "gpt2"
+    assert shared_adapter(gpt2, llama) is None

@@ -131,6 +131,24 @@ def test_invalid_mesh_axes_and_mixed_families_are_refused():
         layout_map(teacher, other, _mesh())
 
 
+def test_family_is_the_adapter_as_in_guide():
+    import keras_hub
+
+    class CustomGPT2(keras_hub.models.GPT2Backbone):
+        pass
+
+    teacher, student = _pair("gpt2")
+    with keras.StatelessScope():
+        custom = CustomGPT2.from_config(student.get_config())
+    # A subclass keeps the family's weight paths, so it shares the layout map.
+    layouts = layout_map(teacher, custom, _mesh())
+    query = layouts["transformer_layer_0/self_attention/query/kernel"]
+    assert tuple(query.axes) == (None, "model", None)
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2"):
+        layout_map(teacher, plain, _mesh())
+
+
 def test_check_layout_map_rejects_a_rank_mismatch():
     teacher, student = _pair("gpt2")
     layouts = keras.distribution.LayoutMap(_mesh())
