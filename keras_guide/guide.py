@@ -1,6 +1,7 @@
 """`guide(teacher, student)`: GUIDE-initialize a KerasHub student from its teacher."""
 
 import dataclasses
+from typing import Optional
 
 import keras
 import numpy as np
@@ -9,7 +10,9 @@ from keras_guide import _host
 from keras_guide.adapters import adapter_for
 from keras_guide.adapters import backbone_of
 from keras_guide.adapters import shared_adapter
+from keras_guide.adapters.base import Adapter
 from keras_guide.adapters.base import Copy
+from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -27,6 +30,26 @@ _LAYER_MAPS = ("uniform", "first")
 _NORMS = ("fold", "diagonal", "reset")
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportRow:
+    """How one student weight was set.
+
+    Attributes:
+        student: the student weight's path.
+        teacher: the teacher weight it came from, or `None` (kept random).
+        how: `pca`, `projected`, `folded`, `selected`, `diagonal`, `reset`,
+            `copied` or `kept random`.
+        teacher_shape: the teacher weight's shape, or `None`.
+        student_shape: the student weight's shape.
+    """
+
+    student: str
+    teacher: Optional[str]
+    how: str
+    teacher_shape: Optional[tuple]
+    student_shape: tuple
+
+
 @dataclasses.dataclass
 class GuideReport:
     """How every student weight was set.
@@ -35,10 +58,8 @@ class GuideReport:
         family: the adapter's family name.
         projection: the `Projection` `M` used for the residual stream.
         layer_map: teacher block index of each guided student block.
-        entries: one dict per student weight: `student`, `teacher` (path or
-            `None`), `how` (`pca`, `projected`, `folded`, `selected`,
-            `diagonal`, `reset`, `copied`, `kept random`), `teacher_shape`,
-            `student_shape`.
+        entries: one `ReportRow` per student weight, guided ones first in
+            the adapter's order.
         options: the options `guide` ran with.
     """
 
@@ -59,20 +80,22 @@ class GuideReport:
             "explained_variance": self.projection.explained_variance,
             "layer_map": list(self.layer_map),
             "options": dict(self.options),
-            "weights": [dict(e) for e in self.entries],
+            "weights": [dataclasses.asdict(row) for row in self.entries],
         }
 
     def counts(self):
         counts = {}
-        for entry in self.entries:
-            counts[entry["how"]] = counts.get(entry["how"], 0) + 1
+        for row in self.entries:
+            counts[row.how] = counts.get(row.how, 0) + 1
         return counts
 
     def __str__(self):
         rows = [("student weight", "how", "from teacher weight", "shapes")]
         for e in self.entries:
-            shapes = f"{tuple(e['teacher_shape'])} -> {tuple(e['student_shape'])}" if e["teacher"] else str(tuple(e["student_shape"]))
-            rows.append((e["student"], e["how"], e["teacher"] or "-", shapes))
+            shapes = str(e.student_shape)
+            if e.teacher:
+                shapes = f"{e.teacher_shape} -> {shapes}"
+            rows.append((e.student, e.how, e.teacher or "-", shapes))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [
             f"GUIDE report ({self.family}): projection={self.projection.kind}, "
@@ -85,6 +108,127 @@ class GuideReport:
                 lines.append("  ".join("-" * w for w in widths))
         lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())))
         return "\n".join(lines)
+
+
+def guide(
+    teacher,
+    student,
+    blocks="all",
+    layer_map="uniform",
+    projection="auto",
+    center=False,
+    norm="diagonal",
+    rescale=True,
+    token_weights=None,
+    regularize=None,
+):
+    """Initializes a built KerasHub student in place from a teacher of its family.
+
+    The teacher's token table gives `M` (PCA, METHOD.md §1); the student's
+    table is `E_T M`; every guided block reads through `Mᵀ` and writes through
+    `M`, each norm keeping the diagonal of its projected gain (§2); heads, key/value
+    groups and MLP neurons are uniformly selected (§3). The teacher is read,
+    never modified; the student is changed only once every value is computed
+    and its shape checked.
+
+    Args:
+        teacher: a KerasHub backbone or task model (e.g. `GPT2CausalLM`).
+        student: a built model of the same family, no wider on any axis.
+        blocks: `"first"` (the paper: embeddings and the first block; the
+            other blocks keep their random initialization) or `"all"`.
+        layer_map: how student blocks pick teacher blocks: `"uniform"`,
+            `"first"`, or a list of teacher block indices.
+        projection: `"pca"` (GUIDE), `"select"` (identity columns at uniformly
+            selected indices: uniform weight selection, Xu et al. 2023), a
+            `(d_T, d_S)` matrix / `Projection`, or `"auto"`: `"pca"`, except
+            for post-norm encoders (BERT), whose stream carries elementwise
+            norm gains that a rotation cannot. For LayerNorm families `"pca"`
+            is built mean-preserving so the fold stays exact.
+        center: centre the table before the PCA.
+        norm: `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
+            plain: the closest per-coordinate gain, nothing moved into the
+            readers), `"fold"` (exact: gains folded into readers, student
+            gains 1; a full-width student reproduces its teacher only with
+            it) or `"reset"` (student gains 1, nothing folded). The README
+            compares them.
+        rescale: apply the width ratios that keep magnitudes (`√(d_T/d_S)` on
+            unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on queries when
+            heads narrow). Uniform weight selection uses `False`.
+        token_weights: optional `(V,)` token frequencies for a weighted PCA.
+        regularize: `None`, or a strength `λ`: attach a `GuideRegularizer`
+            (one shared strength variable) to every guided weight, its target
+            the guided value.
+
+    Returns:
+        A `GuideReport`.
+
+    Raises:
+        ValueError: unsupported or different families, an unbuilt model,
+            different vocabularies, a student wider than the teacher, a
+            narrower RoPE head, or an invalid option.
+
+    Example:
+    >>> report = guide(teacher_lm, student_lm, blocks="all")
+    >>> print(report)
+
+    Reference: arXiv 2510.06502.
+    """
+    pair = _validate(teacher, student, blocks, layer_map, norm)
+    if projection == "auto":
+        projection = "select" if pair.adapter.post_norm else "pca"
+    m, guided = _plan(pair, projection, center, norm, rescale, token_weights)
+    _apply(pair, guided, regularize)
+    options = dict(
+        blocks=blocks,
+        layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
+        projection=projection if isinstance(projection, str) else "given",
+        center=center, norm=norm, rescale=rescale, regularize=regularize,
+    )
+    return _report(pair, m, guided, options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pair:
+    """A validated teacher and student: backbones, family, sizes, block map."""
+
+    teacher: object
+    student: object
+    adapter: Adapter
+    d_t: Dims
+    d_s: Dims
+    layer_map: list
+
+
+@dataclasses.dataclass(frozen=True)
+class _Guided:
+    """One student weight's guided value (host float64) and its report row."""
+
+    value: np.ndarray
+    row: ReportRow
+
+
+def _validate(teacher, student, blocks, layer_map, norm):
+    """Checks the models and options; reads sizes, changes nothing."""
+    t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
+    _check_built(t_backbone, "teacher")
+    _check_built(s_backbone, "student")
+    adapter = shared_adapter(t_backbone, s_backbone)
+    if adapter is None:
+        raise ValueError(
+            f"Teacher ({type(t_backbone).__name__}) and student "
+            f"({type(s_backbone).__name__}) are of different families. Build "
+            "the student with `keras_guide.build_student(teacher, ...)`."
+        )
+    if blocks not in _BLOCKS:
+        raise ValueError(
+            f"`blocks` must be one of {_BLOCKS}. Received: blocks={blocks!r}"
+        )
+    if norm not in _NORMS:
+        raise ValueError(f"`norm` must be one of {_NORMS}. Received: norm={norm!r}")
+    d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
+    _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
+    mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks)
+    return _Pair(t_backbone, s_backbone, adapter, d_t, d_s, mapping)
 
 
 def _check_built(model, role):
@@ -157,92 +301,16 @@ def _check_dims(adapter, d_t, d_s, teacher, student):
         )
 
 
-def guide(
-    teacher,
-    student,
-    blocks="all",
-    layer_map="uniform",
-    projection="auto",
-    center=False,
-    norm="diagonal",
-    rescale=True,
-    token_weights=None,
-    regularize=None,
-):
-    """Initializes a built KerasHub student in place from a teacher of its family.
-
-    The teacher's token table gives `M` (PCA, METHOD.md §1); the student's
-    table is `E_T M`; every guided block reads through `Mᵀ` and writes through
-    `M`, each norm keeping the diagonal of its projected gain (§2); heads, key/value
-    groups and MLP neurons are uniformly selected (§3). The teacher is read,
-    never modified.
-
-    Args:
-        teacher: a KerasHub backbone or task model (e.g. `GPT2CausalLM`).
-        student: a built model of the same family, no wider on any axis.
-        blocks: `"first"` (the paper: embeddings and the first block; the
-            other blocks keep their random initialization) or `"all"`.
-        layer_map: how student blocks pick teacher blocks: `"uniform"`,
-            `"first"`, or a list of teacher block indices.
-        projection: `"pca"` (GUIDE), `"select"` (identity columns at uniformly
-            selected indices: uniform weight selection, Xu et al. 2023), a
-            `(d_T, d_S)` matrix / `Projection`, or `"auto"`: `"pca"`, except
-            for post-norm encoders (BERT), whose stream carries elementwise
-            norm gains that a rotation cannot (measured on MiniLM-L6: see the
-            README). For LayerNorm families `"pca"` is built mean-preserving
-            so the fold stays exact.
-        center: centre the table before the PCA.
-        norm: `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
-            plain; the default: ahead of `"fold"` at every step of the
-            converged long-budget study, level at the demo's short budget,
-            see the README), `"fold"` (exact: gains folded into readers,
-            student gains 1; a full-width student reproduces its teacher only
-            with it) or `"reset"` (student gains 1, nothing folded).
-        rescale: apply the width ratios that keep magnitudes (`√(d_T/d_S)` on
-            unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on queries when
-            heads narrow). Uniform weight selection uses `False`.
-        token_weights: optional `(V,)` token frequencies for a weighted PCA.
-        regularize: `None`, or a strength `λ`: attach a `GuideRegularizer`
-            (one shared strength variable) to every guided weight, its target
-            the guided value.
+def _plan(pair, projection, center, norm, rescale, token_weights):
+    """Computes `M` and every guided student value, leaving the student as it is.
 
     Returns:
-        A `GuideReport`.
-
-    Raises:
-        ValueError: unsupported or different families, an unbuilt model,
-            different vocabularies, a student wider than the teacher, a
-            narrower RoPE head, or an invalid option.
-
-    Example:
-    >>> report = guide(teacher_lm, student_lm, blocks="all")
-    >>> print(report)
-
-    Reference: arXiv 2510.06502.
+        `(m, guided)`: the `Projection` and a list of `_Guided`, embeddings
+        first, then each guided block in the adapter's order.
     """
-    t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
-    _check_built(t_backbone, "teacher")
-    _check_built(s_backbone, "student")
-    adapter = shared_adapter(t_backbone, s_backbone)
-    if adapter is None:
-        raise ValueError(
-            f"Teacher ({type(t_backbone).__name__}) and student "
-            f"({type(s_backbone).__name__}) are of different families. Build "
-            "the student with `keras_guide.build_student(teacher, ...)`."
-        )
-    if blocks not in _BLOCKS:
-        raise ValueError(f"`blocks` must be one of {_BLOCKS}. Received: blocks={blocks!r}")
-    if norm not in _NORMS:
-        raise ValueError(f"`norm` must be one of {_NORMS}. Received: norm={norm!r}")
-    d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
-    _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
-    mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks)
-
-    teacher_weights = {w.path: w for w in t_backbone.weights}
-    student_weights = {w.path: w for w in s_backbone.weights}
-    table_path = adapter.embeddings(t_backbone)[0].path
-    if projection == "auto":
-        projection = "select" if adapter.post_norm else "pca"
+    adapter, d_t, d_s = pair.adapter, pair.d_t, pair.d_s
+    teacher_weights = {w.path: w for w in pair.teacher.weights}
+    table_path = adapter.embeddings(pair.teacher)[0].path
     m = _projection(projection, teacher_weights[table_path], d_s.hidden_dim, center,
                     adapter.norm_kind == "layer", token_weights)
     q_heads, kv_heads = selection.gqa_head_indices(
@@ -261,24 +329,29 @@ def guide(
         },
         query_scale=float(np.sqrt(d_t.head_dim / d_s.head_dim)) if rescale else 1.0,
         teacher=teacher_weights,
-        student_shapes={p: tuple(w.shape) for p, w in student_weights.items()},
+        student_shapes={w.path: tuple(w.shape) for w in pair.student.weights},
         source=table_path,
     )
-    values, entries = {}, []
-    plan.run(adapter.embeddings(t_backbone), adapter.embeddings(s_backbone), values, entries)
-    for s_index, t_index in enumerate(mapping):
-        plan.run(adapter.block(t_backbone, t_index), adapter.block(s_backbone, s_index), values, entries)
+    t, s = pair.teacher, pair.student
+    guided = plan.run(adapter.embeddings(t), adapter.embeddings(s))
+    for s_index, t_index in enumerate(pair.layer_map):
+        guided += plan.run(adapter.block(t, t_index), adapter.block(s, s_index))
+    return m, guided
 
+
+def _apply(pair, guided, regularize):
+    """Checks every guided value's shape against the student, then assigns them all."""
+    values = {g.row.student: g.value for g in guided}
+    student_weights = {w.path: w for w in pair.student.weights}
     for path, value in values.items():
         variable = student_weights.get(path)
         if variable is None or tuple(variable.shape) != value.shape:
             raise ValueError(
-                f"The {adapter.family} adapter computed `{path}` with shape "
+                f"The {pair.adapter.family} adapter computed `{path}` with shape "
                 f"{value.shape}, but the student has "
                 f"{'no such weight' if variable is None else tuple(variable.shape)}. "
                 "The student does not match its family's layout."
             )
-    # Every shape was checked: only now is the student changed.
     strength = None
     if regularize is not None:
         strength = keras.Variable(float(regularize), dtype="float32", trainable=False, name="guide_strength")
@@ -288,19 +361,21 @@ def guide(
         if strength is not None and variable.trainable:
             variable.regularizer = GuideRegularizer(value, strength)
     if strength is not None:
-        track_guide_state(s_backbone)
-    guided = {e["student"] for e in entries}
-    for path, variable in student_weights.items():
-        if path not in guided:
-            entries.append(_entry(path, None, "kept random", None, variable.shape))
+        track_guide_state(pair.student)
+
+
+def _report(pair, m, guided, options):
+    """The `GuideReport`: the guided rows, then a row for each weight kept random."""
+    rows = [g.row for g in guided]
+    guided_paths = {row.student for row in rows}
+    rows += [
+        ReportRow(w.path, None, "kept random", None, tuple(w.shape))
+        for w in pair.student.weights
+        if w.path not in guided_paths
+    ]
     return GuideReport(
-        family=adapter.family,
-        projection=m,
-        layer_map=mapping,
-        entries=entries,
-        options=dict(blocks=blocks, layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
-                     projection=projection if isinstance(projection, str) else "given",
-                     center=center, norm=norm, rescale=rescale, regularize=regularize),
+        family=pair.adapter.family, projection=m, layer_map=pair.layer_map,
+        entries=rows, options=options,
     )
 
 
@@ -327,19 +402,9 @@ def _projection(projection, table, d_s, center, mean_preserving, token_weights):
     return m
 
 
-def _entry(student, teacher, how, t_shape, s_shape):
-    return {
-        "student": student,
-        "teacher": teacher,
-        "how": how,
-        "teacher_shape": tuple(t_shape) if t_shape is not None else None,
-        "student_shape": tuple(s_shape),
-    }
-
-
 @dataclasses.dataclass
 class _Plan:
-    """Turns an adapter's weight list into student values (host float64)."""
+    """Turns an adapter's weight list into guided student values (host float64)."""
 
     m: projection_lib.Projection
     norm: str
@@ -365,29 +430,33 @@ class _Plan:
     def _gain(self, norm):
         return self._array(norm.gain) + norm.offset
 
-    def run(self, t_items, s_items, values, entries):
+    def run(self, t_items, s_items):
+        """Returns a list of `_Guided`, one per student weight the items set."""
         read_norms = {item.norm for item in t_items if isinstance(item, Read) and item.norm is not None}
         # A √d-scaled table (Gemma) already carries √(d_T/d_S) into the tied
         # head's logits; the final norm then must not add it again.
         scaled_table = any(isinstance(item, Table) and item.sqrt_d_scaled for item in t_items)
+        guided = []
         for t_item, s_item in zip(t_items, s_items):
             if isinstance(t_item, Table):
-                self._table(t_item, s_item, values, entries)
+                guided += self._table(t_item, s_item)
             elif isinstance(t_item, Read):
-                self._read(t_item, s_item, values, entries)
+                guided += self._read(t_item, s_item)
             elif isinstance(t_item, Write):
-                self._write(t_item, s_item, values, entries)
+                guided += self._write(t_item, s_item)
             elif isinstance(t_item, Norm):
                 folded = t_item in read_norms and self.norm == "fold"
-                self._norm(t_item, s_item, folded, not scaled_table, values, entries)
+                guided += self._norm(t_item, s_item, folded, not scaled_table)
             elif isinstance(t_item, Copy):
-                self._put(values, entries, s_item.path, t_item.path, "copied", self._array(t_item.path))
+                value = self._array(t_item.path)
+                guided.append(self._guided(s_item.path, t_item.path, "copied", value))
+        return guided
 
-    def _put(self, values, entries, s_path, t_path, how, value):
-        values[s_path] = value
-        entries.append(_entry(s_path, t_path, how, self.teacher[t_path].shape, value.shape))
+    def _guided(self, s_path, t_path, how, value):
+        t_shape = tuple(self.teacher[t_path].shape)
+        return _Guided(value, ReportRow(s_path, t_path, how, t_shape, tuple(value.shape)))
 
-    def _table(self, t, s, values, entries):
+    def _table(self, t, s):
         table = self.teacher[t.path]
         rows_t = int(table.shape[0])
         scale = self.ratio if (t.sqrt_d_scaled and self.rescale) else 1.0
@@ -403,9 +472,9 @@ class _Plan:
         # row blocks in its own precision, never copied to float64.
         value = projection_lib.project_table(table, self.m, rows_s, scale, name=t.path)
         how = "pca" if t.path == self.source and self.m.kind.startswith("pca") else "projected"
-        self._put(values, entries, s.path, t.path, how, value)
+        return [self._guided(s.path, t.path, how, value)]
 
-    def _read(self, t, s, values, entries):
+    def _read(self, t, s):
         kernel = self._array(t.path)
         fold = t.norm is not None and self.norm == "fold"
         gains = {t.d_axis: self._gain(t.norm)} if fold else {}
@@ -418,9 +487,10 @@ class _Plan:
         select = self._select(t.select)
         shape = self._shape(kernel.shape, project, select)
         value = guided_value(kernel, shape, project, select, gains, scale, name=t.path)
-        self._put(values, entries, s.path, t.path, "folded" if fold else "projected", value)
+        how = "folded" if fold else "projected"
+        guided = [self._guided(s.path, t.path, how, value)]
         if t.bias is None:
-            return
+            return guided
         bias = self._array(t.bias)
         if fold and t.norm.shift is not None:
             bias = folding.fold_shift(kernel, self._array(t.norm.shift), t.d_axis, bias, name=t.path)
@@ -429,33 +499,37 @@ class _Plan:
         bias_scale = self.query_scale if t.query else 1.0
         value = guided_value(bias, self._shape(bias.shape, bias_project, bias_select),
                              bias_project, bias_select, scale=bias_scale, name=t.bias)
-        self._put(values, entries, s.bias, t.bias, "folded" if fold else "selected", value)
+        how = "folded" if fold else "selected"
+        return guided + [self._guided(s.bias, t.bias, how, value)]
 
-    def _write(self, t, s, values, entries):
+    def _write(self, t, s):
         kernel = self._array(t.path)
         select = self._select(t.select)
         project = {t.d_axis: self.m}
         value = guided_value(kernel, self._shape(kernel.shape, project, select), project, select, name=t.path)
-        self._put(values, entries, s.path, t.path, "projected", value)
+        guided = [self._guided(s.path, t.path, "projected", value)]
         if t.bias is not None:
             bias = self._array(t.bias)
             value = guided_value(bias, (self.m.student_dim,), {0: self.m}, name=t.bias)
-            self._put(values, entries, s.bias, t.bias, "projected", value)
+            guided.append(self._guided(s.bias, t.bias, "projected", value))
+        return guided
 
-    def _norm(self, t, s, folded, rescale_output, values, entries):
+    def _norm(self, t, s, folded, rescale_output):
         d_s = self.m.student_dim
         if folded or self.norm == "reset":
-            self._put(values, entries, s.gain, t.gain, "reset" if not folded else "folded",
-                      np.full((d_s,), 1.0 - t.offset))
+            how = "reset" if not folded else "folded"
+            gain = np.full((d_s,), 1.0 - t.offset)
+            guided = [self._guided(s.gain, t.gain, how, gain)]
             if t.shift is not None:
-                self._put(values, entries, s.shift, t.shift, "reset" if not folded else "folded", np.zeros((d_s,)))
-            return
+                guided.append(self._guided(s.shift, t.shift, how, np.zeros((d_s,))))
+            return guided
         scale = self.ratio if self.rescale and rescale_output else 1.0
         gain = scale * folding.diagonal_gain(self._gain(t), self.m.matrix)
-        self._put(values, entries, s.gain, t.gain, "diagonal", gain - t.offset)
+        guided = [self._guided(s.gain, t.gain, "diagonal", gain - t.offset)]
         if t.shift is not None:
             shift = folding.project_axis(self._array(t.shift), self.m.matrix, 0)
-            self._put(values, entries, s.shift, t.shift, "diagonal", shift)
+            guided.append(self._guided(s.shift, t.shift, "diagonal", shift))
+        return guided
 
     def _shape(self, t_shape, project, select):
         shape = list(t_shape)

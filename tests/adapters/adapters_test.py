@@ -317,6 +317,30 @@ def test_dims_read_through_config_keys(name):
     assert adapter_for(teacher).dims(teacher) == expected
 
 
+def test_report_rows_are_frozen_and_match_as_dict():
+    import dataclasses
+
+    from keras_guide.guide import ReportRow
+
+    family = harness.FAMILIES["llama"]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **dict(family.narrow, num_layers=2))
+    report = guide(teacher, student, blocks="first")
+    rows = report.entries
+    assert all(isinstance(row, ReportRow) for row in rows)
+    paths = [row.student for row in rows]
+    assert sorted(paths) == sorted(w.path for w in student.weights)
+    assert report.as_dict()["weights"] == [dataclasses.asdict(row) for row in rows]
+    assert sum(report.counts().values()) == len(student.weights)
+    random_rows = [row for row in rows if row.how == "kept random"]
+    assert random_rows
+    assert all(r.teacher is None and r.teacher_shape is None for r in random_rows)
+    table = "token_embedding/embeddings"
+    assert rows[0] == ReportRow(table, table, "pca", (64, 32), (64, 16))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rows[0].how = "copied"
+
+
 def test_backbone_of_and_shared_adapter():
     import keras_hub
 
