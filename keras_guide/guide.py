@@ -174,7 +174,7 @@ def guide(
     Reference: arXiv 2510.06502.
     """
     pair = _validate(teacher, student, blocks, layer_map, norm)
-    if projection == "auto":
+    if isinstance(projection, str) and projection == "auto":
         projection = "select" if pair.adapter.post_norm else "pca"
     m, guided = _plan(pair, projection, center, norm, rescale, token_weights)
     _apply(pair, guided, regularize)

@@ -268,6 +268,22 @@ def test_unsupported_family_lists_supported_ones():
         guide(model, model)
 
 
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_given_matrix_guides_as_the_projection_it_equals(name):
+    family = harness.FAMILIES[name]
+    teacher = harness.make_teacher(family)
+    student = build_student(teacher, **family.narrow)
+    m = guide(teacher, student).projection.matrix
+    expected = harness.weights(student)
+    report = guide(teacher, student, projection=np.asarray(m))
+    assert report.options["projection"] == "given"
+    assert report.projection.kind == "given"
+    for path, value in harness.weights(student).items():
+        np.testing.assert_array_equal(value, expected[path])
+    with pytest.raises(ValueError, match=r"given projection has shape \(4, 2\)"):
+        guide(teacher, student, projection=np.eye(4)[:, :2])
+
+
 def test_build_student_rejects_unknown_sizes():
     teacher = harness.make_teacher(harness.FAMILIES["gpt2"])
     with pytest.raises(ValueError, match=r"no size \['num_key_value_heads'\]"):
