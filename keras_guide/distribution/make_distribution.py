@@ -53,10 +53,14 @@ def make_distribution(kind, teacher=None, student=None, model_parallel=None, dev
     Keras' TensorFlow trainer distributes with). Both have `.scope()`.
 
     Variables take their layout when they are created: build the teacher and
-    student inside `distribution.scope()` (for `kind="model"`, the `teacher`
-    and `student` passed here only give paths and shapes; they may be built
-    inside `keras.StatelessScope()`, which allocates nothing). The global
-    batch size must be a multiple of the mesh's `batch` axis.
+    student inside `distribution.scope()`. For `kind="model"`, the `teacher`
+    and `student` passed here only give paths and shapes, so they may be
+    backbones built inside `keras.StatelessScope()`, which allocates nothing
+    (`Llama3Backbone.from_preset(preset, load_weights=False)`, or the
+    backbone class called on its config); a task model such as
+    `Llama3CausalLM` cannot be built there (it creates variables), but its
+    backbone's paths are its own. The global batch size must be a multiple of
+    the mesh's `batch` axis.
 
     Args:
         kind: `"data"` or `"model"`.
@@ -82,10 +86,17 @@ def make_distribution(kind, teacher=None, student=None, model_parallel=None, dev
             sizes the mesh does not divide (see `layout_map`).
 
     Example:
-    >>> distribution = make_distribution("model", teacher, student, model_parallel=2)
+    >>> # Llama 3 8B: 32 heads of 128 on 8 key/value heads; RoPE keeps 128.
+    >>> sizes = dict(hidden_dim=1024, num_heads=8, num_key_value_heads=2)
+    >>> with keras.StatelessScope():
+    ...     plan = keras_hub.models.Llama3Backbone.from_preset(
+    ...         preset, load_weights=False)
+    ...     plan_student = keras_guide.build_student(plan, **sizes)
+    >>> distribution = make_distribution(
+    ...     "model", plan, plan_student, model_parallel=2)
     >>> with distribution.scope():
     ...     teacher = keras_hub.models.Llama3CausalLM.from_preset(preset)
-    ...     student = keras_guide.build_student(teacher, hidden_dim=1024)
+    ...     student = keras_guide.build_student(teacher, **sizes)
     ...     keras_guide.guide(teacher, student)
     """
     _check_kind(kind, model_parallel)
