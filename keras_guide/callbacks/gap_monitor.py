@@ -31,7 +31,7 @@ def _batches(data, batch_size):
 
 
 def heldout_cross_entropy(model, data, batch_size=32):
-    """Mean token cross-entropy of `model`'s logits on `data` (METHOD.md §7).
+    """Mean token cross-entropy of `model`'s logits on `data` (docs/method.md §7).
 
     `L = Σ_t w_t · (−log softmax(z_t)[y_t]) / Σ_t w_t` over the whole data
     set (not a mean of batch means), accumulated in float64 on the host.
@@ -72,7 +72,7 @@ class GapMonitor(keras.callbacks.Callback):
     `L` is the student's held-out token cross-entropy after each epoch,
     `L_base` that of the same student trained from random initialization
     (given), and `L_teacher` the teacher's, evaluated once when training
-    starts (METHOD.md §7). The logs also get `heldout_loss` and
+    starts (docs/method.md §7). The logs also get `heldout_loss` and
     `teacher_loss`. With a `Distiller`, the student and teacher are taken from
     it; with a plain model, that model is the student and `teacher` (or
     `teacher_loss`) must be given.

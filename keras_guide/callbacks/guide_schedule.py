@@ -80,7 +80,7 @@ class GuideSchedule(keras.callbacks.Callback):
     >>> schedule = GuideSchedule(1000, guide_strength=(1e-2, 0.0))
     >>> # distiller.fit(data, epochs=3, callbacks=[schedule])
 
-    Reference: arXiv 2510.06502; METHOD.md §5.
+    Reference: arXiv 2510.06502; docs/method.md §5.
     """
 
     def __init__(

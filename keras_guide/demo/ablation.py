@@ -4,7 +4,7 @@ Every variant trains the same student architecture with the same data order,
 number of steps, batch size and optimizer; only the initialization (random,
 uniform weight selection, GUIDE) and the loss (cross-entropy alone, or with
 knowledge distillation from the teacher's logits) change. Quality is the
-mean held-out token cross-entropy `L` (METHOD.md §7) and
+mean held-out token cross-entropy `L` (docs/method.md §7) and
 
     gap_closed = (L_base − L) / (L_base − L_teacher),
 

@@ -84,7 +84,7 @@ class FeatureDistillation:
 
     With a GUIDE projection `M` (`d_T × d_S`, orthonormal columns, and the row
     mean `μ` removed before the PCA) a student vector `x_S` stands for the
-    teacher vector `x_S Mᵀ + μ` (METHOD.md §2), so the projector starts at
+    teacher vector `x_S Mᵀ + μ` (docs/method.md §1), so the projector starts at
     `P = Mᵀ`, `b = μ`: the identity in the `M` basis, under which the loss is
     `‖h_S − (h_T − μ) M‖² / d_T` plus a constant the student cannot change.
     Without a projection, `P` starts as the `d_S × d_T` identity (the first

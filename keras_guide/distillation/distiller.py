@@ -52,7 +52,7 @@ def _check_weight(value, name, upper=None):
 class Distiller(keras.Model):
     """Trains a student on labels and on a frozen teacher's outputs.
 
-    The loss of each batch (METHOD.md §6), with `α = student_loss_weight`,
+    The loss of each batch (docs/method.md §6), with `α = student_loss_weight`,
     `β_i = (1 − α) · distillation_loss_weights[i]` and `w_t` the token weights
     (`sample_weight`, usually the padding mask):
 

@@ -104,7 +104,7 @@ def kd_loss(teacher_logits, student_logits, temperature=2.0, sample_weight=None)
     """Token-averaged knowledge-distillation loss from logits.
 
     `L_kd = τ² · Σ_t w_t KL(softmax(z_T,t/τ) ‖ softmax(z_S,t/τ)) / Σ_t w_t`
-    (METHOD.md §6). The `τ²` keeps gradient magnitudes comparable across
+    (docs/method.md §6). The `τ²` keeps gradient magnitudes comparable across
     temperatures (Hinton et al., 2015).
 
     Args:

@@ -1,4 +1,4 @@
-"""Folding the GUIDE projection `M` into teacher weights (METHOD.md §2).
+"""Folding the GUIDE projection `M` into teacher weights (docs/method.md §2).
 
 A student vector `x_S` stands for the teacher vector `x_S Mᵀ`. Kernels that read
 the residual stream become `Mᵀ W_T` on their `d` axis, kernels and biases that

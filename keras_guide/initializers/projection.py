@@ -188,7 +188,7 @@ def pca_projection(
     centring changes which directions are kept, not the table's offset (the
     student has no parameter that could carry `μ`).
 
-    With `mean_preserving=True` (LayerNorm families, METHOD.md §2) the first
+    With `mean_preserving=True` (LayerNorm families, docs/method.md §1) the first
     basis vector is `1/√d_T`, the others are the top `dim − 1` principal
     directions of the feature-centred table `E_T (I − 11ᵀ/d_T)`, and the
     student basis is rotated by a Householder reflection `H` that sends `e_1`

@@ -1,4 +1,4 @@
-"""Uniform selection of heads, neurons and channels (METHOD.md §3).
+"""Uniform selection of heads, neurons and channels (docs/method.md §3).
 
 The rule of Xu et al. 2023 ("Initializing Models with Larger Ones"), which
 GUIDE uses for every axis that is not the residual stream.
