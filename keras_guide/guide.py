@@ -124,7 +124,7 @@ def guide(
 ):
     """Initializes a built KerasHub student in place from a teacher of its family.
 
-    The teacher's token table gives `M` (PCA, METHOD.md §1); the student's
+    The teacher's token table gives `M` (PCA, docs/method.md §1); the student's
     table is `E_T M`; every guided block reads through `Mᵀ` and writes through
     `M`, each norm keeping the diagonal of its projected gain (§2); heads, key/value
     groups and MLP neurons are uniformly selected (§3). The teacher is read,

@@ -1,7 +1,7 @@
 """BERT: encoder with token, position and segment embeddings, post-LayerNorm, pooler.
 
 Post-LayerNorm sits on the residual stream itself, so its gain cannot be folded
-into a reader; the student keeps the best diagonal approximation (METHOD.md §2),
+into a reader; the student keeps the best diagonal gain (docs/method.md §2),
 which is exact only when the projection is a selection.
 """
 
