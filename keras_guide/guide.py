@@ -12,11 +12,13 @@ from keras_guide.adapters import backbone_of
 from keras_guide.adapters import shared_adapter
 from keras_guide.adapters.base import Adapter
 from keras_guide.adapters.base import Copy
+from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Dims
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
 from keras_guide.adapters.base import Write
+from keras_guide.adapters.base import item_paths
 from keras_guide.initializers import folding
 from keras_guide.initializers import projection as projection_lib
 from keras_guide.initializers import selection
@@ -177,6 +179,7 @@ def guide(
     if isinstance(projection, str) and projection == "auto":
         projection = "select" if pair.adapter.post_norm else "pca"
     m, guided = _plan(pair, projection, center, norm, rescale, token_weights)
+    _check_coverage(pair, guided)
     _apply(pair, guided, regularize)
     options = dict(
         blocks=blocks,
@@ -225,6 +228,7 @@ def _validate(teacher, student, blocks, layer_map, norm):
         )
     if norm not in _NORMS:
         raise ValueError(f"`norm` must be one of {_NORMS}. Received: norm={norm!r}")
+    adapter.check_options(t_backbone, s_backbone)
     d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
     _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
     mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks)
@@ -339,6 +343,28 @@ def _plan(pair, projection, center, norm, rescale, token_weights):
     return m, guided
 
 
+def _check_coverage(pair, guided):
+    """Every student weight is guided, or belongs to a block left random on purpose
+    (`blocks="first"`); anything else is refused before the student is touched."""
+    adapter, student = pair.adapter, pair.student
+    skipped = {
+        path
+        for index in range(len(pair.layer_map), pair.d_s.num_layers)
+        for item in adapter.block(student, index)
+        for path in item_paths(item)
+    }
+    guided_paths = {g.row.student for g in guided}
+    missed = [w.path for w in student.weights if w.path not in guided_paths | skipped]
+    if missed:
+        raise ValueError(
+            f"The {adapter.family} adapter sets no value for {len(missed)} weights of "
+            f"the student `{student.name}`: {missed[:8]}"
+            f"{' ...' if len(missed) > 8 else ''}. The student's layout is one the "
+            "adapter does not describe (a newer KerasHub, or options it does not "
+            "know); nothing was changed."
+        )
+
+
 def _apply(pair, guided, regularize):
     """Checks every guided value's shape against the student, then assigns them all."""
     values = {g.row.student: g.value for g in guided}
@@ -365,7 +391,8 @@ def _apply(pair, guided, regularize):
 
 
 def _report(pair, m, guided, options):
-    """The `GuideReport`: the guided rows, then a row for each weight kept random."""
+    """The `GuideReport`: the guided rows, then a row for each weight kept random
+    (only the blocks that `blocks="first"` leaves to their initializers)."""
     rows = [g.row for g in guided]
     guided_paths = {row.student for row in rows}
     rows += [
@@ -432,7 +459,14 @@ class _Plan:
 
     def run(self, t_items, s_items):
         """Returns a list of `_Guided`, one per student weight the items set."""
+        if len(t_items) != len(s_items):
+            raise ValueError(
+                f"The adapter lists {len(t_items)} teacher weights and "
+                f"{len(s_items)} student weights for the same part of the model."
+            )
         read_norms = {item.norm for item in t_items if isinstance(item, Read) and item.norm is not None}
+        # An untied student head reads the final norm: its gain folds there.
+        read_norms |= {s.norm for s in s_items if isinstance(s, Head) and s.reverse is not None}
         # A √d-scaled table (Gemma) already carries √(d_T/d_S) into the tied
         # head's logits; the final norm then must not add it again.
         scaled_table = any(isinstance(item, Table) and item.sqrt_d_scaled for item in t_items)
@@ -447,6 +481,8 @@ class _Plan:
             elif isinstance(t_item, Norm):
                 folded = t_item in read_norms and self.norm == "fold"
                 guided += self._norm(t_item, s_item, folded, not scaled_table)
+            elif isinstance(t_item, Head):
+                guided += self._head(t_item, s_item)
             elif isinstance(t_item, Copy):
                 value = self._array(t_item.path)
                 guided.append(self._guided(s_item.path, t_item.path, "copied", value))
@@ -474,8 +510,9 @@ class _Plan:
         how = "pca" if t.path == self.source and self.m.kind.startswith("pca") else "projected"
         return [self._guided(s.path, t.path, how, value)]
 
-    def _read(self, t, s):
-        kernel = self._array(t.path)
+    def _read(self, t, s, kernel=None, source=None):
+        kernel = self._array(t.path) if kernel is None else kernel
+        source = source or t.path
         fold = t.norm is not None and self.norm == "fold"
         gains = {t.d_axis: self._gain(t.norm)} if fold else {}
         scale = self.ratio if fold else 1.0
@@ -486,9 +523,9 @@ class _Plan:
             project[t.out_axis] = self.m
         select = self._select(t.select)
         shape = self._shape(kernel.shape, project, select)
-        value = guided_value(kernel, shape, project, select, gains, scale, name=t.path)
+        value = guided_value(kernel, shape, project, select, gains, scale, name=source)
         how = "folded" if fold else "projected"
-        guided = [self._guided(s.path, t.path, how, value)]
+        guided = [self._guided(s.path, source, how, value)]
         if t.bias is None:
             return guided
         bias = self._array(t.bias)
@@ -501,6 +538,21 @@ class _Plan:
                              bias_project, bias_select, scale=bias_scale, name=t.bias)
         how = "folded" if fold else "selected"
         return guided + [self._guided(s.bias, t.bias, how, value)]
+
+    def _head(self, t, s):
+        if s.reverse is None:
+            if t.reverse is not None:
+                raise ValueError(
+                    f"The teacher has its own output head `{t.reverse}`, but the "
+                    f"student ties its head to `{s.table}`: one table cannot hold "
+                    "both. Build the student untied (`build_student` keeps the "
+                    "teacher's untied head)."
+                )
+            return []  # The student's table, already guided, is its head.
+        # A tied teacher's head is its table, read as a (d, V) kernel.
+        kernel = self._array(t.reverse) if t.reverse else self._array(t.table).T
+        read = Read(s.reverse, 0, {}, t.norm)
+        return self._read(read, read, kernel=kernel, source=t.reverse or t.table)
 
     def _write(self, t, s):
         kernel = self._array(t.path)
@@ -541,7 +593,7 @@ class _Plan:
         return tuple(shape)
 
 
-def build_student(teacher, name=None, dtype=None, **sizes):
+def build_student(teacher, name=None, dtype=None, tie_embeddings=None, **sizes):
     """Builds a randomly initialized student from the teacher's config.
 
     `sizes` uses generic names (`hidden_dim`, `num_layers`, `num_heads`,
@@ -550,12 +602,24 @@ def build_student(teacher, name=None, dtype=None, **sizes):
     values are in the backbone config's own units. A task-model teacher gives
     a task model of the same class sharing the teacher's preprocessor.
 
+    Args:
+        teacher: a KerasHub backbone or task model.
+        name: the student's name.
+        dtype: the student's dtype policy; `None` keeps the teacher's.
+        tie_embeddings: whether the student's output head is its token table;
+            `None` keeps the teacher's choice. An untied student of a tied
+            teacher gets the teacher's final norm gain folded into its own
+            head (exact; costs `V · d_S` parameters). Only for families that
+            have the option (Llama, Qwen, ...).
+        **sizes: the student's sizes.
+
     Returns:
         The student, built, of the teacher's class, trainable even when the
         teacher is frozen.
 
     Raises:
-        ValueError: a size the family does not have.
+        ValueError: a size the family does not have, or `tie_embeddings` for a
+            family that always ties.
     """
     t_backbone = backbone_of(teacher)
     adapter = adapter_for(t_backbone)
@@ -568,6 +632,16 @@ def build_student(teacher, name=None, dtype=None, **sizes):
     config = t_backbone.get_config()
     for key, value in sizes.items():
         config[adapter.config_keys[key]] = value
+    if adapter.tie_option is not None:
+        # Some backbones (Llama) leave the tie out of their config.
+        config[adapter.tie_option] = (
+            adapter.tied(t_backbone) if tie_embeddings is None else bool(tie_embeddings)
+        )
+    elif tie_embeddings is not None and not tie_embeddings:
+        raise ValueError(
+            f"The {adapter.family} family always ties its output head to the "
+            f"token table. Received: tie_embeddings={tie_embeddings!r}"
+        )
     config["name"] = name or f"{t_backbone.name}_student"
     # A frozen teacher (the usual case beside a Distiller) must not give a
     # frozen student: its config carries `trainable=False` on some backends.

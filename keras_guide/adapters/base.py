@@ -12,9 +12,16 @@ An adapter gives:
   writes sizes through it and `Adapter.dims` reads them back through it, so a
   family states its names once. `rotary` and `intermediate_units` cover the
   rest (see `Adapter`).
+- `options`: every other constructor option it understands, with the values it
+  supports; `check_options` refuses anything else, so a new KerasHub flag can
+  never leave a weight silently wrong.
 - `embeddings(backbone)`: the weights outside the blocks (`Table`, `Norm`,
-  `Read` for an untied head, `Write`/`Read` for a pooler, `Copy`).
+  `Head` for a language-model head, tied or not, `Write`/`Read` for a pooler,
+  `Copy`).
 - `block(backbone, index)`: the weights of block `index`, in order.
+
+Teacher and student lists are walked in step, so both must list the same items;
+`guide` checks that every student weight is set by one of them.
 
 Weights are named by their path inside the backbone (`variable.path`, e.g.
 `"transformer_layer_0/self_attention/query/kernel"`), which is the same for a
@@ -93,10 +100,38 @@ class Write:
 
 
 @dataclasses.dataclass(frozen=True)
+class Head:
+    """The output head, read after `norm`: the token `table` reversed when the
+    backbone ties them, else its own `(d, V)` kernel `reverse`."""
+
+    table: str
+    reverse: Optional[str]
+    norm: Norm
+
+
+@dataclasses.dataclass(frozen=True)
 class Copy:
     """A weight copied unchanged (it acts inside a head, e.g. Qwen3's q/k norms)."""
 
     path: str
+
+
+def item_paths(item):
+    """The weight paths an adapter item names (kernel, bias, gain, shift, ...)."""
+    if isinstance(item, Norm):
+        names = (item.gain, item.shift)
+    elif isinstance(item, (Read, Write)):
+        names = (item.path, item.bias)
+    elif isinstance(item, Head):
+        names = (item.reverse,)
+    else:
+        names = (item.path,)
+    return [name for name in names if name is not None]
+
+
+# Constructor arguments that do not change what any weight means: a student
+# may set them as it likes.
+FREE_OPTIONS = ("name", "trainable", "dtype", "dropout")
 
 
 class Adapter:
@@ -114,6 +149,58 @@ class Adapter:
     # Config units per MLP neuron (Gemma's `intermediate_dim` counts the gate
     # and up widths together, so 2).
     intermediate_units = 1
+    # The constructor options the adapter understands beyond the sizes in
+    # `config_keys`: name -> the values it supports (a tuple), or None for
+    # any value. They define what the weights compute, so teacher and student
+    # must agree on each; an option not listed here (a new KerasHub flag) is
+    # refused, never ignored.
+    options = {}
+    # The constructor argument that unties the output head from the token
+    # table (None: the family always ties them).
+    tie_option = None
+
+    def tied(self, backbone):
+        """Whether the backbone's output head is its token table."""
+        return bool(backbone.token_embedding.tie_weights)
+
+    def check_options(self, teacher, student):
+        """Refuses options the adapter does not understand or teacher and student
+        do not share; returns nothing.
+
+        Raises:
+            ValueError: naming each option, its values and what to do.
+        """
+        configs = {"teacher": teacher.get_config(), "student": student.get_config()}
+        known = set(self.config_keys.values()) | set(self.options) | set(FREE_OPTIONS)
+        known |= {"vocabulary_size", self.tie_option}
+        for role, config in configs.items():
+            unknown = sorted(k for k in config if k not in known)
+            unsupported = sorted(
+                f"{k}={config[k]!r} (supported: {self.options[k]})"
+                for k in self.options
+                if k in config and self.options[k] is not None
+                and config[k] not in self.options[k]
+            )
+            if unknown or unsupported:
+                raise ValueError(
+                    f"The {self.family} adapter cannot place every weight of the "
+                    f"{role} `{(teacher if role == 'teacher' else student).name}`: "
+                    + (f"it does not know the options {unknown}; " if unknown else "")
+                    + (f"it does not support {', '.join(unsupported)}; " if unsupported else "")
+                    + "GUIDE refuses rather than leave weights silently wrong."
+                )
+        differ = sorted(
+            f"{k}: teacher {configs['teacher'].get(k)!r}, student {configs['student'].get(k)!r}"
+            for k in self.options
+            if configs["teacher"].get(k) != configs["student"].get(k)
+        )
+        if differ:
+            raise ValueError(
+                f"Teacher and student differ in options that define what the "
+                f"{self.family} weights compute ({'; '.join(differ)}). Build the "
+                "student with `keras_guide.build_student(teacher, ...)`, which "
+                "copies them."
+            )
 
     def dims(self, backbone):
         """The backbone's sizes (`Dims`), read through `config_keys`.

@@ -19,6 +19,7 @@ class BertAdapter(GPT2Adapter):
 
     family = "bert"
     backbone_class = "BertBackbone"
+    options = {"num_segments": None}
     post_norm = True
 
     def embeddings(self, backbone):

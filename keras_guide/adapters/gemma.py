@@ -1,6 +1,7 @@
 """Gemma: head-first attention kernels, `(1 + scale)` RMSNorms, √d embedding scaling, tied head."""
 
 from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -22,10 +23,23 @@ class GemmaAdapter(Adapter):
         "head_dim": "head_dim",
     }
 
+    options = {
+        "layer_norm_epsilon": None,
+        "query_head_dim_normalize": None,
+        "use_post_ffw_norm": (False,),
+        "use_post_attention_norm": (False,),
+        "final_logit_soft_cap": None,
+        "attention_logit_soft_cap": None,
+        "use_sliding_window_attention": None,
+        "sliding_window_size": None,
+    }
+
     def embeddings(self, backbone):
+        final = Norm("final_normalization/scale", offset=1.0)
         return [
             Table("token_embedding/embeddings", sqrt_d_scaled=True),
-            Norm("final_normalization/scale", offset=1.0),
+            final,
+            Head("token_embedding/embeddings", None, final),
         ]
 
     def block(self, backbone, index):

@@ -1,6 +1,7 @@
 """GPT-2: learned positions, pre-LayerNorm with biases, tied head."""
 
 from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -22,10 +23,12 @@ class GPT2Adapter(Adapter):
     }
 
     def embeddings(self, backbone):
+        final = Norm("layer_norm/gamma", "layer_norm/beta")
         return [
             Table("token_embedding/embeddings"),
             Table("position_embedding/embeddings", positions=True),
-            Norm("layer_norm/gamma", "layer_norm/beta"),
+            final,
+            Head("token_embedding/embeddings", None, final),
         ]
 
     def block(self, backbone, index):

@@ -1,6 +1,7 @@
-"""Llama: RMSNorm, RoPE, grouped-query attention, gated MLP, untied head."""
+"""Llama: RMSNorm, RoPE, grouped-query attention, gated MLP, tied or untied head."""
 
 from keras_guide.adapters.base import Adapter
+from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
@@ -24,13 +25,22 @@ class LlamaAdapter(Adapter):
     mlp_norm = "feedforward_layernorm/scale"
     final_norm = "sequence_output_layernorm/scale"
     attention_bias = False
+    tie_option = "tie_word_embeddings"
+    options = {
+        "rope_max_wavelength": None,
+        "rope_position_scaling_factor": None,
+        "rope_frequency_adjustment_factor": None,
+        "rope_low_freq_factor": None,
+        "rope_high_freq_factor": None,
+        "rope_pretraining_sequence_length": None,
+        "layer_norm_epsilon": None,
+    }
 
     def embeddings(self, backbone):
         final = Norm(self.final_norm)
-        weights = [Table("token_embedding/embeddings"), final]
-        if not getattr(backbone, "tie_word_embeddings", False):
-            weights.append(Read("token_embedding/reverse_embeddings", 0, {}, final))
-        return weights
+        table = "token_embedding/embeddings"
+        reverse = None if self.tied(backbone) else "token_embedding/reverse_embeddings"
+        return [Table(table), final, Head(table, reverse, final)]
 
     def block(self, backbone, index):
         p = self.block_prefix.format(index)

@@ -8,12 +8,25 @@ from keras_guide.adapters.llama import LlamaAdapter
 class QwenAdapter(LlamaAdapter):
     family = "qwen"
     backbone_class = "QwenBackbone"
+    options = {
+        "rope_max_wavelength": None,
+        "rope_scaling_factor": None,
+        "layer_norm_epsilon": None,
+        "use_sliding_window_attention": None,
+        "sliding_window_size": None,
+    }
     attention_bias = True
 
 
 class Qwen3Adapter(LlamaAdapter):
     family = "qwen3"
     backbone_class = "Qwen3Backbone"
+    options = {
+        "rope_max_wavelength": None,
+        "rope_scaling_factor": None,
+        "layer_norm_epsilon": None,
+        "sliding_window_size": None,
+    }
     config_keys = dict(LlamaAdapter.config_keys, head_dim="head_dim")
 
     def block(self, backbone, index):
