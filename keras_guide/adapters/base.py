@@ -164,36 +164,38 @@ class Adapter:
         return bool(backbone.token_embedding.tie_weights)
 
     def check_options(self, teacher, student):
-        """Refuses options the adapter does not understand or teacher and student
-        do not share; returns nothing.
+        """Refuses options the adapter does not understand or that teacher and
+        student do not share.
 
         Raises:
             ValueError: naming each option, its values and what to do.
         """
-        configs = {"teacher": teacher.get_config(), "student": student.get_config()}
         known = set(self.config_keys.values()) | set(self.options) | set(FREE_OPTIONS)
         known |= {"vocabulary_size", self.tie_option}
-        for role, config in configs.items():
+        configs = {}
+        for role, model in (("teacher", teacher), ("student", student)):
+            config = configs[role] = model.get_config()
+            problems = []
             unknown = sorted(k for k in config if k not in known)
-            unsupported = sorted(
-                f"{k}={config[k]!r} (supported: {self.options[k]})"
-                for k in self.options
-                if k in config and self.options[k] is not None
-                and config[k] not in self.options[k]
-            )
-            if unknown or unsupported:
+            if unknown:
+                problems.append(f"it does not know the options {unknown}")
+            problems += [
+                f"it does not support {k}={config[k]!r} (supported: {allowed})"
+                for k, allowed in sorted(self.options.items())
+                if allowed is not None and k in config and config[k] not in allowed
+            ]
+            if problems:
                 raise ValueError(
                     f"The {self.family} adapter cannot place every weight of the "
-                    f"{role} `{(teacher if role == 'teacher' else student).name}`: "
-                    + (f"it does not know the options {unknown}; " if unknown else "")
-                    + (f"it does not support {', '.join(unsupported)}; " if unsupported else "")
-                    + "GUIDE refuses rather than leave weights silently wrong."
+                    f"{role} `{model.name}`: {'; '.join(problems)}. GUIDE refuses "
+                    "rather than leave weights silently wrong."
                 )
-        differ = sorted(
-            f"{k}: teacher {configs['teacher'].get(k)!r}, student {configs['student'].get(k)!r}"
-            for k in self.options
-            if configs["teacher"].get(k) != configs["student"].get(k)
-        )
+        teacher_config, student_config = configs["teacher"], configs["student"]
+        differ = [
+            f"{k}: teacher {teacher_config.get(k)!r}, student {student_config.get(k)!r}"
+            for k in sorted(self.options)
+            if teacher_config.get(k) != student_config.get(k)
+        ]
         if differ:
             raise ValueError(
                 f"Teacher and student differ in options that define what the "

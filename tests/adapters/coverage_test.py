@@ -1,4 +1,4 @@
-"""Every student weight is set from the teacher, or guide() refuses before touching it."""
+"""Every student weight is set from the teacher, or guide() refuses untouched."""
 
 import inspect
 
@@ -45,7 +45,9 @@ def test_tied_teacher_full_width_selection_is_exact():
     student = build_student(teacher)
     report = guide(teacher, student, projection="select", norm="fold")
     x = harness.inputs(family)
-    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    assert (
+        _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    )
     assert "kept random" not in report.counts()
 
 
@@ -70,7 +72,10 @@ def test_untied_teacher_and_tied_student_are_refused_untouched():
     teacher = harness.make_teacher(family)
     student = build_student(teacher, tie_embeddings=True)
     before = harness.weights(student)
-    with pytest.raises(ValueError, match=r"own output head `token_embedding/reverse_embeddings`.*ties its head"):
+    with pytest.raises(
+        ValueError,
+        match=r"own output head `token_embedding/reverse_embeddings`.*ties its head",
+    ):
         guide(teacher, student)
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
@@ -88,7 +93,11 @@ def test_an_option_the_adapter_does_not_know_is_refused(monkeypatch):
     student = build_student(teacher)
     config = teacher.get_config()
     monkeypatch.setattr(teacher, "get_config", lambda: dict(config, use_new_flag=True))
-    with pytest.raises(ValueError, match=r"teacher `llama_backbone\w*`: it does not know the options \['use_new_flag'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher `llama_backbone\w*`: it does not know the options "
+        r"\['use_new_flag'\]",
+    ):
         guide(teacher, student)
 
 
@@ -99,7 +108,9 @@ def test_options_teacher_and_student_must_share():
     teacher = harness.make_teacher(family)
     config = dict(teacher.get_config(), rope_max_wavelength=500, name="s")
     student = keras_hub.models.LlamaBackbone.from_config(config)
-    with pytest.raises(ValueError, match=r"rope_max_wavelength: teacher 10000, student 500"):
+    with pytest.raises(
+        ValueError, match=r"rope_max_wavelength: teacher 10000, student 500"
+    ):
         guide(teacher, student)
 
 
@@ -109,8 +120,14 @@ def test_a_weight_the_adapter_does_not_describe_is_refused(monkeypatch):
     student = build_student(teacher)
     before = harness.weights(student)
     block = llama_adapter.LlamaAdapter.block
-    monkeypatch.setattr(llama_adapter.LlamaAdapter, "block", lambda self, b, i: block(self, b, i)[:-1])
-    with pytest.raises(ValueError, match=r"sets no value for 2 weights.*transformer_layer_0/feedforward_layernorm/scale"):
+    monkeypatch.setattr(
+        llama_adapter.LlamaAdapter, "block", lambda self, b, i: block(self, b, i)[:-1]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"sets no value for 2 weights.*"
+        r"transformer_layer_0/feedforward_layernorm/scale",
+    ):
         guide(teacher, student)
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
@@ -120,7 +137,8 @@ def _walkable_options(backbone_class):
     """Constructor arguments with a boolean default: the flags a family can flip."""
     signature = inspect.signature(backbone_class.__init__)
     return [
-        name for name, p in signature.parameters.items()
+        name
+        for name, p in signature.parameters.items()
         if isinstance(p.default, bool) and name not in ("trainable",)
     ]
 
@@ -128,7 +146,14 @@ def _walkable_options(backbone_class):
 def _option_cases():
     cases = []
     for adapter in ADAPTERS:
-        family = next((f for f in harness.FAMILIES.values() if f.backbone == adapter.backbone_class), None)
+        family = next(
+            (
+                f
+                for f in harness.FAMILIES.values()
+                if f.backbone == adapter.backbone_class
+            ),
+            None,
+        )
         if family is None:
             continue
         import keras_hub
@@ -155,10 +180,17 @@ def test_every_flag_of_every_backbone_is_placed_exactly_or_refused(name, option)
     try:
         teacher = cls(**dict(family.config, **{option: not default}))
     except (ValueError, TypeError) as error:
-        pytest.skip(f"{family.backbone}({option}={not default}) cannot be built: {error}")
+        pytest.skip(
+            f"{family.backbone}({option}={not default}) cannot be built: {error}"
+        )
     rng = np.random.default_rng(0)
     for w in teacher.weights:
-        w.assign((np.asarray(keras.ops.convert_to_numpy(w)) + 0.3 * rng.normal(size=w.shape)).astype(w.dtype))
+        w.assign(
+            (
+                np.asarray(keras.ops.convert_to_numpy(w))
+                + 0.3 * rng.normal(size=w.shape)
+            ).astype(w.dtype)
+        )
     student = build_student(teacher)
     before = harness.weights(student)
     try:
@@ -171,8 +203,16 @@ def test_every_flag_of_every_backbone_is_placed_exactly_or_refused(name, option)
     assert "kept random" not in report.counts()
     x = harness.inputs(family)
     if hasattr(teacher, "token_embedding"):
-        assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-4
+        assert (
+            _relative_error(harness.logits(student, x), harness.logits(teacher, x))
+            < 1e-4
+        )
     else:
         out_s, out_t = student(x), teacher(x)
         for key in out_t:
-            np.testing.assert_allclose(keras.ops.convert_to_numpy(out_s[key]), keras.ops.convert_to_numpy(out_t[key]), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(out_s[key]),
+                keras.ops.convert_to_numpy(out_t[key]),
+                rtol=1e-4,
+                atol=1e-5,
+            )
