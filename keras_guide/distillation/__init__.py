@@ -1,5 +1,6 @@
 """Knowledge distillation for GUIDE students: losses, terms and the Distiller."""
 
+from keras_guide.distillation.distillation_loss import DistillationLoss
 from keras_guide.distillation.distillation_loss import FeatureDistillation
 from keras_guide.distillation.distillation_loss import LogitsDistillation
 from keras_guide.distillation.distiller import Distiller
@@ -14,6 +15,7 @@ from keras_guide.distillation.offline import offline_teacher_dataset
 from keras_guide.distillation.offline import teacher_top_k
 
 __all__ = [
+    "DistillationLoss",
     "Distiller",
     "FeatureDistillation",
     "KDLoss",

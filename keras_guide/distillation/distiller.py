@@ -3,12 +3,11 @@
 import keras
 import numpy as np
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution
 
+from keras_guide import _backend
 from keras_guide.distillation import losses as kd
 from keras_guide.distillation import offline
 from keras_guide.distillation._features import feature_model
-from keras_guide.distillation.distillation_loss import FeatureDistillation
 from keras_guide.distillation.distillation_loss import LogitsDistillation
 from keras_guide.distillation.distillation_loss import from_keras_distillation_loss
 from keras_guide.regularizers import track_guide_state
@@ -17,11 +16,11 @@ from keras_guide.regularizers import track_guide_state
 # student must output logits for the KD term, so a probability-space loss
 # would silently be wrong.
 _LOGIT_LOSSES = {
-    "sparse_categorical_crossentropy": lambda: keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True
+    "sparse_categorical_crossentropy": (
+        lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     ),
-    "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(
-        from_logits=True
+    "categorical_crossentropy": (
+        lambda: keras.losses.CategoricalCrossentropy(from_logits=True)
     ),
 }
 
@@ -67,7 +66,10 @@ class Distiller(keras.Model):
     switch is a change of import; unlike it, this class honours
     `sample_weight`, keeps the student's regularization losses, computes the
     KL on probabilities, accepts a teacher in a lower precision (bf16) and
-    reaches layers inside nested models (KerasHub backbones).
+    reaches layers inside nested models (KerasHub backbones). Each term
+    computes its own loss (`DistillationLoss.compute_loss`); the Distiller
+    gathers the outputs the terms read, in one forward pass per model, and
+    sums `β_i` times each term in their order.
 
     The teacher runs in inference mode, gets no gradient and is never changed;
     its outputs are cast to float32. `call` and `predict` run the student.
@@ -87,8 +89,9 @@ class Distiller(keras.Model):
         teacher: a `keras.Model` returning logits `(..., V)`.
         student: a `keras.Model` returning logits `(..., V)` (same `V`).
         distillation_losses: a `LogitsDistillation`, a `FeatureDistillation`
-            or a list of them (their `keras.distillation` namesakes are
-            accepted too); at most one `LogitsDistillation`. Defaults to
+            or any `DistillationLoss`, or a list of them (the
+            `keras.distillation` namesakes of the first two are accepted
+            too); at most one `LogitsDistillation`. Defaults to
             `LogitsDistillation()` (`τ = 2`).
         distillation_loss_weights: one weight per distillation loss. Defaults
             to 1 each.
@@ -126,48 +129,10 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not isinstance(model, keras.Model):
-                raise ValueError(
-                    f"`{role}` must be a `keras.Model` returning logits. "
-                    f"Received: {role} of type {type(model).__name__}"
-                )
-        _check_vocabulary(teacher, student)
+        _check_models(teacher, student)
         alpha = _check_weight(student_loss_weight, "student_loss_weight", upper=1.0)
-
-        if distillation_losses is None:
-            terms = [LogitsDistillation()]
-        elif isinstance(distillation_losses, (list, tuple)):
-            terms = [from_keras_distillation_loss(t) for t in distillation_losses]
-        else:
-            terms = [from_keras_distillation_loss(distillation_losses)]
-        if not terms:
-            raise ValueError(
-                "`distillation_losses` must hold at least one term; for "
-                "training on labels alone, fit the student directly. "
-                f"Received: distillation_losses={distillation_losses!r}"
-            )
-        if distillation_loss_weights is None:
-            weights = [1.0] * len(terms)
-        else:
-            weights = list(distillation_loss_weights)
-            if len(weights) != len(terms):
-                raise ValueError(
-                    "`distillation_loss_weights` needs one weight per "
-                    f"distillation loss ({len(terms)}). Received: "
-                    f"distillation_loss_weights={distillation_loss_weights!r}"
-                )
-            weights = [
-                _check_weight(w, "distillation_loss_weights") for w in weights
-            ]
-        logits_terms = [t for t in terms if isinstance(t, LogitsDistillation)]
-        if len(logits_terms) > 1:
-            raise ValueError(
-                "At most one `LogitsDistillation` may be given (the KD term "
-                "has one temperature). Received: "
-                f"{len(logits_terms)} LogitsDistillation terms"
-            )
-
+        terms = _as_terms(distillation_losses)
+        weights = _term_weights(distillation_loss_weights, len(terms))
         self._student_loss_weight_value = alpha
         self._distillation_loss_weight_values = (
             None if distillation_loss_weights is None else weights
@@ -177,63 +142,65 @@ class Distiller(keras.Model):
         self.teacher.trainable = False
         self.student = student
         track_guide_state(student)
-
-        def scalar(value, weight_name):
-            return self.add_weight(
-                shape=(),
-                initializer=keras.initializers.Constant(value),
-                dtype="float32",
-                trainable=False,
-                name=weight_name,
-            )
-
-        self.student_loss_weight = scalar(alpha, "student_loss_weight")
+        self.student_loss_weight = self._scalar(alpha, "student_loss_weight")
         self.distillation_loss_weights = [
-            scalar((1.0 - alpha) * w, f"distillation_loss_weight_{i}")
+            self._scalar((1.0 - alpha) * w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(weights)
         ]
-        self._logits_index = None
+        # Set by the terms' `build`: a `LogitsDistillation` gives the
+        # temperature and the KD weight, each `FeatureDistillation` a projector.
         self.temperature = None
         self.kd_weight = None
-        if logits_terms:
-            self._logits_index = terms.index(logits_terms[0])
-            self.kd_weight = self.distillation_loss_weights[self._logits_index]
-            self.temperature = scalar(logits_terms[0].temperature, "temperature")
-
-        self._feature_indices = [
-            i for i, t in enumerate(terms) if isinstance(t, FeatureDistillation)
-        ]
         self.projectors = []
-        helpers = {"student": None, "teacher": None}
-        if self._feature_indices:
-            features = [terms[i] for i in self._feature_indices]
-            helpers["student"] = feature_model(
-                student, [t.student_layer_name for t in features], "student"
-            )
-            helpers["teacher"] = feature_model(
-                teacher, [t.teacher_layer_name for t in features], "teacher"
-            )
-            student_states = helpers["student"].output["hidden_states"]
-            teacher_states = helpers["teacher"].output["hidden_states"]
-            for i, (term, h_s, h_t) in enumerate(
-                zip(features, student_states, teacher_states)
-            ):
-                self.projectors.append(
-                    _projector(term, h_s.shape[-1], h_t.shape[-1], i)
-                )
-        self._features = _Untracked(**helpers)
-
+        self._build_terms()
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        if self._logits_index is not None:
-            self.kd_loss_tracker = keras.metrics.Mean(name="kd_loss")
-        if self._feature_indices:
-            self.hidden_loss_tracker = keras.metrics.Mean(name="hidden_loss")
+        for metric in dict.fromkeys(term.metric_name for term in terms):
+            setattr(self, f"{metric}_tracker", keras.metrics.Mean(name=metric))
         self.guide_loss_tracker = keras.metrics.Mean(name="guide_loss")
         if teacher.built and student.built:
             self.built = True
 
+    def _scalar(self, value, name):
+        return self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(value),
+            dtype="float32",
+            trainable=False,
+            name=name,
+        )
+
+    def _build_terms(self):
+        """Builds the one-pass feature models the layer terms read, then each
+        term's state, in order."""
+        terms = self.distillation_losses
+        layers = [term.layer_names() for term in terms]
+        pairs = [names for names in layers if names is not None]
+        helpers = {"student": None, "teacher": None}
+        widths = iter(())
+        if pairs:
+            helpers["student"] = feature_model(
+                self.student, [s for _, s in pairs], "student"
+            )
+            helpers["teacher"] = feature_model(
+                self.teacher, [t for t, _ in pairs], "teacher"
+            )
+            widths = zip(
+                helpers["teacher"].output["hidden_states"],
+                helpers["student"].output["hidden_states"],
+            )
+        states = []
+        for term, weight, names in zip(terms, self.distillation_loss_weights, layers):
+            h_t, h_s = next(widths) if names is not None else (None, None)
+            states.append(term.build(
+                self, weight,
+                None if h_t is None else h_t.shape[-1],
+                None if h_s is None else h_s.shape[-1],
+            ))
+        self._features = _Untracked(**helpers)
+        self._terms = _Untracked(layers=layers, states=states)
+
     def call(self, inputs, training=None):
-        """Runs the student. During training with feature terms, also returns
+        """Runs the student. During training with layer terms, also returns
         its hidden states (`{"output", "hidden_states"}`) so the loss needs no
         second forward pass."""
         if training and self._features.student is not None:
@@ -252,93 +219,80 @@ class Distiller(keras.Model):
             return loss.call(labels, logits)
         return loss(labels, logits)
 
-    def _teacher_outputs(self, x):
-        """Teacher logits (and hidden states), float32, without gradient."""
-        model = self._features.teacher or self.teacher
-        outputs = model(x, training=False)
+    def _student_outputs(self, x, y_pred, training):
+        """`(logits, hidden states)`, float32."""
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        if self._features.student is not None and not isinstance(y_pred, dict):
+            y_pred = self._features.student(x, training=training)
+        if not isinstance(y_pred, dict):
+            y_pred = {"output": y_pred, "hidden_states": []}
         return keras.tree.map_structure(
-            lambda t: ops.stop_gradient(ops.cast(t, "float32")), outputs
+            lambda t: ops.cast(t, "float32"),
+            (y_pred["output"], list(y_pred["hidden_states"])),
         )
+
+    def _teacher_outputs(self, x, offline_teacher):
+        """`(logits, hidden states)`, float32 and without gradient; not run
+        (`(None, [])`) when every term reads `offline_teacher` instead."""
+        if not any(
+            names is not None or offline_teacher is None
+            or not term.accepts_offline_teacher
+            for term, names in zip(self.distillation_losses, self._terms.layers)
+        ):
+            return None, []
+        model = self._features.teacher or self.teacher
+        outputs = keras.tree.map_structure(
+            lambda t: ops.stop_gradient(ops.cast(t, "float32")),
+            model(x, training=False),
+        )
+        if not isinstance(outputs, dict):
+            return outputs, []
+        return outputs["output"], outputs["hidden_states"]
+
+    def _term_inputs(self, student, teacher, offline_teacher):
+        """Yields each term with its weight, state and the outputs it reads."""
+        student_states, teacher_states = iter(student[1]), iter(teacher[1])
+        for term, weight, names, state in zip(
+            self.distillation_losses, self.distillation_loss_weights,
+            self._terms.layers, self._terms.states,
+        ):
+            if names is not None:
+                outputs = next(teacher_states), next(student_states)
+            elif offline_teacher is not None and term.accepts_offline_teacher:
+                outputs = offline_teacher, student[0]
+            else:
+                outputs = teacher[0], student[0]
+            yield term, weight, state, outputs
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        labels, top_k = offline.split_targets(y)
-        if y_pred is None:
-            y_pred = self(x, training=training)
-        features = self._features
-        if features.student is not None and not isinstance(y_pred, dict):
-            y_pred = features.student(x, training=training)
-        if isinstance(y_pred, dict):
-            student_logits = y_pred["output"]
-            student_states = y_pred["hidden_states"]
-        else:
-            student_logits, student_states = y_pred, []
-        student_logits = ops.cast(student_logits, "float32")
-
+        labels, offline_teacher = offline.split_targets(y)
+        student = self._student_outputs(x, y_pred, training)
+        teacher = self._teacher_outputs(x, offline_teacher)
         total = ops.zeros((), "float32")
+        student_loss = ops.zeros((), "float32")
         if labels is not None:
             student_loss = kd.token_mean(
-                self._student_loss_values(labels, student_logits), sample_weight
+                self._student_loss_values(labels, student[0]), sample_weight
             )
             total = total + self.student_loss_weight * student_loss
-        else:
-            student_loss = ops.zeros((), "float32")
-
-        needs_teacher_logits = self._logits_index is not None and top_k is None
-        teacher = {}
-        if needs_teacher_logits or self._feature_indices:
-            teacher = self._teacher_outputs(x)
-            if not isinstance(teacher, dict):
-                teacher = {"output": teacher, "hidden_states": []}
-
-        results = {}
-        if self._logits_index is not None:
-            if top_k is None:
-                kd_value = kd.kd_loss(
-                    teacher["output"],
-                    student_logits,
-                    self.temperature,
-                    sample_weight,
-                )
-            else:
-                values, indices, log_normalizer, cached_temperature = top_k
-                kd_value = kd.top_k_kd_loss(
-                    values, indices, student_logits, self.temperature,
-                    sample_weight, log_normalizer, cached_temperature,
-                )
-            total = total + self.kd_weight * kd_value
-            results["kd"] = kd_value
-
-        if self._feature_indices:
-            hidden_total = ops.zeros((), "float32")
-            for j, index in enumerate(self._feature_indices):
-                h_s = ops.cast(student_states[j], "float32")
-                projector = self.projectors[j]
-                if projector is not None:
-                    h_s = projector(h_s)
-                value = kd.hidden_state_loss(
-                    h_s, teacher["hidden_states"][j], sample_weight
-                )
-                hidden_total = hidden_total + value
-                total = total + self.distillation_loss_weights[index] * value
-            results["hidden"] = hidden_total
-
+        values = {"student_loss": student_loss}
+        for term, weight, state, outputs in self._term_inputs(
+            student, teacher, offline_teacher
+        ):
+            value = term.compute_loss(*outputs, sample_weight, state)
+            total = total + weight * value
+            name = term.metric_name
+            values[name] = values[name] + value if name in values else value
         regularization = [ops.cast(loss, "float32") for loss in self.losses]
-        guide_loss = sum(regularization, ops.zeros((), "float32"))
-        total = total + guide_loss
-
-        batch = ops.shape(student_logits)[0]
-        self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
-        if "kd" in results:
-            self.kd_loss_tracker.update_state(results["kd"], sample_weight=batch)
-        if "hidden" in results:
-            self.hidden_loss_tracker.update_state(results["hidden"], sample_weight=batch)
-        self.guide_loss_tracker.update_state(guide_loss, sample_weight=batch)
-        # Keras' trainers expect `compute_loss` to return the per-replica share
-        # under `tf.distribute` (they sum replica gradients and unscale the
-        # logged loss); a no-op on one device and on the other backends.
-        return scale_loss_for_distribution(total)
+        values["guide_loss"] = sum(regularization, ops.zeros((), "float32"))
+        total = total + values["guide_loss"]
+        batch = ops.shape(student[0])[0]
+        for name, value in values.items():
+            getattr(self, f"{name}_tracker").update_state(value, sample_weight=batch)
+        return _backend.scale_loss_for_distribution(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = offline.split_targets(y)
@@ -372,7 +326,13 @@ class Distiller(keras.Model):
         return cls(**config)
 
 
-def _check_vocabulary(teacher, student):
+def _check_models(teacher, student):
+    for role, model in (("teacher", teacher), ("student", student)):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"`{role}` must be a `keras.Model` returning logits. "
+                f"Received: {role} of type {type(model).__name__}"
+            )
     try:
         v_teacher = teacher.outputs[0].shape[-1]
         v_student = student.outputs[0].shape[-1]
@@ -387,31 +347,30 @@ def _check_vocabulary(teacher, student):
         )
 
 
-def _projector(term, d_student, d_teacher, index):
-    """The learnable map `h_S ↦ h_S P + b` from the student's width to the
-    teacher's, or `None` for equal widths and no projection."""
-    if term.projection is None and d_student == d_teacher:
-        return None
-    if term.projection is None:
-        kernel = np.eye(d_student, d_teacher)
-        bias = np.zeros((d_teacher,))
+def _as_terms(distillation_losses):
+    if distillation_losses is None:
+        return [LogitsDistillation()]
+    if isinstance(distillation_losses, (list, tuple)):
+        terms = [from_keras_distillation_loss(t) for t in distillation_losses]
     else:
-        if term.projection.shape != (d_teacher, d_student):
-            raise ValueError(
-                "The projection of `FeatureDistillation("
-                f"teacher_layer_name={term.teacher_layer_name!r}, "
-                f"student_layer_name={term.student_layer_name!r})` must have "
-                f"shape (d_teacher, d_student) = ({d_teacher}, {d_student}), "
-                "the widths of those layers' outputs; pass the GUIDE report of "
-                "this teacher and student. Received: projection of shape "
-                f"{term.projection.shape}"
-            )
-        kernel = term.projection.T
-        bias = term.projection_mean
-    projector = keras.layers.Dense(
-        d_teacher, dtype="float32", name=f"projector_{index}"
-    )
-    projector.build((None, d_student))
-    projector.kernel.assign(kernel.astype("float32"))
-    projector.bias.assign(bias.astype("float32"))
-    return projector
+        terms = [from_keras_distillation_loss(distillation_losses)]
+    if not terms:
+        raise ValueError(
+            "`distillation_losses` must hold at least one term; for "
+            "training on labels alone, fit the student directly. "
+            f"Received: distillation_losses={distillation_losses!r}"
+        )
+    return terms
+
+
+def _term_weights(distillation_loss_weights, count):
+    if distillation_loss_weights is None:
+        return [1.0] * count
+    weights = list(distillation_loss_weights)
+    if len(weights) != count:
+        raise ValueError(
+            "`distillation_loss_weights` needs one weight per "
+            f"distillation loss ({count}). Received: "
+            f"distillation_loss_weights={distillation_loss_weights!r}"
+        )
+    return [_check_weight(w, "distillation_loss_weights") for w in weights]

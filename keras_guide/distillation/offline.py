@@ -7,6 +7,8 @@ the targets and then never runs the teacher for the logits term.
 Reference: arXiv 2510.06502.
 """
 
+import collections
+
 import keras
 import numpy as np
 
@@ -17,6 +19,18 @@ TOP_K_LOGITS = "teacher_top_k_logits"
 TOP_K_INDICES = "teacher_top_k_indices"
 LOG_NORMALIZER = "teacher_log_normalizer"
 TEMPERATURE = "teacher_temperature"
+
+
+class OfflineTeacher(
+    collections.namedtuple(
+        "OfflineTeacher", ["logits", "indices", "log_normalizer", "temperature"]
+    )
+):
+    """A teacher read from the targets: its top-k logits and their class ids,
+    and, when stored, each token's log-normalizer and the temperature it was
+    computed at (else None); `top_k_kd_loss`'s teacher arguments."""
+
+    __slots__ = ()
 
 
 def _num_rows(x):
@@ -101,9 +115,8 @@ def teacher_top_k(teacher, x, k, batch_size=32, temperature=None):
 
 
 def split_targets(y):
-    """Returns `(labels, teacher)` from targets: `teacher` is None, or the
-    `top_k_kd_loss` arguments `(logits, indices, log_normalizer, temperature)`
-    (the last two None when not stored)."""
+    """Returns `(labels, teacher)` from targets: `teacher` is None, or an
+    `OfflineTeacher` (its last two fields None when not stored)."""
     keys = (TOP_K_LOGITS, TOP_K_INDICES, LOG_NORMALIZER, TEMPERATURE)
     if isinstance(y, dict) and any(key in y for key in keys):
         missing = [key for key in keys[:2] if key not in y]
@@ -115,7 +128,7 @@ def split_targets(y):
                 "`teacher_top_k` returns, all of them. Received: keys "
                 f"{sorted(y)}"
             )
-        return y.get(LABELS), tuple(y.get(key) for key in keys)
+        return y.get(LABELS), OfflineTeacher(*(y.get(key) for key in keys))
     return y, None
 
 
