@@ -1,11 +1,22 @@
+import math
+
 import keras
 import numpy as np
 import pytest
 
 from keras_guide.callbacks import GapMonitor
+from keras_guide.callbacks import gap_closed
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
 from tests.distillation import tiny
+
+
+def test_gap_closed_formula():
+    assert gap_closed(4.0, baseline_loss=5.0, teacher_loss=3.0) == pytest.approx(0.5)
+    assert gap_closed(5.0, 5.0, 3.0) == 0.0
+    assert gap_closed(3.0, 5.0, 3.0) == pytest.approx(1.0)
+    assert gap_closed(5.5, 5.0, 3.0) == pytest.approx(-0.25)
+    assert math.isnan(gap_closed(4.0, 3.0, 3.5))
 
 
 def test_heldout_cross_entropy_is_the_token_average_over_the_whole_set():
