@@ -8,7 +8,7 @@ improving, and measures what is left of GUIDE's lead there.
 Protocol (same teacher, student, data, batch and optimizer as the demo):
 
 - The learning rate warms up for `--warmup` steps, then decays as
-  `1/sqrt(step)` (`training.WarmupInverseSqrt`). The schedule does not depend
+  `1/sqrt(step)` (`schedules.WarmupInverseSqrt`). The schedule does not depend
   on the total budget, so a run's held-out loss at step `n` is the loss of a
   run whose budget is `n`; one run per variant gives every budget.
 - Held-out loss is measured on all the test plays at steps
@@ -156,17 +156,19 @@ def run_worker(key, args):
     """Trains one run, evaluating at doublings; returns its record."""
     _limit_threads(args.threads)
     import numpy as np
+    import schedules
 
-    from keras_guide.demo import ablation
+    from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data as data_lib
-    from keras_guide.demo import models, training
+    from keras_guide.demo import models
+    from keras_guide.workflows import ablation, training
 
     run = RUNS[key]
     label, init, kd, seed = run["label"], run["init"], run["kd"], run["seed"]
     settings = ablation.Settings(
         num_steps=args.max_steps, batch_size=args.batch_size,
         peak_learning_rate=args.learning_rate, warmup_steps=args.warmup,
-        schedule="inverse_sqrt", data_seed=seed,
+        schedule=schedules.inverse_sqrt, data_seed=seed,
     )
     teacher = models.load_teacher()
     config = student_config(args)
@@ -181,8 +183,8 @@ def run_worker(key, args):
     variant = ablation.Variant(label, init=init, guide_options=tuple(options.items()),
                                kd=kd, seed=seed)
     student = models.build_causal_lm(config, seed=seed)
-    report = ablation._initialize(variant, teacher, student)
-    trainer = ablation._trainer(variant, teacher, student, settings)
+    report = ablation.initialize(variant, teacher, student)
+    trainer = ablation.trainer(variant, teacher, student, settings)
 
     def train_until(start, stop):
         """Trains `start ... stop − 1`, setting the decayed λ every 16 steps."""
@@ -204,7 +206,7 @@ def run_worker(key, args):
     path = os.path.join(args.out, "runs", key + ".json")
     record = {"key": key, "label": label, "init": init, "kd": kd, "seed": seed,
               "guide_options": run["guide_options"], "decay": run["decay"],
-              "evals": [[0, data_lib.evaluate(student, held_out)]],
+              "evals": [[0, heldout_cross_entropy(student, held_out)]],
               "seconds": [[0, 0.0]], "tokens_per_step": train.tokens_per_batch,
               "workers": args.workers, "threads": args.threads,
               "guide_report": "" if report is None else str(report), "done": False}
@@ -218,7 +220,7 @@ def run_worker(key, args):
         stop = min(target, args.max_steps)
         seconds += train_until(step, stop)
         step = stop
-        loss = data_lib.evaluate(student, held_out)
+        loss = heldout_cross_entropy(student, held_out)
         record["evals"].append([step, loss])
         record["seconds"].append([step, seconds])
         _write_json(path, record)
@@ -253,6 +255,8 @@ def _seconds_at(record, step):
 
 def summarize(args, records):
     """Prints and writes the table at the budget `N*`."""
+    from keras_guide.callbacks import gap_closed
+    from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data as data_lib
     from keras_guide.demo import models
 
@@ -261,7 +265,7 @@ def summarize(args, records):
     teacher_loss = _read_json(os.path.join(args.out, "teacher.json"))
     if teacher_loss is None:
         demo = data_lib.DemoData(models.STUDENT_CONFIG["max_sequence_length"])
-        teacher_loss = data_lib.evaluate(models.load_teacher(), demo.eval_batches("test"))
+        teacher_loss = heldout_cross_entropy(models.load_teacher(), demo.eval_batches("test"))
         _write_json(os.path.join(args.out, "teacher.json"), teacher_loss)
     random = {r["seed"]: _loss_at(r, steps) for r in records.values()
               if r["init"] == "random" and not r["kd"]}
@@ -277,8 +281,8 @@ def summarize(args, records):
         rows.append({
             "run": key, "variant": r["label"], "held_out_loss": loss,
             "perplexity": math.exp(loss), "step0_loss": r["evals"][0][1],
-            "gap_closed_vs_mean": (base - loss) / (base - teacher_loss),
-            "gap_closed_same_seed": (own - loss) / (own - teacher_loss),
+            "gap_closed_vs_mean": gap_closed(loss, base, teacher_loss),
+            "gap_closed_same_seed": gap_closed(loss, own, teacher_loss),
             "train_seconds": seconds, "workers": r.get("workers", "?"),
             "tokens_per_second": steps * r["tokens_per_step"] / seconds,
         })

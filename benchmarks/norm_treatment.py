@@ -33,16 +33,19 @@ def main(argv=None):
 
     import keras
     import llama_gqa
+    import schedules
 
     import keras_guide
-    from keras_guide.demo import data, training
+    from keras_guide.callbacks import heldout_cross_entropy
+    from keras_guide.demo import data
+    from keras_guide.workflows import training
 
     demo = data.DemoData(llama_gqa.SEQUENCE_LENGTH)
     held_out = demo.eval_batches("test")
     teacher = llama_gqa.load_or_train_teacher(args.out, demo, args.teacher_steps,
                                               BATCH_SIZE, False)
     results = {"backend": keras.backend.backend(), "arguments": vars(args),
-               "teacher": data.evaluate(teacher, held_out), "students": {}}
+               "teacher": heldout_cross_entropy(teacher, held_out), "students": {}}
 
     def student(init):
         keras.utils.set_random_seed(0)
@@ -54,19 +57,19 @@ def main(argv=None):
 
     for init in [*args.norms, "random"]:
         model = student(init)
-        row = {"step 0": data.evaluate(model, held_out)}
+        row = {"step 0": heldout_cross_entropy(model, held_out)}
         llama_gqa.train(model, demo.train_batches(BATCH_SIZE, seed=0), args.steps, 4e-3,
                         "", False)
-        row[f"cosine {args.steps}"] = data.evaluate(model, held_out)
+        row[f"cosine {args.steps}"] = heldout_cross_entropy(model, held_out)
         model = student(init)
         model.compile(
-            optimizer=training.adamw(4e-3, None, 100, schedule="inverse_sqrt"),
+            optimizer=training.adamw(4e-3, None, 100, schedule=schedules.inverse_sqrt),
             loss=training.causal_lm_loss())
         batches, done = demo.train_batches(BATCH_SIZE, seed=0), 0
         for budget in sorted(args.budgets):
             training.train(model, batches, budget, start_step=done, verbose=False)
             done = budget
-            row[f"anytime {budget}"] = data.evaluate(model, held_out)
+            row[f"anytime {budget}"] = heldout_cross_entropy(model, held_out)
         results["students"][init] = row
         print(init, {k: round(v, 4) for k, v in row.items()}, flush=True)
 

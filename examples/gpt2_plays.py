@@ -23,11 +23,14 @@ import numpy as np
 
 import keras_guide
 from keras_guide.callbacks import GuideSchedule
-from keras_guide.demo import data, models, training
+from keras_guide.callbacks import gap_closed
+from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.demo import data, models
+from keras_guide.workflows import training
 
 
 def fit_arrays(batches, steps):
-    """The first `steps` batches of a fixed-order `data.Batches`, stacked for `fit`."""
+    """The first `steps` batches of a fixed-order `text.Batches`, stacked for `fit`."""
     parts = [batches.batch(step) for step in range(steps)]
     x = {key: np.concatenate([p[0][key] for p in parts]) for key in parts[0][0]}
     y = np.concatenate([p[1] for p in parts])
@@ -61,7 +64,7 @@ def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
     demo = data.DemoData(models.STUDENT_CONFIG["max_sequence_length"])
     arrays = fit_arrays(demo.train_batches(batch_size, seed=0), steps)
     held_out = demo.eval_batches("test", max_windows=eval_windows)
-    results = {"teacher": data.evaluate(teacher, held_out)}
+    results = {"teacher": heldout_cross_entropy(teacher, held_out)}
     sizes = {k: models.STUDENT_CONFIG[k]
              for k in ("hidden_dim", "num_layers", "num_heads", "intermediate_dim")}
     for name in ("guide", "random"):
@@ -72,14 +75,14 @@ def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
                                        regularize=regularize or None)
             if verbose:
                 print(report)
-        step0 = data.evaluate(student, held_out)
+        step0 = heldout_cross_entropy(student, held_out)
         began = time.perf_counter()
         history = train_student(teacher, student, arrays, steps, batch_size,
                                 learning_rate, regularize if name == "guide" else 0.0,
                                 verbose)
         results[name] = {
             "step0": step0,
-            "loss": data.evaluate(student, held_out),
+            "loss": heldout_cross_entropy(student, held_out),
             "seconds": time.perf_counter() - began,
             "kd_loss": history["kd_loss"][-1],
             "guide_loss": history["guide_loss"][-1],
@@ -87,8 +90,8 @@ def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
         if verbose:
             print(f"{name}: held-out loss {step0:.3f} -> {results[name]['loss']:.3f} "
                   f"in {results[name]['seconds']:.0f}s")
-    gap = results["random"]["loss"] - results["teacher"]
-    results["gap_closed"] = (results["random"]["loss"] - results["guide"]["loss"]) / gap
+    results["gap_closed"] = gap_closed(results["guide"]["loss"],
+                                       results["random"]["loss"], results["teacher"])
     if results["guide"]["loss"] < results["teacher"]:
         print("The guided student beat the teacher: the teacher is under-trained for "
               "this budget, and the gap closed is meaningless.")

@@ -25,7 +25,10 @@ import keras
 import numpy as np
 
 import keras_guide
-from keras_guide.demo import data, training
+from keras_guide.callbacks import gap_closed
+from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.demo import data
+from keras_guide.workflows import training
 
 TEACHER = dict(vocabulary_size=2048, num_layers=4, num_query_heads=8,
                num_key_value_heads=2, hidden_dim=256, intermediate_dim=512)
@@ -74,7 +77,7 @@ def run(out="llama_gqa", teacher_steps=600, steps=200, batch_size=16,
     held_out = demo.eval_batches("test", max_windows=eval_windows)
     if teacher is None:
         teacher = load_or_train_teacher(out, demo, teacher_steps, batch_size, verbose)
-    results = {"teacher": data.evaluate(teacher, held_out)}
+    results = {"teacher": heldout_cross_entropy(teacher, held_out)}
     batches = demo.train_batches(batch_size, seed=0)
     for name in ("guide", "random"):
         keras.utils.set_random_seed(0)
@@ -83,13 +86,14 @@ def run(out="llama_gqa", teacher_steps=600, steps=200, batch_size=16,
             results["report"] = keras_guide.guide(teacher, student)
             if verbose:
                 print(results["report"])
-        step0 = data.evaluate(student, held_out)
+        step0 = heldout_cross_entropy(student, held_out)
         began = time.perf_counter()
         train(student, batches, steps, learning_rate, f"[{name} student]", verbose)
-        results[name] = {"step0": step0, "loss": data.evaluate(student, held_out),
+        results[name] = {"step0": step0,
+                         "loss": heldout_cross_entropy(student, held_out),
                          "seconds": time.perf_counter() - began}
-    results["gap_closed"] = ((results["random"]["loss"] - results["guide"]["loss"])
-                             / (results["random"]["loss"] - results["teacher"]))
+    results["gap_closed"] = gap_closed(results["guide"]["loss"],
+                                       results["random"]["loss"], results["teacher"])
     if results["guide"]["loss"] < results["teacher"]:
         print("The guided student beat the teacher: the teacher is under-trained for "
               "this budget (raise --teacher-steps), and the gap closed is meaningless.")

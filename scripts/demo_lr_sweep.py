@@ -14,10 +14,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from keras_guide.callbacks import heldout_cross_entropy  # noqa: E402
 from keras_guide.demo import data  # noqa: E402
 from keras_guide.demo import demo  # noqa: E402
 from keras_guide.demo import models  # noqa: E402
-from keras_guide.demo import training  # noqa: E402
+from keras_guide.workflows import training  # noqa: E402
 
 
 def main(argv=None):
@@ -38,7 +39,7 @@ def main(argv=None):
             loss=training.causal_lm_loss(),
         )
         training.train(student, batches, settings.num_steps, verbose=False)
-        print(f"peak lr {lr:g}, seed {seed}: validation loss {data.evaluate(student, validation):.4f}",
+        print(f"peak lr {lr:g}, seed {seed}: validation loss {heldout_cross_entropy(student, validation):.4f}",
               flush=True)
 
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 
 import keras
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
+from keras_guide.workflows import text
 
 TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 32,
         "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 32}
@@ -72,17 +72,17 @@ def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
 
     # A run that dies after step 4 (its checkpoint written), then resumes.
     interrupted = workspace / "interrupted"
-    batch = data.Batches.batch
+    batch = text.Batches.batch
 
     def crash_at_4(self, step):
         if step == 4:
             raise KeyboardInterrupt
         return batch(self, step)
 
-    monkeypatch.setattr(data.Batches, "batch", crash_at_4)
+    monkeypatch.setattr(text.Batches, "batch", crash_at_4)
     with pytest.raises(KeyboardInterrupt):
         cli.main(command(interrupted))
-    monkeypatch.setattr(data.Batches, "batch", batch)
+    monkeypatch.setattr(text.Batches, "batch", batch)
     state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
     assert state == {"step": 4, "num_steps": 6}
     with pytest.raises(ValueError, match="same `num_steps`"):
@@ -129,19 +129,18 @@ def test_auto_tokenizer_uses_the_teachers_preprocessor():
     import keras_hub
 
     from keras_guide.demo import tokenizer
-    from keras_guide.demo import workflows
 
     hub = tokenizer.keras_hub_tokenizer()
     teacher = keras_hub.models.GPT2CausalLM(
         backbone=keras_hub.models.GPT2Backbone(**TINY),
         preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(hub, sequence_length=16),
     )
-    encoder = workflows.get_encoder("auto", teacher)
-    text = data.load_texts(["tempest"])[0][:2000]
-    ids = encoder.encode(text)
+    encoder = cli.get_encoder("auto", teacher)
+    play = data.load_texts(["tempest"])[0][:2000]
+    ids = encoder.encode(play)
     assert encoder.end_token_id == 2047
-    assert hub.detokenize(np.asarray(ids)) == text
-    workflows.check_vocabulary(encoder, teacher, "teacher")
+    assert hub.detokenize(np.asarray(ids)) == play
+    text.check_vocabulary(encoder, teacher, "teacher")
     small = models.build_causal_lm(dict(TINY, vocabulary_size=1000))
     with pytest.raises(ValueError, match="vocabulary of 1000"):
-        workflows.check_vocabulary(encoder, small, "student")
+        text.check_vocabulary(encoder, small, "student")

@@ -5,23 +5,23 @@ The teacher is a GPT-2 4×256 trained on the training plays
 (`models.STUDENT_CONFIG`). Held-out loss is measured on the fixed test plays
 (`data.TEST_PLAYS`).
 
-The budget (200 steps of 16×128 tokens) keeps the default run under 8
-minutes on 2 CPU cores: about 7 minutes on an idle machine (jax, shipped teacher);
-the same run at 300 steps took 9.2 minutes.
-
-The students' peak learning rate, 4e-3, is the best for the random-init
-baseline (`scripts/demo_lr_sweep.py`, loss on the validation play, mean of
-seeds 0 and 1): at 200 steps 5.537 / 5.399 / 5.533 for 2e-3 / 4e-3 / 8e-3; at
-300 steps 5.200 / 5.267 / 5.126 for 1e-3 / 2e-3 / 4e-3 (8e-3: 5.317, seed 0).
-The baseline gets its own best learning rate, and every variant shares it.
+The budget (200 steps of 16×128 tokens) is sized to run in minutes on a
+2-core CPU. Every variant shares the peak learning rate the random-init
+baseline trains best with on the validation play (`scripts/demo_lr_sweep.py`;
+the sweep is in `benchmarks/RESULTS.md`), so the baseline is not weakened by
+a rate chosen for GUIDE.
 """
 
+import dataclasses
 import os
 import time
 
-from keras_guide.demo import ablation
+import keras
+
+from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data as data_lib
 from keras_guide.demo import models
+from keras_guide.workflows import ablation
 
 DEFAULT = ablation.Settings(num_steps=200, batch_size=16, warmup_steps=30,
                             peak_learning_rate=4e-3,
@@ -42,7 +42,7 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
         quick: a tiny budget for CI (numbers are not meaningful).
         num_steps, batch_size, learning_rate: override the budget.
         train_teacher: retrain the teacher into `out_dir/teacher` first
-            (about half an hour on 2 CPU cores) instead of using the shipped one.
+            (`teacher.RECIPE`) instead of using the shipped one.
         teacher_dir: a folder with a teacher written by `train_teacher`
             (default: the shipped assets).
         variants: the ablation's rows.
@@ -51,41 +51,18 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
     Returns:
         `(results, teacher_loss)`.
     """
-    import dataclasses
-
-    import keras
-
-    settings = dataclasses.replace(QUICK if quick else DEFAULT)
-    if num_steps is not None:
-        settings.num_steps = int(num_steps)
-    if batch_size is not None:
-        settings.batch_size = int(batch_size)
-    if learning_rate is not None:
-        settings.peak_learning_rate = float(learning_rate)
+    settings = _settings(quick, num_steps, batch_size, learning_rate)
     start = time.perf_counter()
-    teacher_dir = teacher_dir or models.ASSETS_DIR
-    if train_teacher:
-        from keras_guide.demo import teacher as teacher_lib
-
-        teacher_dir = os.path.join(out_dir, "teacher")
-        teacher_lib.train_teacher(teacher_dir, verbose=verbose)
+    teacher_dir = _teacher_dir(out_dir, teacher_dir, train_teacher, verbose)
     teacher = models.load_teacher(teacher_dir)
     student_config = dict(models.STUDENT_CONFIG)
     demo = data_lib.DemoData(student_config["max_sequence_length"])
     train = demo.train_batches(settings.batch_size, seed=settings.data_seed)
     held_out = demo.eval_batches("test", max_windows=settings.eval_windows)
     curve = demo.eval_batches("test", max_windows=settings.curve_windows)
-    teacher_loss = data_lib.evaluate(teacher, held_out)
+    teacher_loss = heldout_cross_entropy(teacher, held_out)
     if verbose:
-        print(
-            f"keras-guide demo on {keras.backend.backend()}: teacher GPT-2 "
-            f"{teacher.backbone.num_layers}x{teacher.backbone.hidden_dim}, held-out "
-            f"loss {teacher_loss:.4f}; students GPT-2 {student_config['num_layers']}x"
-            f"{student_config['hidden_dim']}, {settings.num_steps} steps of "
-            f"{settings.batch_size}x{demo.sequence_length} tokens; test plays: "
-            f"{', '.join(data_lib.TEST_PLAYS)} ({demo.num_tokens['test']} tokens"
-            f"{'' if settings.eval_windows is None else f', {settings.eval_windows} windows'})."
-        )
+        print(_announcement(teacher, teacher_loss, student_config, settings, demo))
     results, best, teacher_loss = ablation.run_ablation(
         teacher, lambda seed: models.build_causal_lm(student_config, seed=seed),
         train, held_out, settings, variants=variants, curve_batches=curve,
@@ -102,13 +79,47 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
         "quick": bool(quick),
         "wall_seconds": time.perf_counter() - start,
     }
-    ablation.save_results(results, teacher_loss, out_dir, meta)
-    ablation.plot(results, teacher_loss, os.path.join(out_dir, "ablation.png"),
-                  title=f"GUIDE ablation: GPT-2 4x256 -> 2x128, {settings.num_steps} steps")
-    best.save(os.path.join(out_dir, "best_student.keras"))
+    title = f"GUIDE ablation: GPT-2 4x256 -> 2x128, {settings.num_steps} steps"
+    ablation.write_outputs(results, best, teacher_loss, out_dir, meta, title=title)
     if verbose:
         print()
         print(table)
         print(f"\nWrote {out_dir}/results.csv, results.json, ablation.png, "
               f"best_student.keras in {time.perf_counter() - start:.0f}s.")
     return results, teacher_loss
+
+
+def _settings(quick, num_steps, batch_size, learning_rate):
+    settings = dataclasses.replace(QUICK if quick else DEFAULT)
+    if num_steps is not None:
+        settings.num_steps = int(num_steps)
+    if batch_size is not None:
+        settings.batch_size = int(batch_size)
+    if learning_rate is not None:
+        settings.peak_learning_rate = float(learning_rate)
+    return settings
+
+
+def _teacher_dir(out_dir, teacher_dir, train_teacher, verbose):
+    """The folder of the teacher to use, trained there first if asked."""
+    if not train_teacher:
+        return teacher_dir or models.ASSETS_DIR
+    from keras_guide.demo import teacher as teacher_lib
+
+    teacher_dir = os.path.join(out_dir, "teacher")
+    teacher_lib.train_teacher(teacher_dir, verbose=verbose)
+    return teacher_dir
+
+
+def _announcement(teacher, teacher_loss, student_config, settings, demo):
+    windows = ("" if settings.eval_windows is None
+               else f", {settings.eval_windows} windows")
+    return (
+        f"keras-guide demo on {keras.backend.backend()}: teacher GPT-2 "
+        f"{teacher.backbone.num_layers}x{teacher.backbone.hidden_dim}, held-out "
+        f"loss {teacher_loss:.4f}; students GPT-2 {student_config['num_layers']}x"
+        f"{student_config['hidden_dim']}, {settings.num_steps} steps of "
+        f"{settings.batch_size}x{demo.sequence_length} tokens; test plays: "
+        f"{', '.join(data_lib.TEST_PLAYS)} ({demo.num_tokens['test']} tokens"
+        f"{windows})."
+    )

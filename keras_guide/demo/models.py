@@ -9,6 +9,7 @@ import json
 import os
 
 from keras_guide.demo.tokenizer import ASSETS_DIR
+from keras_guide.workflows import checkpoint
 
 TEACHER_CONFIG_FILE = "teacher_config.json"
 TEACHER_WEIGHTS_FILE = "teacher.weights.npz"
@@ -72,44 +73,12 @@ def round_to_float16(model):
         variable.assign(value.astype(np.float16).astype(value.dtype))
 
 
-def save_weights_npz(model, path):
-    """Writes `model.weights` as float16 arrays keyed by variable path (compressed)."""
-    import numpy as np
-
-    import keras
-
-    arrays = {
-        f"{i:03d}:{v.path}": keras.ops.convert_to_numpy(v).astype(np.float16)
-        for i, v in enumerate(model.weights)
-    }
-    np.savez_compressed(path, **arrays)
-
-
-def load_weights_npz(model, path):
-    """Loads weights written by `save_weights_npz`, checking paths and shapes."""
-    import numpy as np
-
-    with np.load(path) as archive:
-        keys = sorted(archive.files)
-        if len(keys) != len(model.weights):
-            raise ValueError(
-                f"{path} holds {len(keys)} arrays but the model has "
-                f"{len(model.weights)} weights; the config does not match."
-            )
-        for key, variable in zip(keys, model.weights):
-            value = archive[key]
-            if key.split(":", 1)[1] != variable.path or value.shape != variable.shape:
-                raise ValueError(
-                    f"Weight {variable.path} of shape {variable.shape} does not match "
-                    f"{key} of shape {value.shape} in {path}."
-                )
-            variable.assign(value.astype(variable.dtype))
-
-
 def save_teacher(model, directory=ASSETS_DIR, extra=None):
     """Writes the teacher's weights (float16) and config (plus `extra` metadata)."""
     os.makedirs(directory, exist_ok=True)
-    save_weights_npz(model, os.path.join(directory, TEACHER_WEIGHTS_FILE))
+    checkpoint.save_variables(model.weights,
+                              os.path.join(directory, TEACHER_WEIGHTS_FILE),
+                              dtype="float16", compressed=True)
     config = {"backbone": _backbone_config(model), **(extra or {})}
     with open(os.path.join(directory, TEACHER_CONFIG_FILE), "w") as f:
         json.dump(config, f, indent=2)
@@ -121,7 +90,7 @@ def _backbone_config(model):
 
 
 def teacher_metadata(directory=ASSETS_DIR):
-    """Returns the shipped teacher's config JSON (backbone config and training record)."""
+    """Returns the shipped teacher's config JSON (backbone config, training record)."""
     with open(os.path.join(directory, TEACHER_CONFIG_FILE)) as f:
         return json.load(f)
 
@@ -144,6 +113,6 @@ def load_teacher(directory=ASSETS_DIR):
             "`python scripts/train_demo_teacher.py`."
         )
     model = build_causal_lm(teacher_metadata(directory)["backbone"])
-    load_weights_npz(model, path)
+    checkpoint.load_variables(model.weights, path)
     model.trainable = False
     return model

@@ -15,9 +15,10 @@ import shutil
 import tempfile
 import time
 
+from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data as data_lib
 from keras_guide.demo import models
-from keras_guide.demo import training
+from keras_guide.workflows import training
 
 CURVE_CSV = "teacher_curve.csv"
 CURVE_PNG = "teacher_curve.png"
@@ -92,39 +93,17 @@ def train_teacher(directory=models.ASSETS_DIR, num_steps=None, verbose=True,
     if num_steps is not None:
         recipe["num_steps"] = int(num_steps)
         recipe["eval_every"] = max(1, min(recipe["eval_every"], int(num_steps)))
-    config = dict(config or models.TEACHER_CONFIG)
     demo = data_lib.DemoData(recipe["sequence_length"])
     batches = demo.train_batches(recipe["batch_size"], seed=recipe["data_seed"])
-    validation = demo.eval_batches("validation")
-    model = models.build_causal_lm(config, seed=recipe["init_seed"])
-    model.compile(
-        optimizer=training.adamw(recipe["peak_learning_rate"], recipe["num_steps"],
-                                 recipe["warmup_steps"], recipe["weight_decay"]),
-        loss=training.causal_lm_loss(),
-    )
+    model = models.build_causal_lm(dict(config or models.TEACHER_CONFIG),
+                                   seed=recipe["init_seed"])
     os.makedirs(directory, exist_ok=True)
-    best = {"loss": float("inf"), "step": 0}
-    scratch = tempfile.mkdtemp(prefix="keras_guide_teacher_")
-    best_path = os.path.join(scratch, "best.weights.h5")
-
-    def keep_best(step, loss):
-        if loss < best["loss"]:
-            best.update(loss=loss, step=int(step))
-            model.save_weights(best_path)
-
     start = time.perf_counter()
-    history = training.train(
-        model, batches, recipe["num_steps"],
-        evaluate=lambda m: data_lib.evaluate(m, validation),
-        eval_every=recipe["eval_every"], log_every=10, verbose=verbose,
-        label="Training the demo teacher", on_eval=keep_best,
-    )
+    history, best = _train_keeping_best(model, batches, demo, recipe, verbose)
     wall = time.perf_counter() - start
-    model.load_weights(best_path)
-    shutil.rmtree(scratch, ignore_errors=True)
     models.round_to_float16(model)
-    best["loss"] = data_lib.evaluate(model, validation)
-    test_loss = data_lib.evaluate(model, demo.eval_batches("test"))
+    best["loss"] = heldout_cross_entropy(model, demo.eval_batches("validation"))
+    test_loss = heldout_cross_entropy(model, demo.eval_batches("test"))
     record = {
         "recipe": recipe,
         "backend": keras.backend.backend(),
@@ -147,3 +126,32 @@ def train_teacher(directory=models.ASSETS_DIR, num_steps=None, verbose=True,
             f"{wall / 60:.1f} min -> {directory}"
         )
     return record
+
+
+def _train_keeping_best(model, batches, demo, recipe, verbose):
+    """Trains `model` by `recipe` and leaves it at the weights with the lowest
+    validation loss; returns the history and `{"loss", "step"}` of the best."""
+    model.compile(
+        optimizer=training.adamw(recipe["peak_learning_rate"], recipe["num_steps"],
+                                 recipe["warmup_steps"], recipe["weight_decay"]),
+        loss=training.causal_lm_loss(),
+    )
+    validation = demo.eval_batches("validation")
+    best = {"loss": float("inf"), "step": 0}
+    scratch = tempfile.mkdtemp(prefix="keras_guide_teacher_")
+    best_path = os.path.join(scratch, "best.weights.h5")
+
+    def keep_best(step, loss):
+        if loss < best["loss"]:
+            best.update(loss=loss, step=int(step))
+            model.save_weights(best_path)
+
+    history = training.train(
+        model, batches, recipe["num_steps"],
+        evaluate=lambda m: heldout_cross_entropy(m, validation),
+        eval_every=recipe["eval_every"], log_every=10, verbose=verbose,
+        label="Training the demo teacher", on_eval=keep_best,
+    )
+    model.load_weights(best_path)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return history, best

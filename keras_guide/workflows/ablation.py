@@ -8,7 +8,8 @@ mean held-out token cross-entropy `L` (docs/method.md §7) and
 
     gap_closed = (L_base − L) / (L_base − L_teacher),
 
-with `L_base` the mean over the random-initialization seeds.
+with `L_base` the mean over the random-initialization seeds
+(`keras_guide.callbacks.gap_closed`).
 
 `run_ablation` works on any teacher/student pair of a KerasHub causal-LM
 family; `keras-guide demo` feeds it the shipped teacher and the plays,
@@ -20,12 +21,15 @@ import dataclasses
 import json
 import math
 import os
-import time
 
 import numpy as np
 
-from keras_guide.demo import data as data_lib
-from keras_guide.demo import training
+from keras_guide.callbacks import gap_closed
+from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.distillation import Distiller
+from keras_guide.guide import guide
+from keras_guide.guide import weight_selection
+from keras_guide.workflows import training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +77,13 @@ class Settings:
         num_steps: training steps per variant.
         batch_size: windows per step.
         peak_learning_rate, warmup_steps, weight_decay, schedule: the AdamW
-            optimizer and its learning-rate schedule (`training.adamw`),
-            identical for every variant.
+            optimizer and its learning-rate schedule (`training.adamw`:
+            `"cosine"` or a callable), identical for every variant. The
+            KD variants use the `Distiller`'s defaults (τ = 2, α = 0.5).
         data_seed: fixes the order of the training batches.
         curve_points: held-out evaluations on the curve subset per run.
         curve_windows: size of the fixed held-out subset for the curves.
         eval_windows: held-out windows for the final loss (None: all).
-        kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
-            `Distiller` (None: its defaults, τ = 2 and α = 0.5).
     """
 
     num_steps: int = 300
@@ -88,12 +91,11 @@ class Settings:
     peak_learning_rate: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.01
-    schedule: str = "cosine"
+    schedule: object = "cosine"
     data_seed: int = 0
     curve_points: int = 6
     curve_windows: int = 64
     eval_windows: int = None
-    kd_options: dict = None
 
 
 @dataclasses.dataclass
@@ -111,6 +113,10 @@ class Result:
     guide_report: str = ""
 
     @property
+    def is_baseline(self):
+        return self.init == "random" and not self.kd
+
+    @property
     def perplexity(self):
         return math.exp(self.loss)
 
@@ -119,38 +125,30 @@ class Result:
         return self.tokens / self.train_seconds if self.train_seconds else float("nan")
 
 
-def gap_closed(loss, base_loss, teacher_loss):
-    """`(L_base − L) / (L_base − L_teacher)`; NaN if the teacher is not better."""
-    if not base_loss > teacher_loss:
-        return float("nan")
-    return (base_loss - loss) / (base_loss - teacher_loss)
-
-
-def _initialize(variant, teacher, student):
-    import keras_guide
-
+def initialize(variant, teacher, student):
+    """Initializes `student` as `variant` says; returns the report or None."""
     if variant.init == "random":
         return None
     if variant.init == "selection":
-        return keras_guide.weight_selection(teacher, student)
+        return weight_selection(teacher, student)
     if variant.init == "guide":
-        return keras_guide.guide(teacher, student, **dict(variant.guide_options))
+        return guide(teacher, student, **dict(variant.guide_options))
     raise ValueError(
-        f"`init` must be 'random', 'selection' or 'guide'. Received: init={variant.init!r}"
+        "`init` must be 'random', 'selection' or 'guide'. "
+        f"Received: init={variant.init!r}"
     )
 
 
-def _trainer(variant, teacher, student, settings):
+def trainer(variant, teacher, student, settings):
+    """The compiled model that trains `student`: itself (cross-entropy), or a
+    `Distiller` for a KD variant."""
     optimizer = training.adamw(settings.peak_learning_rate, settings.num_steps,
                                settings.warmup_steps, settings.weight_decay,
                                schedule=settings.schedule)
     if not variant.kd:
         student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
         return student
-    from keras_guide.demo.workflows import distiller_arguments
-    from keras_guide.distillation import Distiller
-
-    distiller = Distiller(teacher, student, **distiller_arguments(settings.kd_options))
+    distiller = Distiller(teacher, student)
     distiller.compile(optimizer=optimizer)
     return distiller
 
@@ -159,16 +157,16 @@ def run_variant(variant, teacher, make_student, train_batches, eval_batches,
                 curve_batches, settings, verbose=True):
     """Initializes, trains and evaluates one variant; returns a `Result`."""
     student = make_student(variant.seed)
-    report = _initialize(variant, teacher, student)
-    step0 = data_lib.evaluate(student, eval_batches)
-    trainer = _trainer(variant, teacher, student, settings)
+    report = initialize(variant, teacher, student)
+    step0 = heldout_cross_entropy(student, eval_batches)
+    model = trainer(variant, teacher, student, settings)
     eval_every = max(1, settings.num_steps // max(1, settings.curve_points))
     history = training.train(
-        trainer, train_batches, settings.num_steps,
-        evaluate=lambda _: data_lib.evaluate(student, curve_batches),
+        model, train_batches, settings.num_steps,
+        evaluate=lambda _: heldout_cross_entropy(student, curve_batches),
         eval_every=eval_every, verbose=verbose, label=f"[{variant.name}]",
     )
-    loss = data_lib.evaluate(student, eval_batches)
+    loss = heldout_cross_entropy(student, eval_batches)
     if verbose:
         print(f"  held-out loss {step0:.3f} -> {loss:.3f} "
               f"({history['train_seconds']:.0f}s)")
@@ -189,7 +187,7 @@ def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
     Args:
         teacher: a trained causal LM (KerasHub task model).
         make_student: callable `seed -> built student` (random init).
-        train_batches: a `data.Batches` (the same order for every variant).
+        train_batches: a `text.Batches` (the same order for every variant).
         eval_batches: list of held-out `(x, y, sample_weight)` batches.
         settings: `Settings`.
         variants: the rows.
@@ -204,7 +202,7 @@ def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
     if not any(v.is_baseline for v in variants):
         raise ValueError("`variants` need at least one random-init, CE-only baseline.")
     if teacher_loss is None:
-        teacher_loss = data_lib.evaluate(teacher, eval_batches)
+        teacher_loss = heldout_cross_entropy(teacher, eval_batches)
     curve_batches = curve_batches or eval_batches
     results, best, best_loss = [], None, float("inf")
     for variant in variants:
@@ -213,7 +211,7 @@ def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
         results.append(result)
         if result.loss < best_loss:
             best, best_loss = student, result.loss
-    base = float(np.mean([r.loss for r, v in zip(results, variants) if v.is_baseline]))
+    base = float(np.mean([r.loss for r in results if r.is_baseline]))
     for result in results:
         result.gap_closed = gap_closed(result.loss, base, teacher_loss)
     return results, best, teacher_loss
@@ -222,8 +220,7 @@ def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
 def format_table(results, teacher_loss, base_loss=None):
     """Returns the results as a plain-text table (one row per variant)."""
     if base_loss is None:
-        base_loss = float(np.mean([r.loss for r in results
-                                   if r.init == "random" and not r.kd]))
+        base_loss = float(np.mean([r.loss for r in results if r.is_baseline]))
     header = (f"{'variant':<32} {'held-out':>9} {'ppl':>8} {'gap closed':>10} "
               f"{'step 0':>8} {'time s':>7} {'tok/s':>7}")
     lines = [header, "-" * len(header)]
@@ -267,6 +264,15 @@ def save_results(results, teacher_loss, out_dir, meta=None):
         json.dump(payload, f, indent=1, default=float)
 
 
+def write_outputs(results, best, teacher_loss, out_dir, meta=None,
+                  title="GUIDE ablation"):
+    """Writes `results.csv`, `results.json`, `ablation.png` (titled `title`)
+    and `best_student.keras` into `out_dir`."""
+    save_results(results, teacher_loss, out_dir, meta)
+    plot(results, teacher_loss, os.path.join(out_dir, "ablation.png"), title=title)
+    best.save(os.path.join(out_dir, "best_student.keras"))
+
+
 def plot(results, teacher_loss, path, title="GUIDE ablation"):
     """Writes learning curves (held-out subset) and gap-closed bars to `path` (PNG)."""
     import matplotlib
@@ -277,7 +283,7 @@ def plot(results, teacher_loss, path, title="GUIDE ablation"):
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5),
                                       gridspec_kw={"width_ratios": [3, 2]})
     for r in results:
-        style = "--" if r.init == "random" and not r.kd else "-"
+        style = "--" if r.is_baseline else "-"
         left.plot(r.history["eval_steps"], r.history["eval_loss"], style,
                   marker="o", ms=3, label=r.name)
     left.axhline(teacher_loss, color="k", lw=1, ls=":", label="teacher")
@@ -294,8 +300,7 @@ def plot(results, teacher_loss, path, title="GUIDE ablation"):
     left.set_title(title)
     names = [r.name for r in results]
     gaps = [100 * (0.0 if math.isnan(r.gap_closed) else r.gap_closed) for r in results]
-    colors = ["tab:gray" if r.init == "random" and not r.kd else "tab:blue"
-              for r in results]
+    colors = ["tab:gray" if r.is_baseline else "tab:blue" for r in results]
     right.barh(range(len(names)), gaps, color=colors)
     right.set_yticks(range(len(names)), names, fontsize=8)
     right.invert_yaxis()

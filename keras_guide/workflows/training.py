@@ -1,4 +1,4 @@
-"""One training loop for every demo run: fixed batches, fixed steps, a progress bar.
+"""One training loop for every run: fixed batches, fixed steps, a progress bar.
 
 Any compiled Keras model whose `train_on_batch(x, y, sample_weight)` trains on
 causal-LM batches works here: a `GPT2CausalLM` compiled with a
@@ -30,45 +30,27 @@ def warmup_cosine(peak, num_steps, warmup_steps):
     )
 
 
-@keras.saving.register_keras_serializable(package="keras_guide")
-class WarmupInverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then `peak · sqrt(warmup_steps / step)`.
-
-    An anytime schedule: the rate at step `n` does not depend on the total
-    budget, so the model after `n` steps of a long run is the model a run of
-    budget `n` would give. The long-budget ablation uses it to read every
-    budget off one run per variant.
-    """
-
-    def __init__(self, peak, warmup_steps):
-        self.peak = float(peak)
-        self.warmup_steps = max(1, int(warmup_steps))
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32") + 1.0
-        warmup = float(self.warmup_steps)
-        return self.peak * keras.ops.minimum(
-            step / warmup, keras.ops.sqrt(warmup / keras.ops.maximum(step, warmup))
-        )
-
-    def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
-
-
 def adamw(peak, num_steps, warmup_steps, weight_decay=0.01, schedule="cosine"):
-    """The demo's optimizer: AdamW clipped at norm 1.
+    """The workflows' optimizer: AdamW clipped at norm 1.
 
-    `schedule="cosine"` is `warmup_cosine` over `num_steps`; `"inverse_sqrt"`
-    is `WarmupInverseSqrt` (`num_steps` unused).
+    Args:
+        peak, num_steps, warmup_steps: the learning-rate schedule's.
+        weight_decay: AdamW's decoupled weight decay.
+        schedule: `"cosine"` (`warmup_cosine` over `num_steps`), or a
+            callable `(peak, num_steps, warmup_steps) -> learning rate`
+            (a `LearningRateSchedule` or a float).
+
+    Raises:
+        ValueError: for another `schedule`.
     """
-    if schedule == "cosine":
+    if isinstance(schedule, str) and schedule == "cosine":
         learning_rate = warmup_cosine(peak, num_steps, warmup_steps)
-    elif schedule == "inverse_sqrt":
-        learning_rate = WarmupInverseSqrt(peak, warmup_steps)
+    elif callable(schedule):
+        learning_rate = schedule(peak, num_steps, warmup_steps)
     else:
         raise ValueError(
-            "`schedule` must be 'cosine' or 'inverse_sqrt'. "
-            f"Received: schedule={schedule!r}"
+            "`schedule` must be 'cosine' or a callable (peak, num_steps, "
+            f"warmup_steps) -> learning rate. Received: schedule={schedule!r}"
         )
     return keras.optimizers.AdamW(
         learning_rate=learning_rate,
@@ -94,7 +76,7 @@ def train(
 
     Args:
         model: a compiled Keras model (see the module docstring).
-        batches: a `data.Batches` (indexable by step).
+        batches: a `text.Batches` (indexable by step).
         num_steps: int, the step to stop at.
         start_step: int, to resume a run.
         evaluate: callable `model -> float` (held-out loss) or None.
@@ -131,18 +113,7 @@ def train(
                               stateful_metrics=["loss", "held_out"])
     window = []
     for step in range(start_step, num_steps):
-        x, y, weight = batches.batch(step)
-        begin = time.perf_counter()
-        logs = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
-        loss = float(logs["loss"])
-        history["train_seconds"] += time.perf_counter() - begin
-        history["tokens"] += int(np.asarray(weight).sum())
-        if not np.isfinite(loss):
-            raise FloatingPointError(
-                f"Training loss became {loss} at step {step} ({label or 'run'}). "
-                "Lower the learning rate."
-            )
-        window.append(loss)
+        window.append(_train_step(model, batches, step, history, label))
         done = step + 1
         values = [("loss", float(np.mean(window)))]
         if len(window) == log_every or done == num_steps:
@@ -155,3 +126,19 @@ def train(
             values.append(("held_out", run_eval(done)))
         bar.update(done - start_step, values=values)
     return history
+
+
+def _train_step(model, batches, step, history, label):
+    """Trains on batch `step`, counts its time and tokens; returns its loss."""
+    x, y, weight = batches.batch(step)
+    begin = time.perf_counter()
+    logs = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
+    loss = float(logs["loss"])
+    history["train_seconds"] += time.perf_counter() - begin
+    history["tokens"] += int(np.asarray(weight).sum())
+    if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"Training loss became {loss} at step {step} ({label or 'run'}). "
+            "Lower the learning rate."
+        )
+    return loss
