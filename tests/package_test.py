@@ -44,3 +44,103 @@ def test_student_weights_bit_identical_on_all_backends():
         assert out.returncode == 0, out.stderr[-2000:]
         digests[backend] = out.stdout.strip().splitlines()[-1]
     assert len(set(digests.values())) == 1, digests
+
+
+def _module_name(path):
+    relative = os.path.relpath(path, ROOT)[: -len(".py")].split(os.sep)
+    if relative[-1] == "__init__":
+        relative = relative[:-1]
+    return ".".join(relative)
+
+
+def _import_graph():
+    """`{module: {imported keras_guide modules}}` over every `keras_guide`
+    file, counting imports inside functions too."""
+    import ast
+
+    files = {}
+    for folder, _, names in os.walk(os.path.join(ROOT, "keras_guide")):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                files[_module_name(path)] = path
+    graph = {}
+    for module, path in files.items():
+        package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+        targets = set()
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in files else base)
+        graph[module] = {t for t in targets if t in files and t != module}
+    return graph
+
+
+def _cycles(graph):
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+_UPPER = ("keras_guide.workflows", "keras_guide.demo", "keras_guide.cli",
+          "keras_guide.__main__")
+
+
+def _within(module, prefixes):
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _import_graph()
+    assert "keras_guide.workflows.distill" in graph and "keras_guide.guide" in graph
+    assert _cycles(graph) == []
+
+
+def test_the_core_imports_nothing_above_it():
+    graph = _import_graph()
+    core = [m for m in graph if m != "keras_guide" and not _within(m, _UPPER)]
+    assert "keras_guide.distillation.distiller" in core
+    upward = {m: sorted(t for t in graph[m] if _within(t, _UPPER)) for m in core}
+    assert {m: t for m, t in upward.items() if t} == {}
+    # The root package is the public API: it imports only the core.
+    assert not [t for t in graph["keras_guide"] if _within(t, _UPPER)]
+    # Workflows take loaded models and text: the CLI and the demo sit above them.
+    above = ("keras_guide.demo", "keras_guide.cli", "keras_guide.__main__")
+    workflows = [m for m in graph if _within(m, ("keras_guide.workflows",))]
+    assert {m: sorted(graph[m]) for m in workflows if
+            any(_within(t, above) for t in graph[m])} == {}
