@@ -154,11 +154,6 @@ class Batches:
         rows = self._order(epoch)[k * self.batch_size: (k + 1) * self.batch_size]
         return window_batch(self.tokens[rows], self.mask[rows])
 
-    def __call__(self, num_steps, start=0):
-        """Yields batches `start, ..., start + num_steps - 1`."""
-        for step in range(start, start + num_steps):
-            yield self.batch(step)
-
 
 def eval_batches(tokens, mask, batch_size, max_windows=None):
     """Returns the evaluation batches in order (optionally an even subset).
