@@ -15,6 +15,9 @@ An adapter gives:
 - `options`: every other constructor option it understands, with the values it
   supports; `check_options` refuses anything else, so a new KerasHub flag can
   never leave a weight silently wrong.
+- `accepts(backbone)`: whether it describes this instance of its backbone
+  class (`GemmaBackbone` is Gemma 1 without post-branch norms, Gemma 2
+  with them); `True` by default.
 - `embeddings(backbone)`: the weights outside the blocks (`Table`, `Norm`,
   `Head` for a language-model head, tied or not, `Write`/`Read` for a pooler,
   `Copy`).
@@ -32,6 +35,7 @@ teacher and a student built from the same family. Symbolic axis rules:
 Reference: arXiv 2510.06502.
 """
 
+import collections
 import dataclasses
 from typing import Optional
 
@@ -140,8 +144,9 @@ class Adapter:
     family = None
     backbone_class = None
     norm_kind = None  # "rms" or "layer": LayerNorm needs a mean-preserving M.
-    # Post-norm encoders keep norm gains on the residual stream itself, where a
-    # rotation cannot carry them; `projection="auto"` then selects coordinates.
+    # Post-norm families keep norm gains on the residual stream itself (BERT)
+    # or on what each branch writes to it (Gemma 2/3), where a rotation cannot
+    # carry them; `projection="auto"` then selects coordinates.
     post_norm = False
     config_keys = {}
     # Rotary position embeddings: the head width must stay the teacher's.
@@ -158,6 +163,11 @@ class Adapter:
     # The constructor argument that unties the output head from the token
     # table (None: the family always ties them).
     tie_option = None
+
+    def accepts(self, backbone):
+        """Whether the adapter describes `backbone`, an instance of its
+        `backbone_class` (one class may hold two families, e.g. Gemma 1 and 2)."""
+        return True
 
     def tied(self, backbone):
         """Whether the backbone's output head is its token table."""
@@ -176,6 +186,12 @@ class Adapter:
         for role, model in (("teacher", teacher), ("student", student)):
             config = configs[role] = model.get_config()
             problems = []
+            # Weights are placed by path: two weights on one path cannot be told
+            # apart.
+            counts = collections.Counter(w.path for w in model.weights)
+            shared = sorted(path for path, n in counts.items() if n > 1)
+            if shared:
+                problems.append(f"several of its weights share the paths {shared}")
             unknown = sorted(k for k in config if k not in known)
             if unknown:
                 problems.append(f"it does not know the options {unknown}")
@@ -208,11 +224,14 @@ class Adapter:
         """The backbone's sizes (`Dims`), read through `config_keys`.
 
         A family without a key/value head count has one per query head; one
-        without a head width has `hidden_dim // num_heads`.
+        without a head width (or with `None`, Mistral's default) has
+        `hidden_dim // num_heads`.
         """
         sizes = {name: getattr(backbone, key) for name, key in self.config_keys.items()}
-        sizes.setdefault("num_key_value_heads", sizes["num_heads"])
-        sizes.setdefault("head_dim", sizes["hidden_dim"] // sizes["num_heads"])
+        if sizes.get("num_key_value_heads") is None:
+            sizes["num_key_value_heads"] = sizes["num_heads"]
+        if sizes.get("head_dim") is None:
+            sizes["head_dim"] = sizes["hidden_dim"] // sizes["num_heads"]
         sizes["intermediate_dim"] //= self.intermediate_units
         return Dims(
             vocabulary_size=backbone.vocabulary_size, rotary=self.rotary, **sizes

@@ -21,6 +21,7 @@ class LlamaAdapter(Adapter):
         "intermediate_dim": "intermediate_dim",
     }
     block_prefix = "transformer_layer_{}/"
+    attention_prefix = "self_attention/"
     attention_norm = "self_attention_layernorm/scale"
     mlp_norm = "feedforward_layernorm/scale"
     final_norm = "sequence_output_layernorm/scale"
@@ -46,16 +47,22 @@ class LlamaAdapter(Adapter):
         p = self.block_prefix.format(index)
         attention_norm = Norm(p + self.attention_norm)
         mlp_norm = Norm(p + self.mlp_norm)
-        a = p + "self_attention/"
+        a = p + self.attention_prefix
         bias = (lambda name: a + name + "/bias") if self.attention_bias else (lambda name: None)
         return [
             Read(a + "query/kernel", 0, {1: "heads", 2: "head_dim"}, attention_norm, bias("query"), query=True),
             Read(a + "key/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("key")),
             Read(a + "value/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("value")),
             Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),
+            *self.mlp(backbone, p, mlp_norm),
+            attention_norm,
+            mlp_norm,
+        ]
+
+    def mlp(self, backbone, p, mlp_norm):
+        """The gated MLP of the block whose paths start with `p`."""
+        return [
             Read(p + "feedforward_gate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
             Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
             Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}),
-            attention_norm,
-            mlp_norm,
         ]
