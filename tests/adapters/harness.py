@@ -1,6 +1,7 @@
 """Tiny teachers of every supported family and the checks they share."""
 
 import dataclasses
+import re
 
 import keras
 import numpy as np
@@ -21,6 +22,17 @@ class Family:
     mlp_output: tuple
     # Axis of the attention output kernel that indexes query heads.
     head_axis: int = 0
+    # Axis of the MLP output kernel that indexes neurons.
+    neuron_axis: int = 0
+    # The query kernel (path in a block) and its query-heads axis.
+    query: tuple = ("self_attention/query/kernel", 1)
+    # The projection `projection="auto"` gives (a full-width student is exact
+    # with it and `norm="fold"`).
+    exact_kind: str = "pca"
+    # Norms on what a branch adds to the stream (Gemma 2/3): a narrower
+    # student's branches are exact for a selecting `M` on the kept coordinates.
+    post_branch_norms: bool = False
+    segments: bool = False
 
 
 FAMILIES = {
@@ -31,6 +43,7 @@ FAMILIES = {
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel", "self_attention/attention_output/bias"),
         ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+        exact_kind="pca_mean_preserving",
     ),
     "llama": Family(
         "llama", "LlamaBackbone",
@@ -47,6 +60,7 @@ FAMILIES = {
         "decoder_block_{}",
         ("attention/attention_output/kernel",),
         ("ffw_linear/kernel",),
+        query=("attention/query/kernel", 0),
     ),
     "qwen": Family(
         "qwen", "QwenBackbone",
@@ -71,6 +85,96 @@ FAMILIES = {
         "transformer_layer_{}",
         ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
         ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+        query=("self_attention_layer/query/kernel", 1),
+        exact_kind="select",
+        segments=True,
+    ),
+    # Gemma 2: post-branch norms, soft caps small enough to bend the logits,
+    # sliding-window layers (every other one) narrower than the sequence. A
+    # post-branch norm of a narrower student is exact only as its ε → 0 (it
+    # normalizes branch outputs whose mean square is not ≫ 1e-6): ε is tiny.
+    "gemma2": Family(
+        "gemma2", "GemmaBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=48, head_dim=4,
+             use_post_attention_norm=True, use_post_ffw_norm=True, attention_logit_soft_cap=5.0, final_logit_soft_cap=3.0,
+             use_sliding_window_attention=True, sliding_window_size=4, layer_norm_epsilon=1e-12),
+        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=16, num_layers=1),
+        "decoder_block_{}",
+        ("attention/attention_output/kernel",),
+        ("ffw_linear/kernel",),
+        query=("attention/query/kernel", 0),
+        exact_kind="select",
+        post_branch_norms=True,
+    ),
+    # Gemma 3: six blocks, so five local (sliding-window) and one global.
+    "gemma3": Family(
+        "gemma3", "Gemma3Backbone",
+        dict(vocabulary_size=64, image_size=16, num_layers=6, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=24, head_dim=4,
+             use_post_attention_norm=True, use_post_ffw_norm=True, use_sliding_window_attention=True, sliding_window_size=4,
+             layer_norm_epsilon=1e-12),
+        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1),
+        "decoder_block_{}",
+        ("attention/attention_output/kernel",),
+        ("ffw_linear/kernel",),
+        query=("attention/query/kernel", 0),
+        exact_kind="select",
+        post_branch_norms=True,
+    ),
+    "mistral": Family(
+        "mistral", "MistralBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24, sliding_window=4),
+        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "transformer_layer_{}",
+        ("self_attention/attention_output/kernel",),
+        ("feedforward_output_dense/kernel",),
+    ),
+    "phi3": Family(
+        "phi3", "Phi3Backbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24),
+        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "transformer_layer_{}",
+        ("attention/attention_output/kernel",),
+        ("feedforward_output_dense/kernel",),
+        query=("attention/query/kernel", 1),
+    ),
+    "mixtral": Family(
+        "mixtral", "MixtralBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24, num_experts=4, top_k=2),
+        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "transformer_layer_{}",
+        ("self_attention/attention_output/kernel",),
+        ("mixtral_sparse_moe_block/experts/expert_feedforward_output_dense",),
+        neuron_axis=1,
+    ),
+    "roberta": Family(
+        "roberta", "RobertaBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
+        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+        "transformer_layer_{}",
+        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
+        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+        query=("self_attention_layer/query/kernel", 1),
+        exact_kind="select",
+    ),
+    "xlm_roberta": Family(
+        "xlm_roberta", "XLMRobertaBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
+        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+        "transformer_layer_{}",
+        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
+        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+        query=("self_attention_layer/query/kernel", 1),
+        exact_kind="select",
+    ),
+    "distil_bert": Family(
+        "distil_bert", "DistilBertBackbone",
+        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
+        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+        "transformer_layer_{}",
+        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
+        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+        query=("self_attention_layer/query/kernel", 1),
+        exact_kind="select",
     ),
 }
 
@@ -85,7 +189,7 @@ def make_teacher(family, seed=0, final_gain_one=True):
     for w in teacher.weights:
         name = w.path.rsplit("/", 1)[-1]
         if name in ("gamma", "scale"):
-            base = 0.0 if family.name == "gemma" else 1.0
+            base = 0.0 if family.name.startswith("gemma") else 1.0
             w.assign((base + 0.3 * rng.normal(size=w.shape)).astype(w.dtype))
         elif name in ("beta", "bias"):
             w.assign((0.1 * rng.normal(size=w.shape)).astype(w.dtype))
@@ -106,7 +210,7 @@ def inputs(family, batch=2, seq=SEQ, seed=0):
         "token_ids": rng.integers(0, family.config["vocabulary_size"], (batch, seq)).astype("int32"),
         "padding_mask": np.ones((batch, seq), "int32"),
     }
-    if family.name == "bert":
+    if family.segments:
         x["segment_ids"] = rng.integers(0, 2, (batch, seq)).astype("int32")
     return x
 
@@ -117,8 +221,19 @@ def logits(backbone, x):
     return keras.ops.convert_to_numpy(backbone.token_embedding(hidden, reverse=True)).astype(np.float64)
 
 
+# Layers KerasHub leaves unnamed get a process-wide number (Mixtral's MoE
+# block): the same weight of two models differs only in it.
+_AUTO_NUMBERED = re.compile(r"(mixtral_sparse_moe_block)_\d+/")
+
+
+def canonical(path):
+    """A weight's path without the number Keras gives unnamed layers."""
+    return _AUTO_NUMBERED.sub(r"\1/", path)
+
+
 def weights(model):
-    return {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
+    """Every weight of `model` as NumPy, by canonical path."""
+    return {canonical(w.path): keras.ops.convert_to_numpy(w).copy() for w in model.weights}
 
 
 def clone(backbone):
@@ -128,15 +243,16 @@ def clone(backbone):
 
 
 def zero(backbone, paths):
+    paths = {canonical(path) for path in paths}
     for w in backbone.weights:
-        if w.path in paths:
+        if canonical(w.path) in paths:
             w.assign(np.zeros(w.shape, w.dtype))
 
 
 def keep_only(backbone, path, axis, kept):
     """Zeroes the slices of `path` along `axis` that are not in `kept`."""
     for w in backbone.weights:
-        if w.path == path:
+        if canonical(w.path) == canonical(path):
             value = keras.ops.convert_to_numpy(w).copy()
             mask = np.ones(value.shape[axis], bool)
             mask[np.asarray(kept)] = False
@@ -144,3 +260,17 @@ def keep_only(backbone, path, axis, kept):
             index[axis] = mask
             value[tuple(index)] = 0
             w.assign(value)
+
+
+def numpy_teacher(family, seed=0):
+    """A teacher whose every weight comes from a NumPy generator, so that it is
+    the same on every backend (Keras' own initializers differ between them)."""
+    import keras_hub
+
+    teacher = getattr(keras_hub.models, family.backbone)(**family.config)
+    rng = np.random.default_rng(seed)
+    for w in teacher.weights:
+        name = w.path.rsplit("/", 1)[-1]
+        base = 1.0 if name in ("gamma", "scale") and not family.name.startswith("gemma") else 0.0
+        w.assign((base + 0.3 * rng.normal(size=w.shape)).astype(w.dtype))
+    return teacher

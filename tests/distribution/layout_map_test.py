@@ -8,6 +8,7 @@ from keras_guide import build_student
 from keras_guide.distribution import check_layout_map
 from keras_guide.distribution import layout_map
 from tests.adapters.harness import FAMILIES
+from tests.adapters.harness import canonical
 
 
 def _mesh(batch=1, model=2):
@@ -16,7 +17,7 @@ def _mesh(batch=1, model=2):
 
 
 # The harness students with one key/value head cannot be split in two.
-_KV_OVERRIDES = {"gemma": 2, "qwen3": 2}
+_KV_OVERRIDES = {"gemma": 2, "qwen3": 2, "gemma2": 2, "gemma3": 2}
 
 
 def _pair(name):
@@ -55,7 +56,7 @@ def test_every_weight_of_both_models_gets_a_divisible_layout(name):
     assert sharded >= 2 * 5 * 2
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma", "qwen"])
+@pytest.mark.parametrize("name", ["llama", "gemma", "gemma2", "qwen"])
 def test_families_with_their_own_layout_map_use_it_unchanged(name):
     teacher, student = _pair(name)
     mesh = _mesh()
@@ -66,23 +67,45 @@ def test_families_with_their_own_layout_map_use_it_unchanged(name):
         assert ours[key].axes == theirs[key].axes
 
 
-@pytest.mark.parametrize("name", ["gpt2", "bert", "qwen3"])
+_ADAPTER_LAYOUTS = [
+    "gpt2", "bert", "qwen3", "gemma3", "mistral", "phi3", "mixtral", "roberta", "xlm_roberta", "distil_bert",
+]
+
+
+def _split_on(axis, rank):
+    return tuple("model" if i == axis else None for i in range(rank))
+
+
+@pytest.mark.parametrize("name", _ADAPTER_LAYOUTS)
 def test_adapter_layouts_split_heads_and_neurons_megatron_style(name):
+    import keras_hub
+
+    family = FAMILIES[name]
+    assert not hasattr(getattr(keras_hub.models, family.backbone), "get_layout_map")
     teacher, student = _pair(name)
     layouts = layout_map(teacher, student, _mesh())
-    block = FAMILIES[name].block.format(0)
-    weights = {w.path: w for w in student.weights}
-    attention = "self_attention_layer" if name == "bert" else "self_attention"
-    # Readers: heads axis (1) of the (d, heads, head_dim) query kernel.
-    assert _axes(layouts, weights[f"{block}/{attention}/query/kernel"]) == (None, "model", None)
+    block = family.block.format(0)
+    weights = {canonical(w.path): w for w in student.weights}
+    query, query_heads_axis = family.query
+    # Readers: the query heads axis of the query kernel.
+    assert _axes(layouts, weights[f"{block}/{query}"]) == _split_on(query_heads_axis, 3)
     # Writers: heads axis (0) of the (heads, head_dim, d) output kernel.
-    assert _axes(layouts, weights[f"{block}/{attention}/attention_output/kernel"]) == ("model", None, None)
-    # The MLP output kernel (neurons, d) splits its input (neurons) axis.
-    assert _axes(layouts, weights[f"{block}/feedforward_output_dense/kernel"]) == ("model", None)
+    assert _axes(layouts, weights[f"{block}/{family.attention_output[0]}"]) == ("model", None, None)
+    # The MLP output kernel (neurons, d; Mixtral's experts, neurons, d)
+    # splits its neurons axis.
+    mlp_output = weights[f"{block}/{family.mlp_output[0]}"]
+    assert _axes(layouts, mlp_output) == _split_on(family.neuron_axis, len(mlp_output.shape))
     # The token table is vocabulary-parallel; norms stay replicated.
-    assert _axes(layouts, weights["token_embedding/embeddings"]) == ("model", None)
+    assert _axes(layouts, weights[_token_table(name)]) == ("model", None)
     norms = [w for p, w in weights.items() if p.endswith(("gamma", "beta", "scale"))]
     assert norms and all(layouts[w.path] is None for w in norms)
+
+
+def _token_table(name):
+    from keras_guide.adapters import adapter_for
+
+    teacher, _ = _pair(name)
+    return adapter_for(teacher).embeddings(teacher)[0].path
 
 
 def test_vocabulary_the_mesh_does_not_divide_keeps_the_table_replicated():
