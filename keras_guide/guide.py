@@ -12,14 +12,15 @@ from keras_guide.adapters import backbone_of
 from keras_guide.adapters import shared_adapter
 from keras_guide.adapters.base import Adapter
 from keras_guide.adapters.base import Copy
-from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Dims
+from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Norm
 from keras_guide.adapters.base import Read
 from keras_guide.adapters.base import Table
 from keras_guide.adapters.base import Write
 from keras_guide.adapters.base import item_paths
 from keras_guide.initializers import folding
+from keras_guide.initializers import importance
 from keras_guide.initializers import projection as projection_lib
 from keras_guide.initializers import selection
 from keras_guide.initializers.guided_initializer import guided_value
@@ -28,8 +29,9 @@ from keras_guide.regularizers import GuideRegularizer
 from keras_guide.regularizers import track_guide_state
 
 _BLOCKS = ("first", "all")
-_LAYER_MAPS = ("uniform", "first")
+_LAYER_MAPS = ("uniform", "first", "importance")
 _NORMS = ("fold", "diagonal", "reset")
+_SELECTS = ("uniform", "importance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,11 @@ class GuideReport:
         entries: one `ReportRow` per student weight, guided ones first in
             the adapter's order.
         options: the options `guide` ran with.
+        calibration: `None`, or what the calibration pass measured: `tokens`,
+            `seconds`, and `block_change` (per teacher block).
+        selections: the heads, key/value heads and neurons each guided
+            student block kept, by teacher index (`{student block: {"heads":
+            [...], "kv_heads": [...], "neurons": [...]}}`).
     """
 
     family: str
@@ -70,6 +77,8 @@ class GuideReport:
     layer_map: list
     entries: list
     options: dict
+    calibration: Optional[dict] = None
+    selections: Optional[dict] = None
 
     @property
     def explained_variance(self):
@@ -82,6 +91,8 @@ class GuideReport:
             "explained_variance": self.projection.explained_variance,
             "layer_map": list(self.layer_map),
             "options": dict(self.options),
+            "calibration": self.calibration,
+            "selections": self.selections,
             "weights": [dataclasses.asdict(row) for row in self.entries],
         }
 
@@ -123,6 +134,8 @@ def guide(
     rescale=True,
     token_weights=None,
     regularize=None,
+    select="uniform",
+    calibration=None,
 ):
     """Initializes a built KerasHub student in place from a teacher of its family.
 
@@ -139,13 +152,22 @@ def guide(
         blocks: `"first"` (the paper: embeddings and the first block; the
             other blocks keep their random initialization) or `"all"`.
         layer_map: how student blocks pick teacher blocks: `"uniform"`,
-            `"first"`, or a list of teacher block indices.
-        projection: `"pca"` (GUIDE), `"select"` (identity columns at uniformly
-            selected indices: uniform weight selection, Xu et al. 2023), a
-            `(d_T, d_S)` matrix / `Projection`, or `"auto"`: `"pca"`, except
-            for post-norm encoders (BERT), whose stream carries elementwise
-            norm gains that a rotation cannot. For LayerNorm families `"pca"`
-            is built mean-preserving so the fold stays exact.
+            `"first"`, `"importance"` (the blocks that change the stream
+            most on the calibration text, in order; needs `calibration`), or
+            a list of teacher block indices.
+        projection: `"pca"` (GUIDE: the token table's principal directions),
+            `"activations"` (the principal directions of the residual stream
+            on the calibration text, every block boundary and token weighed
+            alike; needs `calibration`), `"channels"` (the `d_S` residual
+            channels with the most activation energy on the calibration text,
+            kept as they are: a selection, so a tied head's final gain stays
+            exact; needs `calibration`), `"select"` (identity columns at
+            uniformly selected indices: uniform weight selection, Xu et al.
+            2023), a `(d_T, d_S)` matrix / `Projection`, or `"auto"`:
+            `"pca"`, except for post-norm encoders (BERT), whose stream
+            carries elementwise norm gains that a rotation cannot. For
+            LayerNorm families the PCA bases are built mean-preserving so the
+            fold stays exact.
         center: centre the table before the PCA.
         norm: `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
             plain: the closest per-coordinate gain, nothing moved into the
@@ -160,6 +182,16 @@ def guide(
         regularize: `None`, or a strength `λ`: attach a `GuideRegularizer`
             (one shared strength variable) to every guided weight, its target
             the guided value.
+        select: how heads, key/value groups and MLP neurons are kept:
+            `"uniform"` (the paper's rule, the same indices in every block)
+            or `"importance"` (per block, the units that write the most
+            energy into the stream on the calibration text; needs
+            `calibration`).
+        calibration: text for the data-aware choices: token ids of shape
+            `(sequences, length)`, or batches of them (arrays, input dicts,
+            `(x, y)` tuples, a `tf.data.Dataset`); see
+            `keras_guide.calibration.calibration_batches`. The teacher runs
+            on it once, in inference mode, and is not changed.
 
     Returns:
         A `GuideReport`.
@@ -167,7 +199,9 @@ def guide(
     Raises:
         ValueError: unsupported or different families, an unbuilt model,
             different vocabularies, a student wider than the teacher, a
-            narrower RoPE head, or an invalid option.
+            narrower RoPE head, an invalid option, a data-aware choice
+            without `calibration`, or calibration data that is empty, too
+            small or outside the vocabulary.
 
     Example:
     >>> report = guide(teacher_lm, student_lm, blocks="all")
@@ -175,19 +209,31 @@ def guide(
 
     Reference: arXiv 2510.06502.
     """
-    pair = _validate(teacher, student, blocks, layer_map, norm)
+    pair = _validate(teacher, student, blocks, layer_map, norm, select)
     if isinstance(projection, str) and projection == "auto":
         projection = "select" if pair.adapter.post_norm else "pca"
-    m, guided = _plan(pair, projection, center, norm, rescale, token_weights)
+    stats = _calibrate(pair, calibration, projection, layer_map, select)
+    pair = dataclasses.replace(
+        pair, layer_map=_layer_map(layer_map, pair.d_t.num_layers, pair.d_s.num_layers, blocks, stats)
+    )
+    m = _projection(pair, projection, center, token_weights, stats)
+    guided, selections = _plan(pair, m, norm, rescale, select, stats)
     _check_coverage(pair, guided)
     _apply(pair, guided, regularize)
     options = dict(
         blocks=blocks,
         layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
         projection=projection if isinstance(projection, str) else "given",
-        center=center, norm=norm, rescale=rescale, regularize=regularize,
+        center=center, norm=norm, rescale=rescale, regularize=regularize, select=select,
     )
-    return _report(pair, m, guided, options)
+    report = _report(pair, m, guided, options)
+    if stats is not None:
+        report.calibration = dict(
+            tokens=stats.tokens, seconds=stats.seconds, block_change=stats.block_change.tolist()
+        )
+    if select == "importance":
+        report.selections = selections
+    return report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +256,7 @@ class _Guided:
     row: ReportRow
 
 
-def _validate(teacher, student, blocks, layer_map, norm):
+def _validate(teacher, student, blocks, layer_map, norm, select):
     """Checks the models and options; reads sizes, changes nothing."""
     t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
     _check_built(t_backbone, "teacher")
@@ -228,11 +274,58 @@ def _validate(teacher, student, blocks, layer_map, norm):
         )
     if norm not in _NORMS:
         raise ValueError(f"`norm` must be one of {_NORMS}. Received: norm={norm!r}")
+    if select not in _SELECTS:
+        raise ValueError(
+            f"`select` must be one of {_SELECTS}. Received: select={select!r}"
+        )
     adapter.check_options(t_backbone, s_backbone)
     d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
     _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
-    mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks)
+    # Checks an explicit or named map now; "importance" waits for calibration.
+    mapping = _layer_map(layer_map, d_t.num_layers, d_s.num_layers, blocks, stats=False)
     return _Pair(t_backbone, s_backbone, adapter, d_t, d_s, mapping)
+
+
+def _calibrate(pair, calibration, projection, layer_map, select):
+    """Runs the teacher on the calibration text when a choice needs it."""
+    from keras_guide import calibration as calibration_lib
+
+    needs = [
+        name for name, data_aware in (
+            ("projection='" + str(projection) + "'",
+             isinstance(projection, str) and projection in ("activations", "channels")),
+            ("layer_map='importance'", isinstance(layer_map, str) and layer_map == "importance"),
+            ("select='importance'", select == "importance"),
+        ) if data_aware
+    ]
+    if calibration is None:
+        if needs:
+            raise ValueError(
+                f"{', '.join(needs)} measure the teacher on calibration text; pass "
+                "`calibration=` (token ids of shape (sequences, length) from the "
+                "teacher's tokenizer, a few thousand tokens)."
+            )
+        return None
+    if not needs:
+        raise ValueError(
+            "`calibration` was given but no choice uses it: pass "
+            "projection='activations', select='importance' and/or "
+            "layer_map='importance'."
+        )
+    teacher, d_t = pair.teacher, pair.d_t
+    batches = calibration_lib.calibration_batches(
+        calibration, list(teacher.input.keys()) if isinstance(teacher.input, dict) else ["token_ids"],
+        d_t.vocabulary_size,
+    )
+    tokens = sum(int(b["padding_mask"].astype(bool).sum()) for b in batches)
+    if needs[0].startswith("projection") and tokens < d_t.hidden_dim:
+        raise ValueError(
+            f"The calibration text has {tokens} tokens; the activation basis "
+            f"estimates a {d_t.hidden_dim} x {d_t.hidden_dim} second moment of the "
+            f"residual stream and needs at least {d_t.hidden_dim} tokens (a few "
+            "thousand give a stable basis)."
+        )
+    return calibration_lib.collect_statistics(teacher, batches)
 
 
 def _check_built(model, role):
@@ -244,18 +337,23 @@ def _check_built(model, role):
         )
 
 
-def _layer_map(layer_map, n_teacher, n_student, blocks):
+def _layer_map(layer_map, n_teacher, n_student, blocks, stats):
+    """The teacher block of each guided student block (`stats=False`: not
+    measured yet, so `"importance"` is only checked)."""
     if isinstance(layer_map, str):
         if layer_map not in _LAYER_MAPS:
             raise ValueError(
                 f"`layer_map` must be one of {_LAYER_MAPS} or a list of teacher "
                 f"block indices. Received: layer_map={layer_map!r}"
             )
-        mapping = (
-            selection.uniform_indices(n_teacher, n_student, "blocks").tolist()
-            if layer_map == "uniform"
-            else list(range(n_student))
-        )
+        if layer_map == "importance":
+            if not stats:
+                return None
+            mapping = importance.important_blocks(stats.block_change, n_student)
+        elif layer_map == "uniform":
+            mapping = selection.uniform_indices(n_teacher, n_student, "blocks").tolist()
+        else:
+            mapping = list(range(n_student))
     else:
         mapping = [int(i) for i in layer_map]
         if len(mapping) != n_student or not all(0 <= i < n_teacher for i in mapping):
@@ -305,42 +403,63 @@ def _check_dims(adapter, d_t, d_s, teacher, student):
         )
 
 
-def _plan(pair, projection, center, norm, rescale, token_weights):
-    """Computes `M` and every guided student value, leaving the student as it is.
+def _plan(pair, m, norm, rescale, select, stats):
+    """Computes every guided student value, leaving the student as it is.
 
     Returns:
-        `(m, guided)`: the `Projection` and a list of `_Guided`, embeddings
-        first, then each guided block in the adapter's order.
+        `(guided, selections)`: a list of `_Guided`, embeddings first, then
+        each guided block in the adapter's order; and the units each student
+        block keeps (`GuideReport.selections`).
     """
     adapter, d_t, d_s = pair.adapter, pair.d_t, pair.d_s
     teacher_weights = {w.path: w for w in pair.teacher.weights}
-    table_path = adapter.embeddings(pair.teacher)[0].path
-    m = _projection(projection, teacher_weights[table_path], d_s.hidden_dim, center,
-                    adapter.norm_kind == "layer", token_weights)
-    q_heads, kv_heads = selection.gqa_head_indices(
-        d_t.num_heads, d_t.num_key_value_heads, d_s.num_heads, d_s.num_key_value_heads
-    )
+    uniform = _uniform_units(d_t, d_s)
     plan = _Plan(
         m=m,
         norm=norm,
         rescale=rescale,
         ratio=folding.norm_scale(d_t.hidden_dim, d_s.hidden_dim),
-        indices={
-            "heads": q_heads,
-            "kv_heads": kv_heads,
-            "head_dim": selection.uniform_indices(d_t.head_dim, d_s.head_dim, "head_dim"),
-            "neurons": selection.uniform_indices(d_t.intermediate_dim, d_s.intermediate_dim, "intermediate_dim"),
-        },
+        indices=uniform,
         query_scale=float(np.sqrt(d_t.head_dim / d_s.head_dim)) if rescale else 1.0,
         teacher=teacher_weights,
         student_shapes={w.path: tuple(w.shape) for w in pair.student.weights},
-        source=table_path,
+        source=adapter.embeddings(pair.teacher)[0].path,
     )
     t, s = pair.teacher, pair.student
     guided = plan.run(adapter.embeddings(t), adapter.embeddings(s))
+    selections = {}
     for s_index, t_index in enumerate(pair.layer_map):
-        guided += plan.run(adapter.block(t, t_index), adapter.block(s, s_index))
-    return m, guided
+        units = uniform if select == "uniform" else _important_units(stats, t_index, d_t, d_s, uniform)
+        selections[s_index] = {k: units[k].tolist() for k in ("heads", "kv_heads", "neurons")}
+        block_plan = dataclasses.replace(plan, indices=units)
+        guided += block_plan.run(adapter.block(t, t_index), adapter.block(s, s_index))
+    return guided, selections
+
+
+def _uniform_units(d_t, d_s):
+    q_heads, kv_heads = selection.gqa_head_indices(
+        d_t.num_heads, d_t.num_key_value_heads, d_s.num_heads, d_s.num_key_value_heads
+    )
+    return {
+        "heads": q_heads,
+        "kv_heads": kv_heads,
+        "head_dim": selection.uniform_indices(d_t.head_dim, d_s.head_dim, "head_dim"),
+        "neurons": selection.uniform_indices(
+            d_t.intermediate_dim, d_s.intermediate_dim, "intermediate_dim"
+        ),
+    }
+
+
+def _important_units(stats, block, d_t, d_s, uniform):
+    """Teacher block `block`'s heads and neurons that write the most energy."""
+    q_heads, kv_heads = importance.gqa_importance_indices(
+        stats.head_energy[block], d_t.num_key_value_heads, d_s.num_heads,
+        d_s.num_key_value_heads,
+    )
+    neurons = importance.top_indices(
+        stats.neuron_energy[block], d_s.intermediate_dim, "MLP neurons"
+    )
+    return dict(uniform, heads=q_heads, kv_heads=kv_heads, neurons=neurons)
 
 
 def _check_coverage(pair, guided):
@@ -406,19 +525,30 @@ def _report(pair, m, guided, options):
     )
 
 
-def _projection(projection, table, d_s, center, mean_preserving, token_weights):
-    d_t = table.shape[1]
+def _projection(pair, projection, center, token_weights, stats):
+    """`M`: from the token table, the calibration activations, a selection, or given."""
+    table = next(w for w in pair.teacher.weights if w.path == pair.adapter.embeddings(pair.teacher)[0].path)
+    d_t, d_s = int(table.shape[1]), pair.d_s.hidden_dim
+    mean_preserving = pair.adapter.norm_kind == "layer"
     if isinstance(projection, str):
         if projection == "pca":
             return projection_lib.pca_projection(
                 table, d_s, center=center, mean_preserving=mean_preserving,
                 weights=token_weights, name=table.path,
             )
+        if projection == "activations":
+            return projection_lib.projection_from_gram(
+                stats.gram, d_s, mean_preserving, kind="activations"
+            )
+        if projection == "channels":
+            keep = importance.top_indices(np.diag(stats.gram), d_s, "residual channels")
+            return projection_lib.selection_projection(d_t, d_s, keep, kind="channels")
         if projection == "select":
             return projection_lib.selection_projection(d_t, d_s)
         raise ValueError(
-            "`projection` must be 'pca', 'select', a (d_teacher, d_student) "
-            f"matrix or a Projection. Received: projection={projection!r}"
+            "`projection` must be 'auto', 'pca', 'activations', 'channels', 'select', a "
+            f"(d_teacher, d_student) matrix or a Projection. Received: "
+            f"projection={projection!r}"
         )
     m = projection_lib.as_projection(projection)
     if m.matrix.shape != (d_t, d_s):

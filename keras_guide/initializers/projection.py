@@ -41,7 +41,8 @@ class Projection:
             mean-preserving projection) that the kept directions hold.
         eigenvalues: `(d_T,)` (or `(d_T - 1,)` when mean-preserving)
             eigenvalues of the Gram matrix, in decreasing order.
-        kind: `"pca"`, `"pca_mean_preserving"`, `"select"` or `"given"`.
+        kind: `"pca"`, `"activations"` (each `_mean_preserving` for
+            LayerNorm families), `"select"`, `"channels"` or `"given"`.
     """
 
     matrix: np.ndarray
@@ -237,11 +238,41 @@ def pca_projection(
     if center and total > 0:
         mean = row_sum / total
         gram = gram - total * np.outer(mean, mean)
+    return projection_from_gram(gram, dim, mean_preserving, mean=mean)
+
+
+def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"):
+    """`M` from the top `dim` eigenvectors of a `(d_T, d_T)` second-moment matrix.
+
+    The shared last step of `pca_projection` (the table's Gram) and of the
+    activation basis (`keras_guide.calibration`): eigenvectors in decreasing
+    order of eigenvalue, signs fixed, and for `mean_preserving=True` the
+    LayerNorm-compatible construction described in `pca_projection`.
+
+    Args:
+        gram: symmetric positive semi-definite float64 `(d_T, d_T)`.
+        dim: student width `d_S ≤ d_T`.
+        mean_preserving: build the LayerNorm-compatible variant.
+        mean: the `(d_T,)` mean that was removed (zeros when `None`).
+        kind: the `Projection.kind` (`"_mean_preserving"` is appended).
+
+    Returns:
+        A `Projection`.
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    d_teacher = gram.shape[0]
+    if gram.shape != (d_teacher, d_teacher) or not np.all(np.isfinite(gram)):
+        raise ValueError(
+            f"`gram` must be a finite square matrix. Received: shape {gram.shape}"
+        )
+    if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+        raise ValueError(
+            f"`dim` must be an integer in [1, {d_teacher}]. Received: dim={dim!r}"
+        )
+    mean = np.zeros((d_teacher,)) if mean is None else mean
     if not mean_preserving:
         eigenvalues, vectors = _top_eigenvectors(gram, dim)
-        return Projection(
-            vectors, mean, _explained(eigenvalues, dim), eigenvalues, "pca"
-        )
+        return Projection(vectors, mean, _explained(eigenvalues, dim), eigenvalues, kind)
     ones_t = np.full((d_teacher,), 1.0 / np.sqrt(d_teacher))
     complement = householder(ones_t)[:, 1:]
     eigenvalues, inner = _top_eigenvectors(
@@ -255,7 +286,7 @@ def pca_projection(
         mean,
         _explained(eigenvalues, dim - 1),
         eigenvalues,
-        "pca_mean_preserving",
+        kind + "_mean_preserving",
     )
 
 
@@ -326,18 +357,28 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
     return out
 
 
-def selection_projection(teacher_dim, student_dim):
-    """Returns `M` made of identity columns at uniformly selected indices.
+def selection_projection(teacher_dim, student_dim, indices=None, kind="select"):
+    """Returns `M` made of identity columns at the kept indices.
 
-    `E_T M` keeps `student_dim` coordinates of the teacher's stream: exactly the
-    uniform weight selection of Xu et al. 2023 ("Initializing Models with
-    Larger Ones"), the baseline GUIDE is compared with.
+    `E_T M` keeps `student_dim` coordinates of the teacher's stream. With the
+    default uniformly selected indices this is exactly the uniform weight
+    selection of Xu et al. 2023 ("Initializing Models with Larger Ones"), the
+    baseline GUIDE is compared with; `indices` keeps given (sorted) ones.
     """
-    indices = selection.uniform_indices(teacher_dim, student_dim)
+    if indices is None:
+        indices = selection.uniform_indices(teacher_dim, student_dim)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.shape != (student_dim,) or len(set(indices.tolist())) != student_dim or (
+        indices.size and not 0 <= indices.min() <= indices.max() < teacher_dim
+    ):
+        raise ValueError(
+            f"A selection needs {student_dim} distinct indices in [0, "
+            f"{teacher_dim}). Received: {indices.tolist()}"
+        )
     matrix = np.zeros((teacher_dim, student_dim))
     matrix[indices, np.arange(student_dim)] = 1.0
     return Projection(
-        matrix, np.zeros((teacher_dim,)), float("nan"), np.zeros((0,)), "select"
+        matrix, np.zeros((teacher_dim,)), float("nan"), np.zeros((0,)), kind
     )
 
 

@@ -65,8 +65,13 @@ def rotate_halves(v, cos, sin):
     return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
 
 
-def llama_logits(path, token_ids):
+def llama_logits(path, token_ids, trace=None):
+    """Logits `(n, V)`; with a dict `trace`, also fills it per block `i` with
+    `block_input[i]`, `block_output[i]`, `heads[i]` (the attention's per-head
+    output before the output kernel, `(n, h, ℓ)`), `neurons[i]` (the MLP's
+    `silu(gate) · up`, `(n, f)`), and `final_input`."""
     f = File(path)
+    trace = {} if trace is None else trace
     arch = "llama"
     eps = f.meta(f"{arch}.attention.layer_norm_rms_epsilon")
     heads = f.meta(f"{arch}.attention.head_count")
@@ -80,15 +85,21 @@ def llama_logits(path, token_ids):
     mask = np.triu(np.full((n, n), -np.inf), 1)
     for i in range(f.meta(f"{arch}.block_count")):
         b = f"blk.{i}."
+        trace.setdefault("block_input", {})[i] = x
         h = _rms(x, f(b + "attn_norm.weight"), eps)
         q = rotate_pairs((h @ f(b + "attn_q.weight").T).reshape(n, heads, head_dim), cos, sin)
         k = rotate_pairs((h @ f(b + "attn_k.weight").T).reshape(n, kv_heads, head_dim), cos, sin)
         v = (h @ f(b + "attn_v.weight").T).reshape(n, kv_heads, head_dim)
-        x = x + _softmax_attention(q / np.sqrt(head_dim), k, v, mask) @ f(b + "attn_output.weight").T
+        attended = _softmax_attention(q / np.sqrt(head_dim), k, v, mask)
+        trace.setdefault("heads", {})[i] = attended.reshape(n, heads, head_dim)
+        x = x + attended @ f(b + "attn_output.weight").T
         h = _rms(x, f(b + "ffn_norm.weight"), eps)
         gate = h @ f(b + "ffn_gate.weight").T
         up = h @ f(b + "ffn_up.weight").T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ f(b + "ffn_down.weight").T
+        trace.setdefault("neurons", {})[i] = gate / (1 + np.exp(-gate)) * up
+        x = x + trace["neurons"][i] @ f(b + "ffn_down.weight").T
+        trace.setdefault("block_output", {})[i] = x
+    trace["final_input"] = x
     x = _rms(x, f("output_norm.weight"), eps)
     head = f("output.weight") if "output.weight" in f.tensors else table
     return x @ head.T

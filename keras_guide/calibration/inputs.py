@@ -1,0 +1,101 @@
+"""Calibration text as teacher input batches, checked before the teacher runs."""
+
+import numpy as np
+
+# Inputs a batch may leave out, and what a plain array of token ids stands for.
+_DEFAULTS = {"padding_mask": np.ones_like, "segment_ids": np.zeros_like}
+
+
+def _as_inputs(item, input_names):
+    """One element of the calibration data as an input dict of NumPy arrays."""
+    if isinstance(item, (tuple, list)) and item and not np.isscalar(item[0]):
+        item = item[0]  # `(x, y)` or `(x, y, sample_weight)`: keep `x`.
+    if isinstance(item, dict):
+        if "token_ids" not in item:
+            raise ValueError(
+                "A calibration batch given as a dict needs `token_ids` (and "
+                f"optionally {sorted(_DEFAULTS)}). Received keys: {sorted(item)}"
+            )
+        x = {k: np.asarray(v) for k, v in item.items()}
+    else:
+        x = {"token_ids": np.asarray(item)}
+    ids = x["token_ids"]
+    if ids.ndim == 1:
+        x = {k: v[None] for k, v in x.items()}
+    for name in input_names:
+        if name not in x:
+            if name not in _DEFAULTS:
+                raise ValueError(
+                    f"The teacher takes `{name}`, which the calibration batch "
+                    f"does not give. Received keys: {sorted(x)}"
+                )
+            x[name] = _DEFAULTS[name](x["token_ids"])
+    return {name: x[name] for name in input_names}
+
+
+def _check(x, vocabulary_size, index):
+    ids = x["token_ids"]
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"Calibration batch {index}: `token_ids` must be integer token ids "
+            f"of shape (batch, length). Received: dtype {ids.dtype}, shape "
+            f"{ids.shape}"
+        )
+    for name, value in x.items():
+        if value.shape != ids.shape:
+            raise ValueError(
+                f"Calibration batch {index}: `{name}` has shape {value.shape}, "
+                f"`token_ids` {ids.shape}; they must match."
+            )
+    real = np.asarray(x["padding_mask"]).astype(bool)
+    bad = (ids < 0) | (ids >= vocabulary_size)
+    if np.any(bad & real):
+        raise ValueError(
+            f"Calibration batch {index} holds token ids outside the teacher's "
+            f"vocabulary [0, {vocabulary_size}): e.g. {int(ids[bad & real][0])}. "
+            "Tokenize the calibration text with the teacher's tokenizer."
+        )
+
+
+def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8):
+    """Checks calibration data and returns it as a list of input dicts.
+
+    Args:
+        calibration: token ids `(num_sequences, length)` (one array, or a list
+            of them), or an iterable of batches: arrays of token ids, input
+            dicts (`token_ids`, optionally `padding_mask`, `segment_ids`), or
+            `(x, y[, sample_weight])` tuples whose `x` is one of those (a
+            `tf.data.Dataset` of such elements works). Plain arrays have no
+            padding.
+        input_names: the teacher's input names.
+        vocabulary_size: every real token id must be below it.
+        batch_size: rows per batch when `calibration` is one array.
+
+    Returns:
+        A list of input dicts with int32 arrays, every input the teacher needs.
+
+    Raises:
+        ValueError: no tokens, ids outside the vocabulary, or a batch in a
+            layout the teacher cannot take (the message names the batch).
+    """
+    if isinstance(calibration, np.ndarray):
+        rows = calibration if calibration.ndim == 2 else calibration[None]
+        calibration = [
+            rows[i : i + batch_size] for i in range(0, len(rows), batch_size)
+        ]
+    batches = []
+    for index, item in enumerate(calibration):
+        if hasattr(item, "numpy") and not isinstance(item, dict):
+            item = item.numpy()
+        x = _as_inputs(item, input_names)
+        _check(x, vocabulary_size, index)
+        batches.append({k: v.astype("int32") for k, v in x.items()})
+    if (
+        not batches
+        or sum(int(b["padding_mask"].astype(bool).sum()) for b in batches) == 0
+    ):
+        raise ValueError(
+            "The calibration data holds no tokens. Pass token ids of shape "
+            "(num_sequences, length) from text the teacher's tokenizer encoded."
+        )
+    return batches
