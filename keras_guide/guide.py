@@ -27,6 +27,7 @@ from keras_guide.initializers.guided_initializer import guided_value
 from keras_guide.initializers.guided_initializer import to_dtype
 from keras_guide.regularizers import GuideRegularizer
 from keras_guide.regularizers import track_guide_state
+from keras_guide.regularizers.guide_regularizer import check_strength
 
 _BLOCKS = ("first", "all")
 _LAYER_MAPS = ("uniform", "first", "importance")
@@ -209,6 +210,8 @@ def guide(
 
     Reference: arXiv 2510.06502.
     """
+    if regularize is not None:
+        check_strength(regularize, "regularize")
     pair = _validate(teacher, student, blocks, layer_map, norm, select)
     if isinstance(projection, str) and projection == "auto":
         projection = "select" if pair.adapter.post_norm else "pca"
@@ -268,6 +271,7 @@ def _validate(teacher, student, blocks, layer_map, norm, select):
             f"({type(s_backbone).__name__}) are of different families. Build "
             "the student with `keras_guide.build_student(teacher, ...)`."
         )
+    _check_separate(t_backbone, s_backbone)
     if blocks not in _BLOCKS:
         raise ValueError(
             f"`blocks` must be one of {_BLOCKS}. Received: blocks={blocks!r}"
@@ -313,6 +317,7 @@ def _calibrate(pair, calibration, projection, layer_map, select):
             "layer_map='importance'."
         )
     teacher, d_t = pair.teacher, pair.d_t
+    _check_teacher_finite(teacher)
     batches = calibration_lib.calibration_batches(
         calibration, list(teacher.input.keys()) if isinstance(teacher.input, dict) else ["token_ids"],
         d_t.vocabulary_size,
@@ -335,6 +340,38 @@ def _check_built(model, role):
             "backbones are built on construction; call the model on a batch "
             "or `model.build(...)` otherwise)."
         )
+
+
+def _check_separate(teacher, student):
+    """Refuses a student that is the teacher or shares any of its variables:
+    guiding it would overwrite the teacher."""
+    teacher_ids = {id(w) for w in teacher.weights}
+    shared = [w.path for w in student.weights if id(w) in teacher_ids]
+    if shared:
+        what = "is" if student is teacher else "shares variables with"
+        raise ValueError(
+            f"The student `{student.name}` {what} the teacher `{teacher.name}` "
+            f"({len(shared)} shared weights, e.g. `{shared[0]}`): guiding it "
+            "would overwrite the teacher. Build a separate student with "
+            "`keras_guide.build_student(teacher, ...)`. Received: "
+            f"student={student.name!r}, teacher={teacher.name!r}"
+        )
+
+
+def _check_teacher_finite(teacher):
+    """Refuses a teacher with NaN or Inf in any float weight (a forward pass
+    reads them all), naming the first; checked on the devices, weight by
+    weight."""
+    for weight in teacher.weights:
+        if not keras.backend.is_float_dtype(weight.dtype):
+            continue
+        finite = keras.ops.isfinite(weight)
+        if not bool(keras.ops.convert_to_numpy(keras.ops.all(finite))):
+            bad = int(np.prod(weight.shape)) - int(
+                keras.ops.convert_to_numpy(keras.ops.count_nonzero(finite))
+            )
+            shape = tuple(weight.shape)
+            _host.check_finite(np.zeros(0), weight.path, shape=shape, bad=bad)
 
 
 def _layer_map(layer_map, n_teacher, n_student, blocks, stats):
@@ -574,7 +611,11 @@ class _Plan:
     source: str
 
     def _array(self, path):
-        return _host.to_numpy(self.teacher[path]).astype(np.float64)
+        # Every teacher weight the plan reads (kernels, biases, gains, shifts)
+        # passes here: a NaN or Inf is refused, named, before the student changes.
+        array = _host.to_numpy(self.teacher[path]).astype(np.float64)
+        _host.check_finite(array, path)
+        return array
 
     def _select(self, rules, shift_axis=None):
         out = {}
@@ -767,10 +808,14 @@ def build_student(teacher, name=None, dtype=None, tie_embeddings=None, **sizes):
         config[adapter.tie_option] = (
             adapter.tied(t_backbone) if tie_embeddings is None else bool(tie_embeddings)
         )
-    elif tie_embeddings is not None and not tie_embeddings:
+    elif tie_embeddings is not None and bool(tie_embeddings) != adapter.tied(t_backbone):
+        always = (
+            "ties its output head to" if adapter.tied(t_backbone)
+            else "keeps its output head apart from"
+        )
         raise ValueError(
-            f"The {adapter.family} family always ties its output head to the "
-            f"token table. Received: tie_embeddings={tie_embeddings!r}"
+            f"The {adapter.family} family always {always} the token table. "
+            f"Received: tie_embeddings={tie_embeddings!r}"
         )
     config["name"] = name or f"{t_backbone.name}_student"
     # A frozen teacher (the usual case beside a Distiller) must not give a

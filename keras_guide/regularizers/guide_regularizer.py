@@ -62,14 +62,10 @@ class GuideRegularizer(keras.regularizers.Regularizer):
                     "`strength` must be a scalar variable. Received: strength "
                     f"of shape {tuple(strength.shape)}"
                 )
+            check_strength(keras.ops.convert_to_numpy(strength), "strength")
             self.strength = strength
         else:
-            strength = float(strength)
-            if not np.isfinite(strength) or strength < 0:
-                raise ValueError(
-                    "`strength` must be a finite, non-negative float. "
-                    f"Received: strength={strength}"
-                )
+            strength = check_strength(strength, "strength")
             self.strength = keras.Variable(
                 strength, dtype="float32", trainable=False, name="guide_strength"
             )
@@ -114,6 +110,31 @@ class GuideRegularizer(keras.regularizers.Regularizer):
         return cls(**config)
 
 
+def check_strength(value, name):
+    """Returns `value` as a float if it is a finite, non-negative number.
+
+    Raises:
+        ValueError: naming `name`, for a bool, a non-number, a negative, NaN
+            or infinite value (a negative strength pushes the weights away
+            from their guided values).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ) and not (isinstance(value, np.ndarray) and value.shape == ()):
+        raise ValueError(
+            f"`{name}` must be a finite, non-negative number. "
+            f"Received: {name}={value!r}"
+        )
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a finite, non-negative number (a negative strength "
+            "pushes the weights away from their guided values). "
+            f"Received: {name}={value}"
+        )
+    return value
+
+
 def guide_regularizers(model):
     """Returns the distinct `GuideRegularizer`s attached to `model`'s weights."""
     found = {}
@@ -141,6 +162,11 @@ def track_guide_state(model):
 
 
 def set_guide_strength(model, value):
-    """Sets `λ` of every guide regularizer of `model`, also during a `fit`."""
+    """Sets `λ` of every guide regularizer of `model`, also during a `fit`.
+
+    Raises:
+        ValueError: if `value` is negative, NaN or infinite.
+    """
+    value = check_strength(value, "value")
     for regularizer in guide_regularizers(model):
         _backend.assign_during_fit(model, regularizer.strength, value)
