@@ -201,8 +201,10 @@ def guide(
         ValueError: unsupported or different families, an unbuilt model,
             different vocabularies, a student wider than the teacher, a
             narrower RoPE head, an invalid option, a data-aware choice
-            without `calibration`, or calibration data that is empty, too
-            small or outside the vocabulary.
+            without `calibration`, calibration data that is empty, too
+            small or outside the vocabulary, a student that is the teacher or
+            shares its variables, NaN or Inf in a teacher weight (named), or a
+            `regularize` that is negative, NaN or infinite.
 
     Example:
     >>> report = guide(teacher_lm, student_lm, blocks="all")
