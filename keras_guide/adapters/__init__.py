@@ -80,6 +80,9 @@ def adapter_for(backbone):
     """
     import keras_hub
 
+    from keras_guide import _hub
+
+    _hub.fix_llama_config()
     for adapter in ADAPTERS:
         cls = getattr(keras_hub.models, adapter.backbone_class, None)
         if cls is not None and isinstance(backbone, cls) and adapter.accepts(backbone):

@@ -62,7 +62,9 @@ def heldout_cross_entropy(model, data, batch_size=32):
     set (not a mean of batch means), accumulated in float64 on the host.
 
     Args:
-        model: a model mapping `x` to logits.
+        model: a model mapping `x` to logits; a KerasHub task model is fed
+            its token ids as they are (its preprocessor, which takes raw
+            text, is skipped).
         data: `(x, y)` or `(x, y, sample_weight)` arrays, or an iterable of
             such batches (a `tf.data.Dataset` qualifies).
         batch_size: rows per call when `data` holds arrays.
@@ -74,8 +76,15 @@ def heldout_cross_entropy(model, data, batch_size=32):
         ValueError: if `data` is malformed or keeps no token.
     """
     total, count = 0.0, 0.0
+    # A KerasHub task model's own predict_on_batch runs its preprocessor, which
+    # takes raw text, on the token ids; keras.Model's does not.
+    predict = (
+        (lambda x: keras.Model.predict_on_batch(model, x))
+        if getattr(model, "preprocessor", None) is not None
+        else model.predict_on_batch
+    )
     for x, y, weight in _batches(data, batch_size):
-        logits = model.predict_on_batch(x)
+        logits = predict(x)
         values = np.asarray(
             keras.ops.convert_to_numpy(sparse_cross_entropy(y, logits)), np.float64
         )

@@ -35,6 +35,9 @@ def load_gguf(path, dtype=None):
 
     Returns:
         A KerasHub `CausalLM` (task model) with `backbone` and `preprocessor`.
+        Saved with `model.save(...)`, it loads again with
+        `keras.saving.load_model` once `keras_guide.gguf` is imported (a
+        byte-level vocabulary is held by `GGUFBytePairTokenizer`).
 
     Raises:
         GGUFError: the file is missing, not GGUF, truncated or corrupted, of
@@ -48,6 +51,10 @@ def load_gguf(path, dtype=None):
     """
     import keras_hub
 
+    from keras_guide import _hub
+
+    # A tied Llama must save a config that rebuilds it tied.
+    _hub.fix_llama_config()
     f = GGUFFile(path)
     arch = ARCHITECTURES.get(f.architecture)
     if arch is None:
@@ -82,7 +89,7 @@ def load_gguf(path, dtype=None):
 def _tokenizer(f, kind, cls):
     try:
         if kind == "gpt2":
-            return tokenizers.byte_pair_tokenizer(f, cls)
+            return tokenizers.byte_pair_tokenizer(f)
         return cls(proto=tokenizers.sentencepiece_proto(f), **_tokenizer_options(cls, f))
     except ValueError as error:  # KerasHub's check for its family's special tokens.
         raise GGUFError(

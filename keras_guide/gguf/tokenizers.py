@@ -8,6 +8,9 @@ the special tokens. llama.cpp's token types are SentencePiece's own piece types
 SentencePiece model proto can be rebuilt piece for piece.
 """
 
+import keras
+import keras_hub
+
 from keras_guide.gguf.reader import GGUFError
 
 SUPPORTED = ("gpt2", "llama")
@@ -38,12 +41,40 @@ def _token(f, tokens, key, default=None):
     return tokens[index]
 
 
-def byte_pair_tokenizer(f, cls):
-    """A KerasHub byte-level BPE tokenizer (`cls`, e.g. `Llama3Tokenizer`).
+@keras.saving.register_keras_serializable(package="keras_guide")
+class GGUFBytePairTokenizer(keras_hub.models.Llama3Tokenizer):
+    """KerasHub's Llama 3 tokenizer with a GGUF file's own special tokens.
+
+    `Llama3Tokenizer.get_config()` does not save its start, end and other
+    special tokens, so a reloaded one expects Llama 3's (`<|begin_of_text|>`,
+    ...) and fails on any other vocabulary; this one saves them. A model that
+    holds one loads once `keras_guide.gguf` is imported.
+    """
+
+    def __init__(self, vocabulary=None, merges=None, bos_token=None,
+                 eos_token=None, misc_special_tokens=(), **kwargs):
+        self._specials = dict(
+            bos_token=bos_token, eos_token=eos_token,
+            misc_special_tokens=sorted(misc_special_tokens),
+        )
+        super().__init__(
+            vocabulary=vocabulary, merges=merges, bos_token=bos_token,
+            eos_token=eos_token, misc_special_tokens=set(misc_special_tokens),
+            **kwargs,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), **self._specials}
+
+
+def byte_pair_tokenizer(f, cls=None):
+    """A byte-level BPE tokenizer (KerasHub's `Llama3Tokenizer`, saving the
+    file's special tokens with its config).
 
     The start and end tokens are the file's `bos`/`eos`; every control token
     is kept whole (never split by the pre-tokenizer).
     """
+    cls = cls or GGUFBytePairTokenizer
     tokens = f.require("tokenizer.ggml.tokens")
     merges = f.require("tokenizer.ggml.merges")
     types = f.get("tokenizer.ggml.token_type") or [1] * len(tokens)

@@ -144,3 +144,19 @@ def test_quantization_the_reader_cannot_dequantize(tmp_path, monkeypatch):
     monkeypatch.setattr(gguf.quants, "dequantize", refuse)
     with pytest.raises(GGUFError, match=r"`token_embd.weight` of .* is stored as Q8_0"):
         load_gguf(path)
+
+
+@pytest.mark.parametrize("writer", [tiny.write_llama, tiny.write_gemma3])
+def test_imported_models_save_and_load_with_their_tokenizer(tmp_path, writer):
+    lm = load_gguf(writer(tmp_path / "model.gguf"))
+    lm.save(tmp_path / "model.keras")
+    again = keras.saving.load_model(tmp_path / "model.keras")
+    assert again.backbone.token_embedding.tie_weights == lm.backbone.token_embedding.tie_weights
+    ids = tiny.token_ids(lm.backbone.vocabulary_size)
+    np.testing.assert_array_equal(keras_logits(again, ids), keras_logits(lm, ids))
+    text = " the in the"
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(again.preprocessor.tokenizer(text)),
+        keras.ops.convert_to_numpy(lm.preprocessor.tokenizer(text)),
+    )
+    assert again.preprocessor.tokenizer.start_token_id == lm.preprocessor.tokenizer.start_token_id
