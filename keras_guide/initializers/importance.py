@@ -1,6 +1,6 @@
 """Data-aware choices: the heads, neurons and blocks a student keeps.
 
-The math is in docs/method.md, "Data-aware choices".
+The math is in docs/method.md §10.
 
 Pure NumPy over statistics measured on calibration text (see
 `keras_guide.calibration`). A unit's importance is the energy of what it
