@@ -44,7 +44,8 @@ import time
 
 def _run(label, init="guide", seed=0, kd=False, decay=None, **guide_options):
     """A run: `guide_options` go to `guide()`; `token_weights="train"` means
-    the training split's token counts; `decay=(λ, steps)` cosine-decays the
+    the training split's token counts, `calibration="train"` the first 16
+    training windows (2,048 tokens); `decay=(λ, steps)` cosine-decays the
     `GuideRegularizer` from `λ` to 0 over `steps` (then 0: the schedule does
     not depend on the budget, as the protocol requires)."""
     return {"label": f"{label}, seed {seed}", "init": init, "seed": seed, "kd": kd,
@@ -73,6 +74,15 @@ RUNS = {  # the first is the leader
     "guide-decay1-0": _run("GUIDE + GuideRegularizer λ=1 cosine to 0 over 2048 steps",
                            regularize=1.0, decay=(1.0, 2048), **FOLD),
 }
+# Data-aware GUIDE (docs/method.md §10), from 2,048 tokens of the training plays.
+CALIBRATED = dict(calibration="train", select="importance", layer_map="importance")
+for _seed in (0, 1):
+    RUNS[f"guide-activations-{_seed}"] = _run(
+        "GUIDE activation basis + importance units and blocks", seed=_seed,
+        projection="activations", **CALIBRATED)
+    RUNS[f"guide-channels-{_seed}"] = _run(
+        "GUIDE channel basis + importance units and blocks", seed=_seed,
+        projection="channels", **CALIBRATED)
 # GUIDE + a constant GuideRegularizer pull toward the guided weights.
 for _strength in (0.1, 1.0, 10.0):
     RUNS[f"guide-reg{_strength:g}-0"] = _run(
@@ -180,6 +190,8 @@ def run_worker(key, args):
         tokens, mask = demo.windows["train"]
         options["token_weights"] = np.bincount(
             tokens[mask > 0], minlength=config["vocabulary_size"]).astype(np.float64)
+    if options.get("calibration") == "train":
+        options["calibration"] = demo.windows["train"][0][:16, :-1]
     variant = ablation.Variant(label, init=init, guide_options=tuple(options.items()),
                                kd=kd, seed=seed)
     student = models.build_causal_lm(config, seed=seed)
