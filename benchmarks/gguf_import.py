@@ -1,4 +1,4 @@
-"""Import time and peak memory of `keras_guide.load_gguf` against the model's float32 size.
+"""Import time and peak memory of `load_gguf` against the model's float32 size.
 
 Targets (issue 14, SmolLM2-135M on the project's 2-core CPU): at most 60 s and
 at most 2x the model's float32 size in extra peak memory (resident set above
@@ -42,11 +42,16 @@ def main():
     peak = _status("VmHWM")
     params = lm.backbone.count_params()
     float32_mib = params * 4 / 2**20
-    print(f"model: {os.path.basename(path)} ({params:,} parameters, float32 {float32_mib:,.0f} MiB)")
+    print(
+        f"model: {os.path.basename(path)} ({params:,} parameters, "
+        f"float32 {float32_mib:,.0f} MiB)"
+    )
     print(f"backend: {keras.backend.backend()}")
     print(f"import: {seconds:.1f} s (target <= 60 s)")
-    print(f"peak memory above the imports: {peak - before:,.0f} MiB = "
-          f"{(peak - before) / float32_mib:.2f}x the float32 size (target <= 2x)")
+    print(
+        f"peak memory above the imports: {peak - before:,.0f} MiB = "
+        f"{(peak - before) / float32_mib:.2f}x the float32 size (target <= 2x)"
+    )
 
 
 if __name__ == "__main__":

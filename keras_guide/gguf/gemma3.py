@@ -11,7 +11,12 @@ layout: 5 sliding-window layers then 1 global one, RoPE wavelengths 10,000
 from keras_guide.gguf.reader import GGUFError
 
 CLASSES = {
-    "llama": ("Gemma3Backbone", "Gemma3Tokenizer", "Gemma3CausalLMPreprocessor", "Gemma3CausalLM"),
+    "llama": (
+        "Gemma3Backbone",
+        "Gemma3Tokenizer",
+        "Gemma3CausalLMPreprocessor",
+        "Gemma3CausalLM",
+    ),
 }
 
 # llama.cpp scales Gemma 3 queries by 1/√(d/heads) instead of 1/√ℓ for the 27B
@@ -74,7 +79,11 @@ def weights(f, config):
 
     if f.has_tensor("output.weight"):
         raise GGUFError(f"`{f.path}` has an untied output head; Gemma 3 ties it.")
-    yield "token_embedding/embeddings", "token_embd.weight", f.tensor("token_embd.weight")
+    yield (
+        "token_embedding/embeddings",
+        "token_embd.weight",
+        f.tensor("token_embd.weight"),
+    )
     yield "final_normalization/scale", "output_norm.weight", norm("output_norm.weight")
     heads, kv_heads = config["num_query_heads"], config["num_key_value_heads"]
     for i in range(config["num_layers"]):
@@ -88,12 +97,45 @@ def weights(f, config):
             ("attention/query_norm", "attn_q_norm"),
             ("attention/key_norm", "attn_k_norm"),
         ):
-            yield p + keras_name + "/scale", b + name + ".weight", norm(b + name + ".weight")
-        yield a + "query/kernel", b + "attn_q.weight", heads_first(b + "attn_q.weight", heads)
-        yield a + "key/kernel", b + "attn_k.weight", heads_first(b + "attn_k.weight", kv_heads)
-        yield a + "value/kernel", b + "attn_v.weight", heads_first(b + "attn_v.weight", kv_heads)
-        yield (a + "attention_output/kernel", b + "attn_output.weight",
-               f.tensor(b + "attn_output.weight").reshape(hidden, heads, head_dim).transpose(1, 2, 0))
-        yield p + "ffw_gating/kernel", b + "ffn_gate.weight", f.tensor(b + "ffn_gate.weight").T
-        yield p + "ffw_gating_2/kernel", b + "ffn_up.weight", f.tensor(b + "ffn_up.weight").T
-        yield p + "ffw_linear/kernel", b + "ffn_down.weight", f.tensor(b + "ffn_down.weight").T
+            yield (
+                p + keras_name + "/scale",
+                b + name + ".weight",
+                norm(b + name + ".weight"),
+            )
+        yield (
+            a + "query/kernel",
+            b + "attn_q.weight",
+            heads_first(b + "attn_q.weight", heads),
+        )
+        yield (
+            a + "key/kernel",
+            b + "attn_k.weight",
+            heads_first(b + "attn_k.weight", kv_heads),
+        )
+        yield (
+            a + "value/kernel",
+            b + "attn_v.weight",
+            heads_first(b + "attn_v.weight", kv_heads),
+        )
+        yield (
+            a + "attention_output/kernel",
+            b + "attn_output.weight",
+            f.tensor(b + "attn_output.weight")
+            .reshape(hidden, heads, head_dim)
+            .transpose(1, 2, 0),
+        )
+        yield (
+            p + "ffw_gating/kernel",
+            b + "ffn_gate.weight",
+            f.tensor(b + "ffn_gate.weight").T,
+        )
+        yield (
+            p + "ffw_gating_2/kernel",
+            b + "ffn_up.weight",
+            f.tensor(b + "ffn_up.weight").T,
+        )
+        yield (
+            p + "ffw_linear/kernel",
+            b + "ffn_down.weight",
+            f.tensor(b + "ffn_down.weight").T,
+        )

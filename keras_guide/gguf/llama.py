@@ -14,8 +14,18 @@ from keras_guide.gguf.reader import GGUFError
 # KerasHub Llama classes by the file's tokenizer model: byte-level BPE (Llama 3,
 # SmolLM) or SentencePiece (Llama 1/2).
 CLASSES = {
-    "gpt2": ("Llama3Backbone", "Llama3Tokenizer", "Llama3CausalLMPreprocessor", "Llama3CausalLM"),
-    "llama": ("LlamaBackbone", "LlamaTokenizer", "LlamaCausalLMPreprocessor", "LlamaCausalLM"),
+    "gpt2": (
+        "Llama3Backbone",
+        "Llama3Tokenizer",
+        "Llama3CausalLMPreprocessor",
+        "Llama3CausalLM",
+    ),
+    "llama": (
+        "LlamaBackbone",
+        "LlamaTokenizer",
+        "LlamaCausalLMPreprocessor",
+        "LlamaCausalLM",
+    ),
 }
 
 
@@ -92,10 +102,22 @@ def weights(f, config):
     heads, kv_heads = config["num_query_heads"], config["num_key_value_heads"]
     hidden = config["hidden_dim"]
     head_dim = hidden // heads
-    yield "token_embedding/embeddings", "token_embd.weight", f.tensor("token_embd.weight")
+    yield (
+        "token_embedding/embeddings",
+        "token_embd.weight",
+        f.tensor("token_embd.weight"),
+    )
     if not config["tie_word_embeddings"]:
-        yield "token_embedding/reverse_embeddings", "output.weight", f.tensor("output.weight").T
-    yield "sequence_output_layernorm/scale", "output_norm.weight", f.tensor("output_norm.weight")
+        yield (
+            "token_embedding/reverse_embeddings",
+            "output.weight",
+            f.tensor("output.weight").T,
+        )
+    yield (
+        "sequence_output_layernorm/scale",
+        "output_norm.weight",
+        f.tensor("output_norm.weight"),
+    )
     for i in range(config["num_layers"]):
         p, b = f"transformer_layer_{i}/", f"blk.{i}."
         a = p + "self_attention/"
@@ -106,15 +128,48 @@ def weights(f, config):
 
         query = unpermute_rows(f.tensor(b + "attn_q.weight"), heads)
         key = unpermute_rows(f.tensor(b + "attn_k.weight"), kv_heads)
-        yield a + "query/kernel", b + "attn_q.weight", query.T.reshape(hidden, heads, head_dim)
-        yield a + "key/kernel", b + "attn_k.weight", key.T.reshape(hidden, kv_heads, head_dim)
-        yield a + "value/kernel", b + "attn_v.weight", heads_in("attn_v.weight", kv_heads)
-        yield (a + "attention_output/kernel", b + "attn_output.weight",
-               f.tensor(b + "attn_output.weight").T.reshape(heads, head_dim, hidden))
-        yield p + "self_attention_layernorm/scale", b + "attn_norm.weight", f.tensor(b + "attn_norm.weight")
-        yield p + "feedforward_layernorm/scale", b + "ffn_norm.weight", f.tensor(b + "ffn_norm.weight")
-        yield p + "feedforward_gate_dense/kernel", b + "ffn_gate.weight", f.tensor(b + "ffn_gate.weight").T
-        yield (p + "feedforward_intermediate_dense/kernel", b + "ffn_up.weight",
-               f.tensor(b + "ffn_up.weight").T)
-        yield p + "feedforward_output_dense/kernel", b + "ffn_down.weight", f.tensor(b + "ffn_down.weight").T
-
+        yield (
+            a + "query/kernel",
+            b + "attn_q.weight",
+            query.T.reshape(hidden, heads, head_dim),
+        )
+        yield (
+            a + "key/kernel",
+            b + "attn_k.weight",
+            key.T.reshape(hidden, kv_heads, head_dim),
+        )
+        yield (
+            a + "value/kernel",
+            b + "attn_v.weight",
+            heads_in("attn_v.weight", kv_heads),
+        )
+        yield (
+            a + "attention_output/kernel",
+            b + "attn_output.weight",
+            f.tensor(b + "attn_output.weight").T.reshape(heads, head_dim, hidden),
+        )
+        yield (
+            p + "self_attention_layernorm/scale",
+            b + "attn_norm.weight",
+            f.tensor(b + "attn_norm.weight"),
+        )
+        yield (
+            p + "feedforward_layernorm/scale",
+            b + "ffn_norm.weight",
+            f.tensor(b + "ffn_norm.weight"),
+        )
+        yield (
+            p + "feedforward_gate_dense/kernel",
+            b + "ffn_gate.weight",
+            f.tensor(b + "ffn_gate.weight").T,
+        )
+        yield (
+            p + "feedforward_intermediate_dense/kernel",
+            b + "ffn_up.weight",
+            f.tensor(b + "ffn_up.weight").T,
+        )
+        yield (
+            p + "feedforward_output_dense/kernel",
+            b + "ffn_down.weight",
+            f.tensor(b + "ffn_down.weight").T,
+        )

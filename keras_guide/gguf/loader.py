@@ -90,7 +90,9 @@ def _tokenizer(f, kind, cls):
     try:
         if kind == "gpt2":
             return tokenizers.byte_pair_tokenizer(f)
-        return cls(proto=tokenizers.sentencepiece_proto(f), **_tokenizer_options(cls, f))
+        return cls(
+            proto=tokenizers.sentencepiece_proto(f), **_tokenizer_options(cls, f)
+        )
     except ValueError as error:  # KerasHub's check for its family's special tokens.
         raise GGUFError(
             f"`{f.path}`: its vocabulary does not fit KerasHub's {cls.__name__}: "
@@ -127,7 +129,11 @@ def _assign(f, backbone, weights):
     for path, tensor_name, value in weights:
         variable = variables.get(path)
         if variable is None or tuple(variable.shape) != value.shape:
-            found = "no such weight" if variable is None else f"shape {tuple(variable.shape)}"
+            found = (
+                "no such weight"
+                if variable is None
+                else f"shape {tuple(variable.shape)}"
+            )
             raise GGUFError(
                 f"`{f.path}`: tensor `{tensor_name}` maps to `{path}` with shape "
                 f"{value.shape}, but the {type(backbone).__name__} has {found}."

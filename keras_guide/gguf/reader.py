@@ -38,7 +38,10 @@ def _field_value(field):
     if value_type == gguf.GGUFValueType.ARRAY:
         item_type = field.types[-1]
         if item_type == gguf.GGUFValueType.STRING:
-            return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
+            return [
+                bytes(field.parts[i]).decode("utf-8", errors="replace")
+                for i in field.data
+            ]
         return [field.parts[i].tolist()[0] for i in field.data]
     if value_type == gguf.GGUFValueType.STRING:
         return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
@@ -58,7 +61,9 @@ def _dequantize_rows(gguf, data, kind):
     out = np.empty((rows.shape[0], first.shape[-1]), np.float32)
     out[: len(first)] = first
     for start in range(chunk, rows.shape[0], chunk):
-        out[start : start + chunk] = gguf.quants.dequantize(rows[start : start + chunk], kind)
+        out[start : start + chunk] = gguf.quants.dequantize(
+            rows[start : start + chunk], kind
+        )
     return out
 
 
@@ -96,7 +101,9 @@ class GGUFFile:
         self._check_complete()
         # Metadata as plain Python values; the reader's per-item NumPy views of
         # it (a vocabulary is ~10^5 of them, ~150 MiB) are released.
-        self._metadata = {key: _field_value(field) for key, field in self._reader.fields.items()}
+        self._metadata = {
+            key: _field_value(field) for key, field in self._reader.fields.items()
+        }
         self._reader.fields.clear()
 
     def _check_complete(self):
@@ -139,7 +146,9 @@ class GGUFFile:
     def tensor_shape(self, name):
         """Tensor `name`'s shape in row-major order (without reading it)."""
         if name not in self._tensors:
-            raise GGUFError(f"`{self.path}` ({self.architecture}) has no tensor `{name}`.")
+            raise GGUFError(
+                f"`{self.path}` ({self.architecture}) has no tensor `{name}`."
+            )
         return tuple(int(n) for n in reversed(self._tensors[name].shape.tolist()))
 
     def tensor(self, name):
@@ -159,12 +168,22 @@ class GGUFFile:
         shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
         # Read with a plain file read rather than through the reader's memory
         # map, whose touched pages would stay in the process's memory.
-        data = np.fromfile(
-            self.path, dtype=np.uint8, count=int(tensor.n_bytes), offset=int(tensor.data_offset)
-        ).view(tensor.data.dtype).reshape(tensor.data.shape)
+        data = (
+            np.fromfile(
+                self.path,
+                dtype=np.uint8,
+                count=int(tensor.n_bytes),
+                offset=int(tensor.data_offset),
+            )
+            .view(tensor.data.dtype)
+            .reshape(tensor.data.shape)
+        )
         try:
-            if kind in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F64,
-                        gguf.GGMLQuantizationType.F16):
+            if kind in (
+                gguf.GGMLQuantizationType.F32,
+                gguf.GGMLQuantizationType.F64,
+                gguf.GGMLQuantizationType.F16,
+            ):
                 values = np.asarray(data, dtype=np.float32)
             else:
                 values = _dequantize_rows(gguf, data, kind)

@@ -51,15 +51,26 @@ class GGUFBytePairTokenizer(keras_hub.models.Llama3Tokenizer):
     holds one loads once `keras_guide.gguf` is imported.
     """
 
-    def __init__(self, vocabulary=None, merges=None, bos_token=None,
-                 eos_token=None, misc_special_tokens=(), **kwargs):
+    def __init__(
+        self,
+        vocabulary=None,
+        merges=None,
+        bos_token=None,
+        eos_token=None,
+        misc_special_tokens=(),
+        **kwargs,
+    ):
         self._specials = dict(
-            bos_token=bos_token, eos_token=eos_token,
+            bos_token=bos_token,
+            eos_token=eos_token,
             misc_special_tokens=sorted(misc_special_tokens),
         )
         super().__init__(
-            vocabulary=vocabulary, merges=merges, bos_token=bos_token,
-            eos_token=eos_token, misc_special_tokens=set(misc_special_tokens),
+            vocabulary=vocabulary,
+            merges=merges,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            misc_special_tokens=set(misc_special_tokens),
             **kwargs,
         )
 
@@ -120,7 +131,12 @@ def sentencepiece_proto(f):
     trainer.model_type = sp_pb2.TrainerSpec.BPE
     trainer.vocab_size = len(tokens)
     trainer.byte_fallback = _BYTE in types
-    for field, key in (("unk_id", "unknown"), ("bos_id", "bos"), ("eos_id", "eos"), ("pad_id", "padding")):
+    for field, key in (
+        ("unk_id", "unknown"),
+        ("bos_id", "bos"),
+        ("eos_id", "eos"),
+        ("pad_id", "padding"),
+    ):
         index = f.get(f"tokenizer.ggml.{key}_token_id")
         setattr(trainer, field, -1 if index is None else int(index))
     dummy_prefix = bool(f.get("tokenizer.ggml.add_space_prefix", True))

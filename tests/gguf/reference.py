@@ -1,4 +1,4 @@
-"""Float64 NumPy forward passes of GGUF checkpoints, written the way llama.cpp runs them.
+"""Float64 NumPy forward passes of GGUF checkpoints, run the way llama.cpp runs them.
 
 Independent of keras_guide's importer: tensors are read with the `gguf`
 package directly and used in the file's own layout (Llama query/key rows
@@ -27,7 +27,9 @@ class File:
     def __call__(self, name):
         t = self.tensors[name]
         shape = tuple(reversed(t.shape.tolist()))
-        return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float64).reshape(shape)
+        return np.asarray(
+            gguf.quants.dequantize(t.data, t.tensor_type), np.float64
+        ).reshape(shape)
 
 
 def _rms(x, gain, eps):
@@ -87,8 +89,12 @@ def llama_logits(path, token_ids, trace=None):
         b = f"blk.{i}."
         trace.setdefault("block_input", {})[i] = x
         h = _rms(x, f(b + "attn_norm.weight"), eps)
-        q = rotate_pairs((h @ f(b + "attn_q.weight").T).reshape(n, heads, head_dim), cos, sin)
-        k = rotate_pairs((h @ f(b + "attn_k.weight").T).reshape(n, kv_heads, head_dim), cos, sin)
+        q = rotate_pairs(
+            (h @ f(b + "attn_q.weight").T).reshape(n, heads, head_dim), cos, sin
+        )
+        k = rotate_pairs(
+            (h @ f(b + "attn_k.weight").T).reshape(n, kv_heads, head_dim), cos, sin
+        )
         v = (h @ f(b + "attn_v.weight").T).reshape(n, kv_heads, head_dim)
         attended = _softmax_attention(q / np.sqrt(head_dim), k, v, mask)
         trace.setdefault("heads", {})[i] = attended.reshape(n, heads, head_dim)
@@ -130,14 +136,27 @@ def gemma3_logits(path, token_ids):
         cos, sin = _angles(n, head_dim, 10_000.0 if is_local else 1_000_000.0)
         mask = np.where(local if is_local else causal, 0.0, -np.inf)
         h = _rms(x, f(b + "attn_norm.weight"), eps)
-        q = _rms((h @ f(b + "attn_q.weight").T).reshape(n, heads, head_dim), f(b + "attn_q_norm.weight"), eps)
-        k = _rms((h @ f(b + "attn_k.weight").T).reshape(n, kv_heads, head_dim), f(b + "attn_k_norm.weight"), eps)
+        q = _rms(
+            (h @ f(b + "attn_q.weight").T).reshape(n, heads, head_dim),
+            f(b + "attn_q_norm.weight"),
+            eps,
+        )
+        k = _rms(
+            (h @ f(b + "attn_k.weight").T).reshape(n, kv_heads, head_dim),
+            f(b + "attn_k_norm.weight"),
+            eps,
+        )
         v = (h @ f(b + "attn_v.weight").T).reshape(n, kv_heads, head_dim)
         q, k = rotate_halves(q, cos, sin), rotate_halves(k, cos, sin)
-        out = _softmax_attention(q / np.sqrt(head_dim), k, v, mask) @ f(b + "attn_output.weight").T
+        out = (
+            _softmax_attention(q / np.sqrt(head_dim), k, v, mask)
+            @ f(b + "attn_output.weight").T
+        )
         x = x + _rms(out, f(b + "post_attention_norm.weight"), eps)
         h = _rms(x, f(b + "ffn_norm.weight"), eps)
-        mlp = (_gelu_tanh(h @ f(b + "ffn_gate.weight").T) * (h @ f(b + "ffn_up.weight").T)) @ f(b + "ffn_down.weight").T
+        mlp = (
+            _gelu_tanh(h @ f(b + "ffn_gate.weight").T) * (h @ f(b + "ffn_up.weight").T)
+        ) @ f(b + "ffn_down.weight").T
         x = x + _rms(mlp, f(b + "post_ffw_norm.weight"), eps)
     x = _rms(x, f("output_norm.weight"), eps)
     return x @ table.T

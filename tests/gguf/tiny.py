@@ -1,4 +1,4 @@
-"""Tiny GGUF checkpoints written with `gguf.GGUFWriter`, laid out as llama.cpp writes them."""
+"""Tiny GGUF checkpoints written with `gguf.GGUFWriter`, in llama.cpp's layout."""
 
 import gguf
 import numpy as np
@@ -9,7 +9,11 @@ SEQ = 8
 
 def _bytes_to_unicode():
     """GPT-2's byte → printable character map (byte-level BPE symbols)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -31,11 +35,16 @@ def bpe_vocabulary():
 
 
 def sentencepiece_vocabulary(specials=("<pad>", "<eos>", "<bos>", "<unk>")):
-    """Specials (Gemma's by default), byte pieces and a few scored pieces: `(tokens, scores, types)`."""
+    """Specials (Gemma's by default), byte pieces and a few scored pieces.
+
+    Returns `(tokens, scores, types)`.
+    """
     tokens = list(specials) + [f"<0x{b:02X}>" for b in range(256)]
     types = [3, 3, 3, 2] + [6] * 256
     scores = [0.0] * len(tokens)
-    for rank, piece in enumerate(["▁", "e", "t", "h", "▁t", "he", "▁the", "a", "▁a", "s", "n", "o", "r"]):
+    for rank, piece in enumerate(
+        ["▁", "e", "t", "h", "▁t", "he", "▁the", "a", "▁a", "s", "n", "o", "r"]
+    ):
         tokens.append(piece)
         types.append(1)
         scores.append(-float(rank))
@@ -53,14 +62,25 @@ def _tensor(writer, name, value, quant):
 def permute_rows(weight, num_heads):
     """llama.cpp's converter: each head's rows `(2, ℓ/2) → (ℓ/2, 2)`."""
     return (
-        weight.reshape(num_heads, 2, weight.shape[0] // num_heads // 2, *weight.shape[1:])
+        weight.reshape(
+            num_heads, 2, weight.shape[0] // num_heads // 2, *weight.shape[1:]
+        )
         .swapaxes(1, 2)
         .reshape(weight.shape)
     )
 
 
-def write_llama(path, quant=Q.Q8_0, tied=True, tokenizer="gpt2", seed=0, layers=2,
-                drop=(), extra=(), metadata=None):
+def write_llama(
+    path,
+    quant=Q.Q8_0,
+    tied=True,
+    tokenizer="gpt2",
+    seed=0,
+    layers=2,
+    drop=(),
+    extra=(),
+    metadata=None,
+):
     """A 2-block Llama (32 wide, 4 query / 2 key-value heads, MLP 64).
 
     `drop` leaves tensors out and `extra` adds unknown ones (for bad-input
@@ -76,13 +96,18 @@ def write_llama(path, quant=Q.Q8_0, tied=True, tokenizer="gpt2", seed=0, layers=
         writer.add_array("tokenizer.ggml.merges", merges)
     else:
         # Llama 2's specials: <unk>, <s>, </s>, and a padding piece.
-        tokens, scores, types = sentencepiece_vocabulary(("<pad>", "</s>", "<s>", "<unk>"))
+        tokens, scores, types = sentencepiece_vocabulary(
+            ("<pad>", "</s>", "<s>", "<unk>")
+        )
         writer.add_string("tokenizer.ggml.model", tokenizer)
         writer.add_array("tokenizer.ggml.scores", scores)
     meta = {
-        "llama.block_count": layers, "llama.embedding_length": d,
-        "llama.feed_forward_length": f_dim, "llama.attention.head_count": heads,
-        "llama.attention.head_count_kv": kv_heads, "llama.rope.freq_base": 500.0,
+        "llama.block_count": layers,
+        "llama.embedding_length": d,
+        "llama.feed_forward_length": f_dim,
+        "llama.attention.head_count": heads,
+        "llama.attention.head_count_kv": kv_heads,
+        "llama.rope.freq_base": 500.0,
         "llama.attention.layer_norm_rms_epsilon": 1e-5,
         "tokenizer.ggml.bos_token_id": 1 if tokenizer == "gpt2" else 2,
         "tokenizer.ggml.eos_token_id": 2 if tokenizer == "gpt2" else 1,
@@ -101,23 +126,31 @@ def write_llama(path, quant=Q.Q8_0, tied=True, tokenizer="gpt2", seed=0, layers=
     writer.add_array("tokenizer.ggml.tokens", tokens)
     writer.add_array("tokenizer.ggml.token_type", types)
     vocab = len(tokens)
-    weights = {"token_embd.weight": rng.normal(size=(vocab, d)),
-               "output_norm.weight": 1 + 0.5 * rng.normal(size=d)}
+    weights = {
+        "token_embd.weight": rng.normal(size=(vocab, d)),
+        "output_norm.weight": 1 + 0.5 * rng.normal(size=d),
+    }
     if not tied:
         weights["output.weight"] = rng.normal(size=(vocab, d)) * 0.2
     for i in range(layers):
         b = f"blk.{i}."
-        weights.update({
-            b + "attn_norm.weight": 1 + 0.3 * rng.normal(size=d),
-            b + "ffn_norm.weight": 1 + 0.3 * rng.normal(size=d),
-            b + "attn_q.weight": permute_rows(rng.normal(size=(heads * head_dim, d)) * 0.3, heads),
-            b + "attn_k.weight": permute_rows(rng.normal(size=(kv_heads * head_dim, d)) * 0.3, kv_heads),
-            b + "attn_v.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
-            b + "attn_output.weight": rng.normal(size=(d, heads * head_dim)) * 0.2,
-            b + "ffn_gate.weight": rng.normal(size=(f_dim, d)) * 0.2,
-            b + "ffn_up.weight": rng.normal(size=(f_dim, d)) * 0.2,
-            b + "ffn_down.weight": rng.normal(size=(d, f_dim)) * 0.2,
-        })
+        weights.update(
+            {
+                b + "attn_norm.weight": 1 + 0.3 * rng.normal(size=d),
+                b + "ffn_norm.weight": 1 + 0.3 * rng.normal(size=d),
+                b + "attn_q.weight": permute_rows(
+                    rng.normal(size=(heads * head_dim, d)) * 0.3, heads
+                ),
+                b + "attn_k.weight": permute_rows(
+                    rng.normal(size=(kv_heads * head_dim, d)) * 0.3, kv_heads
+                ),
+                b + "attn_v.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
+                b + "attn_output.weight": rng.normal(size=(d, heads * head_dim)) * 0.2,
+                b + "ffn_gate.weight": rng.normal(size=(f_dim, d)) * 0.2,
+                b + "ffn_up.weight": rng.normal(size=(f_dim, d)) * 0.2,
+                b + "ffn_down.weight": rng.normal(size=(d, f_dim)) * 0.2,
+            }
+        )
     for name in extra:
         weights[name] = rng.normal(size=(d,))
     for name, value in weights.items():
@@ -134,12 +167,18 @@ def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3):
     writer = gguf.GGUFWriter(path, "gemma3")
     tokens, scores, types = sentencepiece_vocabulary()
     for key, value in {
-        "gemma3.block_count": layers, "gemma3.embedding_length": d,
-        "gemma3.feed_forward_length": f_dim, "gemma3.attention.head_count": heads,
-        "gemma3.attention.head_count_kv": kv_heads, "gemma3.attention.key_length": head_dim,
-        "gemma3.attention.value_length": head_dim, "gemma3.attention.sliding_window": window,
-        "tokenizer.ggml.bos_token_id": 2, "tokenizer.ggml.eos_token_id": 1,
-        "tokenizer.ggml.unknown_token_id": 3, "tokenizer.ggml.padding_token_id": 0,
+        "gemma3.block_count": layers,
+        "gemma3.embedding_length": d,
+        "gemma3.feed_forward_length": f_dim,
+        "gemma3.attention.head_count": heads,
+        "gemma3.attention.head_count_kv": kv_heads,
+        "gemma3.attention.key_length": head_dim,
+        "gemma3.attention.value_length": head_dim,
+        "gemma3.attention.sliding_window": window,
+        "tokenizer.ggml.bos_token_id": 2,
+        "tokenizer.ggml.eos_token_id": 1,
+        "tokenizer.ggml.unknown_token_id": 3,
+        "tokenizer.ggml.padding_token_id": 0,
     }.items():
         writer.add_uint32(key, value)
     writer.add_float32("gemma3.rope.freq_base", 1_000_000.0)
@@ -151,22 +190,29 @@ def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3):
     writer.add_array("tokenizer.ggml.scores", scores)
     writer.add_array("tokenizer.ggml.token_type", types)
     norm = lambda n: 1 + 0.3 * rng.normal(size=n)  # noqa: E731 (the file stores 1 + scale)
-    weights = {"token_embd.weight": rng.normal(size=(len(tokens), d)) * 0.2,
-               "output_norm.weight": norm(d)}
+    weights = {
+        "token_embd.weight": rng.normal(size=(len(tokens), d)) * 0.2,
+        "output_norm.weight": norm(d),
+    }
     for i in range(layers):
         b = f"blk.{i}."
-        weights.update({
-            b + "attn_norm.weight": norm(d), b + "post_attention_norm.weight": norm(d),
-            b + "ffn_norm.weight": norm(d), b + "post_ffw_norm.weight": norm(d),
-            b + "attn_q_norm.weight": norm(head_dim), b + "attn_k_norm.weight": norm(head_dim),
-            b + "attn_q.weight": rng.normal(size=(heads * head_dim, d)) * 0.3,
-            b + "attn_k.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
-            b + "attn_v.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
-            b + "attn_output.weight": rng.normal(size=(d, heads * head_dim)) * 0.2,
-            b + "ffn_gate.weight": rng.normal(size=(f_dim, d)) * 0.2,
-            b + "ffn_up.weight": rng.normal(size=(f_dim, d)) * 0.2,
-            b + "ffn_down.weight": rng.normal(size=(d, f_dim)) * 0.2,
-        })
+        weights.update(
+            {
+                b + "attn_norm.weight": norm(d),
+                b + "post_attention_norm.weight": norm(d),
+                b + "ffn_norm.weight": norm(d),
+                b + "post_ffw_norm.weight": norm(d),
+                b + "attn_q_norm.weight": norm(head_dim),
+                b + "attn_k_norm.weight": norm(head_dim),
+                b + "attn_q.weight": rng.normal(size=(heads * head_dim, d)) * 0.3,
+                b + "attn_k.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
+                b + "attn_v.weight": rng.normal(size=(kv_heads * head_dim, d)) * 0.3,
+                b + "attn_output.weight": rng.normal(size=(d, heads * head_dim)) * 0.2,
+                b + "ffn_gate.weight": rng.normal(size=(f_dim, d)) * 0.2,
+                b + "ffn_up.weight": rng.normal(size=(f_dim, d)) * 0.2,
+                b + "ffn_down.weight": rng.normal(size=(d, f_dim)) * 0.2,
+            }
+        )
     for name, value in weights.items():
         _tensor(writer, name, value, quant)
     _finish(writer)
