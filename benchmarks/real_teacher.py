@@ -75,13 +75,16 @@ def parse_args(argv=None):
     p.add_argument("--num-heads", type=int, default=6)
     p.add_argument("--num-key-value-heads", type=int, default=2)
     p.add_argument("--intermediate-dim", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=200,
+                   help="training steps (0: only the loss at step 0)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--sequence-length", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-windows", type=int, default=48)
+    p.add_argument("--eval-batch", type=int, default=8,
+                   help="windows per evaluation call (lower for a large vocabulary)")
     p.add_argument("--calibration-windows", type=int, default=16)
     p.add_argument("--top-k", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -151,11 +154,12 @@ class Study:
         ids = windows[:, :-1].astype("int32")
         return {"token_ids": ids, "padding_mask": np.ones_like(ids)}
 
-    def evaluate(self, model, batch=8):
+    def evaluate(self, model, batch=None):
         """Mean held-out token cross-entropy (nats), float64 on the host."""
         import keras
 
         total = 0.0
+        batch = batch or self.args.eval_batch
         for i in range(0, len(self.test), batch):
             w = self.test[i : i + batch]
             z = keras.ops.convert_to_numpy(model(self.inputs(w))).astype(np.float64)
@@ -308,7 +312,7 @@ def main(argv=None):
             calibration=None if report is None else report.calibration,
             layer_map=None if report is None else report.layer_map,
         )
-        if variant.get("kd"):
+        if variant.get("kd") and args.steps:
             record["teacher_pass_seconds"] = study.offline()[1]
         print(
             f"{name}: step 0 held-out {record['losses']['0']:.3f} "
@@ -316,7 +320,8 @@ def main(argv=None):
             flush=True,
         )
         save()
-        train(study, variant, student, record, save)
+        if args.steps:
+            train(study, variant, student, record, save)
     save()
 
 

@@ -116,6 +116,12 @@ class GuideReport:
             f"explained variance={self.projection.explained_variance:.4f}, "
             f"student blocks <- teacher blocks {self.layer_map}",
         ]
+        if self.calibration is not None:
+            lines.append(
+                f"calibration: {self.calibration['tokens']} tokens, "
+                f"{self.calibration['seconds']:.1f} s; heads and neurons kept "
+                f"by {self.options.get('select', 'uniform')}"
+            )
         for i, row in enumerate(rows):
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
             if i == 0:

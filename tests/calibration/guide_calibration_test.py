@@ -86,6 +86,7 @@ def test_report_says_what_was_measured_and_chosen(teacher):
         and len(kept["neurons"]) == 12
     )
     assert report.as_dict()["selections"] == report.selections
+    assert "calibration: 64 tokens" in str(report)
     assert "kept random" not in report.counts()
 
 
