@@ -14,10 +14,21 @@ release moves it (`pyproject.toml` pins the tested range).
   not exported).
 - `scale_loss_for_distribution` (`keras.src.losses.loss`): what Keras'
   trainers expect a custom `compute_loss` to return under `tf.distribute`.
+- `restore_variables_on_error`: Keras 3.15's JAX trainer empties every
+  variable of the model (`KerasVariable._value = None`) when `fit`,
+  `evaluate` or `predict` starts and puts the values back after each
+  epoch; an error before the first step ends (a bad batch, Ctrl-C) leaves
+  the teacher and the student unreadable. This puts back what was there.
+- Global random state (`rng_state`): on PyTorch, Keras draws the masks of
+  a dropout layer built without a seed (as KerasHub's are) from torch's
+  global generator, not from the layer's seed state, so a resumed run
+  needs that generator's state too.
 - `call_nodes` reads a functional model's graph (`Functional._nodes_by_depth`,
   `Node.input_tensors` / `output_tensors`), which has no public accessor, to
   reach layers nested inside a KerasHub backbone.
 """
+
+import contextlib
 
 import keras
 
@@ -86,6 +97,75 @@ def scale_loss_for_distribution(loss):
     return _require(loss_module, "scale_loss_for_distribution")(loss)
 
 
+def _model_variables(model):
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.variables) + list(model.metrics_variables)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    return list({id(v): v for v in variables}.values())
+
+
+@contextlib.contextmanager
+def restore_variables_on_error(model):
+    """JAX: if the block raises, puts back the value of every variable of
+    `model` (and of its optimizer) that Keras' trainer left empty.
+
+    Values are kept by reference (JAX arrays are immutable, nothing is
+    copied). The optimizer is built first when it is not, so its variables
+    exist before the trainer empties them. A no-op on other backends.
+    """
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.built:
+        optimizer.build(model.trainable_variables)
+    saved = [(v, _require(v, "_value")) for v in _model_variables(model)]
+    try:
+        yield
+    except BaseException:
+        for variable, value in saved:
+            if variable._value is None and value is not None:
+                variable.assign(value)
+        raise
+
+
+def rng_state():
+    """The backend's global random state that dropout reads, JSON-able.
+
+    PyTorch: `{"torch": [base64 CPU state, *base64 CUDA states]}` (Keras'
+    unseeded dropout calls `torch.nn.functional.dropout`); `{}` on JAX and
+    TensorFlow, whose dropout reads only the layers' seed states.
+    """
+    if keras.backend.backend() != "torch":
+        return {}
+    import base64
+
+    import torch
+
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available():
+        states += list(torch.cuda.get_rng_state_all())
+    return {"torch": [base64.b64encode(s.cpu().numpy().tobytes()).decode()
+                      for s in states]}
+
+
+def set_rng_state(state):
+    """Restores what `rng_state` returned (a no-op for `{}`)."""
+    if not state or "torch" not in state:
+        return
+    import base64
+
+    import numpy as np
+    import torch
+
+    states = [torch.from_numpy(np.frombuffer(base64.b64decode(s), np.uint8).copy())
+              for s in state["torch"]]
+    torch.set_rng_state(states[0])
+    if len(states) > 1 and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states[1:])
+
+
 def is_functional(model):
     """Whether `model` is a functional model whose graph `call_nodes` can read."""
     return isinstance(model, keras.Model) and bool(
@@ -110,3 +190,9 @@ def call_nodes(model, operation):
         (_require(node, "input_tensors"), _require(node, "output_tensors"))
         for node in nodes
     ]
+
+
+def sublayers(layer):
+    """Every layer nested in `layer`, at any depth (Keras keeps no public
+    recursive listing; `Layer._flatten_layers` is the one it uses itself)."""
+    return _require(layer, "_flatten_layers")(include_self=False, recursive=True)

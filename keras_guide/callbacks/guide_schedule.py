@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_guide import _backend
 from keras_guide.regularizers import track_guide_state
+from keras_guide.regularizers.guide_regularizer import check_strength
 
 KINDS = ("constant", "linear", "cosine")
 
@@ -39,7 +40,9 @@ def scheduled_value(step, start, end, steps, kind="cosine"):
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={kind!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"`steps` must be a positive integer. Received: steps={steps!r}")
+        raise ValueError(
+            f"`steps` must be a positive integer. Received: steps={steps!r}"
+        )
     if kind == "constant":
         return float(start)
     ratio = min(max(step, 0) / steps, 1.0)
@@ -71,10 +74,16 @@ class GuideSchedule(keras.callbacks.Callback):
         kd_weight: schedule of a `Distiller`'s KD weight (`β_kd`).
         temperature: schedule of a `Distiller`'s temperature `τ` (`> 0`).
 
+    Every value a schedule can take must be finite, `≥ 0` for
+    `guide_strength` and `kd_weight` (a negative one pushes training away
+    from the teacher) and `> 0` for `temperature`: numbers and `(start,
+    end)` pairs (whose values all lie between the two) are checked here,
+    callables at each step, before the step runs.
+
     Raises:
-        ValueError: for an unknown `kind`, a malformed schedule, no schedule
-            at all, and (when training starts) a scheduled quantity the model
-            does not have.
+        ValueError: for an unknown `kind`, a malformed schedule, a value out
+            of range, no schedule at all, and (when training starts) a
+            scheduled quantity the model does not have.
 
     Example:
     >>> schedule = GuideSchedule(1000, guide_strength=(1e-2, 0.0))
@@ -84,7 +93,8 @@ class GuideSchedule(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, steps, kind="cosine", guide_strength=None, kd_weight=None, temperature=None
+        self, steps, kind="cosine", guide_strength=None, kd_weight=None,
+        temperature=None,
     ):
         super().__init__()
         scheduled_value(0, 0.0, 0.0, steps, kind)
@@ -107,13 +117,30 @@ class GuideSchedule(keras.callbacks.Callback):
         self._targets = {}
         self._last = {}
 
+    @staticmethod
+    def _check_value(name, value, where=""):
+        """`value` as a float, if `name` may take it; else a `ValueError`."""
+        if name == "temperature":
+            if isinstance(value, bool) or not isinstance(
+                    value, (int, float, np.integer, np.floating)) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"The temperature schedule must stay finite and > 0{where}. "
+                    f"Received: temperature={value!r}"
+                )
+            return float(value)
+        return check_strength(value, name + (f" (schedule{where})" if where else ""))
+
     def _as_function(self, name, spec):
         if callable(spec):
             return lambda step: float(keras.ops.convert_to_numpy(spec(step)))
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            return lambda step: float(spec)
+        if isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(
+                spec, bool):
+            value = self._check_value(name, spec)
+            return lambda step: value
         if isinstance(spec, (tuple, list)) and len(spec) == 2:
-            start, end = (float(v) for v in spec)
+            start, end = (self._check_value(name, v, " at its start and end")
+                          for v in spec)
             return lambda step: scheduled_value(step, start, end, self.steps, self.kind)
         raise ValueError(
             f"`{name}` must be None, a number, a (start, end) pair or a "
@@ -137,7 +164,8 @@ class GuideSchedule(keras.callbacks.Callback):
                         "or drop `guide_strength`. Received: guide_strength "
                         "schedule for a model without guide regularizers"
                     )
-                self._targets[name] = list({id(r.strength): r.strength for r in regularizers}.values())
+                strengths = {id(r.strength): r.strength for r in regularizers}
+                self._targets[name] = list(strengths.values())
             else:
                 variable = getattr(model, name, None)
                 if not isinstance(variable, keras.Variable):
@@ -152,14 +180,11 @@ class GuideSchedule(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._step is None:
-            self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            iterations = self.model.optimizer.iterations
+            self._step = int(keras.ops.convert_to_numpy(iterations))
         for name, schedule in self.schedules.items():
-            value = schedule(self._step)
-            if name == "temperature" and not value > 0:
-                raise ValueError(
-                    "The temperature schedule must stay positive. "
-                    f"Received: temperature={value} at step {self._step}"
-                )
+            value = self._check_value(name, schedule(self._step),
+                                      f" at step {self._step}")
             if self._last.get(name) != value:
                 for variable in self._targets[name]:
                     _backend.assign_during_fit(self.model, variable, value)

@@ -1,10 +1,13 @@
 """`Distiller`: masked knowledge distillation of a teacher into a student."""
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_guide import _backend
+from keras_guide.distillation import _data_checks
 from keras_guide.distillation import losses as kd
 from keras_guide.distillation import offline
 from keras_guide.distillation._features import feature_model
@@ -159,6 +162,86 @@ class Distiller(keras.Model):
         self.guide_loss_tracker = keras.metrics.Mean(name="guide_loss")
         if teacher.built and student.built:
             self.built = True
+
+    @property
+    def vocabulary_size(self):
+        """The logits' width `V` (token ids and labels lie in `[0, V)`), or None."""
+        for model in (self.student, self.teacher):
+            try:
+                width = model.outputs[0].shape[-1]
+            except (AttributeError, IndexError, TypeError, ValueError):
+                continue
+            if width is not None:
+                return int(width)
+        return None
+
+    def check_data(self, x, y=None, sample_weight=None):
+        """Checks a batch on the host: token ids and labels in `[0, V)`, the
+        offline teacher's logits finite, sample weights finite and ≥ 0.
+
+        `fit`, `evaluate`, `predict` and the `*_on_batch` methods call it
+        before any step runs (arrays whole, other data batch by batch as it
+        is drawn), so a bad input gets this error on every backend and
+        leaves the models untouched.
+
+        Raises:
+            ValueError: naming the input, its shape and the bad values.
+        """
+        _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
+            callbacks=None, validation_split=0.0, validation_data=None,
+            sample_weight=None, **kwargs):
+        check = _data_checks.Recorder(self.check_data)
+        x = _data_checks.checked(x, y, sample_weight, check)
+        if isinstance(validation_data, tuple):
+            self.check_data(*validation_data)
+        elif validation_data is not None:
+            validation_data = _data_checks.checked(validation_data, None, None, check)
+        with self._guarded(check):
+            return super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                callbacks=callbacks, validation_split=validation_split,
+                validation_data=validation_data, sample_weight=sample_weight,
+                **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
+                 sample_weight=None, **kwargs):
+        check = _data_checks.Recorder(self.check_data)
+        x = _data_checks.checked(x, y, sample_weight, check)
+        with self._guarded(check):
+            return super().evaluate(x, y, batch_size=batch_size, verbose=verbose,
+                                    sample_weight=sample_weight, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        check = _data_checks.Recorder(self.check_data)
+        x = _data_checks.checked(x, None, None, check)
+        with self._guarded(check):
+            return super().predict(x, batch_size=batch_size, verbose=verbose,
+                                   **kwargs)
+
+    @contextlib.contextmanager
+    def _guarded(self, check):
+        """Puts back what a failed JAX run emptied (`_backend`); a check that
+        failed inside TensorFlow's input pipeline is raised as itself."""
+        with _backend.restore_variables_on_error(self):
+            try:
+                yield
+            except Exception as error:
+                check.reraise(error)
+                raise
+
+    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        self.check_data(x, y, sample_weight)
+        return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        self.check_data(x, y, sample_weight)
+        return super().test_on_batch(x, y, sample_weight=sample_weight, **kwargs)
+
+    def predict_on_batch(self, x):
+        self.check_data(x)
+        return super().predict_on_batch(x)
 
     def _scalar(self, value, name):
         return self.add_weight(

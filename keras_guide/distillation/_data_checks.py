@@ -1,0 +1,205 @@
+"""Host-side checks of what a `Distiller` is given to train or evaluate on.
+
+Why on the host, before Keras sees the data: an id outside the vocabulary
+is not an error inside a compiled step (JAX clamps a gather, PyTorch's
+`take_along_axis` wraps a negative index, so a wrong class is scored or a
+NaN appears), and an error raised inside JAX's traced step leaves Keras
+3.15's JAX trainer with every variable emptied. So arrays are checked whole
+before `fit` starts, and other data (a `tf.data.Dataset`, a generator, a
+`PyDataset`, a `torch` `DataLoader`) batch by batch as it is drawn, on the
+host, before the batch reaches the step.
+
+One-time host code: NumPy only.
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+from keras_guide.distillation import offline
+
+
+def _numpy(value):
+    if isinstance(value, np.ndarray):
+        return value
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _check_ids(value, name, vocabulary_size, what="token ids"):
+    ids = _numpy(value)
+    if ids.size == 0:
+        return
+    if not np.issubdtype(ids.dtype, np.integer):
+        if np.issubdtype(ids.dtype, np.floating) and not np.all(np.isfinite(ids)):
+            raise ValueError(f"`{name}` holds NaN or Inf. Received: {name} of "
+                             f"shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.floating) or np.any(ids != np.round(ids)):
+            return
+    low, high = ids.min(), ids.max()
+    if low < 0 or (vocabulary_size is not None and high >= vocabulary_size):
+        bad = int(np.count_nonzero((ids < 0) | (ids >= (vocabulary_size or np.inf))))
+        raise ValueError(
+            f"`{name}` must hold {what} in [0, {vocabulary_size}) (the models' "
+            f"vocabulary), but {bad} of its {ids.size} values are outside it "
+            f"(min {low}, max {high}). Tokenize with the teacher's tokenizer. "
+            f"Received: {name} of shape {ids.shape}"
+        )
+
+
+def _check_weights(value):
+    weights = _numpy(value).astype(np.float64, copy=False)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        bad = int(np.count_nonzero(~np.isfinite(weights) | (weights < 0)))
+        raise ValueError(
+            "`sample_weight` must be finite and ≥ 0 (one weight per token, "
+            f"usually the padding mask), but {bad} of its {weights.size} values "
+            f"are NaN, Inf or negative. Received: sample_weight of shape "
+            f"{weights.shape}"
+        )
+
+
+def _token_ids(x):
+    if isinstance(x, dict):
+        return x.get("token_ids")
+    if isinstance(x, (list, tuple)) or x is None:
+        return None
+    return x
+
+
+def check_batch(x, y=None, sample_weight=None, vocabulary_size=None):
+    """Raises a `ValueError` naming the input when a batch cannot be trained on.
+
+    Checks: token ids (`x`, or `x["token_ids"]`) and integer labels (`y`,
+    or `y["labels"]` and the offline teacher's class ids) in
+    `[0, vocabulary_size)`; the offline teacher's logits finite; the sample
+    weights finite and non-negative.
+    """
+    ids = _token_ids(x)
+    if ids is not None:
+        _check_ids(ids, "token_ids" if isinstance(x, dict) else "x", vocabulary_size)
+    if isinstance(y, dict):
+        if y.get(offline.LABELS) is not None:
+            _check_ids(y[offline.LABELS], "y['labels']", vocabulary_size, "labels")
+        if offline.TOP_K_INDICES in y:
+            _check_ids(y[offline.TOP_K_INDICES], f"y[{offline.TOP_K_INDICES!r}]",
+                       vocabulary_size, "class ids")
+        if offline.TOP_K_LOGITS in y and not np.all(np.isfinite(
+                _numpy(y[offline.TOP_K_LOGITS]))):
+            raise ValueError(f"`y[{offline.TOP_K_LOGITS!r}]` holds NaN or Inf: "
+                             "recompute the offline teacher's top-k logits.")
+    elif y is not None and not isinstance(y, (list, tuple)):
+        labels = _numpy(y)
+        if np.issubdtype(labels.dtype, np.integer):
+            _check_ids(labels, "y", vocabulary_size, "labels")
+        elif np.issubdtype(labels.dtype, np.floating) and not np.all(
+                np.isfinite(labels)):
+            raise ValueError(f"`y` holds NaN or Inf. Received: y of shape "
+                             f"{labels.shape}")
+    if sample_weight is not None:
+        _check_weights(sample_weight)
+
+
+def _unpack(batch):
+    if isinstance(batch, tuple):
+        return tuple(batch) + (None,) * (3 - len(batch))
+    return batch, None, None
+
+
+def _is_array(value):
+    return value is None or isinstance(value, (np.ndarray, list, dict, tuple)) or (
+        keras.ops.is_tensor(value))
+
+
+class _CheckedPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` (or a sized re-iterable, read in order) checked batch by batch."""
+
+    def __init__(self, data, check):
+        super().__init__()
+        self._data, self._check = data, check
+        self._iterator = None
+
+    def __len__(self):
+        return len(self._data)
+
+    @property
+    def num_batches(self):
+        return len(self._data)
+
+    def __getitem__(self, index):
+        if isinstance(self._data, keras.utils.PyDataset):
+            batch = self._data[index]
+        else:
+            if index == 0 or self._iterator is None:
+                self._iterator = iter(self._data)
+            batch = next(self._iterator)
+        self._check(*_unpack(batch))
+        return batch
+
+    def on_epoch_end(self):
+        if isinstance(self._data, keras.utils.PyDataset):
+            self._data.on_epoch_end()
+
+
+def _checked_generator(data, check):
+    for batch in data:
+        check(*_unpack(batch))
+        yield batch
+
+
+def _checked_tf_dataset(dataset, check):
+    import tensorflow as tf
+
+    def host_check(*flat):
+        element = tf.nest.pack_sequence_as(structure, list(flat))
+        check(*_unpack(element))
+        return np.bool_(True)
+
+    def map_fn(*element):
+        element = element[0] if len(element) == 1 else element
+        flat = tf.nest.flatten(element)
+        ok = tf.numpy_function(host_check, flat, tf.bool, stateful=True)
+        with tf.control_dependencies([ok]):
+            return tf.nest.map_structure(tf.identity, element)
+
+    structure = dataset.element_spec
+    return dataset.map(map_fn)
+
+
+class Recorder:
+    """Wraps a check and keeps the error it raised: TensorFlow's input
+    pipeline re-raises an error from inside it as an `InvalidArgumentError`,
+    which `reraise` turns back into the check's own `ValueError`."""
+
+    def __init__(self, check):
+        self._check, self.error = check, None
+
+    def __call__(self, *args):
+        try:
+            self._check(*args)
+        except ValueError as error:
+            self.error = error
+            raise
+
+    def reraise(self, error):
+        if self.error is not None and self.error is not error:
+            raise self.error from None
+
+
+def checked(x, y, sample_weight, check):
+    """Checks array data now; returns `x` wrapped so every batch of other data
+    is checked when drawn (`check(x, y, sample_weight)` raises)."""
+    if _is_array(x) and _is_array(y) and _is_array(sample_weight):
+        if not isinstance(x, tuple):
+            check(x, y, sample_weight)
+        return x
+    if "tensorflow" in sys.modules and isinstance(
+            x, sys.modules["tensorflow"].data.Dataset):
+        return _checked_tf_dataset(x, check)
+    if isinstance(x, keras.utils.PyDataset) or (
+            hasattr(x, "__len__") and hasattr(x, "__iter__")
+            and not hasattr(x, "__next__")):
+        return _CheckedPyDataset(x, check)
+    if hasattr(x, "__next__") or hasattr(x, "__iter__"):
+        return _checked_generator(x, check)
+    return x
