@@ -17,6 +17,10 @@ Variants (pick with `--runs`):
   neurons and blocks that carry the most energy on the calibration text.
 - `kd`: random init (seed 0) + knowledge distillation from the teacher's
   stored top-k logits; `guide-calibrated-kd`: both.
+- `guide-activations`, `guide-channels`, `guide-importance-units`,
+  `guide-importance-map`: each data-aware option alone on top of the defaults;
+  `guide-calibrated-untied`: the activation basis with an untied student head
+  (the final gain folded exactly; `V · d_S` more parameters).
 
 Usage:
     KERAS_BACKEND=jax python benchmarks/real_teacher.py --out runs/real_teacher
@@ -42,6 +46,11 @@ VARIANTS = {
     "guide-calibrated": dict(init="guide", options=CALIBRATED),
     "kd": dict(init="random", seed=0, kd=True),
     "guide-calibrated-kd": dict(init="guide", options=CALIBRATED, kd=True),
+    # Each data-aware option alone, on top of the defaults.
+    "guide-activations": dict(init="guide", options=dict(projection="activations")),
+    "guide-channels": dict(init="guide", options=dict(projection="channels")),
+    "guide-importance-units": dict(init="guide", options=dict(select="importance")),
+    "guide-importance-map": dict(init="guide", options=dict(layer_map="importance")),
     "guide-calibrated-untied": dict(
         init="guide",
         tie=False,
