@@ -9,10 +9,17 @@
 
 The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
 command restarts itself on that backend).
+
+A mistake (a bad option, a missing file, a refused input, an `--out` that
+holds a previous run) is answered with one line on stderr saying what was
+wrong and what to do, and exit code 2; any other error with one line and
+exit code 1; an interruption with exit code 130. `--debug` shows the
+traceback instead.
 """
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -22,13 +29,56 @@ _BACKENDS = ("jax", "tensorflow", "torch")
 SIZE_NAMES = ("hidden_dim", "num_layers", "num_heads", "num_key_value_heads",
               "intermediate_dim", "head_dim")
 _GUIDE_OPTIONS = ("blocks", "layer_map", "projection", "center", "norm")
+# What `compare` and `demo` write into their `--out` (ablation.write_outputs).
+_ABLATION_OUTPUTS = ("results.json", "results.csv", "ablation.png",
+                     "best_student.keras")
+# Exit codes: a user's mistake (as argparse), any other error, an interruption.
+EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class UsageError(ValueError):
+    """A mistake on the command line, answered with its message alone."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Answers a parsing mistake with one line (argparse prints the usage too)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} "
+                              "--help)\n")
+
+
+def _number(kind, low, strict, upper=None):
+    """An argparse type: a finite `kind` ≥ `low` (> `low` if `strict`), ≤ `upper`."""
+    bound = f"> {low}" if strict else f"≥ {low}"
+    if upper is not None:
+        bound += f" and ≤ {upper}"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (
+                strict and value == low) or (upper is not None and value > upper):
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'} {bound}. "
+                f"Received: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_POSITIVE_INT = _number(int, 0, strict=True)
+_POSITIVE = _number(float, 0.0, strict=True)
 
 
 def _add_sizes(parser):
     group = parser.add_argument_group("student shape (the family's generic names)")
     for name in SIZE_NAMES:
-        group.add_argument("--" + name.replace("_", "-"), type=int, default=None,
-                           dest=name)
+        group.add_argument("--" + name.replace("_", "-"), type=_POSITIVE_INT,
+                           default=None, dest=name)
 
 
 def _sizes(args):
@@ -49,11 +99,20 @@ def _guide_options(args):
 
 
 def _add_budget(parser, steps, batch_size, learning_rate):
-    parser.add_argument("--steps", type=int, default=steps, help=f"default {steps}")
-    parser.add_argument("--batch-size", type=int, default=batch_size,
+    parser.add_argument("--steps", type=_POSITIVE_INT, default=steps,
+                        help=f"default {steps}")
+    parser.add_argument("--batch-size", type=_POSITIVE_INT, default=batch_size,
                         help=f"default {batch_size}")
-    parser.add_argument("--learning-rate", type=float, default=learning_rate,
+    parser.add_argument("--learning-rate", type=_POSITIVE, default=learning_rate,
                         help=f"peak AdamW learning rate, default {learning_rate}")
+
+
+def _add_common(parser):
+    """`--debug` (also accepted before the command) and `--overwrite`."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what a previous run wrote to --out")
 
 
 def _add_text(parser):
@@ -65,7 +124,8 @@ def _add_text(parser):
     parser.add_argument("--tokenizer", default="auto",
                         help="'auto' (the teacher's), 'demo', or a folder with "
                              "vocabulary.json and merges.txt")
-    parser.add_argument("--sequence-length", type=int, default=None)
+    parser.add_argument("--sequence-length", type=_number(int, 2, strict=False),
+                        default=None)
 
 
 def _add_demo(commands):
@@ -75,12 +135,13 @@ def _add_demo(commands):
                       help="tiny budget for CI (about a minute; numbers not "
                            "meaningful)")
     demo.add_argument("--out", default="keras_guide_demo", help="output folder")
-    demo.add_argument("--steps", type=int, default=None)
-    demo.add_argument("--batch-size", type=int, default=None)
-    demo.add_argument("--learning-rate", type=float, default=None)
+    demo.add_argument("--steps", type=_POSITIVE_INT, default=None)
+    demo.add_argument("--batch-size", type=_POSITIVE_INT, default=None)
+    demo.add_argument("--learning-rate", type=_POSITIVE, default=None)
     demo.add_argument("--train-teacher", action="store_true",
                       help="retrain the teacher first (about 30-40 min on 2 CPU "
                            "cores)")
+    _add_common(demo)
 
 
 def _add_init(commands):
@@ -89,8 +150,9 @@ def _add_init(commands):
     init.add_argument("teacher",
                       help="'demo', a .keras file or a KerasHub preset folder")
     init.add_argument("--out", required=True, help="student .keras file to write")
-    init.add_argument("--seed", type=int, default=0,
+    init.add_argument("--seed", type=_number(int, 0, strict=False), default=0,
                       help="seed of the weights GUIDE leaves random")
+    _add_common(init)
     _add_sizes(init)
     _add_guide_options(init)
 
@@ -103,19 +165,25 @@ def _add_distill(commands):
     distill.add_argument("--out", required=True, help="output folder")
     _add_text(distill)
     _add_budget(distill, 1000, 16, 1e-3)
-    distill.add_argument("--student-loss-weight", type=float, default=None,
+    distill.add_argument("--student-loss-weight", default=None,
+                         type=_number(float, 0.0, strict=False, upper=1.0),
                          help="α: loss = α·CE + (1 − α)·τ²·KL (Distiller default 0.5)")
-    distill.add_argument("--temperature", type=float, default=None,
+    distill.add_argument("--temperature", type=_POSITIVE, default=None,
                          help="τ of the KD term (Distiller default 2.0)")
-    distill.add_argument("--checkpoint-every", type=int, default=200)
+    distill.add_argument("--checkpoint-every", type=_POSITIVE_INT, default=200)
+    distill.add_argument("--seed", type=_number(int, 0, strict=False), default=0,
+                         help="fixes the data order and the dropout masks")
     distill.add_argument("--data-parallel", action="store_true",
                          help="replicate the models over all devices, split batches "
                               "(JAX; TF: MirroredStrategy)")
-    distill.add_argument("--model-parallel", type=int, default=None, metavar="N",
+    distill.add_argument("--model-parallel", type=_POSITIVE_INT, default=None,
+                         metavar="N",
                          help="also shard weights over N devices (JAX "
                               "keras.distribution)")
     distill.add_argument("--resume", action="store_true",
-                         help="continue from OUT/checkpoint")
+                         help="continue the run in OUT from its newest complete "
+                              "checkpoint (the settings must be the same)")
+    _add_common(distill)
 
 
 def _add_compare(commands):
@@ -126,19 +194,23 @@ def _add_compare(commands):
     _add_text(compare)
     _add_sizes(compare)
     _add_budget(compare, 300, 16, 2e-3)
-    compare.add_argument("--eval-windows", type=int, default=None,
+    compare.add_argument("--eval-windows", type=_POSITIVE_INT, default=None,
                          help="evaluate on this many held-out windows (default: all)")
+    _add_common(compare)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-guide",
         description="GUIDE: initialize a small transformer from a larger teacher "
                     "(arXiv 2510.06502) with Keras 3.",
     )
     parser.add_argument("--backend", choices=_BACKENDS, default=None,
                         help="Keras backend (default: $KERAS_BACKEND)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=_Parser)
     for add in (_add_demo, _add_init, _add_distill, _add_compare):
         add(commands)
     return parser
@@ -166,7 +238,14 @@ def load_model(path):
                 "A model file must be a `.keras` archive (model.save(...)). "
                 f"Received: {path!r}"
             )
-        return keras.saving.load_model(path)
+        try:
+            return keras.saving.load_model(path)
+        except Exception as error:  # noqa: BLE001 (any reason: say which file)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(
+                f"Cannot load {path} as a Keras model ({type(error).__name__}: "
+                f"{reason}). Pass a `.keras` file written by `model.save(...)`."
+            ) from error
     if not os.path.exists(os.path.join(path, "config.json")):
         raise ValueError(
             f"{path!r} is a folder without config.json: not a KerasHub preset. Pass "
@@ -246,9 +325,62 @@ def _set_backend(backend, argv):
     os.execve(sys.executable, [sys.executable, "-m", "keras_guide", *sys.argv[1:]], env)
 
 
+def _real(path):
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_not_input(out, written, inputs):
+    """Refuses an `--out` that is an input, or would write over one.
+
+    Args:
+        out: the `--out` argument.
+        written: the paths the command writes.
+        inputs: `{option: path}` of the models the command reads.
+    """
+    targets = [_real(p) for p in written]
+    for option, path in inputs.items():
+        if path == "demo" or not os.path.exists(path):
+            continue
+        source = _real(path)
+        if any(_inside(source, t) for t in targets) or any(
+                _inside(t, source) for t in targets + [_real(out)]):
+            raise UsageError(
+                f"--out {out} would write over or into the input {option} {path}. "
+                "Pass another --out (--overwrite never replaces an input)."
+            )
+
+
+def _check_outputs(out, written, inputs, overwrite):
+    """`_check_not_input`, then refuses a previous run's outputs unless
+    `--overwrite`, then checks that the output folder is writable."""
+    from keras_guide.workflows.distill import check_writable
+
+    _check_not_input(out, written, inputs)
+    existing = [p for p in written if os.path.exists(p)]
+    if existing and not overwrite:
+        raise UsageError(
+            f"--out {out} holds the output of a previous run "
+            f"({', '.join(existing)}); pass --overwrite to replace it, or "
+            "another --out."
+        )
+    check_writable(out if written != [out] else os.path.dirname(_real(out)))
+
+
+def _folder_outputs(out, names):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file; pass a folder (created if missing).")
+    return [os.path.join(out, name) for name in names]
+
+
 def _demo(args):
     from keras_guide.demo.demo import run_demo
 
+    _check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS), {},
+                   args.overwrite)
     run_demo(args.out, quick=args.quick, num_steps=args.steps,
              batch_size=args.batch_size, learning_rate=args.learning_rate,
              train_teacher=args.train_teacher)
@@ -259,7 +391,12 @@ def _init(args):
 
     sizes = _sizes(args)
     if not sizes:
-        raise SystemExit("init: give at least one student size, e.g. --hidden-dim 128.")
+        raise UsageError("init: give at least one student size, e.g. --hidden-dim "
+                         "128.")
+    if os.path.isdir(args.out) or not args.out.endswith(".keras"):
+        raise UsageError(f"init: --out must be a .keras file to write. Received: "
+                         f"--out {args.out}")
+    _check_outputs(args.out, [args.out], {"TEACHER": args.teacher}, args.overwrite)
     report = init_student(load_model(args.teacher), args.out, sizes,
                           _guide_options(args), seed=args.seed)
     print(report)
@@ -289,24 +426,29 @@ def _distribution_scope(args):
 
 
 def _distill(args):
-    from keras_guide.workflows import checkpoint
-    from keras_guide.workflows.distill import distill
+    import keras
+
+    from keras_guide.workflows import distill as distill_lib
 
     kd = {k: v for k, v in (("student_loss_weight", args.student_loss_weight),
                             ("temperature", args.temperature)) if v is not None}
+    _check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS),
+                     {"--teacher": args.teacher, "--student": args.student})
+    distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
+    distribution = ("model", args.model_parallel) if args.model_parallel else (
+        ("data", None) if args.data_parallel else (None, None))
+    # The seed first: the models' dropout seeds are drawn as they load.
+    keras.utils.set_random_seed(args.seed)
     with _distribution_scope(args):
         teacher = load_model(args.teacher)
-        start_step, student = 0, None
-        if args.resume:
-            directory = checkpoint.checkpoint_dir(args.out)
-            start_step, student = checkpoint.restore(directory, args.steps)
-        if student is None:
-            student = load_model(args.student)
-        result = distill(
+        student = load_model(args.student)
+        result = distill_lib.distill(
             teacher, student, _windows(args, teacher, student), args.out,
             num_steps=args.steps, batch_size=args.batch_size,
             learning_rate=args.learning_rate, kd_options=kd,
-            checkpoint_every=args.checkpoint_every, start_step=start_step,
+            checkpoint_every=args.checkpoint_every, seed=args.seed,
+            resume=args.resume, overwrite=args.overwrite,
+            settings_extra={"distribution": list(distribution)},
         )
     print(f"held-out loss {result['held_out_loss']:.4f} (teacher "
           f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras")
@@ -318,7 +460,9 @@ def _compare(args):
 
     sizes = _sizes(args)
     if not sizes:
-        raise SystemExit("compare: give the student's shape, e.g. --hidden-dim 128.")
+        raise UsageError("compare: give the student's shape, e.g. --hidden-dim 128.")
+    _check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS),
+                   {"--teacher": args.teacher}, args.overwrite)
     settings = ablation.Settings(
         num_steps=args.steps, batch_size=args.batch_size,
         peak_learning_rate=args.learning_rate,
@@ -333,11 +477,40 @@ def _compare(args):
 _COMMANDS = {"demo": _demo, "init": _init, "distill": _distill, "compare": _compare}
 
 
+# Errors a user can fix from the message alone (bad input, missing or
+# unwritable files, a missing optional package, a diverged run).
+_USER_ERRORS = (ValueError, OSError, ImportError, NotImplementedError,
+                FloatingPointError)
+
+
 def main(argv=None):
-    """Entry point of the `keras-guide` console script."""
+    """Entry point of the `keras-guide` console script.
+
+    Returns:
+        The exit code: 0, `EXIT_USAGE` for a mistake the message explains,
+        `EXIT_ERROR` for any other error, `EXIT_INTERRUPTED` on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     _set_backend(args.backend, argv)
-    _COMMANDS[args.command](args)
+    try:
+        _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        hint = " --resume continues from the last checkpoint." if (
+            args.command == "distill") else ""
+        print(f"keras-guide {args.command}: interrupted.{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 (every error: one line, or --debug)
+        if args.debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        if isinstance(error, _USER_ERRORS):
+            print(f"keras-guide {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"keras-guide {args.command}: unexpected {type(error).__name__}: "
+              f"{message} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

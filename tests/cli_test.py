@@ -38,9 +38,9 @@ def _finite(path, *keys):
 
 def test_init_writes_a_guided_student_that_loads(workspace, capsys):
     out = workspace / "student.keras"
-    cli.main(["init", str(workspace / "teacher.keras"), "--out", str(out),
-              "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
-              "--intermediate-dim", "32", "--blocks", "all"])
+    assert cli.main(["init", str(workspace / "teacher.keras"), "--out", str(out),
+                     "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
+                     "--intermediate-dim", "32", "--blocks", "all"]) == 0
     assert "Wrote" in capsys.readouterr().out
     student = keras.saving.load_model(out)
     assert student.backbone.hidden_dim == 16 and student.backbone.num_layers == 1
@@ -48,16 +48,17 @@ def test_init_writes_a_guided_student_that_loads(workspace, capsys):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(student(x))))
 
 
-def test_init_refuses_without_a_size(workspace):
-    with pytest.raises(SystemExit, match="hidden-dim"):
-        cli.main(["init", str(workspace / "teacher.keras"), "--out", "x.keras"])
+def test_init_refuses_without_a_size(workspace, capsys):
+    assert cli.main(["init", str(workspace / "teacher.keras"), "--out",
+                     "x.keras"]) == 2
+    assert "--hidden-dim" in capsys.readouterr().err
 
 
-def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
+def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch, capsys):
     student = workspace / "student_d.keras"
-    cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
-              "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
-              "--intermediate-dim", "32"])
+    assert cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
+                     "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
+                     "--intermediate-dim", "32"]) == 0
 
     def command(out):
         return ["distill", "--teacher", str(workspace / "teacher.keras"),
@@ -66,7 +67,7 @@ def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
                 "--sequence-length", "16", "--checkpoint-every", "2", "--steps", "6"]
 
     straight = workspace / "straight"
-    cli.main(command(straight))
+    assert cli.main(command(straight)) == 0
     first = _finite(straight / "distill.json", "held_out_loss", "teacher_loss")
     assert first["start_step"] == 0 and (straight / "student.keras").exists()
 
@@ -80,14 +81,14 @@ def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
         return batch(self, step)
 
     monkeypatch.setattr(text.Batches, "batch", crash_at_4)
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(command(interrupted))
+    assert cli.main(command(interrupted)) == 130  # Ctrl-C: one line, no traceback
     monkeypatch.setattr(text.Batches, "batch", batch)
-    state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
-    assert state == {"step": 4, "num_steps": 6}
-    with pytest.raises(ValueError, match="same `num_steps`"):
-        cli.main(command(interrupted)[:-1] + ["8", "--resume"])
-    cli.main(command(interrupted) + ["--resume"])
+    state = json.loads(
+        (interrupted / "checkpoint" / "step-00000004" / "state.json").read_text())
+    assert (state["step"], state["num_steps"]) == (4, 6)
+    assert cli.main(command(interrupted)[:-1] + ["8", "--resume"]) == 2
+    assert "num_steps: 6 -> 8" in capsys.readouterr().err
+    assert cli.main(command(interrupted) + ["--resume"]) == 0
     resumed = _finite(interrupted / "distill.json", "held_out_loss")
     assert resumed["start_step"] == 4
     # Weights, optimizer state and data position are restored: the result
@@ -98,7 +99,7 @@ def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch):
 
 def test_compare_runs_the_ablation_on_user_text(workspace):
     out = workspace / "compare"
-    cli.main(["compare", "--teacher", str(workspace / "teacher.keras"),
+    assert 0 == cli.main(["compare", "--teacher", str(workspace / "teacher.keras"),
               "--text", str(workspace / "texts"), "--tokenizer", "demo",
               "--out", str(out), "--hidden-dim", "16", "--num-layers", "1",
               "--num-heads", "1", "--intermediate-dim", "32", "--steps", "3",
@@ -113,7 +114,7 @@ def test_compare_runs_the_ablation_on_user_text(workspace):
 @pytest.mark.slow
 @pytest.mark.skipif(not models.has_teacher(), reason="the demo teacher is not shipped")
 def test_demo_quick_end_to_end(tmp_path, capsys):
-    cli.main(["demo", "--quick", "--out", str(tmp_path)])
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert "gap closed" in capsys.readouterr().out
     record = _finite(tmp_path / "results.json", "teacher_loss")
     assert [r["variant"] for r in record["rows"]][:2] == [

@@ -1,29 +1,170 @@
 """Every file a workflow writes to resume a run or to ship weights.
 
+Every file goes through `write_atomic`: written under a temporary name in
+its folder, flushed to disk (`fsync`), then renamed over its final name
+(`os.replace`, atomic on POSIX and Windows), so a reader sees the old file
+or the new one, never a torn one.
+
 One `.npz` format for variables: one array per variable, keyed
 `"{index:05d}:{path}"` in the order given (older files keyed `"{index}"` or
 `"{index:03d}:{path}"` load too); loading checks the count, each shape and,
 where asked, each path.
 
-A distillation checkpoint is a folder holding `student.keras` (the student,
-saved by Keras), `optimizer.npz` (the optimizer's variables) and
-`state.json` (`{"step": k, "num_steps": n}`, the step it was taken after and
-the length of the run, on which the learning-rate schedule depends).
+A distillation checkpoint folder holds one set per saved step,
+`step-{k:08d}/`, with `student.keras` (the student, saved by Keras),
+`optimizer.npz` (the optimizer's variables), `state.json` (the step, the run
+length, the student's dropout seed states, which `.keras` files do not
+keep, and the backend's global random state: PyTorch draws unseeded
+dropout masks from it) and, written last, `manifest.json`: the step, the run's settings and
+the SHA-256 of each file. A set counts only when its manifest exists and
+every hash matches, so a run killed at any point of a save leaves the
+previous complete set to resume from; `latest` picks the newest complete
+set and `restore` refuses one whose settings differ from the run's, listing
+each difference. Older sets are removed once a newer one is complete (the
+newest `keep` stay).
 """
 
+import dataclasses
+import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
+
+from keras_guide import _backend
 
 STUDENT_FILE = "student.keras"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+SET_PREFIX = "step-"
+_TMP_PREFIX = ".tmp-"
+# The stages of a save, in order; `_stage` is called after each (a crash
+# test kills the process there). "X:tmp" means X is written under its
+# temporary name but not yet renamed.
+STAGES = (
+    "begin",
+    "student.keras:tmp", "student.keras",
+    "optimizer.npz:tmp", "optimizer.npz",
+    "state.json:tmp", "state.json",
+    "manifest.json:tmp", "manifest.json",
+    "pruned",
+)
+
+
+class ResumeError(ValueError):
+    """A run cannot resume: no checkpoint, a finished run, or other settings."""
+
+
+def _stage(name, step):
+    """Called after each stage of a save; does nothing (a test hook)."""
 
 
 def checkpoint_dir(out_dir):
     """The checkpoint folder of a run writing to `out_dir`."""
     return os.path.join(out_dir, "checkpoint")
+
+
+def _fsync_dir(directory):
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, write, stage=None, step=None):
+    """Writes the file `path` by `write(tmp_path)`, then renames it into place.
+
+    The temporary name is in the same folder and ends like `path` (Keras
+    and NumPy choose the format by extension); it is fsynced before the
+    rename and the folder after, so `path` is either the old or the new
+    file, also after a crash.
+
+    Args:
+        path: the final file.
+        write: a callable writing the complete file at the path it is given.
+        stage: when given, `_stage(f"{stage}:tmp")` is called before the
+            rename and `_stage(stage)` after it.
+        step: passed to `_stage`.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    name = f"{_TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}"
+    tmp = os.path.join(directory, name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if stage is not None:
+            _stage(f"{stage}:tmp", step)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _fsync_dir(directory)
+    if stage is not None:
+        _stage(stage, step)
+
+
+def write_json(path, record, stage=None, step=None):
+    """`write_atomic` for a JSON record."""
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+
+    write_atomic(path, write, stage, step)
+
+
+def remove_temporaries(folder):
+    """Removes the temporary files a killed `write_atomic` left in `folder`."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(_TMP_PREFIX):
+                os.remove(os.path.join(folder, name))
+
+
+def file_digest(path):
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_digest(*arrays):
+    """The SHA-256 of arrays' dtypes, shapes and bytes, as hex."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_digest(model):
+    """A model's identity by content: class, backbone config and weights.
+
+    The SHA-256 of the model's class name, its KerasHub backbone's config
+    (without `name`), and every weight's dtype, shape and values in order;
+    names and paths are left out (Keras numbers them per process), so the
+    same model loaded twice, or saved in another format, digests alike.
+    """
+    import keras
+
+    digest = hashlib.sha256(type(model).__name__.encode())
+    backbone = getattr(model, "backbone", None) or model
+    if hasattr(backbone, "vocabulary_size"):
+        config = {k: v for k, v in backbone.get_config().items()
+                  if k not in ("name", "trainable")}
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        digest.update(array_digest(keras.ops.convert_to_numpy(weight)).encode())
+    return digest.hexdigest()
 
 
 def save_variables(variables, path, dtype=None, compressed=False):
@@ -32,10 +173,15 @@ def save_variables(variables, path, dtype=None, compressed=False):
     Args:
         variables: the variables, e.g. `model.weights` or
             `optimizer.variables`.
-        path: the `.npz` file.
+        path: the `.npz` file (written atomically).
         dtype: cast every array to it (e.g. `float16` to ship weights).
         compressed: write a compressed archive.
     """
+    _write_variables(variables, path, dtype, compressed)
+
+
+def _write_variables(variables, path, dtype=None, compressed=False, stage=None,
+                     step=None):
     import keras
 
     arrays = {}
@@ -43,7 +189,8 @@ def save_variables(variables, path, dtype=None, compressed=False):
         value = keras.ops.convert_to_numpy(variable)
         arrays[f"{i:05d}:{variable.path}"] = value if dtype is None else (
             value.astype(dtype))
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    save = np.savez_compressed if compressed else np.savez
+    write_atomic(path, lambda tmp: save(tmp, **arrays), stage, step)
 
 
 def load_variables(variables, path, check_paths=True):
@@ -78,41 +225,203 @@ def load_variables(variables, path, check_paths=True):
             variable.assign(value.astype(variable.dtype))
 
 
-def save(directory, student, optimizer, step, num_steps):
-    """Writes a distillation checkpoint taken after `step` of `num_steps`."""
-    os.makedirs(directory, exist_ok=True)
-    student.save(os.path.join(directory, STUDENT_FILE))
-    save_variables(optimizer.variables, os.path.join(directory, OPTIMIZER_FILE))
-    with open(os.path.join(directory, STATE_FILE), "w") as f:
-        json.dump({"step": int(step), "num_steps": int(num_steps)}, f)
+def seed_states(model):
+    """The model's dropout seed-generator state variables, in layer order.
 
-
-def restore(directory, num_steps):
-    """Returns `(step, student)` from the checkpoint in `directory`, or
-    `(0, None)` when there is none.
-
-    Raises:
-        ValueError: if the checkpoint belongs to a run of another length.
+    A `.keras` file does not save them (a loaded model draws new seeds), so
+    a checkpoint keeps them for a resumed run's dropout masks to continue
+    the interrupted run's.
     """
-    state_path = os.path.join(directory, STATE_FILE)
-    if not os.path.exists(state_path):
-        return 0, None
+    return [v for v in model.non_trainable_variables
+            if v.name == "seed_generator_state"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint set.
+
+    Attributes:
+        path: the set's folder.
+        step: the step it was taken after.
+        num_steps: the length of its run.
+        settings: the run's settings (`distill.run_settings`).
+        skipped: `(set folder, reason)` for each newer set that was not
+            complete (a save that was interrupted).
+    """
+
+    path: str
+    step: int
+    num_steps: int
+    settings: dict
+    skipped: tuple = ()
+
+    def describe(self):
+        """One line saying which set this is, and which newer ones were torn."""
+        line = f"step {self.step} of {self.num_steps} ({self.path})"
+        if self.skipped:
+            torn = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in self.skipped)
+            line += f"; skipped incomplete newer sets: {torn}"
+        return line
+
+
+def _set_path(directory, step):
+    return os.path.join(directory, f"{SET_PREFIX}{int(step):08d}")
+
+
+def _sets(directory):
+    """The set folders in `directory`, newest first."""
+    if not os.path.isdir(directory):
+        return []
+    names = [n for n in os.listdir(directory)
+             if n.startswith(SET_PREFIX) and n[len(SET_PREFIX):].isdigit()]
+    return [os.path.join(directory, n) for n in sorted(names, reverse=True)]
+
+
+def _check_set(path):
+    """The manifest of a complete set, or raises `ValueError` saying what is wrong."""
+    manifest_path = os.path.join(path, MANIFEST_FILE)
+    if not os.path.exists(manifest_path):
+        raise ValueError("no manifest (the save did not finish)")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"unreadable manifest ({error})") from None
+    for name, expected in files.items():
+        file = os.path.join(path, name)
+        if not os.path.exists(file):
+            raise ValueError(f"{name} is missing")
+        if file_digest(file) != expected:
+            raise ValueError(f"{name} does not match its hash")
+    return manifest
+
+
+def latest(directory):
+    """The newest complete set in `directory` as a `Checkpoint`, or `None`."""
+    skipped = []
+    for path in _sets(directory):
+        try:
+            manifest = _check_set(path)
+        except ValueError as reason:
+            skipped.append((path, str(reason)))
+            continue
+        return Checkpoint(path, int(manifest["step"]), int(manifest["num_steps"]),
+                          manifest.get("settings") or {}, tuple(skipped))
+    return None
+
+
+def settings_differences(stored, current):
+    """`"name: stored -> current"` for each setting that differs."""
+    names = sorted(set(stored) | set(current))
+    missing = "(not set)"
+    return [
+        f"{name}: {stored.get(name, missing)!r} -> {current.get(name, missing)!r}"
+        for name in names if stored.get(name, missing) != current.get(name, missing)
+    ]
+
+
+def save(directory, student, optimizer, step, num_steps, settings=None, keep=2):
+    """Writes a complete checkpoint set taken after `step` of `num_steps`.
+
+    The files first, each atomically, the manifest (with their hashes and
+    `settings`) last; then sets older than the newest `keep` are removed.
+
+    Returns:
+        The set's folder.
+    """
+    path = _set_path(directory, step)
+    os.makedirs(path, exist_ok=True)
+    _fsync_dir(directory)
+    remove_temporaries(path)
+    manifest_path = os.path.join(path, MANIFEST_FILE)
+    if os.path.exists(manifest_path):
+        # A set of this step from an earlier try: it stops counting before
+        # any of its files changes.
+        os.remove(manifest_path)
+        _fsync_dir(path)
+    _stage("begin", step)
+    write_atomic(os.path.join(path, STUDENT_FILE), student.save, STUDENT_FILE, step)
+    _write_variables(optimizer.variables, os.path.join(path, OPTIMIZER_FILE),
+                     stage=OPTIMIZER_FILE, step=step)
     import keras
 
-    with open(state_path) as f:
+    seeds = [keras.ops.convert_to_numpy(v).astype(np.int64).tolist()
+             for v in seed_states(student)]
+    state = {"step": int(step), "num_steps": int(num_steps), "seed_states": seeds,
+             "global_rng": _backend.rng_state()}
+    write_json(os.path.join(path, STATE_FILE), state, STATE_FILE, step)
+    files = {name: file_digest(os.path.join(path, name))
+             for name in (STUDENT_FILE, OPTIMIZER_FILE, STATE_FILE)}
+    manifest = {"step": int(step), "num_steps": int(num_steps),
+                "settings": settings or {}, "files": files}
+    write_json(manifest_path, manifest, MANIFEST_FILE, step)
+    _prune(directory, path, keep)
+    _stage("pruned", step)
+    return path
+
+
+def _prune(directory, newest, keep):
+    """Removes the sets older than the `keep` newest complete ones, and any
+    set older than `newest` that never completed."""
+    complete = 0
+    for path in _sets(directory):
+        if path > newest:
+            continue
+        if complete < keep and os.path.exists(os.path.join(path, MANIFEST_FILE)):
+            complete += 1
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def restore(directory, student, settings=None):
+    """Loads the newest complete set into `student`; returns its `Checkpoint`,
+    or `None` when there is none.
+
+    The student's weights and dropout seed states are set from the set.
+
+    Args:
+        directory: the checkpoint folder.
+        student: the run's student (built like the checkpoint's).
+        settings: the resuming run's settings; `None` skips the comparison.
+
+    Raises:
+        ResumeError: if the set's settings differ from `settings`, listing
+            every difference; nothing is loaded then.
+    """
+    found = latest(directory)
+    if found is None:
+        return None
+    if settings is not None:
+        differences = settings_differences(found.settings, settings)
+        if differences:
+            raise ResumeError(
+                f"The checkpoint at {found.path} belongs to a run with other "
+                f"settings: {'; '.join(differences)}. Resume with the same "
+                "inputs and options, or start a new run (another --out, or "
+                f"--overwrite). Received: {len(differences)} differences"
+            )
+    with open(os.path.join(found.path, STATE_FILE)) as f:
         state = json.load(f)
-    if int(state["num_steps"]) != int(num_steps):
-        raise ValueError(
-            f"The checkpoint in {directory} belongs to a run of "
-            f"{state['num_steps']} steps (its learning-rate schedule depends on "
-            f"it); resume with the same `num_steps`. Received: num_steps={num_steps}"
+    stored = state.get("seed_states", [])
+    variables = seed_states(student)
+    if len(stored) != len(variables):
+        raise ResumeError(
+            f"The checkpoint at {found.path} holds {len(stored)} dropout seed "
+            f"states but the student has {len(variables)}: it was written for "
+            "another student. Start a new run (--overwrite)."
         )
-    student = keras.saving.load_model(os.path.join(directory, STUDENT_FILE))
-    return int(state["step"]), student
+    student.load_weights(os.path.join(found.path, STUDENT_FILE))
+    for variable, value in zip(variables, stored):
+        variable.assign(np.asarray(value).astype(variable.dtype))
+    _backend.set_rng_state(state.get("global_rng"))
+    return found
 
 
-def restore_optimizer(directory, optimizer, variables):
-    """Builds `optimizer` for `variables` and loads its saved state."""
+def restore_optimizer(found, optimizer, variables):
+    """Builds `optimizer` for `variables` and loads the state saved in `found`
+    (a `Checkpoint`, or a set's folder)."""
+    path = found.path if isinstance(found, Checkpoint) else found
     optimizer.build(variables)
-    load_variables(optimizer.variables, os.path.join(directory, OPTIMIZER_FILE),
+    load_variables(optimizer.variables, os.path.join(path, OPTIMIZER_FILE),
                    check_paths=False)

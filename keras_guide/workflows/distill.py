@@ -1,7 +1,28 @@
-"""`keras-guide distill`: a student trained with the `Distiller` on text."""
+"""`keras-guide distill`: a student trained with the `Distiller` on text.
 
-import json
+A run writes `out_dir/checkpoint/` while it trains, then `student.keras`
+and, last, `distill.json` (which marks the run finished), each file
+atomically (`checkpoint.write_atomic`).
+
+What a resumed run reproduces: its settings (the teacher and the initial
+student by content hash, the text's windows, every option, the seed and
+the backend) must equal the interrupted run's, or the resume is refused
+with each difference. It then restores the student's weights, the
+optimizer's variables, the step (hence the batch order and the
+learning-rate schedule) and the student's dropout seed states, so the
+final student and held-out loss equal an uninterrupted run's on the same
+backend and machine (tested bit for bit after a `kill -9` at every stage
+of a save, with dropout on). The recorded history covers the resumed steps
+only, and the training time is that of the last process.
+"""
+
+import inspect
+import math
 import os
+import shutil
+
+import keras
+import numpy as np
 
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
@@ -9,6 +30,11 @@ from keras_guide.distillation import LogitsDistillation
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import text
 from keras_guide.workflows import training
+
+STUDENT_FILE = "student.keras"
+RESULT_FILE = "distill.json"
+# What a run writes into its `out_dir`: a previous run is any of them.
+OUTPUTS = (STUDENT_FILE, RESULT_FILE, "checkpoint")
 
 
 def distiller_arguments(kd_options=None):
@@ -28,48 +54,218 @@ def distiller_arguments(kd_options=None):
     return arguments
 
 
+def _default(function, name):
+    return inspect.signature(function).parameters[name].default
+
+
+def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate,
+                 warmup_steps, kd_options, checkpoint_every, seed, extra=None):
+    """What must not change between a run and its resume.
+
+    Returns:
+        A JSON-able dict: the teacher's and the initial student's
+        `checkpoint.model_digest`, the windows' digest (text, tokenizer,
+        sequence length and held-out split), every option (the KD options
+        with their defaults filled in), the seed, the backend, and `extra`.
+    """
+    kd = dict(kd_options or {})
+    (train_tokens, train_mask), (held_tokens, held_mask) = windows
+    return {
+        "teacher": checkpoint.model_digest(teacher),
+        "student": checkpoint.model_digest(student),
+        "data": checkpoint.array_digest(train_tokens, train_mask, held_tokens,
+                                        held_mask),
+        "num_steps": int(num_steps),
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "warmup_steps": int(warmup_steps),
+        "temperature": float(kd.get("temperature",
+                                    _default(LogitsDistillation, "temperature"))),
+        "student_loss_weight": float(kd.get(
+            "student_loss_weight", _default(Distiller, "student_loss_weight"))),
+        "checkpoint_every": int(checkpoint_every),
+        "seed": int(seed),
+        "backend": keras.backend.backend(),
+        **(extra or {}),
+    }
+
+
+def check_output(out_dir, resume=False, overwrite=False):
+    """Checks `out_dir` before anything is loaded or trained; changes nothing
+    but creating the folder.
+
+    Returns:
+        The names of a previous run's outputs in `out_dir` (what
+        `overwrite=True` will replace).
+
+    Raises:
+        ValueError: `out_dir` is a file or not writable, holds a previous
+            run and neither `resume` nor `overwrite` is set, or both are.
+        checkpoint.ResumeError: `resume` into a folder without a complete
+            checkpoint, or into a finished run.
+    """
+    if resume and overwrite:
+        raise ValueError(
+            "`resume` continues the run in `out_dir` and `overwrite` replaces it; "
+            "pass one. Received: resume=True, overwrite=True"
+        )
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(
+            f"`out_dir` must be a folder, but {out_dir} is a file. Pass a folder "
+            f"(it is created if missing). Received: out_dir={out_dir!r}"
+        )
+    previous = [name for name in OUTPUTS if os.path.exists(os.path.join(out_dir, name))]
+    if resume:
+        _check_resumable(out_dir)
+    elif previous and not overwrite:
+        raise ValueError(
+            f"{out_dir} holds a previous run ({', '.join(previous)}): pass "
+            "--resume to continue it, --overwrite to replace it, or another "
+            f"--out. Received: out_dir={out_dir!r}"
+        )
+    check_writable(out_dir)
+    return previous
+
+
+def _check_resumable(out_dir):
+    result = os.path.join(out_dir, RESULT_FILE)
+    if os.path.exists(result):
+        raise checkpoint.ResumeError(
+            f"The run in {out_dir} has finished ({result} exists): there is "
+            "nothing to resume. Its student is "
+            f"{os.path.join(out_dir, STUDENT_FILE)}; pass --overwrite to run it "
+            f"again, or another --out. Received: out_dir={out_dir!r}"
+        )
+    directory = checkpoint.checkpoint_dir(out_dir)
+    if checkpoint.latest(directory) is None:
+        torn = checkpoint._sets(directory)
+        detail = (f" ({len(torn)} incomplete sets: every save was interrupted)"
+                  if torn else "")
+        raise checkpoint.ResumeError(
+            f"--resume: {out_dir} has no complete checkpoint to resume"
+            f"{detail}. Run without --resume to start (add --overwrite if "
+            f"{out_dir} holds files of a run). Received: out_dir={out_dir!r}"
+        )
+
+
+def check_writable(out_dir):
+    """Creates `out_dir` if needed and checks a file can be written there.
+
+    Raises:
+        ValueError: naming the folder and the system's reason.
+    """
+    probe = os.path.join(out_dir, f".keras_guide_write_test-{os.getpid()}")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write to {out_dir} ({error.strerror or error}). Pass a "
+            f"writable --out. Received: out_dir={out_dir!r}"
+        ) from None
+
+
+def _check_options(num_steps, batch_size, learning_rate, warmup_steps,
+                   checkpoint_every, seed):
+    for name, value, low in (("num_steps", num_steps, 1), ("batch_size", batch_size, 1),
+                             ("warmup_steps", warmup_steps, 0),
+                             ("checkpoint_every", checkpoint_every, 1),
+                             ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+                value < low):
+            raise ValueError(
+                f"`{name}` must be an integer ≥ {low}. Received: {name}={value!r}"
+            )
+    if isinstance(learning_rate, bool) or not isinstance(
+            learning_rate, (int, float, np.number)) or not (
+            math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(
+            "`learning_rate` must be a finite number > 0 (a negative rate trains "
+            f"uphill). Received: learning_rate={learning_rate!r}"
+        )
+
+
+def seed_dropout(model, seed):
+    """Sets `model`'s dropout seed states from `seed` alone, so the masks do
+    not depend on what the process created before the model."""
+    for i, variable in enumerate(checkpoint.seed_states(model)):
+        first = int(np.random.default_rng([int(seed), i]).integers(1, 2**30))
+        variable.assign(np.asarray([first, 0]).astype(variable.dtype))
+
+
 def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
             learning_rate=1e-3, warmup_steps=None, kd_options=None,
-            checkpoint_every=200, start_step=0, seed=0, verbose=True):
-    """Trains `student` with the `Distiller` (CE + KD) on tokenized text.
+            checkpoint_every=200, seed=0, resume=False, overwrite=False,
+            settings_extra=None, verbose=True):
+    """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
 
-    Writes `out_dir/student.keras` at the end, `out_dir/distill.json` (the
-    result and the history) and, every `checkpoint_every` steps and at the
-    end, a checkpoint in `checkpoint.checkpoint_dir(out_dir)`.
+    Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
+    `checkpoint_every` steps and at the end, then `out_dir/student.keras`
+    and `out_dir/distill.json` (the result and the history).
 
     Args:
-        teacher, student: causal LMs over the same vocabulary.
+        teacher, student: causal LMs over the same vocabulary; `student` is
+            the initial student, also when resuming (its identity is
+            checked; the checkpoint's weights are then loaded into it).
         windows: `(train, held_out)` windows from `text.text_windows`.
         out_dir: the output folder.
         num_steps, batch_size, learning_rate, warmup_steps: the budget; the
             warm-up defaults to a tenth of the steps.
         kd_options: `{"temperature": τ, "student_loss_weight": α}`.
         checkpoint_every: steps between checkpoints (and evaluations).
-        start_step: the step to continue from: a resumed run passes the step
-            and the student `checkpoint.restore` returned; the optimizer's
-            state is then read from the same checkpoint. The data order is
-            the same as the interrupted run's.
-        seed: fixes the data order.
-        verbose: progress bar.
+        seed: fixes the data order, the dropout masks and Keras' global
+            random state (`keras.utils.set_random_seed`).
+        resume: continue the run in `out_dir` from its newest complete
+            checkpoint (see the module docstring for what must match).
+        overwrite: replace a previous run's outputs in `out_dir`.
+        settings_extra: more settings a resume must match (the command line
+            adds how the models are distributed).
+        verbose: progress bar, and which checkpoint a resume starts from.
 
     Returns:
         dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
         `train_seconds`, `tokens`.
+
+    Raises:
+        ValueError: an option out of range, or an `out_dir` that cannot be
+            written or holds a run it was not asked to resume or overwrite.
+        checkpoint.ResumeError: nothing to resume, a finished run, or
+            settings that differ from the checkpoint's (each listed).
     """
+    warmup = warmup_steps if warmup_steps is not None else max(1, num_steps // 10)
+    _check_options(num_steps, batch_size, learning_rate, warmup, checkpoint_every,
+                   seed)
+    previous = check_output(out_dir, resume, overwrite)
+    checkpoint.remove_temporaries(out_dir)
+    arguments = distiller_arguments(kd_options)
+    settings = run_settings(teacher, student, windows, num_steps, batch_size,
+                            learning_rate, warmup, kd_options, checkpoint_every,
+                            seed, settings_extra)
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
     held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16))
-    warmup = warmup_steps if warmup_steps is not None else max(1, num_steps // 10)
-    optimizer = training.adamw(learning_rate, num_steps, warmup)
-    distiller = Distiller(teacher, student, **distiller_arguments(kd_options))
-    distiller.compile(optimizer=optimizer)
     directory = checkpoint.checkpoint_dir(out_dir)
-    if start_step:
-        checkpoint.restore_optimizer(directory, optimizer, student.trainable_variables)
+    keras.utils.set_random_seed(int(seed))
+    seed_dropout(student, seed)
+    found = checkpoint.restore(directory, student, settings) if resume else None
+    if not resume:
+        for name in previous:
+            path = os.path.join(out_dir, name)
+            (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+    start_step = found.step if found else 0
+    if found and verbose:
+        print(f"Resuming from checkpoint {found.describe()}")
+    optimizer = training.adamw(learning_rate, num_steps, warmup)
+    distiller = Distiller(teacher, student, **arguments)
+    distiller.compile(optimizer=optimizer)
+    if found:
+        checkpoint.restore_optimizer(found, optimizer, student.trainable_variables)
 
     def save_checkpoint(step, _loss):
         if step == start_step or step % checkpoint_every and step != num_steps:
             return
-        checkpoint.save(directory, student, optimizer, step, num_steps)
+        checkpoint.save(directory, student, optimizer, step, num_steps, settings)
 
     history = training.train(
         distiller, batches, num_steps, start_step=start_step,
@@ -77,7 +273,8 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         eval_every=max(1, min(checkpoint_every, num_steps)), verbose=verbose,
         label=f"Distilling {num_steps - start_step} steps", on_eval=save_checkpoint,
     )
-    student.save(os.path.join(out_dir, "student.keras"))
+    checkpoint.write_atomic(os.path.join(out_dir, STUDENT_FILE), student.save,
+                            "final:" + STUDENT_FILE, num_steps)
     result = {
         "held_out_loss": history["eval_loss"][-1],
         "teacher_loss": heldout_cross_entropy(teacher, held),
@@ -86,6 +283,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         "train_seconds": history["train_seconds"],
         "tokens": history["tokens"],
     }
-    with open(os.path.join(out_dir, "distill.json"), "w") as f:
-        json.dump({**result, "history": history}, f, indent=1)
+    record = {**result, "finished": True, "settings": settings, "history": history}
+    checkpoint.write_json(os.path.join(out_dir, RESULT_FILE), record,
+                          "final:" + RESULT_FILE, num_steps)
     return result

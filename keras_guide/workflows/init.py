@@ -6,6 +6,7 @@ import keras
 
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
+from keras_guide.workflows import checkpoint
 
 
 def init_student(teacher, out_path, sizes, guide_options=None, seed=0):
@@ -13,7 +14,8 @@ def init_student(teacher, out_path, sizes, guide_options=None, seed=0):
 
     Args:
         teacher: a KerasHub backbone or task model.
-        out_path: the student's `.keras` file.
+        out_path: the student's `.keras` file (written atomically: a
+            crash leaves the previous file or none, never a torn one).
         sizes: the student's sizes (`build_student`'s generic names).
         guide_options: keyword arguments of `keras_guide.guide`.
         seed: seeds the weights GUIDE leaves random.
@@ -25,5 +27,5 @@ def init_student(teacher, out_path, sizes, guide_options=None, seed=0):
     student = build_student(teacher, **sizes)
     report = guide(teacher, student, **(guide_options or {}))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    student.save(out_path)
+    checkpoint.write_atomic(out_path, student.save)
     return report

@@ -1,3 +1,6 @@
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -54,21 +57,89 @@ def test_another_model_is_refused_naming_the_weight(tmp_path):
     checkpoint.load_variables(renamed.weights, path, check_paths=False)
 
 
-def test_a_run_checkpoint_restores_the_student_step_and_optimizer(tmp_path):
-    student = _model(0)
+def _trained(seed=0):
+    student = _model(seed)
     optimizer = keras.optimizers.Adam(1e-2)
     student.compile(optimizer=optimizer, loss="mse")
     student.fit(np.ones((4, 4)), np.zeros((4, 3)), verbose=0)
+    return student, optimizer
+
+
+def test_a_run_checkpoint_restores_the_student_step_and_optimizer(tmp_path):
+    student, optimizer = _trained()
     directory = checkpoint.checkpoint_dir(str(tmp_path))
-    assert checkpoint.restore(directory, 10) == (0, None)
-    checkpoint.save(directory, student, optimizer, step=4, num_steps=10)
-    with pytest.raises(ValueError, match="same `num_steps`"):
-        checkpoint.restore(directory, 12)
-    step, restored = checkpoint.restore(directory, 10)
-    assert step == 4
-    for got, want in zip(_values(restored.weights), _values(student.weights)):
+    target = _model(1)
+    assert checkpoint.latest(directory) is None
+    assert checkpoint.restore(directory, target) is None
+    settings = {"num_steps": 10, "learning_rate": 0.1}
+    path = checkpoint.save(directory, student, optimizer, 4, 10, settings)
+    assert sorted(os.listdir(path)) == [
+        "manifest.json", "optimizer.npz", "state.json", "student.keras"]
+    with pytest.raises(checkpoint.ResumeError,
+                       match=r"learning_rate: 0\.1 -> 0\.2; num_steps: 10 -> 12"):
+        checkpoint.restore(directory, target, {"num_steps": 12, "learning_rate": 0.2})
+    for got, want in zip(_values(target.weights), _values(_model(1).weights)):
+        np.testing.assert_array_equal(got, want)  # a refused resume loads nothing
+    found = checkpoint.restore(directory, target, settings)
+    assert (found.step, found.num_steps, found.path) == (4, 10, path)
+    for got, want in zip(_values(target.weights), _values(student.weights)):
         np.testing.assert_array_equal(got, want)
     fresh = keras.optimizers.Adam(1e-2)
-    checkpoint.restore_optimizer(directory, fresh, restored.trainable_variables)
+    checkpoint.restore_optimizer(found, fresh, target.trainable_variables)
     for got, want in zip(_values(fresh.variables), _values(optimizer.variables)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_newest_complete_set_wins_and_torn_ones_are_named(tmp_path):
+    student, optimizer = _trained()
+    directory = str(tmp_path)
+    for step in (2, 4, 6):
+        checkpoint.save(directory, student, optimizer, step, 10, keep=3)
+    six, four = (os.path.join(directory, f"step-{k:08d}") for k in (6, 4))
+    with open(os.path.join(six, "optimizer.npz"), "r+b") as f:
+        f.truncate(100)
+    with open(os.path.join(four, "manifest.json"), "w") as f:
+        f.write('{"step": 4, "fil')
+    found = checkpoint.latest(directory)
+    assert found.step == 2
+    assert "step-00000006: optimizer.npz does not match its hash" in found.describe()
+    assert "step-00000004: unreadable manifest" in found.describe()
+    os.remove(os.path.join(six, "manifest.json"))
+    assert "step-00000006: no manifest" in checkpoint.latest(directory).describe()
+
+
+def test_older_sets_are_pruned_once_a_newer_one_is_complete(tmp_path):
+    student, optimizer = _trained()
+    directory = str(tmp_path)
+    os.makedirs(os.path.join(directory, "step-00000001"))  # a torn early save
+    for step in (2, 4, 6):
+        checkpoint.save(directory, student, optimizer, step, 10)
+    assert sorted(os.listdir(directory)) == ["step-00000004", "step-00000006"]
+    # Saving a step again (a run resumed from an older set) replaces it whole.
+    checkpoint.save(directory, student, optimizer, 6, 10, {"run": 2})
+    assert checkpoint.latest(directory).settings == {"run": 2}
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_path):
+    path = str(tmp_path / "record.json")
+    checkpoint.write_json(path, {"old": 1})
+
+    def fail(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.write_atomic(path, fail)
+    assert os.listdir(tmp_path) == ["record.json"]
+    with open(path) as f:
+        assert json.load(f) == {"old": 1}
+
+
+def test_the_model_digest_is_its_content_not_its_names(tmp_path):
+    a, b = _model(0), _model(0, name="renamed")
+    assert checkpoint.model_digest(a) == checkpoint.model_digest(b)
+    assert checkpoint.model_digest(a) != checkpoint.model_digest(_model(1))
+    a.save(tmp_path / "a.keras")
+    loaded = keras.saving.load_model(tmp_path / "a.keras")
+    assert checkpoint.model_digest(loaded) == checkpoint.model_digest(a)
