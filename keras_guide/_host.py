@@ -30,20 +30,25 @@ def dtype_name(value):
     return keras.backend.standardize_dtype(value.dtype)
 
 
-def check_finite(array, name, shape=None, bad=None):
+def check_finite(array, name, shape=None, bad=None, role="Teacher weight"):
     """Raises a `ValueError` naming `name` if `array` holds NaN or Inf.
 
     `shape` and `bad` override what the message reports, for a table checked
-    block by block.
+    block by block; `role` says what `name` is (a teacher weight unless told).
     """
     array = np.asarray(array)
     if bad is None:
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
+        shape = shape or array.shape
+        if role == "Teacher weight":
+            advice = ("GUIDE cannot project a diverged teacher. Load a healthy "
+                      "checkpoint or clean the weight first.")
+        else:
+            advice = "pass finite values."
         raise ValueError(
-            f"Teacher weight `{name}` of shape {shape or array.shape} holds {bad} "
-            "NaN or Inf values; GUIDE cannot project a diverged teacher. Load a "
-            "healthy checkpoint or clean the weight first."
+            f"{role} `{name}` of shape {shape} holds {bad} NaN or Inf values; "
+            f"{advice} Received: {name} with {bad} non-finite values"
         )
 
 

@@ -129,7 +129,7 @@ class GuideSchedule(keras.callbacks.Callback):
                     f"Received: temperature={value!r}"
                 )
             return float(value)
-        return check_strength(value, name + (f" (schedule{where})" if where else ""))
+        return check_strength(value, name, where)
 
     def _as_function(self, name, spec):
         if callable(spec):

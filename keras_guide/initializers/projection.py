@@ -104,11 +104,14 @@ def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
     row_sum = np.zeros((width,), dtype=np.float64)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != (num_rows,) or np.any(weights < 0):
+        if weights.shape != (num_rows,) or not np.all(np.isfinite(weights)) or (
+                np.any(weights < 0)) or not np.any(weights > 0):
             raise ValueError(
-                f"`weights` must be {num_rows} non-negative row weights, one "
-                f"per row of the table of shape {table.shape}. Received: "
-                f"weights of shape {weights.shape}"
+                f"`weights` must be {num_rows} finite, non-negative row weights, "
+                f"not all zero, one per row of the table of shape {table.shape}. "
+                f"Received: weights of shape {weights.shape} (min "
+                f"{np.min(weights, initial=np.inf)}, max "
+                f"{np.max(weights, initial=-np.inf)})"
             )
     if precision == "auto":
         precision = "float64" if _host.dtype_name(table) == "float64" else "float32"
@@ -392,7 +395,7 @@ def as_projection(matrix, name="projection"):
             f"`{name}` must be a (d_teacher, d_student) matrix with "
             f"d_student <= d_teacher. Received: shape {matrix.shape}"
         )
-    _host.check_finite(matrix, name)
+    _host.check_finite(matrix, name, role="The projection")
     gram = matrix.T @ matrix
     error = float(np.max(np.abs(gram - np.eye(matrix.shape[1])), initial=0.0))
     if error > 1e-4:

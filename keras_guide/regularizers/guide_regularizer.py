@@ -52,7 +52,7 @@ class GuideRegularizer(keras.regularizers.Regularizer):
         self.target = None
         if target is not None:
             target = _host.to_numpy(target)
-            _host.check_finite(target, "GuideRegularizer target")
+            _host.check_finite(target, "target", role="The GuideRegularizer")
             self.target = keras.Variable(
                 target.astype("float32"), trainable=False, name="guide_target"
             )
@@ -110,8 +110,13 @@ class GuideRegularizer(keras.regularizers.Regularizer):
         return cls(**config)
 
 
-def check_strength(value, name):
+def check_strength(value, name, where=""):
     """Returns `value` as a float if it is a finite, non-negative number.
+
+    Args:
+        value: the strength.
+        name: the argument's name, for the message.
+        where: where in a schedule the value was found (e.g. " at step 3").
 
     Raises:
         ValueError: naming `name`, for a bool, a non-number, a negative, NaN
@@ -122,14 +127,14 @@ def check_strength(value, name):
         value, (int, float, np.integer, np.floating)
     ) and not (isinstance(value, np.ndarray) and value.shape == ()):
         raise ValueError(
-            f"`{name}` must be a finite, non-negative number. "
+            f"`{name}` must be a finite, non-negative number{where}. "
             f"Received: {name}={value!r}"
         )
     value = float(value)
     if not np.isfinite(value) or value < 0:
         raise ValueError(
-            f"`{name}` must be a finite, non-negative number (a negative strength "
-            "pushes the weights away from their guided values). "
+            f"`{name}` must be a finite, non-negative number{where} (a negative "
+            "strength pushes the weights away from their guided values). "
             f"Received: {name}={value}"
         )
     return value
