@@ -69,3 +69,36 @@ def test_call_nodes_finds_a_nested_model_and_its_tensors():
     (call_inputs, call_outputs), = calls
     assert [id(t) for t in call_inputs] == [id(inputs)]
     assert [id(t) for t in call_outputs] == [id(hidden)]
+
+
+def test_variables_a_failed_run_emptied_are_put_back():
+    model = _dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
+    with pytest.raises(RuntimeError, match="failed step"):
+        with _backend.restore_variables_on_error(model):
+            if keras.backend.backend() == "jax":
+                # What Keras' JAX trainer does when a fit starts
+                # (`JAXTrainer._purge_model_variables`); the Distiller's
+                # end-to-end test (tests/distillation/distiller_inputs_test.py)
+                # fails the same way without this function.
+                for variable in model.variables:
+                    variable._value = None
+            raise RuntimeError("failed step")
+    for value, variable in zip(before, model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
+    assert model.optimizer.built or keras.backend.backend() != "jax"
+
+
+def test_the_global_random_state_round_trips():
+    import json
+
+    state = json.loads(json.dumps(_backend.rng_state()))
+    if keras.backend.backend() != "torch":
+        assert state == {}
+        return
+    import torch
+
+    first = torch.rand(3)
+    _backend.set_rng_state(state)
+    assert torch.equal(torch.rand(3), first)

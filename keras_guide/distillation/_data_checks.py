@@ -101,7 +101,8 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None):
 
 
 def _unpack(batch):
-    if isinstance(batch, tuple):
+    """`(x, y, sample_weight)` as Keras unpacks a batch (a list is a tuple)."""
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
         return tuple(batch) + (None,) * (3 - len(batch))
     return batch, None, None
 

@@ -222,12 +222,18 @@ class Distiller(keras.Model):
 
     @contextlib.contextmanager
     def _guarded(self, check):
-        """Puts back what a failed JAX run emptied (`_backend`); a check that
-        failed inside TensorFlow's input pipeline is raised as itself."""
+        """Leaves the Distiller usable after an error: puts back what a failed
+        JAX run emptied (`_backend`) and drops the compiled step functions (a
+        `tf.function` whose first trace failed would refuse to create the
+        variables it still needs); a check that failed inside TensorFlow's
+        input pipeline is raised as itself."""
         with _backend.restore_variables_on_error(self):
             try:
                 yield
-            except Exception as error:
+            except BaseException as error:
+                self.train_function = None
+                self.test_function = None
+                self.predict_function = None
                 check.reraise(error)
                 raise
 

@@ -1,0 +1,212 @@
+"""Hostile data given to a `Distiller`: ids outside the vocabulary,
+non-finite or negative sample weights, broken offline targets, through
+every entry point (`fit`, `evaluate`, `predict`, the `*_on_batch` methods)
+and every kind of data (arrays, generators, `tf.data`, `PyDataset`, a torch
+`DataLoader`). Each is refused on the host with a message naming the input,
+the teacher is never changed, and the Distiller still trains afterwards."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_guide.distillation import Distiller
+from keras_guide.distillation import offline
+from tests.distillation import tiny
+
+V = tiny.VOCAB
+
+
+def _values(model):
+    return [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+
+
+def _same(model, values):
+    return all(np.array_equal(keras.ops.convert_to_numpy(w), v)
+               for w, v in zip(model.weights, values))
+
+
+@pytest.fixture()
+def setup():
+    teacher = tiny.gpt2(hidden=16, seed=0)
+    student = tiny.gpt2(hidden=8, seed=1)
+    distiller = Distiller(teacher, student)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return distiller, tiny.lm_batch(rows=8)
+
+
+def _bad(kind, batch):
+    x, y, weight = batch
+    x, y, weight = dict(x), y.copy(), weight.copy()
+    if kind == "label = V":
+        y[2, 3] = V
+    elif kind == "negative label":
+        y[0, 0] = -1
+    elif kind == "token id = V":
+        x["token_ids"] = x["token_ids"].copy()
+        x["token_ids"][1, 1] = V
+    elif kind == "negative token id":
+        x["token_ids"] = x["token_ids"].copy()
+        x["token_ids"][5, 0] = -3
+    elif kind == "NaN weight":
+        weight[3, 2] = np.nan
+    elif kind == "Inf weight":
+        weight[0, 0] = np.inf
+    elif kind == "negative weight":
+        weight[4, 4] = -1.0
+    return x, y, weight
+
+
+KINDS = {
+    "label = V": r"`y` must hold labels in \[0, 64\).*1 of its 64 values.*max 64",
+    "negative label": r"`y` must hold labels in \[0, 64\).*min -1",
+    "token id = V": r"`token_ids` must hold token ids in \[0, 64\)",
+    "negative token id": r"`token_ids` must hold token ids in \[0, 64\).*min -3",
+    "NaN weight": r"`sample_weight` must be finite and ≥ 0.*1 of its 64",
+    "Inf weight": r"`sample_weight` must be finite and ≥ 0",
+    "negative weight": r"`sample_weight` must be finite and ≥ 0",
+}
+
+
+def _then_trains(distiller, batch, teacher_before):
+    assert _same(distiller.teacher, teacher_before)
+    x, y, weight = batch
+    loss = distiller.fit(x, y, sample_weight=weight, verbose=0).history["loss"][-1]
+    assert np.isfinite(loss)
+    assert _same(distiller.teacher, teacher_before)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_bad_arrays_are_refused_before_any_step_by_every_entry_point(setup, kind):
+    distiller, batch = setup
+    x, y, weight = _bad(kind, batch)
+    teacher, student = _values(distiller.teacher), _values(distiller.student)
+    calls = [
+        lambda: distiller.fit(x, y, sample_weight=weight, verbose=0),
+        lambda: distiller.evaluate(x, y, sample_weight=weight, verbose=0),
+        lambda: distiller.train_on_batch(x, y, sample_weight=weight),
+        lambda: distiller.test_on_batch(x, y, sample_weight=weight),
+    ]
+    if "token" in kind:
+        calls += [lambda: distiller.predict(x, verbose=0),
+                  lambda: distiller.predict_on_batch(x)]
+    for call in calls:
+        with pytest.raises(ValueError, match=KINDS[kind]):
+            call()
+        assert _same(distiller.student, student)
+    _then_trains(distiller, batch, teacher)
+
+
+def _stream(batch, bad_at, kind="label = V", count=3):
+    for i in range(count):
+        yield _bad(kind, batch) if i == bad_at else batch
+
+
+@pytest.mark.parametrize("bad_at", [0, 2])
+def test_a_bad_batch_drawn_from_a_generator_is_refused_and_the_models_stay_usable(
+        setup, bad_at):
+    distiller, batch = setup
+    teacher = _values(distiller.teacher)
+    with pytest.raises(ValueError, match=KINDS["label = V"]):
+        distiller.fit(_stream(batch, bad_at), verbose=0)
+    student = _values(distiller.student)
+    assert all(np.all(np.isfinite(v)) for v in student)
+    _then_trains(distiller, batch, teacher)
+
+
+def test_a_bad_batch_in_a_pydataset_is_refused(setup):
+    distiller, batch = setup
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return _bad("NaN weight", batch) if index == 1 else batch
+
+    teacher = _values(distiller.teacher)
+    with pytest.raises(ValueError, match=KINDS["NaN weight"]):
+        distiller.fit(Batches(), verbose=0)
+    _then_trains(distiller, batch, teacher)
+
+
+def test_a_bad_batch_in_a_tf_dataset_is_refused_as_itself(setup):
+    tf = pytest.importorskip("tensorflow")
+    distiller, batch = setup
+    x, y, weight = _bad("token id = V", batch)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weight)).batch(4)
+    teacher = _values(distiller.teacher)
+    with pytest.raises(ValueError, match=KINDS["token id = V"]):
+        distiller.fit(dataset, verbose=0)
+    with pytest.raises(ValueError, match=KINDS["token id = V"]):
+        distiller.evaluate(dataset, verbose=0)
+    _then_trains(distiller, batch, teacher)
+
+
+def test_a_bad_batch_in_a_torch_dataloader_is_refused(setup):
+    torch = pytest.importorskip("torch")
+    distiller, batch = setup
+    x, y, weight = _bad("negative label", batch)
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            return {k: v[i] for k, v in x.items()}, y[i], weight[i]
+
+    loader = torch.utils.data.DataLoader(Rows(), batch_size=4)
+    teacher = _values(distiller.teacher)
+    with pytest.raises(ValueError, match=KINDS["negative label"]):
+        distiller.fit(loader, verbose=0)
+    _then_trains(distiller, batch, teacher)
+
+
+def test_validation_data_is_checked_too(setup):
+    distiller, batch = setup
+    teacher = _values(distiller.teacher)
+    with pytest.raises(ValueError, match=KINDS["Inf weight"]):
+        distiller.fit(*batch[:2], sample_weight=batch[2], verbose=0,
+                      validation_data=_bad("Inf weight", batch))
+    _then_trains(distiller, batch, teacher)
+
+
+def test_broken_offline_targets_are_refused(setup):
+    # Per-token weights beside a dict of targets come in batches (as
+    # `offline_teacher_dataset` gives them), not as arrays.
+    distiller, batch = setup
+    x, y, weight = batch
+    k = 4
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=y.shape + (k,)).astype("float32")
+    indices = np.argsort(rng.random(y.shape + (V,)), -1)[..., :k].astype("int32")
+    good = {offline.LABELS: y, offline.TOP_K_LOGITS: logits,
+            offline.TOP_K_INDICES: indices}
+    teacher = _values(distiller.teacher)
+    cases = {
+        offline.TOP_K_INDICES: (indices + V, r"top_k_indices.*class ids in \[0, 64\)"),
+        offline.TOP_K_LOGITS: (logits * np.nan, "holds NaN or Inf: recompute"),
+        offline.LABELS: (y + V, r"`y\['labels'\]` must hold labels"),
+    }
+    for key, (value, message) in cases.items():
+        bad = dict(good, **{key: value})
+        with pytest.raises(ValueError, match=message):
+            distiller.fit(iter([(x, good, weight), (x, bad, weight)]), verbose=0)
+        with pytest.raises(ValueError, match=message):
+            distiller.train_on_batch(x, bad, sample_weight=weight)
+    history = distiller.fit(iter([(x, good, weight)]), verbose=0).history
+    assert np.isfinite(history["loss"][-1])
+    assert _same(distiller.teacher, teacher)
+
+
+def test_an_error_inside_the_first_step_leaves_the_models_readable(setup):
+    # A sample weight of the wrong shape fails inside the traced step. On JAX,
+    # Keras 3.15's trainer had emptied every variable by then; the Distiller
+    # puts them back.
+    distiller, batch = setup
+    x, y, _ = batch
+    teacher, student = _values(distiller.teacher), _values(distiller.student)
+    with pytest.raises(Exception):  # noqa: B017 (the backend's own shape error)
+        distiller.fit(x, y, sample_weight=np.ones((8, 3), "float32"), verbose=0)
+    assert _same(distiller.teacher, teacher)
+    assert _same(distiller.student, student)
+    _then_trains(distiller, batch, teacher)
