@@ -284,6 +284,20 @@ def get_encoder(tokenizer, teacher=None):
     )
 
 
+def _check_inputs_exist(args, models):
+    """Refuses a missing model or text path before anything is loaded."""
+    for option in models:
+        path = getattr(args, option.lstrip("-"))
+        if path != "demo" and not os.path.exists(path):
+            raise UsageError(f"{option} {path}: no such file or folder. Pass a .keras "
+                             "file, a .gguf file, a KerasHub preset folder or 'demo'.")
+    for option, paths in (("--text", args.text), ("--held-out", args.held_out or [])):
+        for path in paths:
+            if not os.path.exists(path):
+                raise UsageError(f"{option} {path}: no such file or folder. Pass .txt "
+                                 "files or folders holding them.")
+
+
 def _windows(args, teacher, student=None):
     """The text's training and held-out windows, in the teacher's tokens, as
     long as the student (else the teacher) allows."""
@@ -360,6 +374,8 @@ def _check_outputs(out, written, inputs, overwrite):
     from keras_guide.workflows.distill import check_writable
 
     _check_not_input(out, written, inputs)
+    if written != [out] and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file; pass a folder (created if missing).")
     existing = [p for p in written if os.path.exists(p)]
     if existing and not overwrite:
         raise UsageError(
@@ -371,8 +387,6 @@ def _check_outputs(out, written, inputs, overwrite):
 
 
 def _folder_outputs(out, names):
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file; pass a folder (created if missing).")
     return [os.path.join(out, name) for name in names]
 
 
@@ -432,6 +446,7 @@ def _distill(args):
 
     kd = {k: v for k, v in (("student_loss_weight", args.student_loss_weight),
                             ("temperature", args.temperature)) if v is not None}
+    _check_inputs_exist(args, ("--teacher", "--student"))
     _check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS),
                      {"--teacher": args.teacher, "--student": args.student})
     distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
@@ -461,6 +476,7 @@ def _compare(args):
     sizes = _sizes(args)
     if not sizes:
         raise UsageError("compare: give the student's shape, e.g. --hidden-dim 128.")
+    _check_inputs_exist(args, ("--teacher",))
     _check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS),
                    {"--teacher": args.teacher}, args.overwrite)
     settings = ablation.Settings(
