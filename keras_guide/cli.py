@@ -28,7 +28,7 @@ _BACKENDS = ("jax", "tensorflow", "torch")
 # The student's sizes, by the generic names `keras_guide.build_student` takes.
 SIZE_NAMES = ("hidden_dim", "num_layers", "num_heads", "num_key_value_heads",
               "intermediate_dim", "head_dim")
-_GUIDE_OPTIONS = ("blocks", "layer_map", "projection", "center", "norm")
+_GUIDE_OPTIONS = ("blocks", "layer_map", "projection", "center", "norm", "select")
 # What `compare` and `demo` write into their `--out` (ablation.write_outputs).
 _ABLATION_OUTPUTS = ("results.json", "results.csv", "ablation.png",
                      "best_student.keras")
@@ -88,10 +88,21 @@ def _sizes(args):
 def _add_guide_options(parser):
     group = parser.add_argument_group("GUIDE options (keras_guide.guide)")
     group.add_argument("--blocks", choices=("first", "all"), default=None)
-    group.add_argument("--layer-map", choices=("uniform", "first"), default=None)
-    group.add_argument("--projection", choices=("auto", "pca", "select"), default=None)
+    group.add_argument("--layer-map", choices=("uniform", "first", "importance"),
+                       default=None)
+    group.add_argument("--projection",
+                       choices=("auto", "pca", "activations", "channels", "select"),
+                       default=None)
     group.add_argument("--center", action="store_true", default=None)
     group.add_argument("--norm", choices=("fold", "diagonal", "reset"), default=None)
+    group.add_argument("--select", choices=("uniform", "importance"), default=None,
+                       help="how heads and neurons are kept")
+    group.add_argument("--calibration", nargs="+", default=None,
+                       help=".txt files or folders for the data-aware choices "
+                            "(activations, channels, importance), in the "
+                            "teacher's tokens")
+    group.add_argument("--calibration-tokens", type=_POSITIVE_INT, default=4096,
+                       help="tokens of --calibration to use, default 4096")
 
 
 def _guide_options(args):
@@ -148,7 +159,8 @@ def _add_init(commands):
     init = commands.add_parser("init",
                                help="teacher + student shape -> guided student")
     init.add_argument("teacher",
-                      help="'demo', a .keras file or a KerasHub preset folder")
+                      help="'demo', a .keras file, a .gguf file or a KerasHub "
+                           "preset folder")
     init.add_argument("--out", required=True, help="student .keras file to write")
     init.add_argument("--seed", type=_number(int, 0, strict=False), default=0,
                       help="seed of the weights GUIDE leaves random")
@@ -161,7 +173,7 @@ def _add_distill(commands):
     distill = commands.add_parser("distill", help="train a student with CE + KD")
     distill.add_argument("--teacher", required=True)
     distill.add_argument("--student", required=True,
-                         help=".keras file or preset folder")
+                         help=".keras file, .gguf file or preset folder")
     distill.add_argument("--out", required=True, help="output folder")
     _add_text(distill)
     _add_budget(distill, 1000, 16, 1e-3)
@@ -217,11 +229,13 @@ def build_parser():
 
 
 def load_model(path):
-    """Loads a teacher or student: `"demo"`, a `.keras` file or a preset folder.
+    """Loads a teacher or student: `"demo"`, a `.keras` file, a llama.cpp
+    `.gguf` checkpoint (with its own tokenizer) or a preset folder.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if `path` is neither a `.keras` file nor a preset folder.
+        ValueError: if `path` is none of those (a `GGUFError` names what a
+            `.gguf` file lacks).
     """
     if path == "demo":
         from keras_guide.demo import models
@@ -233,10 +247,14 @@ def load_model(path):
     import keras_hub
 
     if os.path.isfile(path):
+        if path.endswith(".gguf"):
+            from keras_guide.gguf import load_gguf
+
+            return load_gguf(path)
         if not path.endswith(".keras"):
             raise ValueError(
-                "A model file must be a `.keras` archive (model.save(...)). "
-                f"Received: {path!r}"
+                "A model file must be a `.keras` archive (model.save(...)) or a "
+                f"llama.cpp `.gguf` checkpoint. Received: {path!r}"
             )
         try:
             return keras.saving.load_model(path)
@@ -411,10 +429,33 @@ def _init(args):
         raise UsageError(f"init: --out must be a .keras file to write. Received: "
                          f"--out {args.out}")
     _check_outputs(args.out, [args.out], {"TEACHER": args.teacher}, args.overwrite)
-    report = init_student(load_model(args.teacher), args.out, sizes,
-                          _guide_options(args), seed=args.seed)
+    teacher = load_model(args.teacher)
+    options = _guide_options(args)
+    if args.calibration:
+        options["calibration"] = _calibration_ids(args, teacher)
+    report = init_student(teacher, args.out, sizes, options, seed=args.seed)
     print(report)
     print(f"Wrote {args.out}")
+
+
+def _calibration_ids(args, teacher):
+    """The first `--calibration-tokens` tokens of the calibration text, as
+    windows of 256 in the teacher's tokens."""
+    import numpy as np
+
+    from keras_guide.workflows import text
+
+    encoder = get_encoder(getattr(args, "tokenizer", "auto"), teacher)
+    ids = []
+    for path in args.calibration:
+        for name in text.text_files(path):
+            with open(name, encoding="utf-8") as f:
+                ids += encoder.encode(f.read())
+            if len(ids) >= args.calibration_tokens:
+                break
+    ids = np.asarray(ids[: args.calibration_tokens], dtype=np.int32)
+    width = min(256, max(len(ids), 1))
+    return ids[: len(ids) // width * width].reshape(-1, width)
 
 
 def _distribution_scope(args):

@@ -71,6 +71,14 @@ def test_call_nodes_finds_a_nested_model_and_its_tensors():
     assert [id(t) for t in call_outputs] == [id(hidden)]
 
 
+def test_sublayers_lists_layers_nested_at_any_depth():
+    inner = keras.Sequential([keras.layers.Dense(2, name="deep")], name="inner")
+    top = keras.layers.Dense(1, name="top")
+    outer = keras.Sequential([keras.Input((3,)), inner, top])
+    names = [layer.name for layer in _backend.sublayers(outer)]
+    assert {"inner", "deep", "top"} <= set(names)
+
+
 def test_variables_a_failed_run_emptied_are_put_back():
     model = _dense_model()
     model.compile(optimizer="adam", loss="mse")

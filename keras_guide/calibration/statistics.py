@@ -7,7 +7,7 @@ residual stream (their inputs). Only running sums are kept, in float64 on the
 host, so memory is one batch's activations plus `O(d² + n·(h + f))`; the
 teacher's weights and layers are left exactly as they were.
 
-Reference: arXiv 2510.06502; docs/method.md, "Data-aware choices".
+Reference: arXiv 2510.06502; docs/method.md §10.
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from keras_guide import _backend
 from keras_guide import _host
 from keras_guide.adapters import adapter_for
 from keras_guide.adapters import backbone_of
@@ -152,11 +153,6 @@ def _plan_observers(backbone, adapter, collector, layers):
     return observed
 
 
-def _sublayers(layer):
-    """Every layer nested in `layer` (Keras keeps no public recursive listing)."""
-    return layer._flatten_layers(include_self=False, recursive=True)
-
-
 def _variable(backbone, path):
     for variable in backbone.weights:
         if variable.path == path:
@@ -182,7 +178,7 @@ def collect_statistics(model, batches):
     collector = _Collector(
         dims.hidden_dim, dims.num_layers, dims.num_heads, dims.intermediate_dim
     )
-    layers = {layer.path: layer for layer in _sublayers(backbone)}
+    layers = {layer.path: layer for layer in _backend.sublayers(backbone)}
     start = time.perf_counter()
     tokens = 0
     observed = _plan_observers(backbone, adapter, collector, layers)
