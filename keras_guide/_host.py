@@ -91,8 +91,12 @@ def row_chunks(value, chunk_rows=4096):
             f"`value` must be a 2-D table of shape (rows, width). Received: "
             f"shape {shape}"
         )
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"`chunk_rows` must be a positive integer. Received: chunk_rows={chunk_rows!r}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or (
+            chunk_rows < 1):
+        raise ValueError(
+            "`chunk_rows` must be a positive integer. Received: "
+            f"chunk_rows={chunk_rows!r}"
+        )
     if isinstance(value, np.ndarray):
         for start in range(0, shape[0], chunk_rows):
             yield value[start : start + chunk_rows]
@@ -108,7 +112,8 @@ def row_chunks(value, chunk_rows=4096):
     import jax
 
     take = jax.jit(
-        lambda table, start, size: jax.lax.dynamic_slice_in_dim(table, start, size, axis=0),
+        lambda table, start, size: jax.lax.dynamic_slice_in_dim(
+            table, start, size, axis=0),
         static_argnums=2,
     )
     for start in range(0, shape[0], chunk_rows):

@@ -121,7 +121,8 @@ def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
             f"Received: precision={precision!r}"
         )
     dtype = np.dtype(precision)
-    for start, chunk in zip(range(0, num_rows, chunk_rows), _host.row_chunks(table, chunk_rows)):
+    chunks = _host.row_chunks(table, chunk_rows)
+    for start, chunk in zip(range(0, num_rows, chunk_rows), chunks):
         chunk = np.asarray(chunk, dtype=dtype)
         if weights is None:
             gram += chunk.T @ chunk
@@ -231,7 +232,8 @@ def pca_projection(
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     if not np.all(np.isfinite(gram)):
         # The Gram pass doubles as the finiteness check; scan only on failure.
-        bad = sum(int(np.size(c) - np.count_nonzero(np.isfinite(c))) for c in _host.row_chunks(table, chunk_rows))
+        bad = sum(int(np.size(c) - np.count_nonzero(np.isfinite(c)))
+                  for c in _host.row_chunks(table, chunk_rows))
         _host.check_finite(np.zeros(0), name, shape=tuple(table.shape), bad=bad)
         raise ValueError(
             f"`{name}` of shape {tuple(table.shape)} is finite but its Gram matrix "
@@ -275,7 +277,8 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
     mean = np.zeros((d_teacher,)) if mean is None else mean
     if not mean_preserving:
         eigenvalues, vectors = _top_eigenvectors(gram, dim)
-        return Projection(vectors, mean, _explained(eigenvalues, dim), eigenvalues, kind)
+        explained = _explained(eigenvalues, dim)
+        return Projection(vectors, mean, explained, eigenvalues, kind)
     ones_t = np.full((d_teacher,), 1.0 / np.sqrt(d_teacher))
     complement = householder(ones_t)[:, 1:]
     eigenvalues, inner = _top_eigenvectors(

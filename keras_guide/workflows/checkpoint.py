@@ -15,13 +15,13 @@ A distillation checkpoint folder holds one set per saved step,
 `optimizer.npz` (the optimizer's variables), `state.json` (the step, the run
 length, the student's dropout seed states, which `.keras` files do not
 keep, and the backend's global random state: PyTorch draws unseeded
-dropout masks from it) and, written last, `manifest.json`: the step, the run's settings and
-the SHA-256 of each file. A set counts only when its manifest exists and
-every hash matches, so a run killed at any point of a save leaves the
-previous complete set to resume from; `latest` picks the newest complete
-set and `restore` refuses one whose settings differ from the run's, listing
-each difference. Older sets are removed once a newer one is complete (the
-newest `keep` stay).
+dropout masks from it) and, written last, `manifest.json`: the step, the
+run's settings and the SHA-256 of each file. A set counts only when its
+manifest exists and every hash matches, so a run killed at any point of a
+save leaves the previous complete set to resume from; `latest` picks the
+newest complete set and `restore` refuses one whose settings differ from
+the run's, listing each difference. Older sets are removed once a newer one
+is complete (the newest `keep` stay).
 """
 
 import dataclasses

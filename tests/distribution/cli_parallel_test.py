@@ -17,7 +17,8 @@ TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("parallel")
     models.build_causal_lm(TINY, seed=1).save(root / "teacher.keras")
-    models.build_causal_lm(dict(TINY, hidden_dim=8), seed=2).save(root / "student.keras")
+    student = models.build_causal_lm(dict(TINY, hidden_dim=8), seed=2)
+    student.save(root / "student.keras")
     (root / "tempest.txt").write_text(data.load_texts(["tempest"])[0][:3000])
     return root
 
@@ -35,7 +36,8 @@ def test_distill_parallel_on_torch_says_it_is_unsupported(workspace, capsys):
     assert "PyTorch" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution runs on JAX")
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="keras.distribution runs on JAX")
 @pytest.mark.parametrize("flags", [("--data-parallel",), ("--model-parallel", "1")])
 def test_distill_parallel_trains_on_jax(workspace, flags):
     out = workspace / ("dp" if flags[0] == "--data-parallel" else "mp")
