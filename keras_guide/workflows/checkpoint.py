@@ -163,7 +163,12 @@ def model_digest(model):
                   if k not in ("name", "trainable")}
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for weight in model.weights:
-        digest.update(array_digest(keras.ops.convert_to_numpy(weight)).encode())
+        # Read through a temporary: reading a JAX array itself caches a host
+        # copy on it (see `keras_guide._host`), which would keep the whole
+        # teacher in host memory for the rest of the run.
+        flat = keras.ops.convert_to_numpy(keras.ops.reshape(weight, (-1,)))
+        digest.update(f"{tuple(weight.shape)}".encode())
+        digest.update(array_digest(flat).encode())
     return digest.hexdigest()
 
 
