@@ -8,6 +8,7 @@ layout: 5 sliding-window layers then 1 global one, RoPE wavelengths 10,000
 (local) and 1,000,000 (global), embeddings scaled by `√d`.
 """
 
+from keras_guide.gguf import mapping
 from keras_guide.gguf.reader import GGUFError
 
 CLASSES = {
@@ -66,76 +67,43 @@ def backbone_config(f):
     )
 
 
+def _norm(w):
+    return w - 1.0  # llama.cpp stores Gemma's `1 + scale`.
+
+
 def weights(f, config):
     """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
-    hidden, head_dim = config["hidden_dim"], config["head_dim"]
-
-    def norm(name):
-        return f.tensor(name) - 1.0
-
-    def heads_first(name, n):
-        # (n·ℓ, d) rows → Keras (n, d, ℓ).
-        return f.tensor(name).reshape(n, head_dim, hidden).transpose(0, 2, 1)
-
     if f.has_tensor("output.weight"):
         raise GGUFError(f"`{f.path}` has an untied output head; Gemma 3 ties it.")
-    yield (
-        "token_embedding/embeddings",
-        "token_embd.weight",
-        f.tensor("token_embd.weight"),
+    d, width = config["hidden_dim"], config["head_dim"]
+    h, g = config["num_query_heads"], config["num_key_value_heads"]
+
+    def heads_first(n):
+        # (n·ℓ, d) rows → Keras (n, d, ℓ).
+        return lambda w: w.reshape(n, width, d).transpose(0, 2, 1)
+
+    top = [
+        ("token_embedding/embeddings", "token_embd.weight", mapping.same),
+        ("final_normalization/scale", "output_norm.weight", _norm),
+    ]
+    norms = [
+        ("pre_attention_norm", "attn_norm"),
+        ("post_attention_norm", "post_attention_norm"),
+        ("pre_ffw_norm", "ffn_norm"),
+        ("post_ffw_norm", "post_ffw_norm"),
+        ("attention/query_norm", "attn_q_norm"),
+        ("attention/key_norm", "attn_k_norm"),
+    ]
+    block = [(k + "/scale", name + ".weight", _norm) for k, name in norms] + [
+        ("attention/query/kernel", "attn_q.weight", heads_first(h)),
+        ("attention/key/kernel", "attn_k.weight", heads_first(g)),
+        ("attention/value/kernel", "attn_v.weight", heads_first(g)),
+        ("attention/attention_output/kernel", "attn_output.weight",
+         lambda w: w.reshape(d, h, width).transpose(1, 2, 0)),
+        ("ffw_gating/kernel", "ffn_gate.weight", mapping.transpose),
+        ("ffw_gating_2/kernel", "ffn_up.weight", mapping.transpose),
+        ("ffw_linear/kernel", "ffn_down.weight", mapping.transpose),
+    ]
+    return mapping.weights(
+        f, top, block, config["num_layers"], keras_block="decoder_block_{}/"
     )
-    yield "final_normalization/scale", "output_norm.weight", norm("output_norm.weight")
-    heads, kv_heads = config["num_query_heads"], config["num_key_value_heads"]
-    for i in range(config["num_layers"]):
-        p, b = f"decoder_block_{i}/", f"blk.{i}."
-        a = p + "attention/"
-        for keras_name, name in (
-            ("pre_attention_norm", "attn_norm"),
-            ("post_attention_norm", "post_attention_norm"),
-            ("pre_ffw_norm", "ffn_norm"),
-            ("post_ffw_norm", "post_ffw_norm"),
-            ("attention/query_norm", "attn_q_norm"),
-            ("attention/key_norm", "attn_k_norm"),
-        ):
-            yield (
-                p + keras_name + "/scale",
-                b + name + ".weight",
-                norm(b + name + ".weight"),
-            )
-        yield (
-            a + "query/kernel",
-            b + "attn_q.weight",
-            heads_first(b + "attn_q.weight", heads),
-        )
-        yield (
-            a + "key/kernel",
-            b + "attn_k.weight",
-            heads_first(b + "attn_k.weight", kv_heads),
-        )
-        yield (
-            a + "value/kernel",
-            b + "attn_v.weight",
-            heads_first(b + "attn_v.weight", kv_heads),
-        )
-        yield (
-            a + "attention_output/kernel",
-            b + "attn_output.weight",
-            f.tensor(b + "attn_output.weight")
-            .reshape(hidden, heads, head_dim)
-            .transpose(1, 2, 0),
-        )
-        yield (
-            p + "ffw_gating/kernel",
-            b + "ffn_gate.weight",
-            f.tensor(b + "ffn_gate.weight").T,
-        )
-        yield (
-            p + "ffw_gating_2/kernel",
-            b + "ffn_up.weight",
-            f.tensor(b + "ffn_up.weight").T,
-        )
-        yield (
-            p + "ffw_linear/kernel",
-            b + "ffn_down.weight",
-            f.tensor(b + "ffn_down.weight").T,
-        )

@@ -9,6 +9,7 @@ times higher; the tests check the result against a NumPy forward pass that
 rotates pairs the way llama.cpp does, on the file's own layout.
 """
 
+from keras_guide.gguf import mapping
 from keras_guide.gguf.reader import GGUFError
 
 # KerasHub Llama classes by the file's tokenizer model: byte-level BPE (Llama 3,
@@ -99,77 +100,34 @@ def backbone_config(f):
 
 def weights(f, config):
     """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
-    heads, kv_heads = config["num_query_heads"], config["num_key_value_heads"]
-    hidden = config["hidden_dim"]
-    head_dim = hidden // heads
-    yield (
-        "token_embedding/embeddings",
-        "token_embd.weight",
-        f.tensor("token_embd.weight"),
-    )
+    d = config["hidden_dim"]
+    h, g = config["num_query_heads"], config["num_key_value_heads"]
+    width = d // h
+    top = [
+        ("token_embedding/embeddings", "token_embd.weight", mapping.same),
+        ("sequence_output_layernorm/scale", "output_norm.weight", mapping.same),
+    ]
     if not config["tie_word_embeddings"]:
-        yield (
-            "token_embedding/reverse_embeddings",
-            "output.weight",
-            f.tensor("output.weight").T,
+        top.append(
+            ("token_embedding/reverse_embeddings", "output.weight", mapping.transpose)
         )
-    yield (
-        "sequence_output_layernorm/scale",
-        "output_norm.weight",
-        f.tensor("output_norm.weight"),
+    attention = "self_attention/"
+    block = [
+        # (heads·ℓ, d) rows → Keras (d, heads, ℓ), q/k rows un-permuted first.
+        (attention + "query/kernel", "attn_q.weight",
+         lambda w: unpermute_rows(w, h).T.reshape(d, h, width)),
+        (attention + "key/kernel", "attn_k.weight",
+         lambda w: unpermute_rows(w, g).T.reshape(d, g, width)),
+        (attention + "value/kernel", "attn_v.weight",
+         lambda w: w.T.reshape(d, g, width)),
+        (attention + "attention_output/kernel", "attn_output.weight",
+         lambda w: w.T.reshape(h, width, d)),
+        ("self_attention_layernorm/scale", "attn_norm.weight", mapping.same),
+        ("feedforward_layernorm/scale", "ffn_norm.weight", mapping.same),
+        ("feedforward_gate_dense/kernel", "ffn_gate.weight", mapping.transpose),
+        ("feedforward_intermediate_dense/kernel", "ffn_up.weight", mapping.transpose),
+        ("feedforward_output_dense/kernel", "ffn_down.weight", mapping.transpose),
+    ]
+    return mapping.weights(
+        f, top, block, config["num_layers"], keras_block="transformer_layer_{}/"
     )
-    for i in range(config["num_layers"]):
-        p, b = f"transformer_layer_{i}/", f"blk.{i}."
-        a = p + "self_attention/"
-
-        def heads_in(name, n):
-            # (n·ℓ, d) rows → Keras (d, n, ℓ).
-            return f.tensor(b + name).T.reshape(hidden, n, head_dim)
-
-        query = unpermute_rows(f.tensor(b + "attn_q.weight"), heads)
-        key = unpermute_rows(f.tensor(b + "attn_k.weight"), kv_heads)
-        yield (
-            a + "query/kernel",
-            b + "attn_q.weight",
-            query.T.reshape(hidden, heads, head_dim),
-        )
-        yield (
-            a + "key/kernel",
-            b + "attn_k.weight",
-            key.T.reshape(hidden, kv_heads, head_dim),
-        )
-        yield (
-            a + "value/kernel",
-            b + "attn_v.weight",
-            heads_in("attn_v.weight", kv_heads),
-        )
-        yield (
-            a + "attention_output/kernel",
-            b + "attn_output.weight",
-            f.tensor(b + "attn_output.weight").T.reshape(heads, head_dim, hidden),
-        )
-        yield (
-            p + "self_attention_layernorm/scale",
-            b + "attn_norm.weight",
-            f.tensor(b + "attn_norm.weight"),
-        )
-        yield (
-            p + "feedforward_layernorm/scale",
-            b + "ffn_norm.weight",
-            f.tensor(b + "ffn_norm.weight"),
-        )
-        yield (
-            p + "feedforward_gate_dense/kernel",
-            b + "ffn_gate.weight",
-            f.tensor(b + "ffn_gate.weight").T,
-        )
-        yield (
-            p + "feedforward_intermediate_dense/kernel",
-            b + "ffn_up.weight",
-            f.tensor(b + "ffn_up.weight").T,
-        )
-        yield (
-            p + "feedforward_output_dense/kernel",
-            b + "ffn_down.weight",
-            f.tensor(b + "ffn_down.weight").T,
-        )
