@@ -106,7 +106,8 @@ def main():
     results = {}
     for name in args.models:
         r = results[name] = measure(name)
-        print(f"{r['model']} ({keras.backend.backend()}, import {r['import_seconds']:.1f} s)")
+        backend, seconds = keras.backend.backend(), r["import_seconds"]
+        print(f"{r['model']} ({backend}, import {seconds:.1f} s)")
         print(f"  perplexity, {r['paragraph_tokens']} tokens: {r['perplexity']:.2f}")
         print(f"  with {r['undone']}: {r['perplexity_undone']:.4g}")
         for prompt, text in r["continuations"].items():

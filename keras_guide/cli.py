@@ -440,7 +440,8 @@ def _init(args):
 
 def _calibration_ids(args, teacher):
     """The first `--calibration-tokens` tokens of the calibration text, as
-    windows of 256 in the teacher's tokens."""
+    windows of 256 in the teacher's tokens (each opening with the start token
+    when the teacher's tokenizer adds one)."""
     import numpy as np
 
     from keras_guide.workflows import text
@@ -454,8 +455,12 @@ def _calibration_ids(args, teacher):
             if len(ids) >= args.calibration_tokens:
                 break
     ids = np.asarray(ids[: args.calibration_tokens], dtype=np.int32)
-    width = min(256, max(len(ids), 1))
-    return ids[: len(ids) // width * width].reshape(-1, width)
+    start = text.start_token_id(encoder)
+    width = min(256 if start is None else 255, max(len(ids), 1))
+    windows = ids[: len(ids) // width * width].reshape(-1, width)
+    if start is not None:
+        windows = np.pad(windows, ((0, 0), (1, 0)), constant_values=start)
+    return windows
 
 
 def _distribution_scope(args):

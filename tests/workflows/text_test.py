@@ -31,6 +31,37 @@ def test_windows_cover_every_target_once_and_mask_padding():
     assert np.all(y[weight == 0] == 0)
 
 
+def test_windows_open_with_the_start_token_and_still_cover_every_target_once():
+    # Gemma's tokenizer starts every sequence with <bos>: each window does too.
+    class Encoder:
+        start_token_id, end_token_id = 99, 98
+
+        def encode(self, text):
+            return [int(c) for c in text]
+
+    docs = text.tokenize_documents(["1234567", "12"], Encoder())
+    np.testing.assert_array_equal(docs[0], [1, 2, 3, 4, 5, 6, 7, 98])
+    tokens, mask = text.make_windows(docs, sequence_length=3, pad_id=0, start_id=99)
+    np.testing.assert_array_equal(
+        tokens,
+        [[99, 1, 2, 3], [99, 4, 5, 6], [99, 7, 98, 0], [99, 1, 2, 98]],
+    )
+    _, y, weight = text.window_batch(tokens, mask)
+    targets = y[weight > 0]
+    np.testing.assert_array_equal(np.sort(targets), np.sort(np.concatenate(docs)))
+
+
+def test_a_hub_encoder_starts_windows_only_if_its_preprocessor_adds_the_token():
+    class Tokenizer:
+        start_token_id, end_token_id = 2, 1
+
+        def vocabulary_size(self):
+            return 10
+
+    assert text.HubEncoder(Tokenizer(), add_start_token=True).start_token_id == 2
+    assert text.HubEncoder(Tokenizer()).start_token_id is None
+
+
 def test_batches_are_a_function_of_seed_and_step():
     tokens = np.arange(50 * 5, dtype=np.int32).reshape(50, 5)
     mask = np.ones_like(tokens)
