@@ -16,7 +16,7 @@ Variants (pick with `--runs`):
 - `guide-calibrated`: data-aware GUIDE: the residual channels, heads,
   neurons and blocks that carry the most energy on the calibration text.
 - `kd`: random init (seed 0) + knowledge distillation from the teacher's
-  stored top-k logits; `guide-calibrated-kd`: both.
+  stored top-k logits; `guide-kd`, `guide-calibrated-kd`: GUIDE and KD.
 - `guide-activations`, `guide-channels`, `guide-importance-units`,
   `guide-importance-map`: each data-aware option alone on top of the defaults;
   `guide-channels-units`, `guide-channels-map`, `guide-units-map`: two of them;
@@ -46,6 +46,7 @@ VARIANTS = {
     "guide": dict(init="guide", options={}),
     "guide-calibrated": dict(init="guide", options=CALIBRATED),
     "kd": dict(init="random", seed=0, kd=True),
+    "guide-kd": dict(init="guide", options={}, kd=True),
     "guide-calibrated-kd": dict(init="guide", options=CALIBRATED, kd=True),
     # Each data-aware option alone, on top of the defaults.
     "guide-activations": dict(init="guide", options=dict(projection="activations")),
@@ -86,6 +87,7 @@ def parse_args(argv=None):
             "guide",
             "guide-calibrated",
             "kd",
+            "guide-kd",
             "guide-calibrated-kd",
         ],
         choices=sorted(VARIANTS),
@@ -307,13 +309,27 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     results = json.load(open(path)) if os.path.exists(path) else {"runs": {}}
+    settings = vars(args)
+    previous = results.get("settings")
+    if previous is not None:
+        # Runs of one results file must be comparable: only the list differs.
+        changed = sorted(
+            k for k in set(previous) | set(settings)
+            if k != "runs" and previous.get(k) != settings.get(k)
+        )
+        if changed:
+            raise SystemExit(
+                f"{path} holds runs with other settings ({', '.join(changed)}); "
+                "use another --out"
+            )
+        settings["runs"] = list(dict.fromkeys(previous["runs"] + args.runs))
     study = Study(args)
     results.update(
         teacher=args.teacher,
         teacher_loss=study.teacher_loss,
         tokens=study.tokens,
         import_seconds=study.import_seconds,
-        settings=vars(args),
+        settings=settings,
     )
 
     def save():
