@@ -42,6 +42,17 @@ from keras_guide.regularizers import track_guide_state
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `load_gguf` needs the optional `gguf` reader (`keras-guide[gguf]`): it is
+    # imported on first use, so `import keras_guide` works without it.
+    if name == "load_gguf":
+        from keras_guide.gguf import load_gguf
+
+        return load_gguf
+    raise AttributeError(f"module 'keras_guide' has no attribute {name!r}")
+
+
 __all__ = [
     "Distiller",
     "FeatureDistillation",
@@ -57,6 +68,7 @@ __all__ = [
     "build_student",
     "guide",
     "guided_student",
+    "load_gguf",
     "GuideRegularizer",
     "GuidedInitializer",
     "Projection",

@@ -185,3 +185,12 @@ def test_imported_models_save_and_load_with_their_tokenizer(tmp_path, writer):
         again.preprocessor.tokenizer.start_token_id
         == lm.preprocessor.tokenizer.start_token_id
     )
+
+
+def test_the_package_exposes_the_importer_without_needing_gguf_at_import():
+    import keras_guide
+
+    assert keras_guide.load_gguf is load_gguf
+    assert "load_gguf" in keras_guide.__all__
+    with pytest.raises(AttributeError, match="no attribute 'load_ggml'"):
+        keras_guide.load_ggml  # noqa: B018
