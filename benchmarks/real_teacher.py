@@ -25,6 +25,7 @@ Variants (pick with `--runs`):
 
 Usage:
     KERAS_BACKEND=jax python benchmarks/real_teacher.py --out runs/real_teacher
+    python benchmarks/real_teacher.py --table runs/real_teacher/results.json
 """
 
 import argparse
@@ -304,7 +305,44 @@ def train(study, variant, student, record, save):
     return seconds
 
 
+def table(path):
+    """A Markdown table of a results file: loss at each evaluated step, and at
+    the last one perplexity and the gap closed against the mean of the
+    random-init runs (`(L_random - L) / (L_random - L_teacher)`)."""
+    results = json.load(open(path))
+    runs, teacher = results["runs"], results["teacher_loss"]
+    steps = sorted({int(s) for r in runs.values() for s in r["losses"]})
+    last = str(steps[-1])
+    randoms = [r["losses"][last] for k, r in runs.items()
+               if k.startswith("random-") and last in r["losses"]]
+    base = float(np.mean(randoms)) if randoms else None
+    head = ["run"] + [f"step {s}" for s in steps]
+    if len(steps) > 1:
+        head += ["perplexity", "gap closed", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in runs.items():
+        cells = [name] + [
+            f"{r['losses'][str(s)]:.3f}" if str(s) in r["losses"] else ""
+            for s in steps
+        ]
+        if len(steps) > 1:
+            loss = r["losses"].get(last)
+            done = loss is not None
+            gap = (base - loss) / (base - teacher) if done and base else None
+            cells += [
+                f"{np.exp(loss):.1f}" if done else "",
+                f"{100 * gap:.1f} %" if gap is not None else "",
+                f"{r.get('train_seconds', 0):.0f}" if done else "",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"| teacher | {teacher:.3f} |" + " |" * (len(head) - 2))
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None and sys.argv[1:2] == ["--table"]:
+        print(table(sys.argv[2]))
+        return
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
