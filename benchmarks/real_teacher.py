@@ -20,6 +20,8 @@ Variants (pick with `--runs`):
 - `guide-activations`, `guide-channels`, `guide-importance-units`,
   `guide-importance-map`: each data-aware option alone on top of the defaults;
   `guide-channels-units`, `guide-channels-map`, `guide-units-map`: two of them;
+  `guide-pca`, `guide-pca-fold`: the token table's PCA where the defaults
+  select coordinates (Gemma 2 and 3);
   `guide-calibrated-untied`: the activation basis with an untied student head
   (the final gain folded exactly; `V · d_S` more parameters).
 
@@ -54,6 +56,9 @@ VARIANTS = {
     "guide-channels": dict(init="guide", options=dict(projection="channels")),
     "guide-importance-units": dict(init="guide", options=dict(select="importance")),
     "guide-importance-map": dict(init="guide", options=dict(layer_map="importance")),
+    # The token table's PCA where `projection="auto"` selects (Gemma 2/3, BERT).
+    "guide-pca": dict(init="guide", options=dict(projection="pca")),
+    "guide-pca-fold": dict(init="guide", options=dict(projection="pca", norm="fold")),
     # Pairs, to see which options need each other.
     "guide-channels-units": dict(
         init="guide", options=dict(projection="channels", select="importance")

@@ -14,9 +14,9 @@ student normalizes over `d_S` coordinates). That is exact when `M` selects
 coordinates, so a full-width student reproduces its teacher, and when the
 gains are uniform. Real gains are far from uniform (Gemma 3 270M: up to 170
 times a layer's median), and with a PCA `M` the approximation breaks the
-model (full-width student: held-out loss 100.8 against the teacher's 4.03;
-docs/method.md, "Post-branch norms"). Gemma 2 and 3 are therefore post-norm
-families: `projection="auto"` selects coordinates, as for BERT.
+model (docs/method.md, "Post-branch norms", has the measurement). Gemma 2
+and 3 are therefore post-norm families: `projection="auto"` selects
+coordinates, as for BERT.
 
 Soft caps, sliding windows, Gemma 3's RoPE scaling factors and query-key norm
 flag define what the weights compute: teacher and student must share them
