@@ -102,6 +102,11 @@ def test_full_width_students_reproduce_the_real_teacher(real):
     # (the final gain folds into its own head).
     import keras_guide
 
+    if keras.backend.backend() != "jax":
+        pytest.skip(
+            "checked on JAX only, to keep CI within its time: guide() computes on the "
+            "host, and its students are bit-identical across backends (tested)"
+        )
     name, _, lm = real
     teacher = lm.backbone
     ids = _ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
