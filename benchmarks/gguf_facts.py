@@ -23,17 +23,8 @@ import sys
 import time
 from unittest import mock
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-PARAGRAPH = (
-    "The history of the city goes back more than two thousand years. It was "
-    "founded as a small fishing village on the banks of the river, and over the "
-    "centuries it grew into an important centre of trade. Today it is known for "
-    "its museums, its parks and its busy markets, which attract visitors from "
-    "all over the world."
-)
 PROMPTS = [
     "One, two, three, four,",
     "The capital of France is",
@@ -55,36 +46,25 @@ UNDONE = {
 }
 
 
-def perplexity(lm, text):
-    import keras
-
-    ids = keras.ops.convert_to_numpy(lm.preprocessor.tokenizer(text)).tolist()
-    if lm.preprocessor.add_start_token:
-        ids = [lm.preprocessor.tokenizer.start_token_id] + ids
-    ids = np.asarray(ids, "int32")
-    x = {"token_ids": ids[None], "padding_mask": np.ones((1, len(ids)), "int32")}
-    logits = keras.ops.convert_to_numpy(lm(x)).astype(np.float64)[0, :-1]
-    logits -= logits.max(-1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    return float(np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean())), len(ids)
-
-
 def measure(name):
+    from benchmarks.real_models import PARAGRAPH
     from benchmarks.real_models import model_path
+    from benchmarks.real_models import perplexity
+    from benchmarks.real_models import token_ids
     from keras_guide.gguf import load_gguf
 
     path = model_path(name)
     start = time.perf_counter()
     lm = load_gguf(path)
     seconds = time.perf_counter() - start
-    ppl, tokens = perplexity(lm, PARAGRAPH)
+    ppl, tokens = perplexity(lm, PARAGRAPH), len(token_ids(lm, PARAGRAPH))
     lm.compile(sampler="greedy")
     continuations = {p: lm.generate(p, max_length=24) for p in PROMPTS}
     del lm
     what, target, patch = UNDONE[name]
     with mock.patch(target, patch):
         broken = load_gguf(path)
-    broken_ppl, _ = perplexity(broken, PARAGRAPH)
+    broken_ppl = perplexity(broken, PARAGRAPH)
     return dict(
         model=os.path.basename(path),
         import_seconds=seconds,

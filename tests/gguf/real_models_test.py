@@ -18,15 +18,6 @@ from benchmarks import real_models  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from tests.gguf import reference  # noqa: E402
 
-# Plain modern English, written for these tests (no model has seen it).
-PARAGRAPH = (
-    "The history of the city goes back more than two thousand years. It was "
-    "founded as a small fishing village on the banks of the river, and over the "
-    "centuries it grew into an important centre of trade. Today it is known for "
-    "its museums, its parks and its busy markets, which attract visitors from "
-    "all over the world."
-)
-
 
 def _path(name):
     try:
@@ -46,26 +37,14 @@ def real(request):
     return request.param, path, load_gguf(path)
 
 
-def _ids(lm, text):
-    ids = keras.ops.convert_to_numpy(lm.preprocessor.tokenizer(text)).tolist()
-    if lm.preprocessor.add_start_token:
-        ids = [lm.preprocessor.tokenizer.start_token_id] + ids
-    return np.asarray(ids, "int32")
-
-
-def _logits(lm, ids):
-    x = {"token_ids": ids[None], "padding_mask": np.ones((1, len(ids)), "int32")}
-    return keras.ops.convert_to_numpy(lm(x)).astype(np.float64)[0]
-
-
 @pytest.mark.slow
 def test_logits_equal_the_llama_cpp_layout_reference(real):
     name, path, lm = real
-    ids = _ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
+    ids = real_models.token_ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
     expected = (
         reference.llama_logits if name == "smollm2" else reference.gemma3_logits
     )(path, ids)
-    error = np.max(np.abs(_logits(lm, ids) - expected)) / np.max(np.abs(expected))
+    error = _relative_error(real_models.logits(lm, ids), expected)
     assert error < 1e-4, f"{name}: max relative error {error:.3g}"
 
 
@@ -74,11 +53,7 @@ def test_perplexity_of_plain_english(real):
     # Measured: SmolLM2 7.6, Gemma 3 270M 6.7; the vocabularies are 49,152
     # and 262,144, so a model that merely runs is in the thousands.
     name, _, lm = real
-    ids = _ids(lm, PARAGRAPH)
-    logits = _logits(lm, ids)[:-1]
-    logits -= logits.max(-1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    perplexity = float(np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean()))
+    perplexity = real_models.perplexity(lm, real_models.PARAGRAPH)
     assert perplexity < 10.0, f"{name}: perplexity {perplexity:.1f}"
 
 
@@ -109,7 +84,7 @@ def test_full_width_students_reproduce_the_real_teacher(real):
         )
     name, _, lm = real
     teacher = lm.backbone
-    ids = _ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
+    ids = real_models.token_ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
     x = {"token_ids": ids[None], "padding_mask": np.ones((1, len(ids)), "int32")}
 
     def logits(backbone):

@@ -24,7 +24,8 @@ from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
 from keras_guide.workflows import checkpoint
-from keras_guide.workflows import text
+from tests.cli_workspace import ctrl_c_at
+from tests.cli_workspace import make_workspace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
@@ -62,13 +63,7 @@ def _tree(folder):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A teacher and a student with dropout, text, and an uninterrupted run."""
-    root = tmp_path_factory.mktemp("crash")
-    models.build_causal_lm(TINY, seed=1).save(root / "teacher.keras")
-    (root / "texts").mkdir()
-    (root / "texts" / "tempest.txt").write_text(data.load_texts(["tempest"])[0][:3000])
-    assert cli.main(["init", str(root / "teacher.keras"), "--out",
-                     str(root / "student.keras"), "--hidden-dim", "8",
-                     "--num-heads", "1", "--intermediate-dim", "16"]) == 0
+    root = make_workspace(tmp_path_factory.mktemp("crash"), TINY)
     assert cli.main(_command(root, root / "straight")) == 0
     return root
 
@@ -102,18 +97,8 @@ def killed(workspace):
 def interrupted(workspace):
     """A run stopped by Ctrl-C before step 2 (checkpoints of steps 1 and 2)."""
     out = workspace / "interrupted"
-    batch = text.Batches.batch
-
-    def stop_at_2(self, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return batch(self, step)
-
-    text.Batches.batch = stop_at_2
-    try:
+    with ctrl_c_at(2):
         assert cli.main(_command(workspace, out)) == 130
-    finally:
-        text.Batches.batch = batch
     return out
 
 
