@@ -102,14 +102,12 @@ def make_windows(documents, sequence_length, pad_id, start_id=None):
         `mask` is 1 on real tokens.
     """
     width = sequence_length + 1
-    head = [] if start_id is None else [start_id]
+    head = np.asarray([] if start_id is None else [start_id], np.int32)
     tokens, masks = [], []
     for doc in documents:
         last = max(len(doc) - 1, 1) if start_id is None else max(len(doc), 1)
         for start in range(0, last, sequence_length):
-            chunk = np.concatenate(
-                [np.asarray(head, np.int32), doc[start: start + width - len(head)]]
-            )
+            chunk = np.concatenate([head, doc[start: start + width - len(head)]])
             row = np.full(width, pad_id, dtype=np.int32)
             row[: len(chunk)] = chunk
             mask = np.zeros(width, dtype=np.int32)
