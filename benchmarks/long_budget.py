@@ -83,6 +83,14 @@ for _seed in (0, 1):
     RUNS[f"guide-channels-{_seed}"] = _run(
         "GUIDE channel basis + importance units and blocks", seed=_seed,
         projection="channels", **CALIBRATED)
+# Each data-aware option alone, on top of the defaults.
+RUNS["guide-activation-basis-0"] = _run(
+    "GUIDE activation basis alone", projection="activations", calibration="train")
+RUNS["guide-importance-units-0"] = _run(
+    "GUIDE importance heads and neurons alone", select="importance",
+    calibration="train")
+RUNS["guide-importance-map-0"] = _run(
+    "GUIDE importance block map alone", layer_map="importance", calibration="train")
 # GUIDE + a constant GuideRegularizer pull toward the guided weights.
 for _strength in (0.1, 1.0, 10.0):
     RUNS[f"guide-reg{_strength:g}-0"] = _run(
