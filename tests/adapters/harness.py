@@ -78,17 +78,6 @@ FAMILIES = {
         ("self_attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
     ),
-    "bert": Family(
-        "bert", "BertBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
-        "transformer_layer_{}",
-        ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
-        ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
-        query=("self_attention_layer/query/kernel", 1),
-        exact_kind="select",
-        segments=True,
-    ),
     # Gemma 2: post-branch norms, soft caps small enough to bend the logits,
     # sliding-window layers (every other one) narrower than the sequence. A
     # post-branch norm of a narrower student is exact only as its ε → 0 (it
@@ -156,9 +145,11 @@ FAMILIES = {
             ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
             query=("self_attention_layer/query/kernel", 1),
             exact_kind="select",
+            segments=name == "bert",  # BERT alone takes segment ids
         )
         # Post-norm encoders with BERT's layer names and the same tiny sizes.
         for name, backbone in (
+            ("bert", "BertBackbone"),
             ("roberta", "RobertaBackbone"),
             ("xlm_roberta", "XLMRobertaBackbone"),
             ("distil_bert", "DistilBertBackbone"),
