@@ -44,12 +44,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # `load_gguf` needs the optional `gguf` reader (`keras-guide[gguf]`): it is
-    # imported on first use, so `import keras_guide` works without it.
-    if name == "load_gguf":
-        from keras_guide.gguf import load_gguf
+    # `load_gguf` and `save_gguf` need the optional `gguf` package
+    # (`keras-guide[gguf]`): imported on first use, so `import keras_guide`
+    # works without it.
+    if name in ("load_gguf", "save_gguf"):
+        from keras_guide import gguf
 
-        return load_gguf
+        return getattr(gguf, name)
     raise AttributeError(f"module 'keras_guide' has no attribute {name!r}")
 
 
@@ -69,6 +70,7 @@ __all__ = [
     "guide",
     "guided_student",
     "load_gguf",
+    "save_gguf",
     "GuideRegularizer",
     "GuidedInitializer",
     "Projection",

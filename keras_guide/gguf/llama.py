@@ -30,6 +30,14 @@ CLASSES = {
 }
 
 
+def _check_heads(weight, num_heads):
+    if weight.shape[0] % (2 * num_heads):
+        raise GGUFError(
+            f"A query/key weight of shape {weight.shape} cannot hold {num_heads} "
+            "heads of even width."
+        )
+
+
 def unpermute_rows(weight, num_heads):
     """Undoes llama.cpp's per-head `(2, ℓ/2) → (ℓ/2, 2)` reordering of q/k rows.
 
@@ -40,15 +48,24 @@ def unpermute_rows(weight, num_heads):
     Returns:
         The weight with each head's rows in the rotate-half order.
     """
-    rows = weight.shape[0]
-    if rows % (2 * num_heads):
-        raise GGUFError(
-            f"A query/key weight of shape {weight.shape} cannot hold {num_heads} "
-            "heads of even width."
-        )
-    head_dim = rows // num_heads
+    _check_heads(weight, num_heads)
+    head_dim = weight.shape[0] // num_heads
     return (
         weight.reshape(num_heads, head_dim // 2, 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def permute_rows(weight, num_heads):
+    """llama.cpp's converter: each head's rows `(2, ℓ/2) → (ℓ/2, 2)`.
+
+    The inverse of `unpermute_rows`.
+    """
+    _check_heads(weight, num_heads)
+    head_dim = weight.shape[0] // num_heads
+    return (
+        weight.reshape(num_heads, 2, head_dim // 2, *weight.shape[1:])
         .swapaxes(1, 2)
         .reshape(weight.shape)
     )
@@ -98,11 +115,21 @@ def backbone_config(f):
     )
 
 
-def weights(f, config):
-    """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
+def _mapping(config):
+    """`(top, block)`: every weight as `(keras path, gguf name, layout)`."""
     d = config["hidden_dim"]
     h, g = config["num_query_heads"], config["num_key_value_heads"]
     width = d // h
+
+    def rows_to_heads(n, rotated):
+        # (n·ℓ, d) rows ↔ Keras (d, n, ℓ); llama.cpp's row order for q and k.
+        to_file = (lambda w: permute_rows(w, n)) if rotated else (lambda w: w)
+        from_file = (lambda w: unpermute_rows(w, n)) if rotated else (lambda w: w)
+        return mapping.Layout(
+            lambda w: from_file(w).T.reshape(d, n, width),
+            lambda k: to_file(k.reshape(d, n * width).T),
+        )
+
     top = [
         ("token_embedding/embeddings", "token_embd.weight", mapping.same),
         ("sequence_output_layernorm/scale", "output_norm.weight", mapping.same),
@@ -113,21 +140,63 @@ def weights(f, config):
         )
     attention = "self_attention/"
     block = [
-        # (heads·ℓ, d) rows → Keras (d, heads, ℓ), q/k rows un-permuted first.
-        (attention + "query/kernel", "attn_q.weight",
-         lambda w: unpermute_rows(w, h).T.reshape(d, h, width)),
-        (attention + "key/kernel", "attn_k.weight",
-         lambda w: unpermute_rows(w, g).T.reshape(d, g, width)),
-        (attention + "value/kernel", "attn_v.weight",
-         lambda w: w.T.reshape(d, g, width)),
+        (attention + "query/kernel", "attn_q.weight", rows_to_heads(h, True)),
+        (attention + "key/kernel", "attn_k.weight", rows_to_heads(g, True)),
+        (attention + "value/kernel", "attn_v.weight", rows_to_heads(g, False)),
+        # (d, h·ℓ) ↔ Keras (h, ℓ, d).
         (attention + "attention_output/kernel", "attn_output.weight",
-         lambda w: w.T.reshape(h, width, d)),
+         mapping.Layout(lambda w: w.T.reshape(h, width, d),
+                        lambda k: k.reshape(h * width, d).T)),
         ("self_attention_layernorm/scale", "attn_norm.weight", mapping.same),
         ("feedforward_layernorm/scale", "ffn_norm.weight", mapping.same),
         ("feedforward_gate_dense/kernel", "ffn_gate.weight", mapping.transpose),
         ("feedforward_intermediate_dense/kernel", "ffn_up.weight", mapping.transpose),
         ("feedforward_output_dense/kernel", "ffn_down.weight", mapping.transpose),
     ]
-    return mapping.weights(
-        f, top, block, config["num_layers"], keras_block="transformer_layer_{}/"
-    )
+    return top, block
+
+
+KERAS_BLOCK = "transformer_layer_{}/"
+
+
+def weights(f, config, backbone=None):
+    """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
+    return mapping.weights(f, *_mapping(config), config["num_layers"], KERAS_BLOCK)
+
+
+def tensors(read, config, backbone=None):
+    """Yields `(gguf tensor name, array, keras path)` for every weight."""
+    return mapping.tensors(read, *_mapping(config), config["num_layers"], KERAS_BLOCK)
+
+
+def metadata(config):
+    """The `llama.*` metadata of a Llama backbone config: `{key: value}`.
+
+    Raises:
+        GGUFError: the config uses something llama.cpp's `llama` cannot hold.
+    """
+    if config.get("rope_frequency_adjustment_factor") is not None:
+        raise GGUFError(
+            "The model uses Llama 3.1-style per-frequency RoPE scaling, which "
+            "save_gguf does not write yet (llama.cpp reads it from a "
+            "`rope_freqs.weight` tensor). Supported: no scaling or linear."
+        )
+    d, h = config["hidden_dim"], config["num_query_heads"]
+    if d % h:
+        raise GGUFError(f"hidden_dim {d} is not a multiple of {h} heads.")
+    scale = float(config.get("rope_position_scaling_factor", 1.0))
+    meta = {
+        "block_count": int(config["num_layers"]),
+        "embedding_length": int(d),
+        "feed_forward_length": int(config["intermediate_dim"]),
+        "attention.head_count": int(h),
+        "attention.head_count_kv": int(config["num_key_value_heads"]),
+        "rope.dimension_count": int(d // h),
+        "rope.freq_base": float(config["rope_max_wavelength"]),
+        "attention.layer_norm_rms_epsilon": float(config["layer_norm_epsilon"]),
+        "vocab_size": int(config["vocabulary_size"]),
+    }
+    if scale != 1.0:
+        meta["rope.scaling.type"] = "linear"
+        meta["rope.scaling.factor"] = scale
+    return meta

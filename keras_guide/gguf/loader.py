@@ -35,9 +35,11 @@ def load_gguf(path, dtype=None):
 
     Returns:
         A KerasHub `CausalLM` (task model) with `backbone` and `preprocessor`.
-        Saved with `model.save(...)`, it loads again with
-        `keras.saving.load_model` once `keras_guide.gguf` is imported (a
-        byte-level vocabulary is held by `GGUFBytePairTokenizer`).
+        Its tokenizer gives llama.cpp's token ids (`GGUFBytePairTokenizer`,
+        `GGUFGemma3Tokenizer` or `GGUFLlamaTokenizer`: KerasHub's classes,
+        tokenizing with llama.cpp's algorithm). Saved with `model.save(...)`
+        or `save_to_preset`, it loads again once `keras_guide.gguf` is
+        imported.
 
     Raises:
         GGUFError: the file is missing, not GGUF, truncated or corrupted, of
@@ -79,7 +81,7 @@ def load_gguf(path, dtype=None):
             f"but the embedding table {config['vocabulary_size']} rows."
         )
     backbone = backbone_cls(**config, dtype=dtype)
-    _assign(f, backbone, arch.weights(f, config))
+    _assign(f, backbone, arch.weights(f, config, backbone))
     preprocessor = preprocessor_cls(
         tokenizer, add_start_token=bool(f.get("tokenizer.ggml.add_bos_token", True))
     )
@@ -87,9 +89,10 @@ def load_gguf(path, dtype=None):
 
 
 def _tokenizer(f, kind, cls):
+    cls = tokenizers.GGUF_CLASSES[cls.__name__]
     try:
         if kind == "gpt2":
-            return tokenizers.byte_pair_tokenizer(f)
+            return tokenizers.byte_pair_tokenizer(f, cls)
         return cls(
             proto=tokenizers.sentencepiece_proto(f), **_tokenizer_options(cls, f)
         )
@@ -101,7 +104,7 @@ def _tokenizer(f, kind, cls):
 
 
 def _tokenizer_options(cls, f):
-    if cls.__name__ == "Gemma3Tokenizer":
+    if issubclass(cls, tokenizers.GGUFGemma3Tokenizer):
         tokens = set(f.require("tokenizer.ggml.tokens"))
         vision = {"<img>", "<start_of_image>", "<end_of_image>"}
         return {"has_vision_tokens": vision <= tokens}

@@ -1,33 +1,73 @@
-"""Tensors as Keras weights: flat lists of (Keras path, GGUF name, convert).
+"""Tensors as Keras weights and back: flat lists of (Keras path, GGUF name, layout).
 
-An architecture module states its mapping as data, like KerasHub's converters:
-the weights outside the blocks, and one block's weights with the block index
-left out; `weights` walks them and reads each tensor only when it is needed.
+An architecture module states its mapping once, as data, like KerasHub's
+converters: the weights outside the blocks, and one block's weights with the
+block index left out. Each entry's `Layout` converts a tensor both ways, so the
+importer (`weights`) and the exporter (`tensors`) cannot disagree on a layout
+fact; `tests/gguf/` checks that every pair of conversions is an exact inverse.
 """
 
+import collections
 
-def same(value):
+import numpy as np
+
+# `to_keras(value)`: a tensor as the file stores it (NumPy row-major, the
+# PyTorch layout) → the Keras weight; `to_gguf(value)` the other way.
+Layout = collections.namedtuple("Layout", ["to_keras", "to_gguf"])
+
+
+def _identity(value):
     return value
 
 
-def transpose(value):
-    """`(out, in)` as GGUF stores a linear weight → a Keras `(in, out)` kernel."""
+def _transpose(value):
     return value.T
+
+
+# A vector (norm gain) or a table stored as is.
+same = Layout(_identity, _identity)
+# `(out, in)` as GGUF stores a linear weight ↔ a Keras `(in, out)` kernel.
+transpose = Layout(_transpose, _transpose)
+
+
+def shift(offset):
+    """A weight the file stores plus `offset` (Gemma's norm gains: `1 + scale`)."""
+    return Layout(lambda w: w - offset, lambda w: w + offset)
+
+
+def _entries(top, block, num_layers, keras_block, gguf_block):
+    yield from top
+    for index in range(num_layers):
+        k, g = keras_block.format(index), gguf_block.format(index)
+        for path, name, layout in block:
+            yield k + path, g + name, layout
 
 
 def weights(f, top, block, num_layers, keras_block, gguf_block="blk.{}."):
     """Yields `(keras path, gguf name, value)` for `top`, then `block` per block.
 
+    Each tensor is read from the file only when its turn comes.
+
     Args:
         f: a `GGUFFile`.
-        top: `(keras path, gguf name, convert)` outside the blocks.
+        top: `(keras path, gguf name, layout)` outside the blocks.
         block: the same for one block, paths relative to the block prefixes.
         num_layers: how many blocks.
         keras_block, gguf_block: the block prefixes, formatted with the index.
     """
-    for path, name, convert in top:
-        yield path, name, convert(f.tensor(name))
-    for index in range(num_layers):
-        k, g = keras_block.format(index), gguf_block.format(index)
-        for path, name, convert in block:
-            yield k + path, g + name, convert(f.tensor(g + name))
+    for path, name, layout in _entries(top, block, num_layers, keras_block,
+                                       gguf_block):
+        yield path, name, layout.to_keras(f.tensor(name))
+
+
+def tensors(read, top, block, num_layers, keras_block, gguf_block="blk.{}."):
+    """Yields `(gguf name, float32 array, keras path)` from Keras weights.
+
+    Args:
+        read: `read(keras path)` → the weight's value as a NumPy array.
+        top, block, num_layers, keras_block, gguf_block: as for `weights`.
+    """
+    for path, name, layout in _entries(top, block, num_layers, keras_block,
+                                       gguf_block):
+        value = layout.to_gguf(np.asarray(read(path), dtype=np.float32))
+        yield name, np.ascontiguousarray(value), path

@@ -104,6 +104,11 @@ class GGUFFile:
         self._metadata = {
             key: _field_value(field) for key, field in self._reader.fields.items()
         }
+        # Each key's GGUF value type (and item type for arrays), to copy a
+        # key verbatim into another file.
+        self._value_types = {
+            key: tuple(field.types) for key, field in self._reader.fields.items()
+        }
         self._reader.fields.clear()
 
     def _check_complete(self):
@@ -123,6 +128,14 @@ class GGUFFile:
     def get(self, key, default=None):
         """The metadata value under `key`, or `default` when it is absent."""
         return self._metadata.get(key, default)
+
+    def keys(self):
+        """The metadata keys, in the file's order."""
+        return list(self._metadata)
+
+    def value_types(self, key):
+        """Key `key`'s `GGUFValueType`s: `(type,)`, or `(ARRAY, item type)`."""
+        return self._value_types[key]
 
     def require(self, key):
         """The metadata value under `key`; a `GGUFError` naming it when absent."""

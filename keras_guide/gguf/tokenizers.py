@@ -1,4 +1,5 @@
-"""Tokenizers built from a GGUF file's own vocabulary (no download).
+"""KerasHub tokenizers built from a GGUF file's own vocabulary (no download),
+that give llama.cpp's token ids.
 
 GGUF carries the tokenizer in its metadata: `tokenizer.ggml.model` names the
 kind (`gpt2`: byte-level BPE with `tokens` and `merges`; `llama`: a
@@ -6,16 +7,35 @@ SentencePiece model with `tokens`, `scores` and `token_type`), plus the ids of
 the special tokens. llama.cpp's token types are SentencePiece's own piece types
 (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte), so a
 SentencePiece model proto can be rebuilt piece for piece.
+
+KerasHub's own tokenizers over that vocabulary split some text otherwise than
+llama.cpp (runs of spaces, indented code, digits, Gemma's whitespace tokens),
+so the classes here keep KerasHub's class (its preprocessors, `generate`,
+`detokenize`, presets) but `tokenize` through `LlamaCppTokenizer`, the port
+of llama.cpp's algorithm, built from the tokenizer's own vocabulary. A model
+or preset holding one loads once `keras_guide.gguf` is imported.
 """
 
 import keras
 import keras_hub
+import numpy as np
 
+from keras_guide.gguf.llama_cpp_tokenizer import LlamaCppTokenizer
 from keras_guide.gguf.reader import GGUFError
 
 SUPPORTED = ("gpt2", "llama")
-_CONTROL = 3
+_NORMAL, _UNKNOWN, _CONTROL = 1, 2, 3
 _BYTE = 6
+# Scalar `tokenizer.*` keys a byte-level tokenizer keeps from its file, so
+# that an exported student carries them (the lists are rebuilt from the
+# vocabulary and merges).
+_KEPT_KEYS = (
+    "tokenizer.ggml.pre",
+    "tokenizer.ggml.padding_token_id",
+    "tokenizer.ggml.unknown_token_id",
+    "tokenizer.ggml.add_eos_token",
+    "tokenizer.chat_template",
+)
 
 
 def tokenizer_model(f):
@@ -41,14 +61,63 @@ def _token(f, tokens, key, default=None):
     return tokens[index]
 
 
+class _LlamaCppIds:
+    """`tokenize` through llama.cpp's algorithm (`llama_cpp_tokenizer()`).
+
+    Start and end tokens are left to the preprocessor, as KerasHub's own
+    `tokenize` does; `sequence_length` pads or truncates the same way.
+    """
+
+    def llama_cpp_tokenizer(self):
+        """The `LlamaCppTokenizer` of this vocabulary (built once)."""
+        cached = getattr(self, "_llama_cpp", None)
+        if cached is None:
+            cached = self._build_llama_cpp()
+            self._llama_cpp = cached
+        return cached
+
+    def tokenize(self, inputs):
+        import tensorflow as tf
+
+        encoder = self.llama_cpp_tokenizer()
+        if not isinstance(inputs, (tf.Tensor, tf.RaggedTensor)):
+            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        unbatched = inputs.shape.rank == 0
+        if unbatched:
+            inputs = tf.expand_dims(inputs, 0)
+
+        def encode(strings):
+            rows = [
+                encoder.encode(s.decode("utf-8", errors="replace"), add_special=False)
+                for s in strings.numpy().reshape(-1)
+            ]
+            flat = np.fromiter((i for row in rows for i in row), np.int32)
+            return flat, np.asarray([len(row) for row in rows], np.int64)
+
+        flat, lengths = tf.py_function(encode, [inputs], [tf.int32, tf.int64])
+        flat.set_shape([None])
+        lengths.set_shape([None])
+        tokens = tf.RaggedTensor.from_row_lengths(flat, lengths)
+        if self.sequence_length:
+            tokens = tokens.to_tensor(
+                default_value=self.pad_token_id or 0,
+                shape=[None, self.sequence_length],
+            )
+        if unbatched:
+            tokens = tokens[0]
+        return tf.cast(tokens, self.compute_dtype)
+
+
 @keras.saving.register_keras_serializable(package="keras_guide")
-class GGUFBytePairTokenizer(keras_hub.models.Llama3Tokenizer):
-    """KerasHub's Llama 3 tokenizer with a GGUF file's own special tokens.
+class GGUFBytePairTokenizer(_LlamaCppIds, keras_hub.models.Llama3Tokenizer):
+    """KerasHub's Llama 3 tokenizer over a GGUF byte-level vocabulary,
+    tokenizing as llama.cpp does.
 
     `Llama3Tokenizer.get_config()` does not save its start, end and other
     special tokens, so a reloaded one expects Llama 3's (`<|begin_of_text|>`,
-    ...) and fails on any other vocabulary; this one saves them. A model that
-    holds one loads once `keras_guide.gguf` is imported.
+    ...) and fails on any other vocabulary; this one saves them, with the
+    file's pre-tokenizer, special token types and the scalar settings an
+    exported GGUF carries over (`gguf_settings`).
     """
 
     def __init__(
@@ -58,12 +127,16 @@ class GGUFBytePairTokenizer(keras_hub.models.Llama3Tokenizer):
         bos_token=None,
         eos_token=None,
         misc_special_tokens=(),
+        token_types=None,
+        gguf_settings=None,
         **kwargs,
     ):
         self._specials = dict(
             bos_token=bos_token,
             eos_token=eos_token,
             misc_special_tokens=sorted(misc_special_tokens),
+            token_types=dict(token_types or {}),
+            gguf_settings=dict(gguf_settings or {}),
         )
         super().__init__(
             vocabulary=vocabulary,
@@ -77,10 +150,89 @@ class GGUFBytePairTokenizer(keras_hub.models.Llama3Tokenizer):
     def get_config(self):
         return {**super().get_config(), **self._specials}
 
+    def _build_llama_cpp(self):
+        return _bpe_tokenizer(
+            self, self._specials["token_types"], self._specials["gguf_settings"]
+        )
+
+
+def _bpe_tokenizer(tokenizer, token_types=None, settings=None):
+    """A `LlamaCppTokenizer` from a KerasHub byte-level BPE tokenizer.
+
+    Tokens not in `token_types` are control tokens if they are the
+    tokenizer's special tokens, normal otherwise; the pre-tokenizer is
+    `settings["tokenizer.ggml.pre"]`, else Llama 3's.
+    """
+    by_id = sorted(tokenizer.vocabulary.items(), key=lambda item: item[1])
+    if [index for _, index in by_id] != list(range(len(by_id))):
+        raise GGUFError(
+            f"The {type(tokenizer).__name__}'s vocabulary ids are not "
+            f"0..{len(by_id) - 1}."
+        )
+    tokens = [token for token, _ in by_id]
+    kinds = token_types or {}
+    specials = {t for t in tokenizer.special_tokens if t is not None}
+    types = [
+        kinds.get(token, _CONTROL if token in specials else _NORMAL)
+        for token in tokens
+    ]
+    return LlamaCppTokenizer(
+        tokens,
+        types,
+        model="gpt2",
+        merges=list(tokenizer.merges),
+        pre=(settings or {}).get("tokenizer.ggml.pre", "llama-bpe"),
+        bos_id=tokenizer.start_token_id,
+        eos_id=tokenizer.end_token_id,
+    )
+
+
+def _proto_tokenizer(self):
+    """A `LlamaCppTokenizer` from a SentencePiece tokenizer's model proto."""
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+    proto = sp_pb2.ModelProto()
+    proto.ParseFromString(self.proto)
+    pieces = proto.pieces
+    spec = proto.trainer_spec
+    return LlamaCppTokenizer(
+        [p.piece for p in pieces],
+        [int(p.type) for p in pieces],
+        model="llama",
+        scores=[p.score for p in pieces],
+        bos_id=spec.bos_id if spec.bos_id >= 0 else None,
+        eos_id=spec.eos_id if spec.eos_id >= 0 else None,
+        add_space_prefix=proto.normalizer_spec.add_dummy_prefix,
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_guide")
+class GGUFGemma3Tokenizer(_LlamaCppIds, keras_hub.models.Gemma3Tokenizer):
+    """KerasHub's Gemma 3 tokenizer over a GGUF vocabulary, tokenizing as
+    llama.cpp does (Gemma's user-defined whitespace tokens first)."""
+
+    _build_llama_cpp = _proto_tokenizer
+
+
+@keras.saving.register_keras_serializable(package="keras_guide")
+class GGUFLlamaTokenizer(_LlamaCppIds, keras_hub.models.LlamaTokenizer):
+    """KerasHub's Llama 2 (SentencePiece) tokenizer over a GGUF vocabulary,
+    tokenizing as llama.cpp does."""
+
+    _build_llama_cpp = _proto_tokenizer
+
+
+# KerasHub tokenizer class names (`CLASSES` of the architecture modules) → the
+# class built here.
+GGUF_CLASSES = {
+    "Llama3Tokenizer": GGUFBytePairTokenizer,
+    "Gemma3Tokenizer": GGUFGemma3Tokenizer,
+    "LlamaTokenizer": GGUFLlamaTokenizer,
+}
+
 
 def byte_pair_tokenizer(f, cls=None):
-    """A byte-level BPE tokenizer (KerasHub's `Llama3Tokenizer`, saving the
-    file's special tokens with its config).
+    """A byte-level BPE tokenizer (`GGUFBytePairTokenizer`).
 
     The start and end tokens are the file's `bos`/`eos`; every control token
     is kept whole (never split by the pre-tokenizer).
@@ -106,6 +258,8 @@ def byte_pair_tokenizer(f, cls=None):
         bos_token=bos,
         eos_token=eos,
         misc_special_tokens=control,
+        token_types={t: int(k) for t, k in zip(tokens, types) if k != _NORMAL},
+        gguf_settings={k: f.get(k) for k in _KEPT_KEYS if f.get(k) is not None},
     )
 
 
@@ -152,5 +306,68 @@ def sentencepiece_proto(f):
         piece = proto.pieces.add()
         piece.piece = token
         piece.score = float(score)
-        piece.type = 2 if index == unknown else (int(kind) if 1 <= kind <= 6 else 1)
+        piece.type = _UNKNOWN if index == unknown else (
+            int(kind) if 1 <= kind <= 6 else _NORMAL
+        )
     return proto.SerializeToString()
+
+
+def llama_cpp_tokenizer(tokenizer):
+    """The `LlamaCppTokenizer` of a KerasHub tokenizer, or `None` for one
+    that is not built over a GGUF-style vocabulary here."""
+    build = getattr(tokenizer, "llama_cpp_tokenizer", None)
+    return build() if build is not None else None
+
+
+def gguf_metadata(tokenizer, add_bos):
+    """The `tokenizer.*` metadata of a GGUF file for a KerasHub tokenizer.
+
+    Args:
+        tokenizer: one of this module's tokenizers, or KerasHub's
+            `Llama3Tokenizer`, `Gemma3Tokenizer` or `LlamaTokenizer`.
+        add_bos: whether llama.cpp adds the start token (the
+            preprocessor's `add_start_token`).
+
+    Raises:
+        GGUFError: a tokenizer of another kind.
+    """
+    encoder = llama_cpp_tokenizer(tokenizer)
+    settings = {}
+    if encoder is None:
+        if isinstance(tokenizer, keras_hub.models.Llama3Tokenizer):
+            encoder = _bpe_tokenizer(tokenizer)
+        elif isinstance(tokenizer, (keras_hub.models.Gemma3Tokenizer,
+                                    keras_hub.models.LlamaTokenizer)):
+            encoder = _proto_tokenizer(tokenizer)
+        else:
+            raise GGUFError(
+                f"A {type(tokenizer).__name__} cannot be written into a GGUF file; "
+                f"supported: {sorted(GGUF_CLASSES)} and their GGUF variants. Pass "
+                "metadata_from='teacher.gguf' to copy the teacher's tokenizer."
+            )
+    if isinstance(tokenizer, GGUFBytePairTokenizer):
+        settings = tokenizer._specials["gguf_settings"]
+    meta = {
+        "tokenizer.ggml.model": encoder.model,
+        "tokenizer.ggml.pre": encoder.pre if encoder.model == "gpt2" else "default",
+        "tokenizer.ggml.tokens": list(encoder.tokens),
+        "tokenizer.ggml.token_type": [int(t) for t in encoder.types],
+    }
+    if encoder.model == "gpt2":
+        meta["tokenizer.ggml.merges"] = list(tokenizer.merges)
+    else:
+        meta["tokenizer.ggml.scores"] = [float(s) for s in encoder.scores]
+        meta["tokenizer.ggml.add_space_prefix"] = encoder.add_space_prefix
+        unknown = [i for i, t in enumerate(encoder.types) if t == _UNKNOWN]
+        if unknown:
+            meta["tokenizer.ggml.unknown_token_id"] = unknown[0]
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is not None:
+            meta["tokenizer.ggml.padding_token_id"] = int(pad)
+    for key, index in (("bos", encoder.bos_id), ("eos", encoder.eos_id)):
+        if index is not None:
+            meta[f"tokenizer.ggml.{key}_token_id"] = int(index)
+    meta["tokenizer.ggml.add_bos_token"] = bool(add_bos)
+    meta.update({k: v for k, v in settings.items() if k not in meta})
+    meta.setdefault("tokenizer.ggml.add_eos_token", False)
+    return meta

@@ -33,13 +33,13 @@ import shutil
 import numpy as np
 
 from keras_guide import _backend
+from keras_guide import _files
 
 STUDENT_FILE = "student.keras"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 SET_PREFIX = "step-"
-_TMP_PREFIX = ".tmp-"
 # The stages of a save, in order; `_stage` is called after each (a crash
 # test kills the process there). "X:tmp" means X is written under its
 # temporary name but not yet renamed.
@@ -66,47 +66,13 @@ def checkpoint_dir(out_dir):
     return os.path.join(out_dir, "checkpoint")
 
 
-def _fsync_dir(directory):
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path, write, stage=None, step=None):
-    """Writes the file `path` by `write(tmp_path)`, then renames it into place.
-
-    The temporary name is in the same folder and ends like `path` (Keras
-    and NumPy choose the format by extension); it is fsynced before the
-    rename and the folder after, so `path` is either the old or the new
-    file, also after a crash.
-
-    Args:
-        path: the final file.
-        write: a callable writing the complete file at the path it is given.
-        stage: when given, `_stage(f"{stage}:tmp")` is called before the
-            rename and `_stage(stage)` after it.
-        step: passed to `_stage`.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    name = f"{_TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}"
-    tmp = os.path.join(directory, name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        if stage is not None:
-            _stage(f"{stage}:tmp", step)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(directory)
-    if stage is not None:
-        _stage(stage, step)
+    """`_files.write_atomic`, calling `_stage(f"{stage}:tmp")` before the
+    rename and `_stage(stage)` after it when `stage` is given."""
+    if stage is None:
+        return _files.write_atomic(path, write)
+    _files.write_atomic(path, write, lambda: _stage(f"{stage}:tmp", step))
+    _stage(stage, step)
 
 
 def write_json(path, record, stage=None, step=None):
@@ -123,7 +89,7 @@ def remove_temporaries(folder):
     """Removes the temporary files a killed `write_atomic` left in `folder`."""
     if os.path.isdir(folder):
         for name in os.listdir(folder):
-            if name.startswith(_TMP_PREFIX):
+            if _files.is_temporary(name):
                 os.remove(os.path.join(folder, name))
 
 
@@ -337,14 +303,14 @@ def save(directory, student, optimizer, step, num_steps, settings=None, keep=2):
     """
     path = _set_path(directory, step)
     os.makedirs(path, exist_ok=True)
-    _fsync_dir(directory)
+    _files.fsync_dir(directory)
     remove_temporaries(path)
     manifest_path = os.path.join(path, MANIFEST_FILE)
     if os.path.exists(manifest_path):
         # A set of this step from an earlier try: it stops counting before
         # any of its files changes.
         os.remove(manifest_path)
-        _fsync_dir(path)
+        _files.fsync_dir(path)
     _stage("begin", step)
     write_atomic(os.path.join(path, STUDENT_FILE), student.save, STUDENT_FILE, step)
     _write_variables(optimizer.variables, os.path.join(path, OPTIMIZER_FILE),

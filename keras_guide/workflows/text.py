@@ -246,14 +246,19 @@ def sequence_length(model, requested=None):
 
 
 class HubEncoder:
-    """`encode`/`end_token_id` over a KerasHub tokenizer, line by line.
+    """`encode`/`end_token_id` over a KerasHub tokenizer.
 
+    A tokenizer built over a GGUF vocabulary (`keras_guide.gguf`) encodes
+    each text whole with llama.cpp's algorithm, so the ids are those
+    llama.cpp gives; any other KerasHub tokenizer encodes line by line.
     `start_token_id` is the tokenizer's start token when `add_start_token`
     (its preprocessor prepends one), else None.
     """
 
     def __init__(self, tokenizer, add_start_token=False):
         self.tokenizer = tokenizer
+        build = getattr(tokenizer, "llama_cpp_tokenizer", None)
+        self._llama_cpp = build() if build is not None else None
         self.start_token_id = (
             getattr(tokenizer, "start_token_id", None) if add_start_token else None
         )
@@ -263,6 +268,8 @@ class HubEncoder:
             self.end_token_id = getattr(tokenizer, "pad_token_id", 0) or 0
 
     def encode(self, text):
+        if self._llama_cpp is not None:
+            return self._llama_cpp.encode(text, add_special=False)
         lines = text.splitlines(keepends=True)
         ids = []
         for start in range(0, len(lines), 256):

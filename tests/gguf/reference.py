@@ -124,13 +124,16 @@ def gemma3_logits(path, token_ids):
     d = f.meta(f"{arch}.embedding_length")
     head_dim = f.meta(f"{arch}.attention.key_length")
     window = f.meta(f"{arch}.attention.sliding_window")
+    blocks = f.meta(f"{arch}.block_count")
+    # llama.cpp's query scale: 1/√(d / heads) for 62 blocks (27B), else 1/√ℓ.
+    query_scale = 1 / np.sqrt(d // heads if blocks == 62 else head_dim)
     table = f("token_embd.weight")
     x = table[np.asarray(token_ids)] * np.sqrt(d)
     n = len(token_ids)
     positions = np.arange(n)
     causal = positions[:, None] >= positions[None, :]
     local = causal & (positions[:, None] - positions[None, :] < window)
-    for i in range(f.meta(f"{arch}.block_count")):
+    for i in range(blocks):
         b = f"blk.{i}."
         is_local = i % 6 < 5
         cos, sin = _angles(n, head_dim, 10_000.0 if is_local else 1_000_000.0)
@@ -149,7 +152,7 @@ def gemma3_logits(path, token_ids):
         v = (h @ f(b + "attn_v.weight").T).reshape(n, kv_heads, head_dim)
         q, k = rotate_halves(q, cos, sin), rotate_halves(k, cos, sin)
         out = (
-            _softmax_attention(q / np.sqrt(head_dim), k, v, mask)
+            _softmax_attention(q * query_scale, k, v, mask)
             @ f(b + "attn_output.weight").T
         )
         x = x + _rms(out, f(b + "post_attention_norm.weight"), eps)

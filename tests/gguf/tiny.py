@@ -160,10 +160,11 @@ def write_llama(
     return path
 
 
-def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3):
-    """A 6-block Gemma 3 (five sliding-window layers, one global), 32 wide."""
+def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2):
+    """A 6-block Gemma 3 (five sliding-window layers, one global), 32 wide,
+    heads 16 wide."""
     rng = np.random.default_rng(seed)
-    d, heads, kv_heads, head_dim, f_dim = 32, 2, 1, 16, 64
+    d, kv_heads, head_dim, f_dim = 32, 1, 16, 64
     writer = gguf.GGUFWriter(path, "gemma3")
     tokens, scores, types = sentencepiece_vocabulary()
     for key, value in {

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_guide import _files
 from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
@@ -129,7 +130,7 @@ def test_a_kill_at_any_stage_resumes_to_the_uninterrupted_result(
     result = json.loads((out / "distill.json").read_text())
     straight = json.loads((workspace / "straight" / "distill.json").read_text())
     assert result["held_out_loss"] == straight["held_out_loss"]
-    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    assert not [n for n in os.listdir(out) if _files.is_temporary(n)]
 
 
 def test_runs_with_dropout_reproduce_and_seeds_change_them(workspace):

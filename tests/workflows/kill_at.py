@@ -14,12 +14,13 @@ import os
 import signal
 import sys
 
+from keras_guide import _files
 from keras_guide import cli
 from keras_guide.workflows import checkpoint
 
 
 def _tear(directory):
-    for path in glob.glob(os.path.join(directory, ".tmp-*")):
+    for path in glob.glob(os.path.join(directory, _files.TMP_PREFIX + "*")):
         with open(path, "rb+") as f:
             f.truncate(os.path.getsize(path) // 2)
 

@@ -1,0 +1,254 @@
+"""`save_gguf`: a KerasHub Llama or Gemma 3 model as a llama.cpp GGUF file.
+
+The inverse of `load_gguf`, from the same name maps (`mapping.py`): every
+weight goes to the tensor llama.cpp reads, in llama.cpp's layout (Llama's
+query/key rows permuted for its rotation, Gemma's norm gains stored as
+`1 + scale`, no `output.weight` for a tied head), with the metadata llama.cpp
+needs (sizes, head widths, grouped key-value heads, RoPE, the sliding
+window) and the tokenizer.
+"""
+
+import os
+
+import numpy as np
+
+from keras_guide import _files
+from keras_guide.gguf import gemma3
+from keras_guide.gguf import llama
+from keras_guide.gguf import tokenizers
+from keras_guide.gguf.reader import GGUFError
+from keras_guide.gguf.reader import GGUFFile
+from keras_guide.gguf.reader import _gguf
+
+# KerasHub backbone class → (GGUF architecture, module).
+_ARCHITECTURES = {
+    "LlamaBackbone": ("llama", llama),
+    "Llama3Backbone": ("llama", llama),
+    "Gemma3Backbone": ("gemma3", gemma3),
+}
+# Tensor types by `dtype`: (tensor type of matrices, llama.cpp file type).
+# Vectors (norm gains) are always float32, as llama.cpp's converter writes
+# them; a matrix whose rows do not split into whole quantization blocks is
+# written as float16 (as llama.cpp's converter falls back).
+_TYPES = {
+    "float32": ("F32", "ALL_F32"),
+    "float16": ("F16", "MOSTLY_F16"),
+    "bfloat16": ("BF16", "MOSTLY_BF16"),
+    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
+}
+DTYPES = tuple(_TYPES)
+_DEFAULT_CONTEXT = 8192
+
+
+def save_gguf(
+    model,
+    path,
+    dtype="float32",
+    metadata_from=None,
+    context_length=None,
+    name=None,
+    overwrite=False,
+):
+    """Writes a KerasHub Llama or Gemma 3 model as a GGUF file llama.cpp runs.
+
+    The file is written under a temporary name in the same folder and
+    renamed into place when complete, so `path` never holds half a file.
+
+    Args:
+        model: a KerasHub `CausalLM` (with a preprocessor, whose tokenizer is
+            written) or a backbone (then pass `metadata_from`). Supported:
+            `LlamaBackbone`/`Llama3Backbone` (llama.cpp's `llama`, which
+            also runs SmolLM/SmolLM2) and `Gemma3Backbone` (text only), of
+            any size `build_student` makes.
+        path: the `.gguf` file to write.
+        dtype: `"float32"`, `"float16"`, `"bfloat16"` (matrices; norm gains
+            stay float32), or a llama.cpp quantization type the `gguf`
+            package writes: `"q8_0"` or `"q4_0"`.
+        metadata_from: a GGUF file (usually the teacher's) whose tokenizer
+            (`tokenizer.*`: vocabulary, merges or scores, token types,
+            pre-tokenizer, special tokens, chat template) and context length
+            the file copies verbatim. `None` derives the tokenizer from the
+            model's preprocessor.
+        context_length: the context length llama.cpp is told; `None` takes
+            `metadata_from`'s, else 8192.
+        name: `general.name`; `None` uses the backbone's name.
+        overwrite: replace an existing `path`.
+
+    Returns:
+        `path`.
+
+    Raises:
+        GGUFError: an unsupported family or configuration (the message says
+            what llama.cpp lacks), a model without a tokenizer and no
+            `metadata_from`, a vocabulary that does not match the model's,
+            or `path` existing without `overwrite`.
+        ValueError: an unknown `dtype`.
+    """
+    from keras_guide.adapters import backbone_of
+
+    if dtype not in _TYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
+    path = os.fspath(path)
+    if not path.endswith(".gguf"):
+        raise GGUFError(f"A GGUF file's name ends in `.gguf`. Received: {path!r}")
+    source = GGUFFile(metadata_from) if metadata_from is not None else None
+    if source is not None and _same_file(source.path, path):
+        raise GGUFError(
+            f"`{path}` is `metadata_from` itself; write the student elsewhere."
+        )
+    if os.path.exists(path) and not overwrite:
+        raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
+    backbone = backbone_of(model)
+    kind = type(backbone).__name__
+    if kind not in _ARCHITECTURES:
+        raise GGUFError(
+            f"save_gguf writes {sorted(_ARCHITECTURES)} (llama.cpp's `llama` and "
+            f"`gemma3`); this model is a {kind}. Save it with "
+            "`model.save_to_preset(folder)` instead."
+        )
+    arch, module = _ARCHITECTURES[kind]
+    config = backbone.get_config()
+    config["tie_word_embeddings"] = bool(backbone.token_embedding.tie_weights)
+    meta = {f"{arch}.{key}": value for key, value in module.metadata(config).items()}
+    meta[f"{arch}.context_length"] = int(
+        context_length
+        or (source and source.get(f"{arch}.context_length"))
+        or _DEFAULT_CONTEXT
+    )
+    tokenizer_meta = _tokenizer_metadata(model, source, config["vocabulary_size"])
+    variables = {v.path: v for v in backbone.weights}
+
+    def read(keras_path):
+        return _to_numpy(variables[keras_path])
+
+    tensors = module.tensors(read, config, backbone)
+    _files.write_atomic(
+        path,
+        lambda tmp: _write(
+            tmp, arch, name or backbone.name, dtype, meta, tokenizer_meta, tensors
+        ),
+    )
+    return path
+
+
+def _same_file(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _to_numpy(variable):
+    import keras
+
+    value = keras.ops.convert_to_numpy(keras.ops.cast(variable.value, "float32"))
+    if not np.all(np.isfinite(value)):
+        raise GGUFError(
+            f"Weight `{variable.path}` holds NaN or Inf; llama.cpp would run a "
+            "broken model. Was training diverging?"
+        )
+    return value
+
+
+def _tokenizer_metadata(model, source, vocabulary_size):
+    """`{key: (value, gguf value type or None)}` of the `tokenizer.*` keys."""
+    if source is not None:
+        found = len(source.require("tokenizer.ggml.tokens"))
+        if found != vocabulary_size:
+            raise GGUFError(
+                f"`{source.path}` has {found} tokens but the model's table "
+                f"{vocabulary_size} rows: it is not this model's tokenizer."
+            )
+        return {
+            key: (source.get(key), source.value_types(key))
+            for key in source.keys()
+            if key.startswith("tokenizer.")
+        }
+    preprocessor = getattr(model, "preprocessor", None)
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if tokenizer is None:
+        raise GGUFError(
+            f"{type(model).__name__} has no preprocessor with a tokenizer, which "
+            "a GGUF file must carry: pass the task model (e.g. the CausalLM "
+            "load_gguf returns, or build_student of it), or "
+            "metadata_from='teacher.gguf'."
+        )
+    meta = tokenizers.gguf_metadata(
+        tokenizer, add_bos=bool(getattr(preprocessor, "add_start_token", False))
+    )
+    found = len(meta["tokenizer.ggml.tokens"])
+    if found != vocabulary_size:
+        raise GGUFError(
+            f"The model's tokenizer has {found} tokens but its table "
+            f"{vocabulary_size} rows."
+        )
+    return {key: (value, None) for key, value in meta.items()}
+
+
+def _tensor_type(gguf, name, value, dtype):
+    """The GGML type a tensor is written in, and its data in that type."""
+    kinds = gguf.GGMLQuantizationType
+    if value.ndim == 1 or dtype == "float32":
+        return kinds.F32, value.astype(np.float32)
+    kind = getattr(kinds, _TYPES[dtype][0])
+    block = gguf.GGML_QUANT_SIZES[kind][0]
+    if value.shape[-1] % block:
+        kind = kinds.F16
+    if kind == kinds.F16:
+        scale = np.abs(value).max(initial=0.0)
+        if scale > np.finfo(np.float16).max:
+            raise GGUFError(
+                f"Tensor `{name}` reaches {scale:.3g}, beyond float16's "
+                f"{np.finfo(np.float16).max:.0f}: write it with dtype='float32' "
+                "or 'bfloat16'."
+            )
+        return kind, value.astype(np.float16)
+    return kind, gguf.quants.quantize(value.astype(np.float32), kind)
+
+
+def _add_value(writer, gguf, key, value, types):
+    if types is not None:
+        kind = types[0]
+        if kind == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, list(value), kind, sub_type=types[-1])
+        else:
+            writer.add_key_value(key, value, kind)
+    elif isinstance(value, bool):
+        writer.add_bool(key, value)
+    elif isinstance(value, int):
+        writer.add_uint32(key, value)
+    elif isinstance(value, float):
+        writer.add_float32(key, value)
+    elif isinstance(value, str):
+        writer.add_string(key, value)
+    elif value and isinstance(value[0], str):
+        writer.add_array(key, value)
+    elif value and isinstance(value[0], float):
+        writer.add_key_value(key, list(value), gguf.GGUFValueType.ARRAY,
+                             sub_type=gguf.GGUFValueType.FLOAT32)
+    else:
+        writer.add_key_value(key, [int(v) for v in value], gguf.GGUFValueType.ARRAY,
+                             sub_type=gguf.GGUFValueType.INT32)
+
+
+def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors):
+    gguf = _gguf()
+    writer = gguf.GGUFWriter(tmp, arch)
+    try:
+        writer.add_name(name)
+        writer.add_file_type(int(getattr(gguf.LlamaFileType, _TYPES[dtype][1])))
+        if dtype.startswith("q"):
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        for key, value in meta.items():
+            _add_value(writer, gguf, key, value, None)
+        for key, (value, types) in tokenizer_meta.items():
+            _add_value(writer, gguf, key, value, types)
+        for tensor_name, value, keras_path in tensors:
+            kind, data = _tensor_type(gguf, tensor_name, value, dtype)
+            plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+            writer.add_tensor(
+                tensor_name, data, raw_dtype=None if kind in plain else kind
+            )
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
