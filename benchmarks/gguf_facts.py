@@ -47,10 +47,10 @@ UNDONE = {
 
 
 def measure(name):
-    from benchmarks.real_models import PARAGRAPH
-    from benchmarks.real_models import model_path
-    from benchmarks.real_models import perplexity
-    from benchmarks.real_models import token_ids
+    from keras_guide.checkpoints import PARAGRAPH
+    from keras_guide.checkpoints import path as model_path
+    from keras_guide.evaluation import perplexity
+    from keras_guide.evaluation import token_ids
     from keras_guide.gguf import load_gguf
 
     path = model_path(name)

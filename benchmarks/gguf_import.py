@@ -31,7 +31,7 @@ def main():
     import keras  # noqa: F401
     import keras_hub  # noqa: F401
 
-    from benchmarks.real_models import model_path
+    from keras_guide.checkpoints import path as model_path
     from keras_guide.gguf import load_gguf
 
     path = model_path(args.model)

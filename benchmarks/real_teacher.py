@@ -126,7 +126,7 @@ class Study:
     def __init__(self, args):
         import keras
 
-        from benchmarks.real_models import model_path
+        from keras_guide.checkpoints import path as model_path
         from keras_guide.demo import data
         from keras_guide.gguf import load_gguf
 

@@ -6,6 +6,7 @@
     keras-guide distill --teacher T --student S --text PATH --out DIR [--resume]
                         [--data-parallel | --model-parallel N]
     keras-guide compare --teacher T --text PATH --out DIR --hidden-dim ...
+    keras-guide export MODEL --out NAME.gguf|NAME.keras|PRESET_FOLDER
 
 The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
 command restarts itself on that backend).
@@ -118,6 +119,17 @@ def _add_budget(parser, steps, batch_size, learning_rate):
                         help=f"peak AdamW learning rate, default {learning_rate}")
 
 
+def _add_export(parser):
+    group = parser.add_argument_group("export (where the student runs next)")
+    group.add_argument("--export", nargs="+", choices=("gguf", "preset"),
+                       default=(),
+                       help="also write the student as a llama.cpp .gguf file "
+                            "and/or a KerasHub preset folder, next to it")
+    group.add_argument("--gguf-dtype", default="float32",
+                       choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+                       help="tensor type of the .gguf file, default float32")
+
+
 def _add_common(parser):
     """`--debug` (also accepted before the command) and `--overwrite`."""
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -167,6 +179,7 @@ def _add_init(commands):
     _add_common(init)
     _add_sizes(init)
     _add_guide_options(init)
+    _add_export(init)
 
 
 def _add_distill(commands):
@@ -196,6 +209,7 @@ def _add_distill(commands):
                          help="continue the run in OUT from its newest complete "
                               "checkpoint (the settings must be the same)")
     _add_common(distill)
+    _add_export(distill)
 
 
 def _add_compare(commands):
@@ -211,6 +225,24 @@ def _add_compare(commands):
     _add_common(compare)
 
 
+def _add_export_command(commands):
+    export = commands.add_parser(
+        "export", help="write a model as a llama.cpp .gguf file, a KerasHub preset "
+                       "folder or a .keras file")
+    export.add_argument("model", help="a .keras file, a .gguf file, a KerasHub "
+                                      "preset folder or a packaged checkpoint name")
+    export.add_argument("--out", required=True,
+                        help="NAME.gguf (llama.cpp), NAME.keras, or a folder for a "
+                             "KerasHub preset")
+    export.add_argument("--dtype", default="float32",
+                        choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+                        help="tensor type of a .gguf file, default float32")
+    export.add_argument("--tokenizer-from", default=None, metavar="GGUF",
+                        help="copy this GGUF file's tokenizer and context length "
+                             "(default: the model's own tokenizer)")
+    _add_common(export)
+
+
 def build_parser():
     parser = _Parser(
         prog="keras-guide",
@@ -223,14 +255,26 @@ def build_parser():
                         help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True,
                                      parser_class=_Parser)
-    for add in (_add_demo, _add_init, _add_distill, _add_compare):
+    for add in (_add_demo, _add_init, _add_distill, _add_compare,
+                _add_export_command):
         add(commands)
     return parser
 
 
+def resolve_model(path):
+    """A model argument as a path: the file of a packaged checkpoint name
+    (`keras_guide.checkpoints.NAMES`, e.g. `smollm2`), else `path`."""
+    from keras_guide import checkpoints
+
+    if path in checkpoints.NAMES and not os.path.exists(path):
+        return checkpoints.path(path)
+    return path
+
+
 def load_model(path):
-    """Loads a teacher or student: `"demo"`, a `.keras` file, a llama.cpp
-    `.gguf` checkpoint (with its own tokenizer) or a preset folder.
+    """Loads a teacher or student: `"demo"`, a packaged checkpoint's name
+    (`smollm2`, `gemma3`), a `.keras` file, a llama.cpp `.gguf` checkpoint
+    (with its own tokenizer) or a preset folder.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
@@ -241,6 +285,7 @@ def load_model(path):
         from keras_guide.demo import models
 
         return models.load_teacher()
+    path = resolve_model(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r}.")
     import keras
@@ -305,7 +350,7 @@ def get_encoder(tokenizer, teacher=None):
 def _check_inputs_exist(args, models):
     """Refuses a missing model or text path before anything is loaded."""
     for option in models:
-        path = getattr(args, option.lstrip("-"))
+        path = resolve_model(getattr(args, option.lstrip("-")))
         if path != "demo" and not os.path.exists(path):
             raise UsageError(f"{option} {path}: no such file or folder. Pass a .keras "
                              "file, a .gguf file, a KerasHub preset folder or 'demo'.")
@@ -375,6 +420,7 @@ def _check_not_input(out, written, inputs):
     """
     targets = [_real(p) for p in written]
     for option, path in inputs.items():
+        path = resolve_model(path)
         if path == "demo" or not os.path.exists(path):
             continue
         source = _real(path)
@@ -386,13 +432,14 @@ def _check_not_input(out, written, inputs):
             )
 
 
-def _check_outputs(out, written, inputs, overwrite):
+def _check_outputs(out, written, inputs, overwrite, out_is_file=False):
     """`_check_not_input`, then refuses a previous run's outputs unless
-    `--overwrite`, then checks that the output folder is writable."""
+    `--overwrite`, then checks that the output folder (`out`, or the folder
+    holding the file `out`) is writable."""
     from keras_guide.workflows.distill import check_writable
 
     _check_not_input(out, written, inputs)
-    if written != [out] and os.path.exists(out) and not os.path.isdir(out):
+    if not out_is_file and os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file; pass a folder (created if missing).")
     existing = [p for p in written if os.path.exists(p)]
     if existing and not overwrite:
@@ -401,7 +448,7 @@ def _check_outputs(out, written, inputs, overwrite):
             f"({', '.join(existing)}); pass --overwrite to replace it, or "
             "another --out."
         )
-    check_writable(out if written != [out] else os.path.dirname(_real(out)))
+    check_writable(os.path.dirname(_real(out)) if out_is_file else out)
 
 
 def _folder_outputs(out, names):
@@ -428,14 +475,74 @@ def _init(args):
     if os.path.isdir(args.out) or not args.out.endswith(".keras"):
         raise UsageError(f"init: --out must be a .keras file to write. Received: "
                          f"--out {args.out}")
-    _check_outputs(args.out, [args.out], {"TEACHER": args.teacher}, args.overwrite)
+    exports = _export_paths(args.out[: -len(".keras")], args.export)
+    _check_outputs(args.out, [args.out, *exports.values()], {"TEACHER": args.teacher},
+                   args.overwrite, out_is_file=True)
     teacher = load_model(args.teacher)
     options = _guide_options(args)
     if args.calibration:
         options["calibration"] = _calibration_ids(args, teacher)
-    report = init_student(teacher, args.out, sizes, options, seed=args.seed)
+    report, student = init_student(teacher, args.out, sizes, options, seed=args.seed)
     print(report)
     print(f"Wrote {args.out}")
+    _write_exports(student, args.out[: -len(".keras")], args, args.teacher)
+
+
+def _export_paths(base, formats):
+    from keras_guide.workflows import export
+
+    return export.paths(base, formats)
+
+
+def _write_exports(student, base, args, teacher_path):
+    """Writes `--export`'s formats of `student` at `base`; a GGUF copies a
+    GGUF teacher's tokenizer keys and context length."""
+    if not args.export:
+        return
+    from keras_guide.workflows import export
+
+    teacher_path = resolve_model(teacher_path)
+    source = teacher_path if str(teacher_path).endswith(".gguf") else None
+    written = export.export(student, base, args.export, gguf_dtype=args.gguf_dtype,
+                            metadata_from=source, overwrite=args.overwrite)
+    for path in written.values():
+        print(f"Wrote {path}")
+
+
+def _export(args):
+    from keras_guide.workflows import export
+
+    out = args.out
+    kind = ("gguf" if out.endswith(".gguf") else
+            "keras" if out.endswith(".keras") else "preset")
+    base = {"gguf": out[: -len(".gguf")], "keras": out[: -len(".keras")],
+            "preset": out}[kind]
+    _check_inputs_exist_paths({"MODEL": args.model})
+    if args.tokenizer_from is not None:
+        _check_inputs_exist_paths({"--tokenizer-from": args.tokenizer_from})
+    _check_not_input(out, [out], {"MODEL": args.model,
+                                  "--tokenizer-from": args.tokenizer_from or "demo"})
+    if os.path.exists(out) and not args.overwrite:
+        raise UsageError(f"--out {out} exists; pass --overwrite to replace it.")
+    parent = os.path.dirname(_real(out))
+    from keras_guide.workflows.distill import check_writable
+
+    check_writable(parent)
+    model = load_model(args.model)
+    if kind == "preset":
+        export.write_preset(model, out, overwrite=args.overwrite)
+    else:
+        source = resolve_model(args.tokenizer_from) if args.tokenizer_from else None
+        export.export(model, base, [kind], gguf_dtype=args.dtype,
+                      metadata_from=source, overwrite=args.overwrite)
+    print(f"Wrote {out}")
+
+
+def _check_inputs_exist_paths(paths):
+    for option, path in paths.items():
+        path = resolve_model(path)
+        if path != "demo" and not os.path.exists(path):
+            raise UsageError(f"{option} {path}: no such file or folder.")
 
 
 def _calibration_ids(args, teacher):
@@ -493,7 +600,9 @@ def _distill(args):
     kd = {k: v for k, v in (("student_loss_weight", args.student_loss_weight),
                             ("temperature", args.temperature)) if v is not None}
     _check_inputs_exist(args, ("--teacher", "--student"))
-    _check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS),
+    exports = _export_paths(os.path.join(args.out, "student"), args.export)
+    _check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS)
+                     + list(exports.values()),
                      {"--teacher": args.teacher, "--student": args.student})
     distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
     distribution = ("model", args.model_parallel) if args.model_parallel else (
@@ -513,6 +622,9 @@ def _distill(args):
         )
     print(f"held-out loss {result['held_out_loss']:.4f} (teacher "
           f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras")
+    if args.export:
+        student = load_model(os.path.join(args.out, distill_lib.STUDENT_FILE))
+        _write_exports(student, os.path.join(args.out, "student"), args, args.teacher)
 
 
 def _compare(args):
@@ -536,7 +648,8 @@ def _compare(args):
             meta={"teacher": args.teacher}, started=started)
 
 
-_COMMANDS = {"demo": _demo, "init": _init, "distill": _distill, "compare": _compare}
+_COMMANDS = {"demo": _demo, "init": _init, "distill": _distill, "compare": _compare,
+             "export": _export}
 
 
 # Errors a user can fix from the message alone (bad input, missing or

@@ -259,7 +259,11 @@ def byte_pair_tokenizer(f, cls=None):
         eos_token=eos,
         misc_special_tokens=control,
         token_types={t: int(k) for t, k in zip(tokens, types) if k != _NORMAL},
-        gguf_settings={k: f.get(k) for k in _KEPT_KEYS if f.get(k) is not None},
+        gguf_settings={
+            **{k: f.get(k) for k in _KEPT_KEYS if f.get(k) is not None},
+            # llama.cpp's pre-tokenizer when the file names none.
+            "tokenizer.ggml.pre": f.get("tokenizer.ggml.pre") or "default",
+        },
     )
 
 

@@ -21,11 +21,11 @@ def init_student(teacher, out_path, sizes, guide_options=None, seed=0):
         seed: seeds the weights GUIDE leaves random.
 
     Returns:
-        The `GuideReport`.
+        `(report, student)`: the `GuideReport` and the student written.
     """
     keras.utils.set_random_seed(int(seed))
     student = build_student(teacher, **sizes)
     report = guide(teacher, student, **(guide_options or {}))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     checkpoint.write_atomic(out_path, student.save)
-    return report
+    return report, student

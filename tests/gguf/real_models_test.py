@@ -14,16 +14,13 @@ import pytest
 
 pytest.importorskip("gguf", reason="the GGUF importer needs `pip install gguf`")
 
-from benchmarks import real_models  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
+from tests import real_checkpoints as real_models  # noqa: E402
 from tests.gguf import reference  # noqa: E402
 
 
 def _path(name):
-    try:
-        return real_models.model_path(name)
-    except FileNotFoundError as error:
-        pytest.skip(f"{error} (a 240 MB download that CI leaves out)")
+    return real_models.path(name)
 
 
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
