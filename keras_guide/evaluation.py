@@ -36,3 +36,52 @@ def perplexity(lm, text):
     ids = token_ids(lm, text)
     log_probs = log_softmax(logits(lm, ids)[:-1])
     return float(np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean()))
+
+
+def compare(teacher, student, batches):
+    """Teacher and student on the same held-out batches.
+
+    Args:
+        teacher, student: causal LMs over one vocabulary.
+        batches: `(x, y, sample_weight)` batches (`text.eval_batches`).
+
+    Returns:
+        dict: `teacher_loss`, `student_loss` (mean next-token cross-entropy,
+        nats), `teacher_perplexity`, `student_perplexity`, `kl` (mean
+        `KL(teacher ‖ student)` per token, nats), `top1_agreement` (share of
+        tokens where both rank the same token first), `tokens`.
+    """
+    import keras
+
+    def predict(model, x):
+        z = keras.Model.predict_on_batch(model, x)
+        return np.asarray(keras.ops.convert_to_numpy(z), np.float64)
+
+    sums = dict(teacher=0.0, student=0.0, kl=0.0, agree=0.0, tokens=0.0)
+    for x, y, weight in batches:
+        w = np.asarray(weight, np.float64)
+        log_p = log_softmax(predict(teacher, x))
+        log_q = log_softmax(predict(student, x))
+        rows = np.asarray(y)[..., None]
+        for name, log_probs in (("teacher", log_p), ("student", log_q)):
+            picked = np.take_along_axis(log_probs, rows, -1)[..., 0]
+            sums[name] -= float((picked * w).sum())
+        kl = (np.exp(log_p) * (log_p - log_q)).sum(-1)
+        sums["kl"] += float((kl * w).sum())
+        agree = log_p.argmax(-1) == log_q.argmax(-1)
+        sums["agree"] += float((agree * w).sum())
+        sums["tokens"] += float(w.sum())
+        del log_p, log_q
+    n = sums["tokens"]
+    if not n:
+        raise ValueError("The held-out batches hold no token to compare on.")
+    teacher_loss, student_loss = sums["teacher"] / n, sums["student"] / n
+    return {
+        "teacher_loss": teacher_loss,
+        "student_loss": student_loss,
+        "teacher_perplexity": float(np.exp(teacher_loss)),
+        "student_perplexity": float(np.exp(student_loss)),
+        "kl": sums["kl"] / n,
+        "top1_agreement": sums["agree"] / n,
+        "tokens": int(n),
+    }

@@ -71,6 +71,8 @@ class GuideReport:
         selections: the heads, key/value heads and neurons each guided
             student block kept, by teacher index (`{student block: {"heads":
             [...], "kv_heads": [...], "neurons": [...]}}`).
+        recipe: `"data-aware"` (calibration given) or `"data-free"`: which
+            defaults the options left unset took.
     """
 
     family: str
@@ -80,6 +82,7 @@ class GuideReport:
     options: dict
     calibration: Optional[dict] = None
     selections: Optional[dict] = None
+    recipe: str = "data-free"
 
     @property
     def explained_variance(self):
@@ -92,6 +95,7 @@ class GuideReport:
             "explained_variance": self.projection.explained_variance,
             "layer_map": list(self.layer_map),
             "options": dict(self.options),
+            "recipe": self.recipe,
             "calibration": self.calibration,
             "selections": self.selections,
             "weights": [dataclasses.asdict(row) for row in self.entries],
@@ -115,6 +119,9 @@ class GuideReport:
             f"GUIDE report ({self.family}): projection={self.projection.kind}, "
             f"explained variance={self.projection.explained_variance:.4f}, "
             f"student blocks <- teacher blocks {self.layer_map}",
+            f"recipe: {self.recipe} (projection={self.options.get('projection')}, "
+            f"select={self.options.get('select')}, "
+            f"layer_map={self.options.get('layer_map')})",
         ]
         if self.calibration is not None:
             lines.append(
@@ -130,18 +137,41 @@ class GuideReport:
         return "\n".join(lines)
 
 
+# What `calibration=` alone chooses (each option the caller leaves unset): the
+# data-aware recipe measured best on both real teachers (README, "Data-aware
+# choices").
+DATA_AWARE = {"projection": "channels", "select": "importance",
+              "layer_map": "importance"}
+DATA_FREE = {"projection": "auto", "select": "uniform", "layer_map": "uniform"}
+
+
+def _resolve(calibration, projection, select, layer_map):
+    """The options unset by the caller (`None`, or `"auto"` for the
+    projection): the data-aware recipe with calibration, else data-free."""
+    recipe = DATA_AWARE if calibration is not None else DATA_FREE
+    given = {"projection": projection, "select": select, "layer_map": layer_map}
+    chosen = {}
+    for name, value in given.items():
+        unset = value is None or (
+            name == "projection" and isinstance(value, str) and value == "auto"
+            and calibration is not None
+        )
+        chosen[name] = recipe[name] if unset else value
+    return chosen
+
+
 def guide(
     teacher,
     student,
     blocks="all",
-    layer_map="uniform",
+    layer_map=None,
     projection="auto",
     center=False,
     norm="diagonal",
     rescale=True,
     token_weights=None,
     regularize=None,
-    select="uniform",
+    select=None,
     calibration=None,
 ):
     """Initializes a built KerasHub student in place from a teacher of its family.
@@ -161,7 +191,8 @@ def guide(
         layer_map: how student blocks pick teacher blocks: `"uniform"`,
             `"first"`, `"importance"` (the blocks that change the stream
             most on the calibration text, in order; needs `calibration`), or
-            a list of teacher block indices.
+            a list of teacher block indices. Default `None`: `"importance"`
+            with `calibration`, else `"uniform"`.
         projection: `"pca"` (GUIDE: the token table's principal directions),
             `"activations"` (the principal directions of the residual stream
             on the calibration text, every block boundary and token weighed
@@ -170,9 +201,10 @@ def guide(
             kept as they are: a selection, so a tied head's final gain stays
             exact; needs `calibration`), `"select"` (identity columns at
             uniformly selected indices: uniform weight selection, Xu et al.
-            2023), a `(d_T, d_S)` matrix / `Projection`, or `"auto"`:
-            `"pca"`, except for post-norm encoders (BERT), whose stream
-            carries elementwise norm gains that a rotation cannot. For
+            2023), a `(d_T, d_S)` matrix / `Projection`, or `"auto"` (the
+            default): `"channels"` with `calibration`; without it `"pca"`,
+            except for post-norm encoders (BERT), whose stream carries
+            elementwise norm gains that a rotation cannot (`"select"`). For
             LayerNorm families the PCA bases are built mean-preserving so the
             fold stays exact.
         center: centre the table before the PCA.
@@ -193,12 +225,19 @@ def guide(
             `"uniform"` (the paper's rule, the same indices in every block)
             or `"importance"` (per block, the units that write the most
             energy into the stream on the calibration text; needs
-            `calibration`).
+            `calibration`). Default `None`: `"importance"` with
+            `calibration`, else `"uniform"`.
         calibration: text for the data-aware choices: token ids of shape
             `(sequences, length)`, or batches of them (arrays, input dicts,
             `(x, y)` tuples, a `tf.data.Dataset`); see
             `keras_guide.calibration.calibration_batches`. The teacher runs
-            on it once, in inference mode, and is not changed.
+            on it once, in inference mode, and is not changed. Or the
+            `ActivationStatistics` such a pass returned
+            (`keras_guide.calibration.collect_statistics`), to guide several
+            students from one pass. Given alone, it applies the data-aware
+            recipe (`DATA_AWARE`: channels, importance units, importance
+            block map); options set explicitly are kept, and the report says
+            what was chosen.
 
     Returns:
         A `GuideReport`.
@@ -220,6 +259,9 @@ def guide(
     """
     if regularize is not None:
         check_strength(regularize, "regularize")
+    chosen = _resolve(calibration, projection, select, layer_map)
+    projection, select, layer_map = (
+        chosen["projection"], chosen["select"], chosen["layer_map"])
     pair = _validate(teacher, student, blocks, layer_map, norm, select)
     if isinstance(projection, str) and projection == "auto":
         projection = "select" if pair.adapter.post_norm else "pca"
@@ -238,6 +280,7 @@ def guide(
         center=center, norm=norm, rescale=rescale, regularize=regularize, select=select,
     )
     report = _report(pair, m, guided, options)
+    report.recipe = "data-aware" if calibration is not None else "data-free"
     if stats is not None:
         report.calibration = dict(
             tokens=stats.tokens, seconds=stats.seconds, block_change=stats.block_change.tolist()
@@ -324,6 +367,9 @@ def _calibrate(pair, calibration, projection, layer_map, select):
             "projection='activations', select='importance' and/or "
             "layer_map='importance'."
         )
+    if isinstance(calibration, calibration_lib.ActivationStatistics):
+        _check_statistics(calibration, pair)
+        return calibration
     teacher, d_t = pair.teacher, pair.d_t
     _check_teacher_finite(teacher)
     batches = calibration_lib.calibration_batches(
@@ -339,6 +385,20 @@ def _calibrate(pair, calibration, projection, layer_map, select):
             "thousand give a stable basis)."
         )
     return calibration_lib.collect_statistics(teacher, batches)
+
+
+def _check_statistics(stats, pair):
+    """Refuses statistics of another teacher (their shapes say so)."""
+    d_t = pair.d_t
+    expected = ((d_t.hidden_dim, d_t.hidden_dim), d_t.num_layers)
+    found = (tuple(stats.gram.shape), len(stats.block_change))
+    if found != expected:
+        raise ValueError(
+            f"The calibration statistics are of a model with a {found[0]} stream "
+            f"second moment and {found[1]} blocks; this teacher has {expected[0]} "
+            f"and {expected[1]}. Collect them on this teacher "
+            "(`keras_guide.calibration.collect_statistics(teacher, batches)`)."
+        )
 
 
 def _check_built(model, role):

@@ -39,9 +39,48 @@ def test_data_aware_choices_need_calibration(teacher, options):
         guide(teacher, student, **options)
 
 
+def test_calibration_alone_applies_the_data_aware_recipe(teacher):
+    alone = build_student(teacher, **SIZES)
+    report = guide(teacher, alone, calibration=_ids(8))
+    assert report.recipe == "data-aware"
+    assert {k: report.options[k] for k in ("projection", "select", "layer_map")} == {
+        "projection": "channels", "select": "importance", "layer_map": "importance"}
+    assert "recipe: data-aware (projection=channels" in str(report)
+    explicit = build_student(teacher, **SIZES)
+    guide(teacher, explicit, projection="channels", select="importance",
+          layer_map="importance", calibration=_ids(8))
+    for path, value in harness.weights(explicit).items():
+        np.testing.assert_array_equal(harness.weights(alone)[path], value)
+    # An option set explicitly is kept.
+    kept = guide(teacher, build_student(teacher, **SIZES), select="uniform",
+                 calibration=_ids(8))
+    assert kept.options["select"] == "uniform"
+    assert guide(teacher, build_student(teacher, **SIZES)).recipe == "data-free"
+
+
+def test_statistics_of_one_pass_guide_several_students(teacher):
+    import dataclasses
+
+    from keras_guide import calibration
+
+    batches = calibration.calibration_batches(
+        _ids(8), list(teacher.input.keys()), teacher.vocabulary_size)
+    stats = calibration.collect_statistics(teacher, batches)
+    from_ids, from_stats = (build_student(teacher, **SIZES) for _ in range(2))
+    guide(teacher, from_ids, calibration=_ids(8))
+    guide(teacher, from_stats, calibration=stats)
+    for path, value in harness.weights(from_ids).items():
+        np.testing.assert_array_equal(harness.weights(from_stats)[path], value)
+    # Statistics of another teacher (here: of fewer blocks) are refused.
+    other = dataclasses.replace(stats, block_change=stats.block_change[:1])
+    with pytest.raises(ValueError, match="statistics are of a model with"):
+        guide(teacher, build_student(teacher, **SIZES), calibration=other)
+
+
 def test_unused_calibration_is_refused(teacher):
     with pytest.raises(ValueError, match="no choice uses it"):
-        guide(teacher, build_student(teacher, **SIZES), calibration=_ids(4))
+        guide(teacher, build_student(teacher, **SIZES), projection="pca",
+              select="uniform", layer_map="uniform", calibration=_ids(4))
 
 
 def test_too_few_tokens_for_the_activation_basis(teacher):
@@ -52,7 +91,8 @@ def test_too_few_tokens_for_the_activation_basis(teacher):
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
     # Unit importance needs no full-rank second moment.
-    guide(teacher, student, select="importance", calibration=_ids(1, 4))
+    guide(teacher, student, projection="pca", select="importance",
+          calibration=_ids(1, 4))
 
 
 def test_out_of_vocabulary_calibration_leaves_teacher_and_student(teacher):

@@ -1,0 +1,68 @@
+"""A GGUF file run by llama.cpp itself (`llama-cpp-python`, optional): its
+speed and memory on this machine, each file in a process of its own."""
+
+import json
+import os
+import subprocess
+import sys
+
+_RUN = r"""
+import json, sys, time
+import llama_cpp
+path, threads, prompt_n, gen_n = sys.argv[1], *map(int, sys.argv[2:5])
+llm = llama_cpp.Llama(model_path=path, n_ctx=prompt_n + gen_n + 8,
+                      n_threads=threads, n_threads_batch=threads, verbose=False)
+prompt = [(7 * i + 11) % 1000 + 100 for i in range(prompt_n)]
+best_prompt, best_gen = float("inf"), float("inf")
+for _ in range(3):
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(prompt)
+    best_prompt = min(best_prompt, time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(gen_n):
+        llm.eval([llm.sample(temp=0.0)])
+    best_gen = min(best_gen, time.perf_counter() - start)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak
+# across exec).
+peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmHWM"))
+print(json.dumps({"prompt_tokens_per_s": prompt_n / best_prompt,
+                  "generate_tokens_per_s": gen_n / best_gen,
+                  "peak_rss_mib": peak / 1024}))
+"""
+
+
+def available():
+    """Whether `llama_cpp` can be imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
+    """llama.cpp's speed on a `.gguf` file: best of three runs of a prompt,
+    then greedy generation, in a fresh process.
+
+    Returns:
+        dict: `prompt_tokens_per_s`, `generate_tokens_per_s`, `peak_rss_mib`
+        (that process's peak resident memory, Linux only), `file_mib`.
+
+    Raises:
+        ImportError: `llama-cpp-python` is not installed.
+        RuntimeError: llama.cpp failed on the file (its message included).
+    """
+    if not available():
+        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
+                          "llama-cpp-python")
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN, os.fspath(path), str(threads),
+         str(prompt_tokens), str(generate_tokens)],
+        capture_output=True, text=True,
+    )
+    if done.returncode:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["file_mib"] = os.path.getsize(path) / 2**20
+    return result
