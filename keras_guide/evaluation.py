@@ -41,6 +41,9 @@ def perplexity(lm, text):
 def compare(teacher, student, batches):
     """Teacher and student on the same held-out batches.
 
+    The per-token quantities are computed where the models run (float32);
+    only their sums come back to the host (float64).
+
     Args:
         teacher, student: causal LMs over one vocabulary.
         batches: `(x, y, sample_weight)` batches (`text.eval_batches`).
@@ -52,26 +55,28 @@ def compare(teacher, student, batches):
         tokens where both rank the same token first), `tokens`.
     """
     import keras
+    from keras import ops
 
-    def predict(model, x):
+    def per_token(model, x):
         z = keras.Model.predict_on_batch(model, x)
-        return np.asarray(keras.ops.convert_to_numpy(z), np.float64)
+        return ops.log_softmax(ops.cast(z, "float32"), axis=-1)
 
     sums = dict(teacher=0.0, student=0.0, kl=0.0, agree=0.0, tokens=0.0)
     for x, y, weight in batches:
         w = np.asarray(weight, np.float64)
-        log_p = log_softmax(predict(teacher, x))
-        log_q = log_softmax(predict(student, x))
-        rows = np.asarray(y)[..., None]
-        for name, log_probs in (("teacher", log_p), ("student", log_q)):
-            picked = np.take_along_axis(log_probs, rows, -1)[..., 0]
-            sums[name] -= float((picked * w).sum())
-        kl = (np.exp(log_p) * (log_p - log_q)).sum(-1)
-        sums["kl"] += float((kl * w).sum())
-        agree = log_p.argmax(-1) == log_q.argmax(-1)
-        sums["agree"] += float((agree * w).sum())
+        log_p, log_q = per_token(teacher, x), per_token(student, x)
+        target = ops.expand_dims(ops.convert_to_tensor(np.asarray(y, "int32")), -1)
+        values = {
+            "teacher": -ops.take_along_axis(log_p, target, -1)[..., 0],
+            "student": -ops.take_along_axis(log_q, target, -1)[..., 0],
+            "kl": ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1),
+            "agree": ops.cast(ops.equal(ops.argmax(log_p, -1), ops.argmax(log_q, -1)),
+                              "float32"),
+        }
+        for name, value in values.items():
+            sums[name] += float((np.asarray(ops.convert_to_numpy(value),
+                                            np.float64) * w).sum())
         sums["tokens"] += float(w.sum())
-        del log_p, log_q
     n = sums["tokens"]
     if not n:
         raise ValueError("The held-out batches hold no token to compare on.")

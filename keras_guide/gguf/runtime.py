@@ -12,7 +12,14 @@ import llama_cpp
 path, threads, prompt_n, gen_n = sys.argv[1], *map(int, sys.argv[2:5])
 llm = llama_cpp.Llama(model_path=path, n_ctx=prompt_n + gen_n + 8,
                       n_threads=threads, n_threads_batch=threads, verbose=False)
-prompt = [(7 * i + 11) % 1000 + 100 for i in range(prompt_n)]
+# Within the model's own context length (llama.cpp refuses longer batches).
+arch = llm.metadata.get("general.architecture", "")
+trained = int(llm.metadata.get(arch + ".context_length", prompt_n + gen_n))
+if prompt_n + gen_n > trained:
+    prompt_n, gen_n = max(1, trained // 2), max(1, trained // 2 - 1)
+offset = min(100, llm.n_vocab() // 4)  # past the special tokens
+span = min(1000, llm.n_vocab() - offset)
+prompt = [offset + (7 * i + 11) % span for i in range(prompt_n)]
 best_prompt, best_gen = float("inf"), float("inf")
 for _ in range(3):
     llm.reset()
@@ -66,3 +73,30 @@ def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["file_mib"] = os.path.getsize(path) / 2**20
     return result
+
+
+def logits(path, sequences, kv_float32=False):
+    """llama.cpp's logits for each token sequence, as llama.cpp runs the file.
+
+    Args:
+        path: a `.gguf` file.
+        sequences: lists of token ids, each evaluated from an empty cache.
+        kv_float32: keep the key/value cache in float32 (llama.cpp's default
+            is float16).
+
+    Returns:
+        A list of float32 arrays, `(len(sequence), vocabulary)`.
+    """
+    import llama_cpp
+    import numpy as np
+
+    longest = max(len(s) for s in sequences)
+    cache = {"type_k": 0, "type_v": 0} if kv_float32 else {}
+    llm = llama_cpp.Llama(model_path=os.fspath(path), n_ctx=longest + 8,
+                          logits_all=True, verbose=False, **cache)
+    out = []
+    for sequence in sequences:
+        llm.reset()
+        llm.eval([int(i) for i in sequence])
+        out.append(np.array(llm.scores[: len(sequence)], dtype=np.float32))
+    return out

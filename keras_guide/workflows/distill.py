@@ -198,7 +198,7 @@ def seed_dropout(model, seed):
 def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
             learning_rate=1e-3, warmup_steps=None, kd_options=None,
             checkpoint_every=200, seed=0, resume=False, overwrite=False,
-            settings_extra=None, verbose=True):
+            settings_extra=None, verbose=True, eval_windows=None):
     """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
 
     Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
@@ -223,6 +223,8 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         settings_extra: more settings a resume must match (the command line
             adds how the models are distributed).
         verbose: progress bar, and which checkpoint a resume starts from.
+        eval_windows: evaluate on this many held-out windows, evenly spaced
+            (default: all).
 
     Returns:
         dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
@@ -244,7 +246,8 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
                             learning_rate, warmup, kd_options, checkpoint_every,
                             seed, settings_extra)
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
-    held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16))
+    held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16),
+                             max_windows=eval_windows)
     directory = checkpoint.checkpoint_dir(out_dir)
     keras.utils.set_random_seed(int(seed))
     seed_dropout(student, seed)

@@ -24,6 +24,9 @@ from keras_guide.adapters import backbone_of
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
 # Depths tried, as shares of the teacher's.
 _DEPTHS = (1.0, 0.75, 2 / 3, 0.5, 1 / 3, 0.25)
+# A candidate holds at least this share of the target (widths come in whole
+# heads, so a depth may have no width closer to it).
+_LOWEST = 0.7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,9 +199,12 @@ def _width_sizes(dims, adapter, width):
         heads = max(1, min(dims.num_heads, round(dims.num_heads * ratio)))
     else:
         heads = width // head_dim
-    kv_heads = max(1, heads // group)
-    while heads % kv_heads:
-        kv_heads -= 1
+    # The fewest key/value heads that divide the heads into groups no larger
+    # than the teacher's (groups cannot grow).
+    kv_heads = next(k for k in range(max(1, -(-heads // group)), heads + 1)
+                    if heads % k == 0)
+    if kv_heads > dims.num_key_value_heads:
+        return None  # no grouping of these heads fits the teacher's
     units = getattr(adapter, "intermediate_units", 1)
     config_intermediate = dims.intermediate_dim * units
     intermediate = min(config_intermediate,
@@ -218,7 +224,7 @@ def candidate_shapes(teacher, target, max_candidates=5):
 
     Returns:
         A list of `Shape`s, each at most `target` parameters and at least
-        80 % of it, sorted by depth (deepest first).
+        `_LOWEST` of it, sorted by depth (deepest first).
 
     Raises:
         ValueError: no shape of this family meets the target (too small:
@@ -226,9 +232,13 @@ def candidate_shapes(teacher, target, max_candidates=5):
     """
     counter = _Counter(teacher)
     dims, adapter = counter.dims, counter.adapter
-    unit = math.lcm(dims.head_dim, 32) if "head_dim" not in adapter.config_keys \
-        else 32
-    widths = list(range(unit, dims.hidden_dim + 1, unit))
+    # Widths in whole heads (and whole quantization blocks of 32 where the
+    # teacher is wide enough to leave a choice of several).
+    unit = dims.head_dim if "head_dim" not in adapter.config_keys else 8
+    if dims.hidden_dim >= 8 * math.lcm(unit, 32):
+        unit = math.lcm(unit, 32)
+    widths = [w for w in range(unit, dims.hidden_dim + 1, unit)
+              if _width_sizes(dims, adapter, w) is not None]
     depths = sorted({max(1, round(dims.num_layers * share)) for share in _DEPTHS},
                     reverse=True)
     shapes = []
@@ -243,12 +253,13 @@ def candidate_shapes(teacher, target, max_candidates=5):
                 best, low = Shape({"num_layers": layers, **sizes}, count), mid + 1
             else:
                 high = mid - 1
-        if best is not None and best.parameters >= 0.8 * target:
+        if best is not None and best.parameters >= _LOWEST * target:
             shapes.append(best)
     if not shapes:
         smallest = counter.parameters(_width_sizes(dims, adapter, widths[0]), 1)
         raise ValueError(
-            f"No {adapter.family} student of this teacher has between 80 % and "
+            f"No {adapter.family} student of this teacher has between "
+            f"{_LOWEST:.0%} and "
             f"100 % of {target:,} parameters (the smallest, one block "
             f"{widths[0]} wide, has {smallest:,}: the token table alone is "
             f"{dims.vocabulary_size:,} x width). Ask for a larger --size."

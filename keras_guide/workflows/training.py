@@ -110,12 +110,13 @@ def train(
     if verbose and label:
         print(label)
     bar = keras.utils.Progbar(num_steps - start_step, verbose=1 if verbose else 0,
-                              stateful_metrics=["loss", "held_out"])
+                              stateful_metrics=["loss", "held_out", "tokens/s"])
     window = []
     for step in range(start_step, num_steps):
         window.append(_train_step(model, batches, step, history, label))
         done = step + 1
-        values = [("loss", float(np.mean(window)))]
+        values = [("loss", float(np.mean(window))),
+                  ("tokens/s", history["tokens"] / max(history["train_seconds"], 1e-9))]
         if len(window) == log_every or done == num_steps:
             history["train_steps"].append(done)
             history["train_loss"].append(float(np.mean(window)))

@@ -1,0 +1,442 @@
+"""`keras-guide compress`: a teacher and a size in, a smaller model out,
+measured against the teacher and written where the teacher ran.
+
+1. Shape: candidate shapes of about the target size (`shapes.py`), each
+   guided from one calibration pass of the teacher and scored by its
+   cross-entropy on a few training windows right after initialization; the
+   lowest wins (or `--shape`).
+2. Recipe: data-aware GUIDE from calibration text taken from the training
+   text (never the evaluation text), then distillation (`distill.py`:
+   checkpoints, `--resume`, a warm-up then cosine learning rate).
+3. Report: teacher and student on held-out text (loss, perplexity, KL, top-1
+   agreement), sizes, llama.cpp speed of both when written as GGUF, where
+   the time went, a learning curve; `report.json`, `report.md`,
+   `curve.png`.
+4. The student as the teacher came: `student.gguf` for a `.gguf` teacher, a
+   KerasHub preset folder otherwise, and always `student.keras`.
+
+Everything the run decides before training (`search.json`, the initial
+student) is written first, so a resumed run trains the same student.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_guide import _files
+from keras_guide import evaluation
+from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.guide import build_student
+from keras_guide.guide import guide
+from keras_guide.workflows import checkpoint
+from keras_guide.workflows import distill as distill_lib
+from keras_guide.workflows import export as export_lib
+from keras_guide.workflows import shapes as shapes_lib
+from keras_guide.workflows import text
+
+SEARCH_FILE = "search.json"
+INITIAL_FILE = "initial_student.keras"
+REPORT_FILE = "report.json"
+REPORT_TEXT = "report.md"
+CURVE_FILE = "curve.png"
+OUTPUTS = (SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT, CURVE_FILE,
+           "student.gguf", "student_preset", *distill_lib.OUTPUTS)
+# The distillation recipe: the live teacher's full distribution at τ = 1,
+# weighted equally with the data's cross-entropy (README, "Distillation on
+# real teachers").
+RECIPE = {"temperature": 1.0, "student_loss_weight": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long the student trains, and how.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: windows per step.
+        learning_rate: the peak AdamW rate (warm-up, then cosine to zero).
+        warmup_steps: steps of linear warm-up; `None` for a tenth.
+        kd: `{"temperature": τ, "student_loss_weight": α}`, or `None` for
+            cross-entropy alone.
+        checkpoint_every: steps between checkpoints (and evaluations).
+        seed: data order and dropout.
+    """
+
+    steps: int = 100
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    warmup_steps: int = None
+    kd: dict = dataclasses.field(default_factory=lambda: dict(RECIPE))
+    checkpoint_every: int = 25
+    seed: int = 0
+
+
+def _run_hashes(windows, length):
+    """A hash of every `length`-token run of the windows' real tokens, read in
+    order (windows are cut from documents in order)."""
+    tokens, mask = windows
+    stream = tokens[mask.astype(bool)].astype(np.uint64)
+    count = len(stream) - length + 1
+    if count <= 0:
+        return np.zeros(0, np.uint64)
+    hashes = np.zeros(count, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(length):
+            hashes = hashes * np.uint64(1_000_003) + stream[j: j + count]
+    return hashes
+
+
+def check_overlap(train, held, length=16, limit=0.05):
+    """Refuses evaluation text that repeats the training text.
+
+    Every `length`-token run of the held-out text is looked up among the
+    training text's runs.
+
+    Returns:
+        The share of held-out runs found in the training text.
+
+    Raises:
+        ValueError: more than `limit` of them are.
+    """
+    held_runs = _run_hashes(held, length)
+    if not len(held_runs):
+        return 0.0
+    share = float(np.isin(held_runs, _run_hashes(train, length)).mean())
+    if share > limit:
+        raise ValueError(
+            f"{share:.0%} of the evaluation text's {length}-token runs also occur "
+            "in the training text: the evaluation would measure memory, not "
+            "generalization. Pass evaluation text (--eval) that training never "
+            "sees, or leave it out to hold back a share of --text."
+        )
+    return share
+
+
+def _calibration(train, tokens):
+    """The first windows of the training text holding `tokens` tokens."""
+    windows, mask = train
+    counts = np.cumsum(mask.sum(1))
+    rows = int(np.searchsorted(counts, tokens)) + 1
+    if counts[-1] < tokens:
+        raise ValueError(
+            f"The training text has {int(counts[-1])} tokens; calibration needs "
+            f"{tokens} (--calibration-tokens). Pass more --text or ask for fewer."
+        )
+    return windows[:rows], mask[:rows]
+
+
+def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
+           score_windows=8, max_candidates=5, verbose=True):
+    """Chooses the student: candidates guided from one calibration pass and
+    scored on the training windows after the calibration ones.
+
+    Returns:
+        `(student, record)`: the chosen, guided student and what was tried
+        (`candidates` with sizes, parameters, score and seconds; `chosen`;
+        `calibration` tokens and seconds).
+    """
+    from keras_guide import calibration as calibration_lib
+
+    tokens, mask = _calibration(train, calibration_tokens)
+    rest = train[0][len(tokens):], train[1][len(tokens):]
+    if len(rest[0]) < 1:
+        raise ValueError("The training text has no window left after the "
+                         "calibration text to score candidates on.")
+    backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
+    started = time.perf_counter()
+    batches = calibration_lib.calibration_batches(
+        tokens, list(backbone.input.keys()), backbone.vocabulary_size)
+    stats = calibration_lib.collect_statistics(teacher, batches)
+    calibration_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    if shape is not None:
+        counter = shapes_lib.count_parameters
+        candidates = [shape]
+    else:
+        candidates = shapes_lib.candidate_shapes(teacher, target, max_candidates)
+    shape_seconds = time.perf_counter() - started
+    scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
+    tried, best = [], None
+    for candidate in candidates:
+        started = time.perf_counter()
+        given = not isinstance(candidate, shapes_lib.Shape)
+        sizes = candidate if given else candidate.sizes
+        student = build_student(teacher, **sizes)
+        report = guide(teacher, student, calibration=stats)
+        score = heldout_cross_entropy(student, scoring)
+        parameters = counter(student) if given else candidate.parameters
+        row = {"sizes": dict(sizes), "parameters": int(parameters),
+               "score": float(score), "seconds": time.perf_counter() - started}
+        tried.append(row)
+        if verbose:
+            print(f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
+                  f"{parameters:,} parameters, loss after init {score:.3f}")
+        if best is None or score < best[0]["score"]:
+            best = (row, student, report)
+        else:
+            del student
+    row, student, report = best
+    record = {
+        "candidates": tried,
+        "chosen": row,
+        "calibration": {"tokens": int(stats.tokens),
+                        "seconds": calibration_seconds},
+        "shape_search_seconds": shape_seconds,
+        "score_windows": int(min(score_windows, len(rest[0]))),
+        "recipe": {"guide": {k: report.options[k]
+                             for k in ("projection", "select", "layer_map")},
+                   "guide_recipe": report.recipe},
+    }
+    return student, record
+
+
+def _plot(history, teacher_loss, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(history["train_steps"], history["train_loss"], label="training loss")
+    axis.plot(history["eval_steps"], history["eval_loss"], "o-",
+              label="held-out loss (student)")
+    axis.axhline(teacher_loss, color="k", linestyle="--", label="teacher, held out")
+    axis.set_xlabel("step")
+    axis.set_ylabel("cross-entropy (nats/token)")
+    axis.legend()
+    figure.tight_layout()
+    _files.write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
+    plt.close(figure)
+
+
+def _write_report(out_dir, report):
+    checkpoint.write_json(os.path.join(out_dir, REPORT_FILE), report)
+    _files.write_atomic(
+        os.path.join(out_dir, REPORT_TEXT),
+        lambda tmp: open(tmp, "w").write(render(report)),
+    )
+
+
+def render(report):
+    """The report as Markdown."""
+    e = report["evaluation"]
+    lines = [
+        f"# {report['teacher']['path']} compressed",
+        "",
+        "| | teacher | student |",
+        "|---|---|---|",
+        f"| parameters | {report['teacher']['parameters']:,} | "
+        f"{report['student']['parameters']:,} "
+        f"({report['student']['parameters'] / report['teacher']['parameters']:.1%}) |",
+        f"| held-out loss (nats/token) | {e['teacher_loss']:.3f} | "
+        f"{e['student_loss']:.3f} |",
+        f"| perplexity | {e['teacher_perplexity']:.2f} | "
+        f"{e['student_perplexity']:.2f} |",
+        f"| KL(teacher ‖ student), nats/token | | {e['kl']:.3f} |",
+        f"| top-1 agreement with the teacher | | {e['top1_agreement']:.1%} |",
+    ]
+    speed = report.get("llama_cpp")
+    parity = (speed or {}).get("parity") or {}
+    if speed and "error" in speed:
+        lines.append(f"| llama.cpp speed | not measured: {speed['error']} | |")
+    elif speed:
+        t, s = speed["teacher"], speed["student"]
+        lines += [
+            f"| llama.cpp prompt tokens/s | {t['prompt_tokens_per_s']:.0f} | "
+            f"{s['prompt_tokens_per_s']:.0f} |",
+            f"| llama.cpp generated tokens/s | {t['generate_tokens_per_s']:.1f} | "
+            f"{s['generate_tokens_per_s']:.1f} |",
+            f"| llama.cpp peak memory (MiB) | {t['peak_rss_mib']:.0f} | "
+            f"{s['peak_rss_mib']:.0f} |",
+            f"| file (MiB) | {t['file_mib']:.0f} | {s['file_mib']:.0f} |",
+        ]
+    if "kl" in parity:
+        lines.append(
+            f"| the student's .gguf in llama.cpp vs the Keras student | | KL "
+            f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
+            f"({parity['tokens']} tokens) |")
+    search = report["search"]
+    lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
+              "", "## Shape", "",
+              "| candidate | parameters | loss after init | seconds |",
+              "|---|---|---|---|"]
+    for row in search["candidates"]:
+        mark = " **(chosen)**" if row == search["chosen"] else ""
+        described = ", ".join(f"{k}={v}" for k, v in row["sizes"].items())
+        lines.append(f"| {described}{mark} | {row['parameters']:,} | "
+                     f"{row['score']:.3f} | {row['seconds']:.1f} |")
+    lines += ["", "The lowest cross-entropy right after guided initialization "
+              "(on training windows the calibration did not use) wins.",
+              "", "## Recipe", "", "```", json.dumps(report["recipe"], indent=1),
+              "```", "", "## Where the time went", "",
+              "| stage | seconds | share |", "|---|---|---|"]
+    total = sum(report["seconds"].values())
+    for stage, seconds in report["seconds"].items():
+        lines.append(f"| {stage} | {seconds:.1f} | {seconds / total:.1%} |")
+    lines += ["", "Outputs: " + ", ".join(report["outputs"]), ""]
+    return "\n".join(lines)
+
+
+def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
+             budget=Budget(), calibration_tokens=4096, max_candidates=5,
+             gguf_dtype="float32", held_out="", resume=False, overwrite=False,
+             import_seconds=0.0, eval_windows=None, verbose=True):
+    """The whole run; see the module docstring.
+
+    Args:
+        teacher: the loaded teacher (a KerasHub causal LM).
+        teacher_path: where it came from (a `.gguf` teacher gives a `.gguf`
+            student, with the teacher's tokenizer keys).
+        windows: `(train, held_out)` from `text.text_windows`.
+        out_dir: the output folder.
+        target: the parameter count to aim at, or `shape`: sizes.
+        budget: a `Budget`.
+        calibration_tokens: tokens of the training text for calibration.
+        max_candidates: shapes scored.
+        gguf_dtype: the student `.gguf` file's type.
+        held_out: how the held-out text was chosen (for the report).
+        eval_windows: held-out windows scored (evenly spaced; the learning
+            curve uses a quarter of them); `None` for all.
+        resume: continue an interrupted run in `out_dir`.
+        overwrite: replace a previous run in `out_dir`.
+        import_seconds: time spent loading the teacher (for the report).
+
+    Returns:
+        The report (a dict, also written to `out_dir/report.json`).
+    """
+    seconds = {"import": float(import_seconds)}
+    train, held = windows
+    os.makedirs(out_dir, exist_ok=True)
+    search_path = os.path.join(out_dir, SEARCH_FILE)
+    initial_path = os.path.join(out_dir, INITIAL_FILE)
+    started = time.perf_counter()
+    if resume and os.path.exists(search_path) and os.path.exists(initial_path):
+        with open(search_path) as f:
+            record = json.load(f)
+        student = keras.saving.load_model(initial_path)
+        if verbose:
+            print(f"Resuming: the student chosen before, "
+                  f"{shapes_lib.Shape(record['chosen']['sizes'], 0).describe()}")
+    else:
+        if verbose:
+            print("Choosing the student's shape")
+        student, record = search(teacher, train, target, shape, calibration_tokens,
+                                 max_candidates=max_candidates, verbose=verbose)
+        checkpoint.write_atomic(initial_path, student.save)
+        checkpoint.write_json(search_path, record)
+    seconds["calibration"] = record["calibration"]["seconds"]
+    seconds["candidate search"] = (time.perf_counter() - started
+                                   - record["calibration"]["seconds"])
+    started = time.perf_counter()
+    finished = _finished_training(out_dir) if resume else None
+    resuming = resume and os.path.exists(checkpoint.checkpoint_dir(out_dir))
+    result = distill_lib.distill(
+        teacher, student, windows, out_dir, num_steps=budget.steps,
+        batch_size=budget.batch_size, learning_rate=budget.learning_rate,
+        warmup_steps=budget.warmup_steps, kd_options=budget.kd,
+        checkpoint_every=budget.checkpoint_every, seed=budget.seed,
+        resume=resuming, overwrite=not resuming, verbose=verbose,
+        eval_windows=max(1, eval_windows // 4) if eval_windows else None,
+    ) if not finished else finished
+    if finished:
+        student = keras.saving.load_model(
+            os.path.join(out_dir, distill_lib.STUDENT_FILE))
+    seconds["training"] = time.perf_counter() - started
+    started = time.perf_counter()
+    batches = text.eval_batches(*held, batch_size=8, max_windows=eval_windows)
+    scores = evaluation.compare(teacher, student, batches)
+    seconds["evaluation"] = time.perf_counter() - started
+    started = time.perf_counter()
+    is_gguf = str(teacher_path).endswith(".gguf")
+    formats = ["gguf"] if is_gguf else (
+        ["preset"] if hasattr(student, "save_to_preset") else [])
+    written = export_lib.export(
+        student, os.path.join(out_dir, "student"), formats, gguf_dtype=gguf_dtype,
+        metadata_from=teacher_path if is_gguf else None, overwrite=True)
+    seconds["export"] = time.perf_counter() - started
+    report = {
+        "teacher": {"path": str(teacher_path),
+                    "parameters": shapes_lib.count_parameters(teacher)},
+        "student": {"sizes": record["chosen"]["sizes"],
+                    "parameters": shapes_lib.count_parameters(student)},
+        "evaluation": scores,
+        "held_out": held_out,
+        "search": record,
+        "recipe": {**record["recipe"], "kd": budget.kd, "steps": budget.steps,
+                   "batch_size": budget.batch_size,
+                   "sequence_length": int(train[0].shape[1] - 1),
+                   "tokens": result["tokens"], "learning_rate": budget.learning_rate,
+                   "schedule": "linear warm-up, cosine to zero", "seed": budget.seed},
+        "training": result,
+        "seconds": seconds,
+        "outputs": [os.path.join(out_dir, distill_lib.STUDENT_FILE),
+                    *written.values(), os.path.join(out_dir, REPORT_TEXT),
+                    os.path.join(out_dir, CURVE_FILE)],
+    }
+    if "gguf" in written:
+        started = time.perf_counter()
+        report["llama_cpp"] = _llama_cpp_speeds(teacher_path, written["gguf"])
+        if report["llama_cpp"] is not None:
+            report["llama_cpp"]["parity"] = _llama_cpp_parity(
+                student, written["gguf"], held)
+        seconds["llama.cpp checks"] = time.perf_counter() - started
+    with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
+        history = json.load(f)["history"]
+    _plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
+    _write_report(out_dir, report)
+    return report
+
+
+def _finished_training(out_dir):
+    """The result of a finished training in `out_dir`, or `None`."""
+    path = os.path.join(out_dir, distill_lib.RESULT_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    if not record.get("finished"):
+        return None
+    keys = ("held_out_loss", "teacher_loss", "steps", "start_step",
+            "train_seconds", "tokens")
+    return {k: record[k] for k in keys}
+
+
+def _llama_cpp_parity(student, path, held, windows=4):
+    """The Keras student against its own GGUF file run by llama.cpp, on the
+    first held-out windows: mean KL(Keras ‖ llama.cpp) and top-1 agreement."""
+    from keras_guide.gguf import runtime
+
+    tokens, mask = held
+    sequences = [row[keep.astype(bool)] for row, keep in
+                 zip(tokens[:windows], mask[:windows])]
+    try:
+        theirs = runtime.logits(path, sequences)
+    except Exception as error:  # noqa: BLE001 (reported, not fatal)
+        return {"error": f"{type(error).__name__}: {error}"}
+    kls, agree, count = 0.0, 0.0, 0
+    for sequence, z_cpp in zip(sequences, theirs):
+        z = evaluation.logits(student, sequence)
+        log_p = evaluation.log_softmax(z)
+        log_q = evaluation.log_softmax(z_cpp.astype(np.float64))
+        kls += float((np.exp(log_p) * (log_p - log_q)).sum())
+        agree += float((z.argmax(-1) == z_cpp.argmax(-1)).sum())
+        count += len(sequence)
+    return {"kl": kls / count, "top1_agreement": agree / count, "tokens": count}
+
+
+def _llama_cpp_speeds(teacher_path, student_path):
+    """Both files' llama.cpp speed; `None` without llama.cpp, and the reason
+    where llama.cpp cannot run one of them (the run's results stand)."""
+    from keras_guide.gguf import runtime
+
+    if not runtime.available():
+        return None
+    try:
+        return {"teacher": runtime.speed(teacher_path),
+                "student": runtime.speed(student_path)}
+    except RuntimeError as error:
+        return {"error": str(error)}

@@ -1,0 +1,165 @@
+"""`keras-guide compress` on tiny models, every backend: the shape search, the
+recipe it applies, the report, the student written as the teacher came, bad
+input, and a resumed run equal to an uninterrupted one."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
+
+from keras_guide import cli  # noqa: E402
+from keras_guide.gguf import load_gguf  # noqa: E402
+from keras_guide.workflows import compress  # noqa: E402
+from keras_guide.workflows import shapes  # noqa: E402
+from tests.cli_workspace import ctrl_c_at  # noqa: E402
+from tests.gguf import tiny  # noqa: E402
+
+WORDS = "the in a on er there then he she at an".split()
+QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
+         "--calibration-tokens", "256", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress")
+    tiny.write_llama(root / "teacher.gguf", layers=4,
+                     metadata={"llama.context_length": 64})
+    rng = np.random.default_rng(0)
+    for folder, count in (("train", 3), ("eval", 1)):
+        (root / folder).mkdir()
+        for i in range(count):
+            words = rng.choice(WORDS, 3000)
+            (root / folder / f"{folder}{i}.txt").write_text(" ".join(words))
+    return root
+
+
+def _run(workspace, out, *extra):
+    return cli.main(["compress", str(workspace / "teacher.gguf"), "--size", "50%",
+                     "--text", str(workspace / "train"), "--eval",
+                     str(workspace / "eval"), "--out", str(out), *QUICK, *extra])
+
+
+def test_sizes_and_shapes_from_a_target(workspace):
+    teacher = load_gguf(workspace / "teacher.gguf")
+    total = shapes.count_parameters(teacher)
+    assert shapes.parse_size("25%", total) == int(0.25 * total)
+    assert shapes.parse_size("20k", total) == 20_000
+    assert shapes.parse_size("num_layers=2,hidden_dim=16", total) is None
+    assert shapes.parse_shape("num_layers=2, hidden_dim=16", teacher) == {
+        "num_layers": 2, "hidden_dim": 16}
+    candidates = shapes.candidate_shapes(teacher, int(0.6 * total))
+    assert candidates
+    for shape in candidates:
+        # Exact counts, each within the target, heads kept 8 wide, groups of
+        # at most the teacher's two query heads per key/value head.
+        import keras_guide
+
+        student = keras_guide.build_student(teacher, **shape.sizes)
+        assert shapes.count_parameters(student) == shape.parameters
+        assert 0.7 * 0.6 * total <= shape.parameters <= 0.6 * total
+        sizes = shape.sizes
+        assert sizes["hidden_dim"] // sizes["num_heads"] == 8
+        assert sizes["num_heads"] // sizes["num_key_value_heads"] <= 2
+
+
+@pytest.mark.parametrize("size, message", [
+    ("0.5%", "No llama student of this teacher has between"),
+    ("150%", "not smaller than the teacher's"),
+    ("-3", "a share of the teacher's parameters"),
+    ("widths=3", "has no size 'widths'"),
+])
+def test_sizes_no_shape_meets(workspace, tmp_path, capsys, size, message):
+    code = cli.main(["compress", str(workspace / "teacher.gguf"), "--size", size,
+                     "--text", str(workspace / "train"), "--out",
+                     str(tmp_path / "out"), *QUICK])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path):
+    out = tmp_path / "out"
+    assert _run(workspace, out) == 0
+    report = json.loads((out / "report.json").read_text())
+    search = report["search"]
+    assert search["chosen"] == min(search["candidates"], key=lambda r: r["score"])
+    assert report["recipe"]["guide"] == {"projection": "channels",
+                                         "select": "importance",
+                                         "layer_map": "importance"}
+    assert report["recipe"]["kd"] == compress.RECIPE
+    scores = report["evaluation"]
+    for key in ("teacher_loss", "student_loss", "kl", "top1_agreement"):
+        assert np.isfinite(scores[key])
+    assert set(report["seconds"]) == {"import", "calibration", "candidate search",
+                                      "training", "evaluation", "export",
+                                      "llama.cpp checks"}
+    # llama.cpp ran both files, and the student's file agrees with the Keras
+    # student (q8_0: within quantization error).
+    assert report["llama_cpp"]["teacher"]["prompt_tokens_per_s"] > 0
+    assert report["llama_cpp"]["parity"]["kl"] < 0.05
+    text = (out / "report.md").read_text()
+    assert "**(chosen)**" in text and "Where the time went" in text
+    assert (out / "curve.png").stat().st_size > 0
+    # The student as the teacher came: a GGUF file (q8_0 by default) with the
+    # teacher's tokenizer, holding the Keras student.
+    student = keras.saving.load_model(out / "student.keras")
+    back = load_gguf(out / "student.gguf")
+    for got, want in zip(back.backbone.weights, student.backbone.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
+                                   keras.ops.convert_to_numpy(want), rtol=0.05,
+                                   atol=0.02)
+
+
+def test_bad_inputs_are_refused_before_anything_runs(workspace, tmp_path, capsys):
+    train = workspace / "train"
+    # Evaluation text that is training text.
+    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
+                     str(train), "--eval", str(train / "train0.txt"), "--out",
+                     str(tmp_path / "a"), *QUICK]) == 2
+    assert "--eval and --text share" in capsys.readouterr().err
+    # ... or repeats it under another name.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "same.txt").write_text((train / "train1.txt").read_text())
+    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
+                     str(train), "--eval", str(copy), "--out",
+                     str(tmp_path / "b"), *QUICK]) == 2
+    assert "also occur in the training text" in capsys.readouterr().err
+    # Too little text for the calibration.
+    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
+                     str(train), "--out", str(tmp_path / "c"), *QUICK[:-4],
+                     "--calibration-tokens", "10000000"]) == 2
+    assert "calibration needs 10000000" in capsys.readouterr().err
+    # An --out that is an input; a teacher that is not there.
+    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
+                     str(train), "--out", str(workspace), *QUICK]) == 2
+    assert "holds the input TEACHER" in capsys.readouterr().err
+    assert cli.main(["compress", str(tmp_path / "none.gguf"), "--text", str(train),
+                     "--out", str(tmp_path / "d"), *QUICK]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path,
+                                                          capsys):
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert _run(workspace, straight) == 0
+    with ctrl_c_at(3):
+        assert _run(workspace, broken) == 130
+    assert "--resume continues" in capsys.readouterr().err
+    # A previous run is neither replaced nor mixed without being asked.
+    assert _run(workspace, broken) == 2
+    assert "--resume to continue it, --overwrite" in capsys.readouterr().err
+    assert _run(workspace, broken, "--resume") == 0
+    for name in ("student.keras",):
+        a = keras.saving.load_model(straight / name)
+        b = keras.saving.load_model(broken / name)
+        for x, y in zip(a.weights, b.weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(x),
+                                          keras.ops.convert_to_numpy(y))
+    assert json.loads((straight / "report.json").read_text())["evaluation"] == \
+        json.loads((broken / "report.json").read_text())["evaluation"]
+    assert _run(workspace, broken, "--overwrite") == 0
+    assert not [n for n in os.listdir(broken) if n.startswith(".keras-guide-tmp")]
