@@ -39,12 +39,22 @@ def _check_ids(value, name, vocabulary_size, what="token ids"):
     low, high = ids.min(), ids.max()
     if low < 0 or (vocabulary_size is not None and high >= vocabulary_size):
         bad = int(np.count_nonzero((ids < 0) | (ids >= (vocabulary_size or np.inf))))
+        hint = {"token ids": "the models' vocabulary; tokenize with the "
+                             "teacher's tokenizer",
+                "segment ids": "the models' segments"}.get(
+            what, "the width of the models' outputs")
         raise ValueError(
-            f"`{name}` must hold {what} in [0, {vocabulary_size}) (the models' "
-            f"vocabulary), but {bad} of its {ids.size} values are outside it "
-            f"(min {low}, max {high}). Tokenize with the teacher's tokenizer. "
-            f"Received: {name} of shape {ids.shape}"
+            f"`{name}` must hold {what} in [0, {vocabulary_size}) ({hint}), but "
+            f"{bad} of its {ids.size} values are outside it (min {low}, max "
+            f"{high}). Received: {name} of shape {ids.shape}"
         )
+
+
+# Weights the float32 loss can sum and divide by: a positive weight below
+# float32's smallest normal number flushes to zero on some backends (a 0/0
+# loss), and weights near float32's largest overflow when summed.
+_SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
+_LARGEST_WEIGHT = 1e30
 
 
 def _check_weights(value):
@@ -57,6 +67,25 @@ def _check_weights(value):
             f"are NaN, Inf or negative. Received: sample_weight of shape "
             f"{weights.shape}"
         )
+    positive = weights[weights > 0]
+    if positive.size and (positive.min() < _SMALLEST_WEIGHT
+                          or positive.max() > _LARGEST_WEIGHT):
+        raise ValueError(
+            "`sample_weight` must lie in {0} ∪ "
+            f"[{_SMALLEST_WEIGHT:.3g}, {_LARGEST_WEIGHT:.0e}]: float32 sums of "
+            "weights outside it underflow to 0/0 or overflow to inf. Received "
+            f"min positive {positive.min():.3g}, max {positive.max():.3g}; scale "
+            "the weights to about 1."
+        )
+
+
+def _check_mask(value):
+    mask = _numpy(value)
+    if mask.size and mask.dtype != bool and not np.all((mask == 0) | (mask == 1)):
+        raise ValueError(
+            "`padding_mask` must hold 0/1 (or booleans): 1 for a real token, 0 "
+            f"for padding. Received values in [{mask.min()}, {mask.max()}]"
+        )
 
 
 def _token_ids(x):
@@ -67,23 +96,33 @@ def _token_ids(x):
     return x
 
 
-def check_batch(x, y=None, sample_weight=None, vocabulary_size=None):
+def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
+                num_classes=None, num_segments=None):
     """Raises a `ValueError` naming the input when a batch cannot be trained on.
 
-    Checks: token ids (`x`, or `x["token_ids"]`) and integer labels (`y`,
-    or `y["labels"]` and the offline teacher's class ids) in
-    `[0, vocabulary_size)`; the offline teacher's logits finite; the sample
-    weights finite and non-negative.
+    Checks: token ids (`x`, or `x["token_ids"]`) in `[0, vocabulary_size)`;
+    segment ids in `[0, num_segments)`; a padding mask of 0/1; integer labels
+    (`y`, or `y["labels"]` and the offline teacher's class ids) in
+    `[0, num_classes)` (the logits' width: the vocabulary for a language
+    model, the classes for a classifier; `vocabulary_size` when not given);
+    the offline teacher's logits finite; the sample weights finite,
+    non-negative and within what float32 sums hold.
     """
+    num_classes = vocabulary_size if num_classes is None else num_classes
     ids = _token_ids(x)
     if ids is not None:
         _check_ids(ids, "token_ids" if isinstance(x, dict) else "x", vocabulary_size)
+    if isinstance(x, dict):
+        if x.get("segment_ids") is not None:
+            _check_ids(x["segment_ids"], "segment_ids", num_segments, "segment ids")
+        if x.get("padding_mask") is not None:
+            _check_mask(x["padding_mask"])
     if isinstance(y, dict):
         if y.get(offline.LABELS) is not None:
-            _check_ids(y[offline.LABELS], "y['labels']", vocabulary_size, "labels")
+            _check_ids(y[offline.LABELS], "y['labels']", num_classes, "labels")
         if offline.TOP_K_INDICES in y:
             _check_ids(y[offline.TOP_K_INDICES], f"y[{offline.TOP_K_INDICES!r}]",
-                       vocabulary_size, "class ids")
+                       num_classes, "class ids")
         if offline.TOP_K_LOGITS in y and not np.all(np.isfinite(
                 _numpy(y[offline.TOP_K_LOGITS]))):
             raise ValueError(f"`y[{offline.TOP_K_LOGITS!r}]` holds NaN or Inf: "
@@ -91,7 +130,7 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None):
     elif y is not None and not isinstance(y, (list, tuple)):
         labels = _numpy(y)
         if np.issubdtype(labels.dtype, np.integer):
-            _check_ids(labels, "y", vocabulary_size, "labels")
+            _check_ids(labels, "y", num_classes, "labels")
         elif np.issubdtype(labels.dtype, np.floating) and not np.all(
                 np.isfinite(labels)):
             raise ValueError(f"`y` holds NaN or Inf. Received: y of shape "

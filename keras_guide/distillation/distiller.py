@@ -164,8 +164,8 @@ class Distiller(keras.Model):
             self.built = True
 
     @property
-    def vocabulary_size(self):
-        """The logits' width `V` (token ids and labels lie in `[0, V)`), or None."""
+    def num_classes(self):
+        """The logits' width (labels lie in `[0, num_classes)`), or None."""
         for model in (self.student, self.teacher):
             try:
                 width = model.outputs[0].shape[-1]
@@ -175,9 +175,33 @@ class Distiller(keras.Model):
                 return int(width)
         return None
 
+    def _backbone_size(self, name):
+        """The smaller of the models' backbones' `name`, or None."""
+        from keras_guide.adapters import backbone_of
+
+        sizes = []
+        for model in (self.student, self.teacher):
+            try:
+                value = getattr(backbone_of(model), name, None)
+            except (ValueError, AttributeError):
+                value = None
+            if isinstance(value, (int, np.integer)):
+                sizes.append(int(value))
+        return min(sizes) if sizes else None
+
+    @property
+    def vocabulary_size(self):
+        """The token vocabulary (token ids lie in `[0, V)`): the backbones'
+        `vocabulary_size`, else the logits' width (a language model's)."""
+        size = self._backbone_size("vocabulary_size")
+        return size if size is not None else self.num_classes
+
     def check_data(self, x, y=None, sample_weight=None):
-        """Checks a batch on the host: token ids and labels in `[0, V)`, the
-        offline teacher's logits finite, sample weights finite and ≥ 0.
+        """Checks a batch on the host: token ids in the vocabulary, segment
+        ids in the segments, labels within the logits' width (the vocabulary
+        of a language model, the classes of a classifier), the offline
+        teacher's logits finite, sample weights finite, ≥ 0 and summable in
+        float32.
 
         `fit`, `evaluate`, `predict` and the `*_on_batch` methods call it
         before any step runs (arrays whole, other data batch by batch as it
@@ -187,7 +211,9 @@ class Distiller(keras.Model):
         Raises:
             ValueError: naming the input, its shape and the bad values.
         """
-        _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size)
+        _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size,
+                                 num_classes=self.num_classes,
+                                 num_segments=self._backbone_size("num_segments"))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
             callbacks=None, validation_split=0.0, validation_data=None,

@@ -210,3 +210,58 @@ def test_an_error_inside_the_first_step_leaves_the_models_readable(setup):
     assert _same(distiller.teacher, teacher)
     assert _same(distiller.student, student)
     _then_trains(distiller, batch, teacher)
+
+
+def _bert_classifier(hidden, seed):
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=V, num_layers=1, num_heads=2, hidden_dim=hidden,
+        intermediate_dim=2 * hidden, max_sequence_length=16, num_segments=2)
+    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3,
+                                               preprocessor=None)
+
+
+def test_a_classifier_distils_with_token_ids_beyond_its_classes():
+    teacher, student = _bert_classifier(16, 0), _bert_classifier(8, 1)
+    distiller = Distiller(teacher, student)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, V, (8, tiny.SEQ)).astype("int32"),
+         "segment_ids": np.zeros((8, tiny.SEQ), "int32"),
+         "padding_mask": np.ones((8, tiny.SEQ), "int32")}
+    y = rng.integers(0, 3, (8,)).astype("int32")
+    before = _values(teacher)
+    distiller.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert _same(teacher, before)
+    with pytest.raises(ValueError, match=r"`y` must hold labels in \[0, 3\)"):
+        distiller.fit(x, np.full(8, 3, "int32"), verbose=0)
+    with pytest.raises(ValueError, match=r"`segment_ids` must hold segment ids in "
+                                         r"\[0, 2\)"):
+        distiller.fit({**x, "segment_ids": np.full((8, tiny.SEQ), 2, "int32")}, y,
+                      verbose=0)
+    with pytest.raises(ValueError, match=r"`segment_ids` must hold .*min -1"):
+        distiller.train_on_batch({**x, "segment_ids": -np.ones((8, tiny.SEQ),
+                                                                "int32")}, y)
+    assert _same(teacher, before)
+
+
+@pytest.mark.parametrize("weight, message", [
+    (1e-45, "min positive 1.4e-45"),
+    (1e38, "max 1e\\+38"),
+])
+def test_weights_float32_sums_cannot_hold_are_refused(setup, weight, message):
+    distiller, (x, y, w) = setup
+    w = w.copy()
+    w[0, 0] = weight
+    with pytest.raises(ValueError, match=r"sample_weight` must lie in .*" + message):
+        distiller.fit(x, y, sample_weight=w, verbose=0)
+
+
+def test_a_padding_mask_that_is_not_zero_or_one_is_refused(setup):
+    distiller, (x, y, w) = setup
+    mask = np.asarray(x["padding_mask"]).copy()
+    mask[0, 0] = -1
+    with pytest.raises(ValueError, match="`padding_mask` must hold 0/1"):
+        distiller.fit({**x, "padding_mask": mask}, y, sample_weight=w, verbose=0)
