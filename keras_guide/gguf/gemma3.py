@@ -53,16 +53,23 @@ def keras_query_scale(backbone):
 
 
 def backbone_config(f):
-    """The `Gemma3Backbone` arguments of a GGUF `gemma3` file."""
+    """The `Gemma3Backbone` arguments of a GGUF `gemma3` file, every size
+    checked against the tensors before anything is built."""
     arch = f.architecture
-    hidden_dim = int(f.require(f"{arch}.embedding_length"))
-    head_dim = int(f.require(f"{arch}.attention.key_length"))
-    num_layers = int(f.require(f"{arch}.block_count"))
-    num_heads = int(f.require(f"{arch}.attention.head_count"))
-    if f.get(f"{arch}.attention.value_length", head_dim) != head_dim:
+    hidden_dim = f.positive(f"{arch}.embedding_length")
+    head_dim = f.positive(f"{arch}.attention.key_length")
+    num_layers = f.positive(f"{arch}.block_count")
+    num_heads = f.positive(f"{arch}.attention.head_count")
+    num_kv_heads = f.positive(f"{arch}.attention.head_count_kv")
+    if num_heads % num_kv_heads:
+        raise GGUFError(
+            f"`{f.path}`: {num_heads} query heads cannot share {num_kv_heads} "
+            "key/value heads evenly."
+        )
+    if f.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
         raise GGUFError(f"`{f.path}`: key and value head widths differ.")
-    wavelength = float(f.get(f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH))
-    local = float(f.get(f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH))
+    wavelength = f.positive(f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float)
+    local = f.positive(f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float)
     if (wavelength, local) != (_GLOBAL_WAVELENGTH, _LOCAL_WAVELENGTH):
         raise GGUFError(
             f"`{f.path}` has RoPE bases {wavelength} (global) and {local} "
@@ -80,28 +87,60 @@ def backbone_config(f):
     if scaling not in ("none", "linear"):
         raise GGUFError(f"`{f.path}` uses RoPE scaling {scaling!r}; supported: linear.")
     window = f.get(f"{arch}.attention.sliding_window")
-    return dict(
+    if window is not None:
+        window = f.positive(f"{arch}.attention.sliding_window")
+    caps = {}
+    for key, name in (("attn_logit_softcapping", "attention_logit_soft_cap"),
+                      ("final_logit_softcapping", "final_logit_soft_cap")):
+        present = f.get(f"{arch}.{key}") is not None
+        caps[name] = f.positive(f"{arch}.{key}", kind=float) if present else None
+    config = dict(
         vocabulary_size=int(f.tensor_shape("token_embd.weight")[0]),
         image_size=None,
         num_layers=num_layers,
         num_query_heads=num_heads,
-        num_key_value_heads=int(f.require(f"{arch}.attention.head_count_kv")),
+        num_key_value_heads=num_kv_heads,
         hidden_dim=hidden_dim,
-        intermediate_dim=int(f.require(f"{arch}.feed_forward_length")),
+        intermediate_dim=f.positive(f"{arch}.feed_forward_length"),
         head_dim=head_dim,
         query_head_dim_normalize=True,
         use_query_key_norm=True,
         use_post_ffw_norm=True,
         use_post_attention_norm=True,
-        attention_logit_soft_cap=f.get(f"{arch}.attn_logit_softcapping"),
-        final_logit_soft_cap=f.get(f"{arch}.final_logit_softcapping"),
+        **caps,
         use_sliding_window_attention=bool(window),
         sliding_window_size=int(window or 4096),
-        global_rope_scaling_factor=float(
-            f.get(f"{arch}.rope.scaling.factor", 1.0) if scaling == "linear" else 1.0
+        global_rope_scaling_factor=(
+            f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
+            if scaling == "linear" else 1.0
         ),
-        layer_norm_epsilon=float(f.require(f"{arch}.attention.layer_norm_rms_epsilon")),
+        layer_norm_epsilon=f.positive(
+            f"{arch}.attention.layer_norm_rms_epsilon", kind=float),
     )
+    f.check_shapes(tensor_shapes(config))
+    return config
+
+
+def tensor_shapes(config):
+    """`{gguf tensor name: shape}` a `gemma3` file of this config holds."""
+    v, d, width = (config["vocabulary_size"], config["hidden_dim"],
+                   config["head_dim"])
+    h, g, f = (config["num_query_heads"], config["num_key_value_heads"],
+               config["intermediate_dim"])
+    shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
+    for i in range(config["num_layers"]):
+        b = f"blk.{i}."
+        shapes.update({
+            b + "attn_q.weight": (h * width, d), b + "attn_k.weight": (g * width, d),
+            b + "attn_v.weight": (g * width, d),
+            b + "attn_output.weight": (d, h * width),
+            b + "attn_q_norm.weight": (width,), b + "attn_k_norm.weight": (width,),
+            b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d),
+            b + "ffn_down.weight": (d, f),
+            **{b + n + ".weight": (d,) for n in (
+                "attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm")},
+        })
+    return shapes
 
 
 def _mapping(config, query_norm_factor=1.0):

@@ -72,14 +72,21 @@ def permute_rows(weight, num_heads):
 
 
 def backbone_config(f):
-    """The `LlamaBackbone` arguments of a GGUF `llama` file."""
+    """The `LlamaBackbone` arguments of a GGUF `llama` file, every size
+    checked against the tensors before anything is built."""
     arch = f.architecture
-    num_heads = int(f.require(f"{arch}.attention.head_count"))
-    hidden_dim = int(f.require(f"{arch}.embedding_length"))
+    num_heads = f.positive(f"{arch}.attention.head_count")
+    hidden_dim = f.positive(f"{arch}.embedding_length")
+    if hidden_dim % num_heads:
+        raise GGUFError(
+            f"`{f.path}`: embedding length {hidden_dim} is not a multiple of "
+            f"{num_heads} heads; KerasHub's Llama needs head width = embedding / "
+            "heads."
+        )
     head_dim = hidden_dim // num_heads
-    rotary = f.get(f"{arch}.rope.dimension_count", head_dim)
-    key_length = f.get(f"{arch}.attention.key_length", head_dim)
-    if rotary != head_dim or key_length != head_dim or hidden_dim % num_heads:
+    rotary = f.positive(f"{arch}.rope.dimension_count", head_dim)
+    key_length = f.positive(f"{arch}.attention.key_length", head_dim)
+    if rotary != head_dim or key_length != head_dim:
         raise GGUFError(
             f"`{f.path}`: head width {key_length} with {rotary} rotary dimensions "
             f"(embedding {hidden_dim}, {num_heads} heads); KerasHub's Llama needs "
@@ -97,22 +104,52 @@ def backbone_config(f):
             f"`{f.path}` uses RoPE scaling {scaling!r}; the importer supports "
             "'none' and 'linear'."
         )
-    num_kv_heads = f.get(f"{arch}.attention.head_count_kv", num_heads)
+    num_kv_heads = f.positive(f"{arch}.attention.head_count_kv", num_heads)
+    if num_heads % num_kv_heads:
+        raise GGUFError(
+            f"`{f.path}`: {num_heads} query heads cannot share {num_kv_heads} "
+            "key/value heads evenly."
+        )
     table = f.tensor_shape("token_embd.weight")
-    return dict(
+    config = dict(
         vocabulary_size=int(table[0]),
-        num_layers=int(f.require(f"{arch}.block_count")),
+        num_layers=f.positive(f"{arch}.block_count"),
         num_query_heads=num_heads,
-        num_key_value_heads=int(num_kv_heads),
+        num_key_value_heads=num_kv_heads,
         hidden_dim=hidden_dim,
-        intermediate_dim=int(f.require(f"{arch}.feed_forward_length")),
-        rope_max_wavelength=float(f.get(f"{arch}.rope.freq_base", 10000.0)),
-        rope_position_scaling_factor=float(
-            f.get(f"{arch}.rope.scaling.factor", 1.0) if scaling == "linear" else 1.0
+        intermediate_dim=f.positive(f"{arch}.feed_forward_length"),
+        rope_max_wavelength=f.positive(f"{arch}.rope.freq_base", 10000.0, float),
+        rope_position_scaling_factor=(
+            f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
+            if scaling == "linear" else 1.0
         ),
-        layer_norm_epsilon=float(f.require(f"{arch}.attention.layer_norm_rms_epsilon")),
+        layer_norm_epsilon=f.positive(
+            f"{arch}.attention.layer_norm_rms_epsilon", kind=float),
         tie_word_embeddings=not f.has_tensor("output.weight"),
     )
+    f.check_shapes(tensor_shapes(config))
+    return config
+
+
+def tensor_shapes(config):
+    """`{gguf tensor name: shape}` a `llama` file of this config holds."""
+    v, d = config["vocabulary_size"], config["hidden_dim"]
+    h, g = config["num_query_heads"], config["num_key_value_heads"]
+    width, f = d // h, config["intermediate_dim"]
+    shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
+    if not config["tie_word_embeddings"]:
+        shapes["output.weight"] = (v, d)
+    for i in range(config["num_layers"]):
+        b = f"blk.{i}."
+        shapes.update({
+            b + "attn_q.weight": (h * width, d), b + "attn_k.weight": (g * width, d),
+            b + "attn_v.weight": (g * width, d),
+            b + "attn_output.weight": (d, h * width),
+            b + "attn_norm.weight": (d,), b + "ffn_norm.weight": (d,),
+            b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d),
+            b + "ffn_down.weight": (d, f),
+        })
+    return shapes
 
 
 def _mapping(config):

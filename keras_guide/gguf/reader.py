@@ -9,6 +9,7 @@ in NumPy's row-major layout (GGUF lists dimensions fastest-first, so a Linear
 weight stored as `[in, out]` reads as an `(out, in)` array, the PyTorch layout).
 """
 
+import math
 import os
 
 import numpy as np
@@ -136,6 +137,41 @@ class GGUFFile:
     def value_types(self, key):
         """Key `key`'s `GGUFValueType`s: `(type,)`, or `(ARRAY, item type)`."""
         return self._value_types[key]
+
+    def positive(self, key, default=None, kind=int):
+        """A metadata size or constant that must be a positive `kind`
+        (`int`: whole; `float`: finite); a `GGUFError` naming it otherwise."""
+        value = self.get(key, default) if default is not None else self.require(key)
+        number = value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = float(value).is_integer()
+            number = int(value) if ok else value
+        if ok:
+            ok = math.isfinite(number) and number > 0
+        if not ok:
+            raise GGUFError(
+                f"`{self.path}`: metadata `{key}` must be a positive "
+                f"{'whole number' if kind is int else 'finite number'}. Received: "
+                f"{value!r}. The file is corrupted or not a llama.cpp checkpoint."
+            )
+        return kind(number)
+
+    def check_shapes(self, expected):
+        """Compares each tensor's shape with `{name: shape}` the metadata
+        implies, before any memory is allocated for a model.
+
+        Raises:
+            GGUFError: a missing tensor or another shape, naming both.
+        """
+        for name, shape in expected.items():
+            found = self.tensor_shape(name)
+            if found != tuple(shape):
+                raise GGUFError(
+                    f"`{self.path}`: tensor `{name}` has shape {found}, but the "
+                    f"metadata describes {tuple(shape)}. The file is corrupted or "
+                    "its metadata does not match its tensors."
+                )
 
     def require(self, key):
         """The metadata value under `key`; a `GGUFError` naming it when absent."""
