@@ -602,6 +602,7 @@ def _apply(pair, guided, regularize):
                 f"{'no such weight' if variable is None else tuple(variable.shape)}. "
                 "The student does not match its family's layout."
             )
+        _check_fits(path, value, variable.dtype)
     strength = None
     if regularize is not None:
         strength = keras.Variable(float(regularize), dtype="float32", trainable=False, name="guide_strength")
@@ -612,6 +613,22 @@ def _apply(pair, guided, regularize):
             variable.regularizer = GuideRegularizer(value, strength)
     if strength is not None:
         track_guide_state(pair.student)
+
+
+def _check_fits(path, value, dtype):
+    """Refuses a guided value its weight's dtype cannot hold (float16 tops out
+    at 65,504): it would be stored as inf."""
+    dtype = str(getattr(dtype, "name", dtype))
+    if dtype not in ("float16", "bfloat16"):
+        return
+    largest = float(np.finfo(np.float16).max) if dtype == "float16" else 3.39e38
+    peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
+    if peak > largest:
+        raise ValueError(
+            f"The guided `{path}` reaches {peak:.4g}, beyond {dtype}'s largest "
+            f"value {largest:.6g}: it would be stored as inf. Build the student "
+            "in float32 or bfloat16 (build_student(..., dtype='float32'))."
+        )
 
 
 def _report(pair, m, guided, options):

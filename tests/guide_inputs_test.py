@@ -165,3 +165,19 @@ def test_calibration_ids_outside_the_vocabulary_are_refused(pair, ids):
         guide(teacher, student, projection="activations",
               calibration=np.full((4, 8), ids, "int32"))
     assert _same(student, before)
+
+
+def test_a_float16_student_is_not_guided_into_infinity():
+    from tests.adapters import harness
+
+    teacher = harness.make_teacher(harness.FAMILIES["llama"], final_gain_one=False)
+    table = teacher.token_embedding.embeddings
+    table.assign(keras.ops.convert_to_numpy(table) * 0 + 7e4)
+    student = build_student(teacher, dtype="float16", hidden_dim=16, num_heads=4,
+                            num_key_value_heads=2, intermediate_dim=12, num_layers=1)
+    before = harness.weights(student)
+    with pytest.raises(ValueError, match=r"guided `token_embedding/embeddings` "
+                                         r"reaches .* beyond float16's largest"):
+        guide(teacher, student, projection="select")
+    for path, value in harness.weights(student).items():
+        np.testing.assert_array_equal(value, before[path])

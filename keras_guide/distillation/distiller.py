@@ -224,6 +224,7 @@ class Distiller(keras.Model):
             self.check_data(*validation_data)
         elif validation_data is not None:
             validation_data = _data_checks.checked(validation_data, None, None, check)
+        callbacks = [*(callbacks or []), _StopOnNonFinite(self)]
         with self._guarded(check):
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
@@ -489,3 +490,31 @@ def _term_weights(distillation_loss_weights, count):
             f"distillation_loss_weights={distillation_loss_weights!r}"
         )
     return [_check_weight(w, "distillation_loss_weights") for w in weights]
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Ends `fit` with an error when a step's loss is NaN or Inf.
+
+    A step with a non-finite loss has already written non-finite gradients
+    into the student; going on would train nothing and `fit` would return as
+    if it had. The usual cause is a float16 teacher whose logits overflow.
+    """
+
+    def __init__(self, distiller):
+        super().__init__()
+        self._distiller = distiller
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(float(loss)):
+            return
+        dtypes = {role: getattr(getattr(model, "dtype_policy", None), "name", "?")
+                  for role, model in (("teacher", self._distiller.teacher),
+                                      ("student", self._distiller.student))}
+        raise FloatingPointError(
+            f"The distillation loss became {float(loss)} at batch {batch}; the "
+            "student's weights are no longer finite (restore them from a "
+            f"checkpoint). Dtype policies: teacher {dtypes['teacher']}, student "
+            f"{dtypes['student']}: a float16 model's logits overflow above 65,504, "
+            "run it in bfloat16 or float32; otherwise lower the learning rate."
+        )

@@ -265,3 +265,14 @@ def test_a_padding_mask_that_is_not_zero_or_one_is_refused(setup):
     mask[0, 0] = -1
     with pytest.raises(ValueError, match="`padding_mask` must hold 0/1"):
         distiller.fit({**x, "padding_mask": mask}, y, sample_weight=w, verbose=0)
+
+
+def test_a_loss_that_becomes_nan_ends_fit_with_an_error_not_silently(setup):
+    distiller, (x, y, w) = setup
+    teacher = distiller.teacher
+    # A teacher whose logits are infinite: every KD loss is NaN.
+    kernel = teacher.backbone.token_embedding.embeddings
+    kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+    with pytest.raises(FloatingPointError, match=r"loss became nan at batch 0.*"
+                                                 r"teacher float32"):
+        distiller.fit(x, y, sample_weight=w, epochs=3, verbose=0)
