@@ -39,6 +39,8 @@ STUDENT_FILE = "student.keras"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
+# The files a set holds besides its manifest.
+SET_FILES = (STUDENT_FILE, OPTIMIZER_FILE, STATE_FILE)
 SET_PREFIX = "step-"
 # The stages of a save, in order; `_stage` is called after each (a crash
 # test kills the process there). "X:tmp" means X is written under its
@@ -257,8 +259,21 @@ def _check_set(path):
         with open(manifest_path) as f:
             manifest = json.load(f)
         files = manifest["files"]
+        step, num_steps = manifest["step"], manifest["num_steps"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"unreadable manifest ({error})") from None
+    # The manifest is read, not trusted: it lists exactly the set's own
+    # files, and a step the run could have reached, named as its folder is.
+    listed = sorted(files) if isinstance(files, dict) else files
+    if listed != sorted(SET_FILES):
+        raise ValueError(f"the manifest lists {listed!r}, not the set's files "
+                         f"{sorted(SET_FILES)}")
+    valid = all(isinstance(v, int) and not isinstance(v, bool)
+                for v in (step, num_steps))
+    if not valid or not 0 < step <= num_steps or path != _set_path(
+            os.path.dirname(path), step):
+        raise ValueError(f"the manifest's step {step!r} of {num_steps!r} is not "
+                         f"this set's ({os.path.basename(path)})")
     for name, expected in files.items():
         file = os.path.join(path, name)
         if not os.path.exists(file):
@@ -323,7 +338,7 @@ def save(directory, student, optimizer, step, num_steps, settings=None, keep=2):
              "global_rng": _backend.rng_state()}
     write_json(os.path.join(path, STATE_FILE), state, STATE_FILE, step)
     files = {name: file_digest(os.path.join(path, name))
-             for name in (STUDENT_FILE, OPTIMIZER_FILE, STATE_FILE)}
+             for name in SET_FILES}
     manifest = {"step": int(step), "num_steps": int(num_steps),
                 "settings": settings or {}, "files": files}
     write_json(manifest_path, manifest, MANIFEST_FILE, step)

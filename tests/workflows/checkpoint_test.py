@@ -143,3 +143,30 @@ def test_the_model_digest_is_its_content_not_its_names(tmp_path):
     a.save(tmp_path / "a.keras")
     loaded = keras.saving.load_model(tmp_path / "a.keras")
     assert checkpoint.model_digest(loaded) == checkpoint.model_digest(a)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda m: m["files"].update({"../../secret.txt": "0" * 64}),
+     "the manifest lists .*secret.txt"),
+    (lambda m: m.update(files={}), r"the manifest lists \[\]"),
+    (lambda m: m.update(step=99), "the manifest's step 99 of 10 is not this set's"),
+    (lambda m: m.update(step=2), "the manifest's step 2 of 10 is not this set's"),
+    (lambda m: m.update(num_steps="ten"), "the manifest's step 4 of 'ten'"),
+])
+def test_a_manifest_is_read_not_trusted(tmp_path, edit, reason):
+    import json
+    import re
+
+    student, optimizer = _trained()
+    directory = str(tmp_path)
+    for step in (2, 4):
+        checkpoint.save(directory, student, optimizer, step, 10, keep=3)
+    path = os.path.join(directory, "step-00000004", "manifest.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    edit(manifest)
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    found = checkpoint.latest(directory)
+    assert found.step == 2
+    assert re.search("step-00000004: " + reason, found.describe()), found.describe()
