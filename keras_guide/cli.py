@@ -531,6 +531,11 @@ def _init(args):
     exports = _export_paths(args.out[: -len(".keras")], args.export)
     _check_outputs(args.out, [args.out, *exports.values()], {"TEACHER": args.teacher},
                    args.overwrite, out_is_file=True)
+    _check_inputs_exist_paths({"TEACHER": args.teacher})
+    for path in args.calibration or []:
+        if not os.path.exists(path):
+            raise UsageError(f"--calibration {path}: no such file or folder. Pass "
+                             ".txt files or folders holding them.")
     teacher = load_model(args.teacher)
     options = _guide_options(args)
     if args.calibration:
@@ -723,12 +728,18 @@ def _calibration_ids(args, teacher):
 
     encoder = get_encoder(getattr(args, "tokenizer", "auto"), teacher)
     ids = []
-    for path in args.calibration:
-        for name in text.text_files(path):
-            with open(name, encoding="utf-8") as f:
-                ids += encoder.encode(f.read())
-            if len(ids) >= args.calibration_tokens:
-                break
+    files = [name for path in args.calibration for name in text.text_files(path)]
+    for name in files:
+        # No more text than the tokens asked for need (a token is rarely
+        # more than 16 characters), read again whole only if it falls short.
+        wanted = args.calibration_tokens - len(ids)
+        part = text.read_text(name, max_chars=16 * wanted)
+        encoded = encoder.encode(part)
+        if len(encoded) < wanted and len(part) == 16 * wanted:
+            encoded = encoder.encode(text.read_text(name))
+        ids += encoded
+        if len(ids) >= args.calibration_tokens:
+            break
     ids = np.asarray(ids[: args.calibration_tokens], dtype=np.int32)
     start = text.start_token_id(encoder)
     width = min(256 if start is None else 255, max(len(ids), 1))

@@ -374,7 +374,7 @@ def _calibrate(pair, calibration, projection, layer_map, select):
     _check_teacher_finite(teacher)
     batches = calibration_lib.calibration_batches(
         calibration, list(teacher.input.keys()) if isinstance(teacher.input, dict) else ["token_ids"],
-        d_t.vocabulary_size,
+        d_t.vocabulary_size, max_length=d_t.max_sequence_length,
     )
     tokens = sum(int(b["padding_mask"].astype(bool).sum()) for b in batches)
     if needs[0].startswith("projection") and tokens < d_t.hidden_dim:

@@ -196,3 +196,26 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
         cli.main(["--debug", *argv])
     with pytest.raises(TypeError, match="an internal mistake"):
         cli.main([*argv, "--debug"])
+
+
+def test_calibration_and_text_that_are_not_utf8_text_are_named(root, capsys):
+    binary = root / "binary"
+    binary.mkdir()
+    (binary / "weights.txt").write_bytes(os.urandom(3000))
+    latin = root / "latin"
+    latin.mkdir()
+    (latin / "play.txt").write_bytes("Où est la tête? Ça va. ".encode("latin-1") * 200)
+    for folder in (binary, latin):
+        code = cli.main(["init", str(root / "teacher.keras"), "--out",
+                         str(root / "calibrated.keras"), *STUDENT, "--calibration",
+                         str(folder), "--select", "importance"])
+        _one_line(capsys, code, 2, str(folder), "is not UTF-8 text", "iconv")
+        argv = _distill(root, root / "never")
+        argv[argv.index("--text") + 1] = str(folder)
+        _one_line(capsys, cli.main(argv), 2, "is not UTF-8 text")
+    # A missing calibration path is named before the teacher loads.
+    code = cli.main(["init", str(root / "teacher.keras"), "--out",
+                     str(root / "calibrated.keras"), *STUDENT, "--calibration",
+                     str(root / "absent")])
+    _one_line(capsys, code, 2, "--calibration", "no such file or folder")
+    assert not os.path.exists(root / "calibrated.keras")

@@ -33,7 +33,7 @@ def _as_inputs(item, input_names):
     return {name: x[name] for name in input_names}
 
 
-def _check(x, vocabulary_size, index):
+def _check(x, vocabulary_size, index, max_length=None):
     ids = x["token_ids"]
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(
@@ -47,7 +47,19 @@ def _check(x, vocabulary_size, index):
                 f"Calibration batch {index}: `{name}` has shape {value.shape}, "
                 f"`token_ids` {ids.shape}; they must match."
             )
-    real = np.asarray(x["padding_mask"]).astype(bool)
+    mask = np.asarray(x["padding_mask"])
+    if mask.dtype != bool and not np.all((mask == 0) | (mask == 1)):
+        raise ValueError(
+            f"Calibration batch {index}: `padding_mask` must hold 0/1 (1 for a "
+            f"real token). Received values in [{mask.min()}, {mask.max()}]"
+        )
+    if max_length is not None and ids.shape[1] > max_length:
+        raise ValueError(
+            f"Calibration batch {index} has sequences of {ids.shape[1]} tokens; "
+            f"the teacher takes at most {max_length}. Cut the calibration text "
+            f"into windows of at most {max_length}."
+        )
+    real = mask.astype(bool)
     bad = (ids < 0) | (ids >= vocabulary_size)
     if np.any(bad & real):
         raise ValueError(
@@ -57,7 +69,8 @@ def _check(x, vocabulary_size, index):
         )
 
 
-def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8):
+def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
+                        max_length=None):
     """Checks calibration data and returns it as a list of input dicts.
 
     Args:
@@ -69,14 +82,20 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8)
             padding.
         input_names: the teacher's input names.
         vocabulary_size: every real token id must be below it.
-        batch_size: rows per batch when `calibration` is one array.
+        batch_size: rows per batch: one array is cut into batches of it,
+            and so is any larger batch in a list (the teacher runs one batch
+            at a time, so its activations stay one batch's size).
+        max_length: the teacher's longest sequence (its position table),
+            or `None`.
 
     Returns:
         A list of input dicts with int32 arrays, every input the teacher needs.
 
     Raises:
-        ValueError: no tokens, ids outside the vocabulary, or a batch in a
-            layout the teacher cannot take (the message names the batch).
+        ValueError: no tokens, ids outside the vocabulary, a padding mask
+            that is not 0/1, sequences longer than the teacher takes, or a
+            batch in a layout the teacher cannot take (the message names the
+            batch).
     """
     if isinstance(calibration, np.ndarray):
         rows = calibration if calibration.ndim == 2 else calibration[None]
@@ -88,8 +107,11 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8)
         if hasattr(item, "numpy") and not isinstance(item, dict):
             item = item.numpy()
         x = _as_inputs(item, input_names)
-        _check(x, vocabulary_size, index)
-        batches.append({k: v.astype("int32") for k, v in x.items()})
+        _check(x, vocabulary_size, index, max_length)
+        rows = len(x["token_ids"])
+        for start in range(0, rows, batch_size):
+            batches.append({k: v[start: start + batch_size].astype("int32")
+                            for k, v in x.items()})
     if (
         not batches
         or sum(int(b["padding_mask"].astype(bool).sum()) for b in batches) == 0

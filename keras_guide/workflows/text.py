@@ -70,6 +70,31 @@ def text_files(path):
     return files
 
 
+# Share of characters that may fail to decode before a file is refused as
+# not UTF-8 text (a stray byte passes; a Latin-1 or binary file does not).
+_UNDECODABLE = 0.001
+
+
+def read_text(path, max_chars=None):
+    """A UTF-8 text file's text (the first `max_chars` characters).
+
+    Raises:
+        ValueError: the file is binary (holds NUL bytes) or not UTF-8 (more
+            than 0.1 % of its characters cannot be decoded), naming it.
+    """
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read() if max_chars is None else f.read(max_chars)
+    bad = text.count("\ufffd")
+    if "\x00" in text or bad > max(1, _UNDECODABLE * len(text)):
+        why = ("it holds NUL bytes" if "\x00" in text
+               else f"{bad} of its {len(text)} characters do not decode")
+        raise ValueError(
+            f"{path} is not UTF-8 text ({why}). Pass text files; convert other "
+            "encodings first (e.g. iconv -f latin1 -t utf-8)."
+        )
+    return text
+
+
 def tokenize_documents(texts, encoder):
     """Returns one int32 array per text: `[eot] + encode(text) + [eot]`, or
     `encode(text) + [eot]` for an encoder with a `start_token_id` (that token
@@ -204,10 +229,7 @@ def text_windows(paths, encoder, sequence_length, held_out=None):
     held_files = sorted({f for p in (held_out or []) for f in text_files(p)})
 
     def docs(names):
-        texts = []
-        for name in names:
-            with open(name, encoding="utf-8", errors="replace") as f:
-                texts.append(strip_gutenberg(f.read()))
+        texts = [strip_gutenberg(read_text(name)) for name in names]
         return tokenize_documents(texts, encoder)
 
     if held_files:
