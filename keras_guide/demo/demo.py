@@ -80,10 +80,11 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
         "wall_seconds": time.perf_counter() - start,
     }
     title = f"GUIDE ablation: GPT-2 4x256 -> 2x128, {settings.num_steps} steps"
-    ablation.write_outputs(results, best, teacher_loss, out_dir, meta, title=title)
     if verbose:
         print()
         print(table)
+    ablation.write_outputs(results, best, teacher_loss, out_dir, meta, title=title)
+    if verbose:
         print(f"\nWrote {out_dir}/results.csv, results.json, ablation.png, "
               f"best_student.keras in {time.perf_counter() - start:.0f}s.")
     return results, teacher_loss

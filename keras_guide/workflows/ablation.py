@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from keras_guide import _files
 from keras_guide.callbacks import gap_closed
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
@@ -237,9 +238,8 @@ def format_table(results, teacher_loss, base_loss=None):
     return "\n".join(lines)
 
 
-def save_results(results, teacher_loss, out_dir, meta=None):
-    """Writes `results.json` and `results.csv` into `out_dir`."""
-    os.makedirs(out_dir, exist_ok=True)
+def result_writers(results, teacher_loss, meta=None):
+    """`{file name: write(path)}` for `results.json` and `results.csv`."""
     rows = []
     for r in results:
         rows.append({
@@ -249,10 +249,12 @@ def save_results(results, teacher_loss, out_dir, meta=None):
             "train_seconds": r.train_seconds, "tokens": r.tokens,
             "tokens_per_second": r.tokens_per_second,
         })
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
     payload = {
         "teacher_loss": teacher_loss,
         "rows": rows,
@@ -260,17 +262,45 @@ def save_results(results, teacher_loss, out_dir, meta=None):
         "guide_reports": {r.name: r.guide_report for r in results if r.guide_report},
         **(meta or {}),
     }
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(payload, f, indent=1, default=float)
+
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1, default=float)
+
+    return {"results.json": write_json, "results.csv": write_csv}
 
 
 def write_outputs(results, best, teacher_loss, out_dir, meta=None,
                   title="GUIDE ablation"):
-    """Writes `results.csv`, `results.json`, `ablation.png` (titled `title`)
-    and `best_student.keras` into `out_dir`."""
-    save_results(results, teacher_loss, out_dir, meta)
-    plot(results, teacher_loss, os.path.join(out_dir, "ablation.png"), title=title)
-    best.save(os.path.join(out_dir, "best_student.keras"))
+    """Writes `results.json`, `results.csv`, `ablation.png` (titled `title`)
+    and `best_student.keras` into `out_dir`, each atomically.
+
+    A file that cannot be written does not stop the others (the results
+    first: they are what the run computed).
+
+    Raises:
+        OSError: naming each file that could not be written and why.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    writers = result_writers(results, teacher_loss, meta)
+    writers["ablation.png"] = lambda tmp: plot(results, teacher_loss, tmp,
+                                               title=title)
+    writers["best_student.keras"] = best.save
+    failed = []
+    for name, write in writers.items():
+        path = os.path.join(out_dir, name)
+        try:
+            _files.write_atomic(path, write)
+        except OSError as error:
+            failed.append(f"{path} ({error.strerror or error})")
+    if failed:
+        written = [n for n in writers if os.path.join(out_dir, n) not in
+                   " ".join(failed)]
+        raise OSError(
+            f"Could not write {'; '.join(failed)}. Written: "
+            f"{', '.join(written) or 'nothing'}; the results table was printed "
+            "above."
+        )
 
 
 def plot(results, teacher_loss, path, title="GUIDE ablation"):
@@ -310,5 +340,5 @@ def plot(results, teacher_loss, path, title="GUIDE ablation"):
         right.text(g, i, f" {g:.0f}% ({r.loss:.3f})", va="center", fontsize=8)
     right.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, format="png", dpi=110)
     plt.close(fig)

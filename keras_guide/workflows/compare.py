@@ -50,8 +50,10 @@ def compare(teacher, sizes, windows, settings, out_dir,
     meta = {"backend": keras.backend.backend(),
             "settings": dataclasses.asdict(settings), "sizes": sizes,
             **(meta or {}), "wall_seconds": time.perf_counter() - started}
-    ablation.write_outputs(results, best, teacher_loss, out_dir, meta)
+    # The table first: what the run computed is on screen even if a file
+    # cannot be written.
     if verbose:
         print()
         print(ablation.format_table(results, teacher_loss))
+    ablation.write_outputs(results, best, teacher_loss, out_dir, meta)
     return results, teacher_loss
