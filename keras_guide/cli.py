@@ -354,6 +354,14 @@ def load_model(path):
                 "A model file must be a `.keras` archive (model.save(...)) or a "
                 f"llama.cpp `.gguf` checkpoint. Received: {path!r}"
             )
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is not a complete .keras archive (a .keras file is a zip "
+                "archive; this one is torn, truncated or something else). Pass a "
+                "file written by `model.save(...)`."
+            )
         try:
             return keras.saving.load_model(path)
         except Exception as error:  # noqa: BLE001 (any reason: say which file)

@@ -259,6 +259,7 @@ def guide(
     """
     if regularize is not None:
         check_strength(regularize, "regularize")
+    _check_flags(center=center, rescale=rescale)
     chosen = _resolve(calibration, projection, select, layer_map)
     projection, select, layer_map = (
         chosen["projection"], chosen["select"], chosen["layer_map"])
@@ -310,8 +311,21 @@ class _Guided:
     row: ReportRow
 
 
+def _check_flags(**flags):
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"`{name}` must be True or False. Received: "
+                             f"{name}={value!r}")
+
+
 def _validate(teacher, student, blocks, layer_map, norm, select):
     """Checks the models and options; reads sizes, changes nothing."""
+    for role, model in (("teacher", teacher), ("student", student)):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"The {role} must be a built KerasHub backbone or task model. "
+                f"Received: {role}={model!r}"
+            )
     t_backbone, s_backbone = backbone_of(teacher), backbone_of(student)
     _check_built(t_backbone, "teacher")
     _check_built(s_backbone, "student")
@@ -460,7 +474,17 @@ def _layer_map(layer_map, n_teacher, n_student, blocks, stats):
         else:
             mapping = list(range(n_student))
     else:
-        mapping = [int(i) for i in layer_map]
+        try:
+            items = list(layer_map)
+        except TypeError:
+            items = [None]
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+                   for i in items):
+            raise ValueError(
+                "An explicit `layer_map` is a list of whole teacher block indices "
+                f"(not floats or booleans). Received: layer_map={layer_map!r}"
+            )
+        mapping = [int(i) for i in items]
         if len(mapping) != n_student or not all(0 <= i < n_teacher for i in mapping):
             raise ValueError(
                 f"An explicit `layer_map` needs one teacher block index in "

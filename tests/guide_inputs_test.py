@@ -181,3 +181,25 @@ def test_a_float16_student_is_not_guided_into_infinity():
         guide(teacher, student, projection="select")
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(layer_map=[0.7]), "whole teacher block indices"),
+    (dict(layer_map=[True]), "whole teacher block indices"),
+    (dict(layer_map=3), "whole teacher block indices"),
+    (dict(center="yes"), "`center` must be True or False"),
+    (dict(rescale=2), "`rescale` must be True or False"),
+])
+def test_option_types_are_checked_not_coerced(options, message):
+    from tests.adapters import harness
+
+    teacher = harness.make_teacher(harness.FAMILIES["llama"], final_gain_one=False)
+    student = build_student(teacher, hidden_dim=16, num_heads=4,
+                            num_key_value_heads=2, intermediate_dim=12, num_layers=1)
+    before = harness.weights(student)
+    with pytest.raises(ValueError, match=message):
+        guide(teacher, student, **options)
+    for path, value in harness.weights(student).items():
+        np.testing.assert_array_equal(value, before[path])
+    with pytest.raises(ValueError, match="The teacher must be a built KerasHub"):
+        guide(None, student)
