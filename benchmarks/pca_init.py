@@ -42,7 +42,7 @@ def _rss_mib():
 def run_one(method, vocab, width, dim):
     os.environ.setdefault("KERAS_BACKEND", "jax")
     if method.startswith("pca"):
-        from keras_guide import pca_projection
+        from keras_guide.initializers import pca_projection
     table = _table(vocab, width)
     base = _rss_mib()
     began = time.perf_counter()

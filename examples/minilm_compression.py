@@ -121,7 +121,7 @@ def run(steps=300, batch_size=32, sequence_length=32, train_size=4096, eval_size
 
     # GUIDE's basis (BERT uses LayerNorm: the mean-preserving PCA); the random
     # student is trained and scored in it too.
-    pca = keras_guide.pca_projection(teacher.token_embedding.embeddings, sizes["hidden_dim"], mean_preserving=True)
+    pca = keras_guide.initializers.pca_projection(teacher.token_embedding.embeddings, sizes["hidden_dim"], mean_preserving=True)
     initializers = {
         "guide_pca": lambda s: keras_guide.guide(teacher, s, blocks="all", projection="pca"),
         "guide": lambda s: keras_guide.guide(teacher, s, blocks="all"),

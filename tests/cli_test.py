@@ -1,6 +1,5 @@
 """End-to-end tests of `keras-guide` on tiny models (and the shipped teacher)."""
 
-import argparse
 import json
 import math
 
@@ -11,6 +10,7 @@ import pytest
 from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
+from keras_guide.workflows import inputs
 from keras_guide.workflows import text
 from tests.cli_workspace import ctrl_c_at
 from tests.cli_workspace import make_workspace
@@ -125,7 +125,7 @@ def test_auto_tokenizer_uses_the_teachers_preprocessor():
         backbone=keras_hub.models.GPT2Backbone(**TINY),
         preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(hub, sequence_length=16),
     )
-    encoder = cli.get_encoder("auto", teacher)
+    encoder = inputs.get_encoder("auto", teacher)
     play = data.load_texts(["tempest"])[0][:2000]
     ids = encoder.encode(play)
     assert encoder.end_token_id == 2047
@@ -136,7 +136,7 @@ def test_auto_tokenizer_uses_the_teachers_preprocessor():
         text.check_vocabulary(encoder, small, "student")
 
 
-def test_calibration_windows_open_with_the_start_token(tmp_path, monkeypatch):
+def test_calibration_windows_open_with_the_start_token(tmp_path):
     # A teacher whose tokenizer starts every sequence (Gemma's <bos>) is
     # calibrated on windows that start the same way, 255 text tokens each.
     class Encoder:
@@ -145,13 +145,9 @@ def test_calibration_windows_open_with_the_start_token(tmp_path, monkeypatch):
         def encode(self, text):
             return [1] * len(text)
 
-    monkeypatch.setattr(cli, "get_encoder", lambda tokenizer, teacher=None: Encoder())
     (tmp_path / "a.txt").write_text("x" * 600)
-    args = argparse.Namespace(
-        calibration=[str(tmp_path)], calibration_tokens=520, tokenizer="auto"
-    )
-    ids = cli._calibration_ids(args, None)
+    ids = inputs.calibration_ids([str(tmp_path)], Encoder(), 520)
     assert ids.shape == (2, 256)
     assert (ids[:, 0] == 9).all() and (ids[:, 1:] == 1).all()
     Encoder.start_token_id = None
-    assert cli._calibration_ids(args, None).shape == (2, 256)
+    assert inputs.calibration_ids([str(tmp_path)], Encoder(), 520).shape == (2, 256)

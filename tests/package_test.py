@@ -19,7 +19,7 @@ def test_import_is_light():
 
 _DIGEST = """
 import hashlib, keras, numpy as np
-from keras_guide import GuidedInitializer, pca_projection
+from keras_guide.initializers import GuidedInitializer, pca_projection
 rng = np.random.default_rng(7)
 table = rng.normal(size=(300, 48)).astype("float32")
 kernel = rng.normal(size=(48, 4, 12)).astype("float32")

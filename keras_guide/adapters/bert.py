@@ -38,10 +38,27 @@ class BertAdapter(GPT2Adapter):
             Read(a + "query/kernel", 0, _HEAD_AXES, bias=a + "query/bias", query=True),
             Read(a + "key/kernel", 0, _HEAD_AXES, bias=a + "key/bias"),
             Read(a + "value/kernel", 0, _HEAD_AXES, bias=a + "value/bias"),
-            Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}, a + "attention_output/bias"),
-            Norm(p + "self_attention_layer_norm/gamma",
-                 p + "self_attention_layer_norm/beta"),
-            Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, bias=p + "feedforward_intermediate_dense/bias"),
-            Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}, p + "feedforward_output_dense/bias"),
+            Write(
+                a + "attention_output/kernel",
+                2,
+                {0: "heads", 1: "head_dim"},
+                a + "attention_output/bias",
+            ),
+            Norm(
+                p + "self_attention_layer_norm/gamma",
+                p + "self_attention_layer_norm/beta",
+            ),
+            Read(
+                p + "feedforward_intermediate_dense/kernel",
+                0,
+                {1: "neurons"},
+                bias=p + "feedforward_intermediate_dense/bias",
+            ),
+            Write(
+                p + "feedforward_output_dense/kernel",
+                1,
+                {0: "neurons"},
+                p + "feedforward_output_dense/bias",
+            ),
             Norm(p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta"),
         ]

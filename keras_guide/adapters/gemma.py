@@ -79,7 +79,13 @@ class GemmaAdapter(Adapter):
         mlp_norm = Norm(p + "pre_ffw_norm/scale", offset=1.0)
         a = p + "attention/"
         items = [
-            Read(a + "query/kernel", 1, {0: "heads", 2: "head_dim"}, attention_norm, query=True),
+            Read(
+                a + "query/kernel",
+                1,
+                {0: "heads", 2: "head_dim"},
+                attention_norm,
+                query=True,
+            ),
             Read(a + "key/kernel", 1, {0: "kv_heads", 2: "head_dim"}, attention_norm),
             Read(a + "value/kernel", 1, {0: "kv_heads", 2: "head_dim"}, attention_norm),
             Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),

@@ -33,16 +33,43 @@ class GPT2Adapter(Adapter):
 
     def block(self, backbone, index):
         p = f"transformer_layer_{index}/"
-        attention_norm = Norm(p + "self_attention_layer_norm/gamma", p + "self_attention_layer_norm/beta")
-        mlp_norm = Norm(p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta")
+        attention_norm = Norm(
+            p + "self_attention_layer_norm/gamma", p + "self_attention_layer_norm/beta"
+        )
+        mlp_norm = Norm(
+            p + "feedforward_layer_norm/gamma", p + "feedforward_layer_norm/beta"
+        )
         a = p + "self_attention/"
         return [
-            Read(a + "query/kernel", 0, _HEAD_AXES, attention_norm, a + "query/bias", query=True),
+            Read(
+                a + "query/kernel",
+                0,
+                _HEAD_AXES,
+                attention_norm,
+                a + "query/bias",
+                query=True,
+            ),
             Read(a + "key/kernel", 0, _HEAD_AXES, attention_norm, a + "key/bias"),
             Read(a + "value/kernel", 0, _HEAD_AXES, attention_norm, a + "value/bias"),
-            Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}, a + "attention_output/bias"),
-            Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm, p + "feedforward_intermediate_dense/bias"),
-            Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}, p + "feedforward_output_dense/bias"),
+            Write(
+                a + "attention_output/kernel",
+                2,
+                {0: "heads", 1: "head_dim"},
+                a + "attention_output/bias",
+            ),
+            Read(
+                p + "feedforward_intermediate_dense/kernel",
+                0,
+                {1: "neurons"},
+                mlp_norm,
+                p + "feedforward_intermediate_dense/bias",
+            ),
+            Write(
+                p + "feedforward_output_dense/kernel",
+                1,
+                {0: "neurons"},
+                p + "feedforward_output_dense/bias",
+            ),
             attention_norm,
             mlp_norm,
         ]

@@ -48,11 +48,34 @@ class LlamaAdapter(Adapter):
         attention_norm = Norm(p + self.attention_norm)
         mlp_norm = Norm(p + self.mlp_norm)
         a = p + self.attention_prefix
-        bias = (lambda name: a + name + "/bias") if self.attention_bias else (lambda name: None)
+        bias = (
+            (lambda name: a + name + "/bias")
+            if self.attention_bias
+            else (lambda name: None)
+        )
         return [
-            Read(a + "query/kernel", 0, {1: "heads", 2: "head_dim"}, attention_norm, bias("query"), query=True),
-            Read(a + "key/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("key")),
-            Read(a + "value/kernel", 0, {1: "kv_heads", 2: "head_dim"}, attention_norm, bias("value")),
+            Read(
+                a + "query/kernel",
+                0,
+                {1: "heads", 2: "head_dim"},
+                attention_norm,
+                bias("query"),
+                query=True,
+            ),
+            Read(
+                a + "key/kernel",
+                0,
+                {1: "kv_heads", 2: "head_dim"},
+                attention_norm,
+                bias("key"),
+            ),
+            Read(
+                a + "value/kernel",
+                0,
+                {1: "kv_heads", 2: "head_dim"},
+                attention_norm,
+                bias("value"),
+            ),
             Write(a + "attention_output/kernel", 2, {0: "heads", 1: "head_dim"}),
             *self.mlp(backbone, p, mlp_norm),
             attention_norm,
@@ -63,6 +86,8 @@ class LlamaAdapter(Adapter):
         """The gated MLP of the block whose paths start with `p`."""
         return [
             Read(p + "feedforward_gate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
-            Read(p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm),
+            Read(
+                p + "feedforward_intermediate_dense/kernel", 0, {1: "neurons"}, mlp_norm
+            ),
             Write(p + "feedforward_output_dense/kernel", 1, {0: "neurons"}),
         ]

@@ -203,7 +203,7 @@ class FeatureDistillation(DistillationLoss):
         student_layer_name: name of the student layer; `None` for the
             student's output.
         projection: optional `(d_T, d_S)` matrix `M`, a
-            `keras_guide.Projection`, or a report with a `.projection`
+            `keras_guide.initializers.Projection`, or a report with a `.projection`
             (what `keras_guide.guide()` returns).
 
     Raises:
@@ -294,7 +294,7 @@ def _projection_arrays(projection):
     if matrix.ndim != 2:
         raise ValueError(
             "`projection` must be a (d_teacher, d_student) matrix, a "
-            "`keras_guide.Projection`, or a guide report holding one. "
+            "`keras_guide.initializers.Projection`, or a guide report holding one. "
             f"Received: projection of shape {matrix.shape}"
         )
     if not np.all(np.isfinite(matrix)):

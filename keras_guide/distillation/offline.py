@@ -80,9 +80,14 @@ def teacher_top_k(teacher, x, k, batch_size=32, temperature=None):
     >>> targets["teacher_top_k_logits"].shape  # doctest: +SKIP
     (1000, 128, 64)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
         raise ValueError(
-            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+            "`batch_size` must be a positive integer. Received: "
+            f"batch_size={batch_size!r}"
         )
     if temperature is not None:
         temperature = check_temperature(temperature)

@@ -149,7 +149,8 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
         raise ValueError(
             f"Teacher ({type(t_backbone).__name__}) and student "
             f"({type(s_backbone).__name__}) must be of one family to share a "
-            "layout map. Build the student with `keras_guide.build_student(teacher, ...)`."
+            "layout map. Build the student with "
+            "`keras_guide.build_student(teacher, ...)`."
         )
     get_layout_map = getattr(type(t_backbone), "get_layout_map", None)
     if get_layout_map is not None:
@@ -160,7 +161,9 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
         )
     else:
         layouts = keras.distribution.LayoutMap(device_mesh)
-        for pattern, axes in _adapter_layout((t_backbone, s_backbone), adapter, device_mesh, model_dim).items():
+        for pattern, axes in _adapter_layout(
+            (t_backbone, s_backbone), adapter, device_mesh, model_dim
+        ).items():
             layouts[pattern] = axes
     check_layout_map(layouts, {"teacher": teacher, "student": student})
     return layouts

@@ -1,4 +1,5 @@
-"""`make_distribution`: the data- or model-parallel setting for `keras-guide distill`."""
+"""`make_distribution`: the data- or model-parallel setting for
+`keras-guide distill`."""
 
 import keras
 
@@ -11,7 +12,11 @@ def _check_kind(kind, model_parallel):
     if kind not in _KINDS:
         raise ValueError(f"`kind` must be one of {_KINDS}. Received: kind={kind!r}")
     if kind == "model":
-        if isinstance(model_parallel, bool) or not isinstance(model_parallel, int) or model_parallel < 1:
+        if (
+            isinstance(model_parallel, bool)
+            or not isinstance(model_parallel, int)
+            or model_parallel < 1
+        ):
             raise ValueError(
                 "`kind='model'` needs `model_parallel`, the number of devices "
                 "each weight is split over (a positive integer). Received: "
@@ -38,10 +43,14 @@ def _tensorflow_strategy(kind, devices):
     if devices is None:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices=list(devices), cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(
+        devices=list(devices), cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
-def make_distribution(kind, teacher=None, student=None, model_parallel=None, devices=None):
+def make_distribution(
+    kind, teacher=None, student=None, model_parallel=None, devices=None
+):
     """Returns the distribution a distillation runs under: `with it.scope(): ...`.
 
     On JAX, `kind="data"` gives `keras.distribution.DataParallel` (weights
@@ -116,14 +125,17 @@ def make_distribution(kind, teacher=None, student=None, model_parallel=None, dev
             f"Distributed distillation supports the JAX and TensorFlow backends. "
             f"Received: backend {backend!r}"
         )
-    devices = list(devices) if devices is not None else keras.distribution.list_devices()
+    devices = (
+        list(devices) if devices is not None else keras.distribution.list_devices()
+    )
     if kind == "data":
         return keras.distribution.DataParallel(devices=devices)
     if teacher is None or student is None:
         raise ValueError(
             "`kind='model'` builds a layout map from the teacher and student; "
             "pass both (built inside `keras.StatelessScope()` if memory is short). "
-            f"Received: teacher={type(teacher).__name__}, student={type(student).__name__}"
+            f"Received: teacher={type(teacher).__name__}, "
+            f"student={type(student).__name__}"
         )
     if len(devices) % model_parallel:
         raise ValueError(

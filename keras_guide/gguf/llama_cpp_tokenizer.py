@@ -31,6 +31,7 @@ emoji, for both real checkpoints.
 
 import heapq
 
+from keras_guide.bpe import bytes_to_unicode
 from keras_guide.gguf.reader import GGUFError
 
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
@@ -79,23 +80,6 @@ def _regex():
             "llama.cpp's byte-level BPE needs the `regex` package: pip install regex"
         ) from error
     return regex
-
-
-def bytes_to_unicode():
-    """GPT-2's byte → printable character map (the byte-level BPE alphabet)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            chars[byte] = chr(byte)
-        else:
-            chars[byte] = chr(256 + extra)
-            extra += 1
-    return chars
 
 
 def _split(pieces, pattern):

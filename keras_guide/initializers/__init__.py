@@ -1,4 +1,5 @@
-"""GUIDE's initialization: the projection, uniform selection, folding, and the initializer."""
+"""GUIDE's initialization: the projection, uniform selection, folding, and the
+initializer."""
 
 from keras_guide.initializers.folding import diagonal_gain
 from keras_guide.initializers.folding import fold_gain

@@ -51,7 +51,9 @@ def select_axis(weight, indices, axis, name="weight"):
     axis = _axis(weight, axis, name)
     indices = np.asarray(indices, dtype=np.int64)
     size = np.shape(weight)[axis]
-    if indices.ndim != 1 or (indices.size and (indices.min() < 0 or indices.max() >= size)):
+    if indices.ndim != 1 or (
+        indices.size and (indices.min() < 0 or indices.max() >= size)
+    ):
         raise ValueError(
             f"Selected indices for axis {axis} of `{name}` (shape "
             f"{np.shape(weight)}) must be a 1-D list in [0, {size}). Received: "

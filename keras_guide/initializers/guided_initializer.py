@@ -71,7 +71,10 @@ def guided_value(
         value = folding.fold_gain(value, gain, axis, name)
     for axis, rule in sorted(select.items()):
         value = folding.select_axis(
-            value, _indices(rule, value.shape[axis], shape[axis], axis, name), axis, name
+            value,
+            _indices(rule, value.shape[axis], shape[axis], axis, name),
+            axis,
+            name,
         )
     for axis, matrix in sorted(project.items()):
         matrix = projection_lib.as_projection(matrix).matrix
@@ -94,7 +97,9 @@ def _indices(rule, teacher_size, student_size, axis, name):
             )
         if rule == "first":
             return np.arange(student_size)
-        return selection.uniform_indices(teacher_size, student_size, f"axis {axis} of `{name}`")
+        return selection.uniform_indices(
+            teacher_size, student_size, f"axis {axis} of `{name}`"
+        )
     indices = np.asarray(rule, dtype=np.int64)
     if indices.shape != (student_size,):
         raise ValueError(
@@ -138,7 +143,7 @@ class GuidedInitializer(keras.initializers.Initializer):
     Example:
     >>> import numpy as np, keras
     >>> table = np.random.default_rng(0).normal(size=(50, 16))
-    >>> from keras_guide import pca_projection
+    >>> from keras_guide.initializers import pca_projection
     >>> m = pca_projection(table, 8)
     >>> layer = keras.layers.Embedding(
     ...     50, 8, embeddings_initializer=GuidedInitializer(table, {1: m}))
@@ -165,9 +170,16 @@ class GuidedInitializer(keras.initializers.Initializer):
         self.name = name or getattr(teacher, "path", None) or "teacher weight"
         if teacher is not None:
             ndim = len(teacher.shape)
-            for arg, axes in (("project", self.project), ("select", self.select), ("gains", self.gains)):
+            for arg, axes in (
+                ("project", self.project),
+                ("select", self.select),
+                ("gains", self.gains),
+            ):
                 for axis in axes:
-                    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+                    if (
+                        not isinstance(axis, (int, np.integer))
+                        or not -ndim <= axis < ndim
+                    ):
                         raise ValueError(
                             f"`{arg}` names axis {axis!r}, which `{self.name}` "
                             f"(shape {tuple(teacher.shape)}) does not have. "
@@ -187,7 +199,10 @@ class GuidedInitializer(keras.initializers.Initializer):
             name=self.name,
         )
         value = to_dtype(value, dtype)
-        return keras.ops.convert_to_tensor(value, dtype=keras.backend.standardize_dtype(dtype or keras.backend.floatx()))
+        return keras.ops.convert_to_tensor(
+            value,
+            dtype=keras.backend.standardize_dtype(dtype or keras.backend.floatx()),
+        )
 
     def get_config(self):
         select = {

@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_guide import gqa_head_indices
-from keras_guide import uniform_indices
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
+from keras_guide.initializers import gqa_head_indices
+from keras_guide.initializers import uniform_indices
 from tests.adapters import harness
 
 # Pre-norm decoders: a full-width student is exact and a narrower one's first

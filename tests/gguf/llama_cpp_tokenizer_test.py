@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("gguf", reason="the GGUF reader needs `pip install gguf`")
 
+from keras_guide.bpe import bytes_to_unicode  # noqa: E402
 from keras_guide.gguf import GGUFError  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.gguf.llama_cpp_tokenizer import LlamaCppTokenizer  # noqa: E402
-from keras_guide.gguf.llama_cpp_tokenizer import bytes_to_unicode  # noqa: E402
 from tests.gguf import tiny  # noqa: E402
 
 

@@ -3,30 +3,15 @@
 import gguf
 import numpy as np
 
+from keras_guide.bpe import bytes_to_unicode
+
 Q = gguf.GGMLQuantizationType
 SEQ = 8
 
 
-def _bytes_to_unicode():
-    """GPT-2's byte → printable character map (byte-level BPE symbols)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            chars[byte] = chr(byte)
-        else:
-            chars[byte] = chr(256 + extra)
-            extra += 1
-    return chars
-
-
 def bpe_vocabulary():
     """Specials, the 256 byte symbols and a few merges: `(tokens, types, merges)`."""
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ s"]
     tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + symbols
     tokens += ["".join(m.split(" ")) for m in merges]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_guide import GuidedInitializer
-from keras_guide import pca_projection
+from keras_guide.initializers import pca_projection
 
 TABLE = np.random.default_rng(0).normal(size=(40, 16)).astype("float32")
 KERNEL = np.random.default_rng(1).normal(size=(16, 24)).astype("float32")

@@ -7,7 +7,7 @@ import pytest
 
 from keras_guide import GuideRegularizer
 from keras_guide import set_guide_strength
-from keras_guide import track_guide_state
+from keras_guide.regularizers import track_guide_state
 
 RNG = np.random.default_rng(0)
 TARGET = RNG.normal(size=(4, 3)).astype("float32")
@@ -138,8 +138,8 @@ def _guide_regularizer_configs(node, found):
 
 def test_saved_guided_model_config_holds_no_weight_values(tmp_path):
     from keras_guide import GuidedInitializer
-    from keras_guide import guided_value
-    from keras_guide import pca_projection
+    from keras_guide.initializers import guided_value
+    from keras_guide.initializers import pca_projection
 
     rng = np.random.default_rng(1)
     table = rng.normal(size=(2000, 64)).astype("float32")

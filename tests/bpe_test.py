@@ -3,6 +3,7 @@ import collections
 import numpy as np
 import pytest
 
+from keras_guide import bpe
 from keras_guide.demo import data
 from keras_guide.demo import tokenizer
 
@@ -13,25 +14,25 @@ def _sample():
 
 def test_train_bpe_merges_most_frequent_pair_first_and_is_deterministic():
     counts = collections.Counter({"Ġthe": 50, "Ġto": 20, "Ġcat": 3})
-    vocab, merges = tokenizer.train_bpe(counts, 262)
+    vocab, merges = bpe.train_bpe(counts, 262)
     assert merges[0] == "Ġ t"  # 70 occurrences
     assert merges[1] == "h e"  # ties with "Ġt h" (50): the smaller pair wins
     assert merges[2] == "Ġt he"
-    assert len(vocab) == 262 and vocab[tokenizer.END_OF_TEXT] == 261
+    assert len(vocab) == 262 and vocab[bpe.END_OF_TEXT] == 261
     assert sorted(vocab.values()) == list(range(262))
-    assert tokenizer.train_bpe(counts, 262) == (vocab, merges)
+    assert bpe.train_bpe(counts, 262) == (vocab, merges)
 
 
 def test_train_bpe_rejects_a_vocabulary_without_room_for_the_bytes():
     with pytest.raises(ValueError, match="vocabulary_size=100"):
-        tokenizer.train_bpe(collections.Counter({"a": 1}), 100)
+        bpe.train_bpe(collections.Counter({"a": 1}), 100)
 
 
 def test_trained_encoder_round_trips_and_compresses(tmp_path):
     text = "To be, or not to be: that is the question.\n" * 20 + "naïve café ☃\n"
-    vocab, merges = tokenizer.train_bpe(tokenizer.word_counts([text]), 300)
-    tokenizer.save_bpe(vocab, merges, tmp_path)
-    encoder = tokenizer.load_encoder(tmp_path)
+    vocab, merges = bpe.train_bpe(bpe.word_counts([text]), 300)
+    bpe.save_bpe(vocab, merges, tmp_path)
+    encoder = bpe.load_encoder(tmp_path)
     ids = encoder.encode(text)
     assert encoder.decode(ids) == text
     assert len(ids) < len(text.encode("utf-8"))
@@ -62,7 +63,8 @@ def test_keras_hub_gpt2_tokenizer_round_trips_with_the_shipped_assets():
 
 
 def test_encoder_matches_keras_hub_tensorflow_path_exactly():
-    pytest.importorskip("tensorflow_text", reason="KerasHub's TF path needs tensorflow-text")
+    pytest.importorskip("tensorflow_text",
+                        reason="KerasHub's TF path needs tensorflow-text")
     import keras_hub
 
     vocab, merges = tokenizer.load_bpe()

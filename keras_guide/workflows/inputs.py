@@ -1,0 +1,191 @@
+"""What the command line reads and writes, checked before anything runs.
+
+Models by path or name (`load_model`), the tokenizer that encodes text for
+them (`get_encoder`), text arguments (`text_paths`), calibration ids, and the
+safety of output paths: an output is never an input, a previous run is not
+replaced unless asked, a folder is writable before anything loads. The CLI
+parses its arguments and calls these; they raise `InputError` (a
+`ValueError`) with one line that says what was wrong and what to do.
+"""
+
+import os
+import shutil
+
+import numpy as np
+
+from keras_guide.workflows import text
+
+
+class InputError(ValueError):
+    """An input or output argument that cannot be used, with what to do."""
+
+
+def resolve_model(path):
+    """A model argument as a path: the file of a packaged checkpoint name
+    (`keras_guide.checkpoints.NAMES`, e.g. `smollm2`), else `path`."""
+    from keras_guide import checkpoints
+
+    if path in checkpoints.NAMES and not os.path.exists(path):
+        return checkpoints.path(path)
+    return path
+
+
+def load_model(path):
+    """Loads a teacher or student: a packaged checkpoint's name (`smollm2`,
+    `gemma3`), a `.keras` file, a llama.cpp `.gguf` checkpoint (with its own
+    tokenizer) or a preset folder.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if `path` is none of those (a `GGUFError` names what a
+            `.gguf` file lacks).
+    """
+    path = resolve_model(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model at {path!r}.")
+    import keras
+    import keras_hub
+
+    if os.path.isfile(path):
+        if path.endswith(".gguf"):
+            from keras_guide.gguf import load_gguf
+
+            return load_gguf(path)
+        if not path.endswith(".keras"):
+            raise ValueError(
+                "A model file must be a `.keras` archive (model.save(...)) or a "
+                f"llama.cpp `.gguf` checkpoint. Received: {path!r}"
+            )
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is not a complete .keras archive (a .keras file is a zip "
+                "archive; this one is torn, truncated or something else). Pass a "
+                "file written by `model.save(...)`."
+            )
+        try:
+            return keras.saving.load_model(path)
+        except Exception as error:  # noqa: BLE001 (any reason: say which file)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(
+                f"Cannot load {path} as a Keras model ({type(error).__name__}: "
+                f"{reason}). Pass a `.keras` file written by `model.save(...)`."
+            ) from error
+    if not os.path.exists(os.path.join(path, "config.json")):
+        raise ValueError(
+            f"{path!r} is a folder without config.json: not a KerasHub preset. Pass "
+            "a `.keras` file or a preset folder (`model.save_to_preset(folder)`)."
+        )
+    try:
+        return keras_hub.models.CausalLM.from_preset(path)
+    except Exception:  # noqa: BLE001 (a preset without a task: load the backbone)
+        return keras_hub.models.Backbone.from_preset(path)
+
+
+def get_encoder(tokenizer, teacher=None):
+    """An encoder (`encode(text)`, `end_token_id`) for `tokenizer`.
+
+    Args:
+        tokenizer: `"auto"` (the teacher's preprocessor's tokenizer; `None`
+            when it has none) or a folder with `vocabulary.json` and
+            `merges.txt` (a byte-level BPE, `keras_guide.bpe`).
+        teacher: the teacher model, for `"auto"`.
+    """
+    from keras_guide import bpe
+
+    if tokenizer == "auto":
+        return text.model_encoder(teacher)
+    if os.path.isdir(tokenizer):
+        return bpe.load_encoder(tokenizer)
+    raise InputError(
+        "`tokenizer` must be 'auto', 'demo' or a folder with vocabulary.json and "
+        f"merges.txt. Received: tokenizer={tokenizer!r}"
+    )
+
+
+def check_exist(paths):
+    for option, path in paths.items():
+        path = resolve_model(path)
+        if path != "demo" and not os.path.exists(path):
+            raise InputError(f"{option} {path}: no such file or folder.")
+
+
+def calibration_ids(paths, encoder, tokens):
+    """The first `tokens` tokens of the text in `paths`, as windows of 256 in
+    the encoder's tokens (each opening with the start token when the
+    tokenizer adds one), reading no more text than the tokens need."""
+    ids = []
+    files = [name for path in paths for name in text.text_files(path)]
+    for name in files:
+        # No more text than the tokens asked for need (a token is rarely
+        # more than 16 characters), read again whole only if it falls short.
+        wanted = tokens - len(ids)
+        part = text.read_text(name, max_chars=16 * wanted)
+        encoded = encoder.encode(part)
+        if len(encoded) < wanted and len(part) == 16 * wanted:
+            encoded = encoder.encode(text.read_text(name))
+        ids += encoded
+        if len(ids) >= tokens:
+            break
+    ids = np.asarray(ids[: tokens], dtype=np.int32)
+    start = text.start_token_id(encoder)
+    width = min(256 if start is None else 255, max(len(ids), 1))
+    windows = ids[: len(ids) // width * width].reshape(-1, width)
+    if start is not None:
+        windows = np.pad(windows, ((0, 0), (1, 0)), constant_values=start)
+    return windows
+
+
+def real(path):
+    return os.path.realpath(os.path.abspath(path))
+
+
+def inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_not_input(out, written, inputs):
+    """Refuses an `--out` that is an input, or would write over one.
+
+    Args:
+        out: the `--out` argument.
+        written: the paths the command writes.
+        inputs: `{option: path}` of the models the command reads.
+    """
+    targets = [real(p) for p in written]
+    for option, path in inputs.items():
+        path = resolve_model(path)
+        if path == "demo" or not os.path.exists(path):
+            continue
+        source = real(path)
+        if any(inside(source, t) for t in targets) or any(
+                inside(t, source) for t in targets + [real(out)]):
+            raise InputError(
+                f"--out {out} would write over or into the input {option} {path}. "
+                "Pass another --out (--overwrite never replaces an input)."
+            )
+
+
+def check_outputs(out, written, inputs, overwrite, out_is_file=False):
+    """`_check_not_input`, then refuses a previous run's outputs unless
+    `--overwrite`, then checks that the output folder (`out`, or the folder
+    holding the file `out`) is writable."""
+    check_not_input(out, written, inputs)
+    if not out_is_file and os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} is a file; pass a folder (created if missing).")
+    existing = [p for p in written if os.path.exists(p)]
+    if existing and not overwrite:
+        raise InputError(
+            f"--out {out} holds the output of a previous run "
+            f"({', '.join(existing)}); pass --overwrite to replace it, or "
+            "another --out."
+        )
+    from keras_guide.workflows.distill import check_writable
+
+    check_writable(os.path.dirname(real(out)) if out_is_file else out)
+
+
+def remove_outputs(paths):
+    for path in paths:
+        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
