@@ -178,6 +178,10 @@ def _add_init(commands):
     init.add_argument("--out", required=True, help="student .keras file to write")
     init.add_argument("--seed", type=_number(int, 0, strict=False), default=0,
                       help="seed of the weights GUIDE leaves random")
+    init.add_argument("--data-free", action="store_true",
+                      help="guide a pretrained (.gguf) teacher without calibration "
+                           "text (measured behind uniform weight selection on real "
+                           "teachers; --calibration is the recommended recipe)")
     _add_common(init)
     _add_sizes(init)
     _add_guide_options(init)
@@ -442,6 +446,14 @@ def _init(args):
     inputs.check_outputs(args.out, [args.out, *exports.values()],
                          {"TEACHER": args.teacher}, args.overwrite, out_is_file=True)
     inputs.check_exist({"TEACHER": args.teacher})
+    pretrained = str(inputs.resolve_model(args.teacher)).endswith(".gguf")
+    if pretrained and not args.calibration and not args.data_free:
+        raise UsageError(
+            "init: a pretrained teacher is guided from calibration text: pass "
+            "--calibration TEXT (a few thousand tokens of any text; the data-aware "
+            "recipe, measured well ahead on real teachers), or --data-free for the "
+            "data-free defaults (behind uniform weight selection on SmolLM2 and "
+            "Gemma 3).")
     for path in args.calibration or []:
         if not os.path.exists(path):
             raise UsageError(f"--calibration {path}: no such file or folder. Pass "

@@ -17,7 +17,7 @@ from keras_guide.gguf import load_gguf  # noqa: E402
 from tests.gguf import tiny  # noqa: E402
 
 SIZES = ["--hidden-dim", "16", "--num-heads", "2", "--num-key-value-heads", "1",
-         "--intermediate-dim", "32", "--num-layers", "1"]
+         "--intermediate-dim", "32", "--num-layers", "1", "--data-free"]
 
 
 def _weights(model):

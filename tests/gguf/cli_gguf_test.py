@@ -61,7 +61,8 @@ def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys):
 def test_distill_from_a_gguf_teacher(tmp_path):
     teacher = tiny.write_llama(tmp_path / "teacher.gguf")
     student = tmp_path / "student.keras"
-    cli.main(["init", str(teacher), "--out", str(student), *SIZES])
+    assert cli.main(["init", str(teacher), "--out", str(student), *SIZES]) == 2
+    cli.main(["init", str(teacher), "--out", str(student), *SIZES, "--data-free"])
     text = tmp_path / "text.txt"
     text.write_text(" the in the a on er\n" * 400)
     cli.main(
