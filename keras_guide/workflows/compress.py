@@ -7,7 +7,8 @@ measured against the teacher and written where the teacher ran.
    lowest wins (or `--shape`).
 2. Recipe: data-aware GUIDE from calibration text taken from the training
    text (never the evaluation text), then distillation (`distill.py`:
-   checkpoints, `--resume`, a warm-up then cosine learning rate).
+   checkpoints, `--resume`, a warm-up then a cosine decay of the learning
+   rate to a tenth of its peak).
 3. Report: teacher and student on held-out text (loss, perplexity, KL, top-1
    agreement), sizes, llama.cpp speed of both when written as GGUF, where
    the time went, a learning curve; `report.json`, `report.md`,
@@ -58,10 +59,10 @@ class Budget:
     Attributes:
         steps: optimizer steps.
         batch_size: windows per step.
-        learning_rate: the peak AdamW rate (warm-up, then cosine to zero).
+        learning_rate: the peak AdamW rate (warm-up, then cosine to a tenth).
         warmup_steps: steps of linear warm-up; `None` for a tenth.
         kd: `{"temperature": τ, "student_loss_weight": α}`, or `None` for
-            cross-entropy alone.
+            cross-entropy alone (the teacher does not run during training).
         checkpoint_every: steps between checkpoints (and evaluations).
         seed: data order and dropout.
     """
@@ -337,7 +338,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     result = distill_lib.distill(
         teacher, student, windows, out_dir, num_steps=budget.steps,
         batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-        warmup_steps=budget.warmup_steps, kd_options=budget.kd,
+        warmup_steps=budget.warmup_steps,
+        kd_options=budget.kd if budget.kd is not None else False,
         checkpoint_every=budget.checkpoint_every, seed=budget.seed,
         resume=resuming, overwrite=not resuming, verbose=verbose,
         eval_windows=max(1, eval_windows // 4) if eval_windows else None,
@@ -370,7 +372,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
                    "batch_size": budget.batch_size,
                    "sequence_length": int(train[0].shape[1] - 1),
                    "tokens": result["tokens"], "learning_rate": budget.learning_rate,
-                   "schedule": "linear warm-up, cosine to zero", "seed": budget.seed},
+                   "schedule": "linear warm-up, cosine to a tenth",
+                   "seed": budget.seed},
         "training": result,
         "seconds": seconds,
         "outputs": [os.path.join(out_dir, distill_lib.STUDENT_FILE),

@@ -38,7 +38,12 @@ OUTPUTS = (STUDENT_FILE, RESULT_FILE, "checkpoint")
 
 
 def distiller_arguments(kd_options=None):
-    """Maps `{"temperature": τ, "student_loss_weight": α}` to `Distiller` arguments."""
+    """Maps `{"temperature": τ, "student_loss_weight": α}` to `Distiller` arguments.
+
+    `None` or `{}` keeps the Distiller's defaults; `False` means no
+    distillation (see `distill`)."""
+    if kd_options is False:
+        return None
     options = dict(kd_options or {})
     arguments = {}
     if "temperature" in options:
@@ -69,6 +74,8 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
         with their defaults filled in), the seed, the backend, and `extra`.
     """
     kd = dict(kd_options or {})
+    if kd_options is False:  # cross-entropy alone: no teacher term
+        kd = {"temperature": 0.0, "student_loss_weight": 1.0}
     (train_tokens, train_mask), (held_tokens, held_mask) = windows
     return {
         "teacher": checkpoint.model_digest(teacher),
@@ -213,7 +220,9 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         out_dir: the output folder.
         num_steps, batch_size, learning_rate, warmup_steps: the budget; the
             warm-up defaults to a tenth of the steps.
-        kd_options: `{"temperature": τ, "student_loss_weight": α}`.
+        kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
+            `Distiller` (`None`: its defaults), or `False`: cross-entropy on
+            the text alone, the student trained without running the teacher.
         checkpoint_every: steps between checkpoints (and evaluations).
         seed: fixes the data order, the dropout masks and Keras' global
             random state (`keras.utils.set_random_seed`).
@@ -260,8 +269,12 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     if found and verbose:
         print(f"Resuming from checkpoint {found.describe()}")
     optimizer = training.adamw(learning_rate, num_steps, warmup)
-    distiller = Distiller(teacher, student, **arguments)
-    distiller.compile(optimizer=optimizer)
+    if arguments is None:
+        distiller = student
+        student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
+    else:
+        distiller = Distiller(teacher, student, **arguments)
+        distiller.compile(optimizer=optimizer)
     if found:
         checkpoint.restore_optimizer(found, optimizer, student.trainable_variables)
 
