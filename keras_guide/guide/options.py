@@ -123,8 +123,9 @@ class GuideOptions:
             if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
                     weights < 0):
                 raise ValueError(
-                    "`token_weights` must be one finite weight ≥ 0 per token, "
-                    f"shape (V,). Received: shape {weights.shape}")
+                    "`token_weights` must be finite, non-negative row weights, one "
+                    f"per token (shape (V,)). Received: shape {weights.shape}, "
+                    f"{int(np.sum(~np.isfinite(weights) | (weights < 0)))} bad values")
         needs = self.needs_calibration
         if needs and not self.calibrated:
             raise ValueError(
