@@ -271,6 +271,7 @@ def train(study, variant, student, record, save):
     import keras
 
     from keras_guide.distillation import Distiller
+    from keras_guide.distillation import LogitsDistillation
 
     a = study.args
     optimizer = keras.optimizers.AdamW(schedule(a), weight_decay=0.01, clipnorm=1.0)
@@ -278,7 +279,12 @@ def train(study, variant, student, record, save):
     y_all = study.train[:, 1:].astype("int32")
     if variant.get("kd"):
         targets, _ = study.offline()
-        model = Distiller(study.teacher, student, student_loss_weight=0.5)
+        # The temperature the top-k cache was stored at (its log-normalizer
+        # applies only there; the Distiller's default, 2, silently dropped the
+        # teacher's tail before 2026-12-02).
+        model = Distiller(study.teacher, student,
+                          LogitsDistillation(temperature=a.temperature),
+                          student_loss_weight=0.5)
         model.compile(optimizer=optimizer)
     else:
         model = student

@@ -1,6 +1,7 @@
 """`Distiller`: masked knowledge distillation of a teacher into a student."""
 
 import contextlib
+import warnings
 
 import keras
 import numpy as np
@@ -214,6 +215,32 @@ class Distiller(keras.Model):
         _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size,
                                  num_classes=self.num_classes,
                                  num_segments=self._backbone_size("num_segments"))
+        self._warn_temperature(y)
+
+    def _warn_temperature(self, y):
+        """Says so when offline targets were stored at another temperature
+        than the Distiller distils at: their log-normalizer does not apply,
+        the teacher's tail beyond its top k is dropped and the top k
+        renormalized (the loss is no longer the KL over k + 1 classes)."""
+        if not isinstance(y, dict) or offline.TEMPERATURE not in y:
+            return
+        if self.temperature is None or getattr(self, "_warned_temperature", False):
+            return
+        stored = np.unique(np.asarray(keras.ops.convert_to_numpy(
+            y[offline.TEMPERATURE]), np.float64))
+        current = float(keras.ops.convert_to_numpy(self.temperature))
+        if np.allclose(stored, current):
+            return
+        self._warned_temperature = True
+        warnings.warn(
+            f"The offline teacher's top-k targets were stored at temperature "
+            f"{stored.tolist()}, the Distiller distils at {current}: the teacher's "
+            "tail is dropped and its top k renormalized, which overstates the "
+            "teacher's confidence. Store them at the Distiller's temperature "
+            "(teacher_top_k(..., temperature=τ)) or build the Distiller with "
+            "LogitsDistillation(temperature=τ) of the targets.",
+            stacklevel=3,
+        )
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
             callbacks=None, validation_split=0.0, validation_data=None,

@@ -505,3 +505,25 @@ def test_mixed_precision_student_beside_a_bf16_teacher():
     assert history["loss"][-1] < history["loss"][0]
     assert student.get_layer("head").kernel.dtype == "float32"
     assert tiny.weights_bytes(teacher) == teacher_bytes
+
+
+def test_offline_targets_stored_at_another_temperature_are_named():
+    teacher, student = tiny.dense_lm(width=8, seed=1, scale=4.0), tiny.dense_lm(seed=0)
+    x, y, weight = tiny.token_batch(seed=10)
+    distiller = Distiller(teacher, student, LogitsDistillation(2.0))
+    distiller.compile(optimizer="adam")
+    data = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
+                                   temperature=1.0)
+    with pytest.warns(UserWarning, match=r"stored at temperature \[1.0\], the "
+                                         r"Distiller distils at 2.0"):
+        distiller.fit(data, epochs=1, verbose=0)
+    same = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
+                                   temperature=2.0)
+    fresh = Distiller(teacher, student, LogitsDistillation(2.0))
+    fresh.compile(optimizer="adam")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh.fit(same, epochs=1, verbose=0)
+    assert not [w for w in caught if "temperature" in str(w.message)]
