@@ -255,7 +255,7 @@ def _add_compress(commands):
     compress.add_argument("--tokens", type=_POSITIVE_INT, default=None,
                           help="training tokens (sets --steps: tokens / (batch x "
                                "length))")
-    _add_budget(compress, 100, 8, 2e-3)
+    _add_budget(compress, 150, 8, 2e-3)
     compress.add_argument("--sequence-length", type=_number(int, 2, strict=False),
                           default=128)
     compress.add_argument("--kd", choices=("on", "off"), default="on",

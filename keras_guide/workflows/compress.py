@@ -67,7 +67,7 @@ class Budget:
         seed: data order and dropout.
     """
 
-    steps: int = 100
+    steps: int = 150
     batch_size: int = 8
     learning_rate: float = 2e-3
     warmup_steps: int = None
