@@ -270,8 +270,10 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         print(f"Resuming from checkpoint {found.describe()}")
     optimizer = training.adamw(learning_rate, num_steps, warmup)
     if arguments is None:
-        distiller = student
-        student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
+        # The student's own graph, sharing its weights, without the task's
+        # preprocessor (which would tokenize the token ids again).
+        distiller = keras.Model(student.inputs, student.outputs)
+        distiller.compile(optimizer=optimizer, loss=training.causal_lm_loss())
     else:
         distiller = Distiller(teacher, student, **arguments)
         distiller.compile(optimizer=optimizer)

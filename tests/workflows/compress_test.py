@@ -163,3 +163,17 @@ def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path,
         json.loads((broken / "report.json").read_text())["evaluation"]
     assert _run(workspace, broken, "--overwrite") == 0
     assert not [n for n in os.listdir(broken) if n.startswith(".keras-guide-tmp")]
+
+
+def test_cross_entropy_alone_never_runs_the_teacher_in_training(workspace, tmp_path,
+                                                                monkeypatch):
+    from keras_guide.distillation import Distiller
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Distiller was built for --kd off")
+
+    monkeypatch.setattr(Distiller, "__init__", refuse)
+    assert _run(workspace, tmp_path / "ce", "--kd", "off") == 0
+    report = json.loads((tmp_path / "ce" / "report.json").read_text())
+    assert report["recipe"]["kd"] is None
+    assert report["training"]["tokens"] > 0
