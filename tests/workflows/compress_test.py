@@ -170,9 +170,9 @@ def test_cross_entropy_alone_never_runs_the_teacher_in_training(workspace, tmp_p
     from keras_guide.distillation import Distiller
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a Distiller was built for --kd off")
+        raise AssertionError("a Distiller trained for --kd off")
 
-    monkeypatch.setattr(Distiller, "__init__", refuse)
+    monkeypatch.setattr(Distiller, "compute_loss", refuse)
     assert _run(workspace, tmp_path / "ce", "--kd", "off") == 0
     report = json.loads((tmp_path / "ce" / "report.json").read_text())
     assert report["recipe"]["kd"] is None
