@@ -561,7 +561,8 @@ def _compress(args):
     tokens_per_step = args.batch_size * args.sequence_length
     steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
              else args.steps)
-    held_out = ("--eval " + " ".join(args.eval) if args.eval else
+    held_out = ("--eval " + " ".join(os.path.basename(p) for p in args.eval)
+                if args.eval else
                 "held back from --text: every tenth file, or the last 10% of each")
     budget = compress_lib.Budget(
         steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -571,6 +572,7 @@ def _compress(args):
         budget=budget, calibration_tokens=args.calibration_tokens,
         max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
         held_out=held_out, resume=args.resume, import_seconds=import_seconds,
+        teacher_name=args.teacher,
         eval_windows=max(1, args.eval_tokens // args.sequence_length))
     print(compress_lib.render(report))
 

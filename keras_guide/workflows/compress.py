@@ -226,7 +226,7 @@ def render(report):
     """The report as Markdown."""
     e = report["evaluation"]
     lines = [
-        f"# {report['teacher']['path']} compressed",
+        f"# {report['teacher'].get('name', report['teacher']['path'])} compressed",
         "",
         "| | teacher | student |",
         "|---|---|---|",
@@ -285,7 +285,8 @@ def render(report):
 def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
-             import_seconds=0.0, eval_windows=None, verbose=True):
+             import_seconds=0.0, eval_windows=None, teacher_name=None,
+             verbose=True):
     """The whole run; see the module docstring.
 
     Args:
@@ -305,6 +306,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         resume: continue an interrupted run in `out_dir`.
         overwrite: replace a previous run in `out_dir`.
         import_seconds: time spent loading the teacher (for the report).
+        teacher_name: how the teacher was named (default: its path).
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -362,6 +364,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     seconds["export"] = time.perf_counter() - started
     report = {
         "teacher": {"path": str(teacher_path),
+                    "name": str(teacher_name or teacher_path),
                     "parameters": shapes_lib.count_parameters(teacher)},
         "student": {"sizes": record["chosen"]["sizes"],
                     "parameters": shapes_lib.count_parameters(student)},
