@@ -228,7 +228,10 @@ class Distiller(keras.Model):
             return
         stored = np.unique(np.asarray(keras.ops.convert_to_numpy(
             y[offline.TEMPERATURE]), np.float64))
-        current = float(keras.ops.convert_to_numpy(self.temperature))
+        # The term's own temperature, not the variable: JAX's fit and evaluate
+        # hold the variables' values outside them while they run.
+        current = next(float(term.temperature) for term in self.distillation_losses
+                       if hasattr(term, "temperature"))
         if np.allclose(stored, current):
             return
         self._warned_temperature = True
@@ -476,6 +479,14 @@ def _check_models(teacher, student):
                 f"`{role}` must be a `keras.Model` returning logits. "
                 f"Received: {role} of type {type(model).__name__}"
             )
+    if not teacher.built or not teacher.weights:
+        raise ValueError(
+            f"The teacher `{teacher.name}` is not built: it has no weights yet, "
+            "so it would be built on the first batch with random values and "
+            "distilled from those. Build it and load its trained weights first "
+            "(a functional or KerasHub model is built when made; call a "
+            "subclassed one on a batch, then `load_weights`)."
+        )
     try:
         v_teacher = teacher.outputs[0].shape[-1]
         v_student = student.outputs[0].shape[-1]
