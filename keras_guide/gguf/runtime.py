@@ -1,5 +1,5 @@
 """A GGUF file run by llama.cpp itself (`llama-cpp-python`, optional): its
-speed and memory on this machine, each file in a process of its own."""
+logits, speed and memory on this machine, each run in a process of its own."""
 
 import json
 import os
@@ -75,8 +75,30 @@ def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
     return result
 
 
+_LOGITS = r"""
+import json, sys
+import numpy as np
+import llama_cpp
+request = json.load(sys.stdin)
+sequences = request["sequences"]
+cache = {"type_k": 0, "type_v": 0} if request["kv_float32"] else {}
+llm = llama_cpp.Llama(model_path=request["path"],
+                      n_ctx=max(len(s) for s in sequences) + 8,
+                      logits_all=True, verbose=False, **cache)
+out = {}
+for index, sequence in enumerate(sequences):
+    llm.reset()
+    llm.eval([int(i) for i in sequence])
+    out[str(index)] = np.array(llm.scores[: len(sequence)], dtype=np.float32)
+np.savez(request["out"], **out)
+"""
+
+
 def logits(path, sequences, kv_float32=False):
     """llama.cpp's logits for each token sequence, as llama.cpp runs the file.
+
+    llama.cpp runs in a process of its own: beside PyTorch in one process
+    the two OpenMP runtimes can crash it.
 
     Args:
         path: a `.gguf` file.
@@ -86,17 +108,29 @@ def logits(path, sequences, kv_float32=False):
 
     Returns:
         A list of float32 arrays, `(len(sequence), vocabulary)`.
+
+    Raises:
+        ImportError: `llama-cpp-python` is not installed.
+        RuntimeError: llama.cpp failed on the file (its message included).
     """
-    import llama_cpp
+    import tempfile
+
     import numpy as np
 
-    longest = max(len(s) for s in sequences)
-    cache = {"type_k": 0, "type_v": 0} if kv_float32 else {}
-    llm = llama_cpp.Llama(model_path=os.fspath(path), n_ctx=longest + 8,
-                          logits_all=True, verbose=False, **cache)
-    out = []
-    for sequence in sequences:
-        llm.reset()
-        llm.eval([int(i) for i in sequence])
-        out.append(np.array(llm.scores[: len(sequence)], dtype=np.float32))
-    return out
+    if not available():
+        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
+                          "llama-cpp-python")
+    sequences = [[int(i) for i in sequence] for sequence in sequences]
+    with tempfile.TemporaryDirectory(prefix="keras-guide-llama-") as folder:
+        out = os.path.join(folder, "logits.npz")
+        request = {"path": os.fspath(path), "sequences": sequences,
+                   "kv_float32": bool(kv_float32), "out": out}
+        done = subprocess.run([sys.executable, "-c", _LOGITS],
+                              input=json.dumps(request), capture_output=True,
+                              text=True)
+        if done.returncode:
+            tail = done.stderr.strip().splitlines()[-1:] or [
+                f"exit code {done.returncode}"]
+            raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
+        with np.load(out) as saved:
+            return [saved[str(i)] for i in range(len(sequences))]
