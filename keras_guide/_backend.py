@@ -62,8 +62,14 @@ class _TrackedVariable:
 
 
 def track_state(layer, variables):
-    """Makes `variables` part of `layer`'s (and its parents') training state."""
+    """Makes exactly `variables` the state this module tracks on `layer` (and
+    its parents): ones tracked before and not passed again (the variables of
+    regularizers since replaced) are dropped, so guiding a student twice does
+    not leave the first guide's state behind."""
     slot = _require(layer, "_seed_generators")
+    wanted = {id(variable) for variable in variables}
+    slot[:] = [entry for entry in slot if not isinstance(entry, _TrackedVariable)
+               or id(entry.state) in wanted]
     known = {id(entry.state) for entry in slot if hasattr(entry, "state")}
     for variable in variables:
         if id(variable) not in known:

@@ -203,3 +203,32 @@ def test_option_types_are_checked_not_coerced(options, message):
         np.testing.assert_array_equal(value, before[path])
     with pytest.raises(ValueError, match="The teacher must be a built KerasHub"):
         guide(None, student)
+
+
+def test_a_regularizer_target_beyond_float32_is_refused():
+    with pytest.raises(ValueError, match=r"`target` of shape \(2,\) has entries "
+                       r"beyond float32 \(largest magnitude 1e\+39"):
+        GuideRegularizer(np.array([1.0, 1e39]), 0.1)
+
+
+def _guide_state(model):
+    return [v for v in model.variables if v.name.startswith("guide_")]
+
+
+def test_guiding_twice_replaces_the_first_guides_pull_and_state(pair):
+    from keras_guide.regularizers import guide_regularizers
+
+    teacher, student = pair
+    guide(teacher, student, regularize=0.1)
+    first, state = guide_regularizers(student), len(_guide_state(student))
+    assert state == len(first) + 1  # a target each, one shared strength
+    guide(teacher, student, regularize=0.2)
+    second = guide_regularizers(student)
+    assert len(second) == len(first) and not {id(r) for r in first} & {
+        id(r) for r in second}
+    assert len(_guide_state(student)) == state  # the first guide's state is gone
+    strength = float(keras.ops.convert_to_numpy(second[0].strength))
+    assert strength == pytest.approx(0.2)
+    # Guided again without `regularize`: no pull toward the replaced values.
+    guide(teacher, student)
+    assert guide_regularizers(student) == [] and _guide_state(student) == []

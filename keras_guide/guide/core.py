@@ -15,6 +15,7 @@ from keras_guide.guide import plan
 from keras_guide.guide.options import GuideOptions
 from keras_guide.guide.report import GuideReport
 from keras_guide.guide.report import ReportRow
+from keras_guide.initializers.guided_initializer import check_fits
 from keras_guide.initializers.guided_initializer import to_dtype
 from keras_guide.regularizers import GuideRegularizer
 from keras_guide.regularizers import track_guide_state
@@ -346,7 +347,7 @@ def _apply(pair, guided, regularize):
                 f"{'no such weight' if variable is None else tuple(variable.shape)}. "
                 "The student does not match its family's layout."
             )
-        _check_fits(path, value, variable.dtype)
+        check_fits(value, variable.dtype, path)
     strength = None
     if regularize is not None:
         strength = keras.Variable(
@@ -354,27 +355,13 @@ def _apply(pair, guided, regularize):
         )
     for path, value in values.items():
         variable = student_weights[path]
-        variable.assign(to_dtype(value, variable.dtype))
+        variable.assign(to_dtype(value, variable.dtype, path))
         if strength is not None and variable.trainable:
             variable.regularizer = GuideRegularizer(value, strength)
-    if strength is not None:
-        track_guide_state(pair.student)
-
-
-def _check_fits(path, value, dtype):
-    """Refuses a guided value its weight's dtype cannot hold (float16 tops out
-    at 65,504): it would be stored as inf."""
-    dtype = str(getattr(dtype, "name", dtype))
-    if dtype not in ("float16", "bfloat16"):
-        return
-    largest = float(np.finfo(np.float16).max) if dtype == "float16" else 3.39e38
-    peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
-    if peak > largest:
-        raise ValueError(
-            f"The guided `{path}` reaches {peak:.4g}, beyond {dtype}'s largest "
-            f"value {largest:.6g}: it would be stored as inf. Build the student "
-            "in float32 or bfloat16 (build_student(..., dtype='float32'))."
-        )
+        elif isinstance(variable.regularizer, GuideRegularizer):
+            # An earlier guide's pull toward values just replaced.
+            variable.regularizer = None
+    track_guide_state(pair.student)
 
 
 def _report(pair, m, guided, options):

@@ -13,10 +13,14 @@ Reference: arXiv 2510.06502.
 
 import numpy as np
 
+from keras_guide import _checks
+
 
 def _axis(weight, axis, name):
+    _checks.real_dtype(weight, name)
     ndim = np.ndim(weight)
-    if not -ndim <= axis < ndim:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(
+            axis, (int, np.integer)) or not -ndim <= axis < ndim:
         raise ValueError(
             f"Axis {axis} is out of range for `{name}` of shape "
             f"{np.shape(weight)} (rank {ndim}). Received: axis={axis}"
@@ -34,7 +38,9 @@ def project_axis(weight, matrix, axis, name="weight"):
         float64 array, `axis` now of size `d_S`.
     """
     axis = _axis(weight, axis, name)
-    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = np.asarray(_checks.real_array(
+        matrix, f"projection for `{name}`", ndim=2, role="The projection"),
+        dtype=np.float64)
     if np.shape(weight)[axis] != matrix.shape[0]:
         raise ValueError(
             f"`{name}` of shape {np.shape(weight)} has {np.shape(weight)[axis]} "
@@ -49,11 +55,9 @@ def project_axis(weight, matrix, axis, name="weight"):
 def select_axis(weight, indices, axis, name="weight"):
     """Keeps `indices` (heads, neurons, positions) of `weight`'s axis `axis`."""
     axis = _axis(weight, axis, name)
-    indices = np.asarray(indices, dtype=np.int64)
+    indices = _checks.indices(indices, "indices", where=f"axis {axis} of `{name}`")
     size = np.shape(weight)[axis]
-    if indices.ndim != 1 or (
-        indices.size and (indices.min() < 0 or indices.max() >= size)
-    ):
+    if indices.size and (indices.min() < 0 or indices.max() >= size):
         raise ValueError(
             f"Selected indices for axis {axis} of `{name}` (shape "
             f"{np.shape(weight)}) must be a 1-D list in [0, {size}). Received: "
@@ -65,7 +69,7 @@ def select_axis(weight, indices, axis, name="weight"):
 def fold_gain(weight, gain, axis, name="weight"):
     """Returns `diag(γ) W` on axis `axis`: a norm's gain moved into its reader."""
     axis = _axis(weight, axis, name)
-    gain = np.asarray(gain, dtype=np.float64)
+    gain = np.asarray(_checks.real_array(gain, f"norm gain for `{name}`"), np.float64)
     if gain.shape != (np.shape(weight)[axis],):
         raise ValueError(
             f"The norm gain of shape {gain.shape} does not match axis {axis} of "
@@ -83,7 +87,8 @@ def fold_shift(weight, shift, axis, bias=None, name="weight"):
     The result has `weight`'s shape without axis `axis` (the bias shape).
     """
     axis = _axis(weight, axis, name)
-    shift = np.asarray(shift, dtype=np.float64)
+    shift = np.asarray(_checks.real_array(shift, f"norm shift for `{name}`"),
+                       np.float64)
     if shift.shape != (np.shape(weight)[axis],):
         raise ValueError(
             f"The norm shift of shape {shift.shape} does not match axis {axis} "
@@ -92,7 +97,7 @@ def fold_shift(weight, shift, axis, bias=None, name="weight"):
     out = np.tensordot(shift, np.asarray(weight, dtype=np.float64), axes=([0], [axis]))
     if bias is None:
         return out
-    bias = np.asarray(bias, dtype=np.float64)
+    bias = np.asarray(_checks.real_array(bias, f"bias of `{name}`"), np.float64)
     if bias.shape != out.shape:
         raise ValueError(
             f"The bias of `{name}` has shape {bias.shape}, expected {out.shape} "
@@ -103,6 +108,8 @@ def fold_shift(weight, shift, axis, bias=None, name="weight"):
 
 def norm_scale(teacher_dim, student_dim):
     """`√(d_T/d_S)`: RMS/LayerNorm of `x_S Mᵀ` equals this times the student's."""
+    teacher_dim = _checks.integer(teacher_dim, "teacher_dim")
+    student_dim = _checks.integer(student_dim, "student_dim")
     return float(np.sqrt(teacher_dim / student_dim))
 
 
@@ -111,5 +118,13 @@ def diagonal_gain(gain, matrix):
 
     Used for a final norm that feeds a tied head, which cannot be folded.
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return np.einsum("ij,i,ij->j", matrix, np.asarray(gain, dtype=np.float64), matrix)
+    matrix = np.asarray(_checks.real_array(
+        matrix, "projection", ndim=2, role="The projection"), np.float64)
+    gain = np.asarray(_checks.real_array(gain, "gain", ndim=1, role="The norm gain"),
+                      np.float64)
+    if gain.shape != matrix.shape[:1]:
+        raise ValueError(
+            f"The norm gain of shape {gain.shape} does not match the projection's "
+            f"teacher width {matrix.shape[0]} (projection shape {matrix.shape})."
+        )
+    return np.einsum("ij,i,ij->j", matrix, gain, matrix)

@@ -4,6 +4,7 @@ import keras
 import ml_dtypes
 import numpy as np
 
+from keras_guide import _checks
 from keras_guide import _host
 from keras_guide.initializers import folding
 from keras_guide.initializers import projection as projection_lib
@@ -40,8 +41,10 @@ def guided_value(
             an axis whose sizes differ with no rule for it, a projection of
             the wrong size, or NaN/Inf in the teacher weight.
     """
+    _checks.real_dtype(teacher, name)
     value = np.asarray(_host.to_numpy(teacher))
-    shape = tuple(int(s) for s in shape)
+    shape = _check_shape(shape, name)
+    scale = _checks.scalar(scale, "scale", where=f"`{name}`")
     _host.check_finite(value, name)
     if value.ndim != len(shape):
         raise ValueError(
@@ -88,6 +91,21 @@ def guided_value(
     return value * scale
 
 
+def _check_shape(shape, name):
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(
+            not isinstance(d, (bool, np.bool_)) and isinstance(d, (int, np.integer))
+            and d >= 0 for d in dims):
+        raise ValueError(
+            f"The student shape for `{name}` must be a tuple of non-negative "
+            f"integers. Received: shape={shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
 def _indices(rule, teacher_size, student_size, axis, name):
     if isinstance(rule, str):
         if rule not in _SELECT_RULES:
@@ -100,18 +118,40 @@ def _indices(rule, teacher_size, student_size, axis, name):
         return selection.uniform_indices(
             teacher_size, student_size, f"axis {axis} of `{name}`"
         )
-    indices = np.asarray(rule, dtype=np.int64)
-    if indices.shape != (student_size,):
+    indices = _checks.indices(rule, "select", where=f"axis {axis} of `{name}`")
+    if indices.shape != (student_size,) or len(set(indices.tolist())) != student_size:
         raise ValueError(
             f"{indices.size} indices were given for axis {axis} of `{name}`, "
-            f"whose student size is {student_size}."
+            f"whose student size is {student_size}: give {student_size} distinct "
+            f"indices in [0, {teacher_size}). Received: {indices.tolist()[:16]}"
         )
     return indices
 
 
-def to_dtype(value, dtype):
-    """Casts a float64 host array to `dtype` in NumPy, identically on every backend."""
+def check_fits(value, dtype, name="weight"):
+    """Refuses a value that `dtype` cannot hold (float16 tops out at 65,504,
+    float32 at 3.4e38): it would be stored as inf."""
     dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
+    if not dtype.startswith(("float", "bfloat")):
+        return
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    largest = float(ml_dtypes.finfo(np_dtype).max)
+    peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
+    if peak > largest:
+        advice = ("Build the student in float32 or bfloat16 (build_student(..., "
+                  "dtype='float32'))." if dtype == "float16" else
+                  "Rescale the teacher weight, or build the student in float64.")
+        raise ValueError(
+            f"The guided `{name}` reaches {peak:.4g}, beyond {dtype}'s largest "
+            f"value {largest:.6g}: it would be stored as inf. {advice}"
+        )
+
+
+def to_dtype(value, dtype, name="weight"):
+    """Casts a float64 host array to `dtype` in NumPy, identically on every
+    backend; a value the dtype cannot hold is refused (see `check_fits`)."""
+    dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
+    check_fits(value, dtype, name)
     np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
     return np.asarray(value).astype(np_dtype)
 
@@ -161,14 +201,21 @@ class GuidedInitializer(keras.initializers.Initializer):
         fallback="glorot_uniform",
         name=None,
     ):
+        self.name = name or getattr(teacher, "path", None) or "teacher weight"
         self.teacher = teacher
+        for arg, value in (("project", project), ("select", select), ("gains", gains)):
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(
+                    f"`{arg}` for `{self.name}` must be a dict keyed by axis. "
+                    f"Received: {arg} of type {type(value).__name__}"
+                )
         self.project = project or {}
         self.select = select or {}
         self.gains = gains or {}
-        self.scale = float(scale)
+        self.scale = _checks.scalar(scale, "scale", where=f"`{self.name}`")
         self.fallback = keras.initializers.get(fallback)
-        self.name = name or getattr(teacher, "path", None) or "teacher weight"
         if teacher is not None:
+            _checks.real_dtype(teacher, self.name)
             ndim = len(teacher.shape)
             for arg, axes in (
                 ("project", self.project),
@@ -185,6 +232,35 @@ class GuidedInitializer(keras.initializers.Initializer):
                             f"(shape {tuple(teacher.shape)}) does not have. "
                             "Use integer axes of the teacher weight."
                         )
+            self._check_rules(teacher.shape)
+
+    def _check_rules(self, teacher_shape):
+        """Checks projections, selection rules and gains when the initializer
+        is made, not when a layer first calls it."""
+        for axis, matrix in self.project.items():
+            matrix = projection_lib.as_projection(
+                matrix, name=f"projection for axis {axis} of `{self.name}`").matrix
+            if matrix.shape[0] != teacher_shape[axis]:
+                raise ValueError(
+                    f"The projection for axis {axis} of `{self.name}` has shape "
+                    f"{matrix.shape}; the teacher weight (shape "
+                    f"{tuple(teacher_shape)}) has {teacher_shape[axis]} entries "
+                    "on that axis."
+                )
+        for axis, rule in self.select.items():
+            if not isinstance(rule, str):
+                _checks.indices(rule, "select", where=f"axis {axis} of `{self.name}`")
+            elif rule not in _SELECT_RULES:
+                _indices(rule, teacher_shape[axis], 1, axis, self.name)
+        for axis, gain in self.gains.items():
+            gain = _checks.real_array(gain, f"norm gain for `{self.name}`")
+            if gain.shape != (teacher_shape[axis],):
+                raise ValueError(
+                    f"The norm gain for axis {axis} of `{self.name}` has shape "
+                    f"{gain.shape}; the teacher weight (shape "
+                    f"{tuple(teacher_shape)}) has {teacher_shape[axis]} entries "
+                    "on that axis."
+                )
 
     def __call__(self, shape, dtype=None):
         if self.teacher is None:
@@ -198,7 +274,7 @@ class GuidedInitializer(keras.initializers.Initializer):
             scale=self.scale,
             name=self.name,
         )
-        value = to_dtype(value, dtype)
+        value = to_dtype(value, dtype, self.name)
         return keras.ops.convert_to_tensor(
             value,
             dtype=keras.backend.standardize_dtype(dtype or keras.backend.floatx()),

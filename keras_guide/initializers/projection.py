@@ -8,9 +8,11 @@ Embeddings", arXiv 2510.06502.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
+from keras_guide import _checks
 from keras_guide import _host
 from keras_guide.initializers import selection
 
@@ -24,6 +26,12 @@ _CHUNK_BYTES = 256 * 2**20
 
 def _default_chunk_rows(width):
     return max(256, _CHUNK_BYTES // (8 * max(int(width), 1)))
+
+
+def _chunk_rows(chunk_rows, width):
+    if chunk_rows is None:
+        return _default_chunk_rows(width)
+    return _checks.integer(chunk_rows, "chunk_rows")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Projection:
 
 def _check_table(table, dim, name):
     shape = tuple(table.shape)
+    _checks.real_dtype(table, name, role="Table")
     if len(shape) != 2:
         raise ValueError(
             f"`{name}` must be a 2-D table of shape (vocabulary, width); "
@@ -69,7 +78,8 @@ def _check_table(table, dim, name):
             "(for a 3-D kernel, reshape it to rows first)."
         )
     d_teacher = shape[1]
-    if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(
+            dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
         raise ValueError(
             f"`dim` must be an integer in [1, {d_teacher}] for `{name}` of "
             f"shape {shape}: the student cannot be wider than the "
@@ -98,8 +108,14 @@ def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
         The float64 Gram matrix `(d, d)`, weighted row sum `(d,)` and total
         weight (a float).
     """
+    _checks.real_dtype(table, "table", role="Table")
+    if len(table.shape) != 2:
+        raise ValueError(
+            "`table` must be a 2-D table of shape (rows, width); received shape "
+            f"{tuple(table.shape)}."
+        )
     num_rows, width = (int(n) for n in table.shape)
-    chunk_rows = chunk_rows or _default_chunk_rows(width)
+    chunk_rows = _chunk_rows(chunk_rows, width)
     gram = np.zeros((width, width), dtype=np.float64)
     row_sum = np.zeros((width,), dtype=np.float64)
     if weights is not None:
@@ -228,7 +244,7 @@ def pca_projection(
     """
     _check_table(table, dim, name)
     d_teacher = int(table.shape[1])
-    chunk_rows = chunk_rows or _default_chunk_rows(d_teacher)
+    chunk_rows = _chunk_rows(chunk_rows, d_teacher)
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     if not np.all(np.isfinite(gram)):
         # The Gram pass doubles as the finiteness check; scan only on failure.
@@ -243,10 +259,37 @@ def pca_projection(
     if center and total > 0:
         mean = row_sum / total
         gram = gram - total * np.outer(mean, mean)
-    return projection_from_gram(gram, dim, mean_preserving, mean=mean)
+    return projection_from_gram(gram, dim, mean_preserving, mean=mean, name=name)
 
 
-def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"):
+def _check_spectrum(eigenvalues, kept, name):
+    """Refuses an all-zero second moment; warns when fewer than `kept`
+    directions carry energy (the rest are arbitrary directions of a null
+    space, and the explained variance does not show it)."""
+    top = float(eigenvalues[0]) if eigenvalues.size else 0.0
+    if top <= 0.0:
+        raise ValueError(
+            f"`{name}` has no energy to keep (its second-moment matrix is zero: "
+            "an all-zero or constant table, or a centred table of one row). "
+            "Pass the trained weight, or use a selection instead of a PCA."
+        )
+    rank = int(np.count_nonzero(eigenvalues > _RANK_TOLERANCE * top))
+    if rank < kept:
+        warnings.warn(
+            f"`{name}` has only {rank} directions with energy (eigenvalues above "
+            f"{_RANK_TOLERANCE:g} of the largest), fewer than the {kept} kept: the "
+            f"other {kept - rank} are arbitrary directions of its null space.",
+            stacklevel=3,
+        )
+
+
+# Eigenvalues below this share of the largest count as zero: above the
+# round-off of float32 chunk products, below any trained table's spectrum.
+_RANK_TOLERANCE = 1e-6
+
+
+def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca",
+                         name="table"):
     """`M` from the top `dim` eigenvectors of a `(d_T, d_T)` second-moment matrix.
 
     The shared last step of `pca_projection` (the table's Gram) and of the
@@ -260,9 +303,15 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
         mean_preserving: build the LayerNorm-compatible variant.
         mean: the `(d_T,)` mean that was removed (zeros when `None`).
         kind: the `Projection.kind` (`"_mean_preserving"` is appended).
+        name: what the matrix describes, for error messages.
 
     Returns:
         A `Projection`.
+
+    Raises:
+        ValueError: `gram` is not a finite square matrix, is all zero, or
+            `dim` is out of `[1, d_T]`. A warning says when fewer than the
+            kept directions carry energy.
     """
     gram = np.asarray(gram, dtype=np.float64)
     d_teacher = gram.shape[0]
@@ -270,13 +319,15 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
         raise ValueError(
             f"`gram` must be a finite square matrix. Received: shape {gram.shape}"
         )
-    if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(
+            dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
         raise ValueError(
             f"`dim` must be an integer in [1, {d_teacher}]. Received: dim={dim!r}"
         )
     mean = np.zeros((d_teacher,)) if mean is None else mean
     if not mean_preserving:
         eigenvalues, vectors = _top_eigenvectors(gram, dim)
+        _check_spectrum(eigenvalues, dim, name)
         explained = _explained(eigenvalues, dim)
         return Projection(vectors, mean, explained, eigenvalues, kind)
     ones_t = np.full((d_teacher,), 1.0 / np.sqrt(d_teacher))
@@ -284,6 +335,8 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
     eigenvalues, inner = _top_eigenvectors(
         complement.T @ gram @ complement, dim - 1
     )
+    if dim > 1:
+        _check_spectrum(eigenvalues, dim - 1, name)
     directions = fix_signs(complement @ inner)
     basis = np.concatenate([ones_t[:, None], directions], axis=1)
     rotation = householder(np.full((dim,), 1.0 / np.sqrt(dim)))
@@ -326,8 +379,12 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
             `num_rows` exceeds its rows, or it holds NaN/Inf.
     """
     matrix = as_projection(projection, name=f"projection for `{name}`").matrix
+    _checks.real_dtype(table, name, role="Table")
+    scale = _checks.scalar(scale, "scale", where=f"`{name}`")
     shape = tuple(int(n) for n in table.shape)
-    num_rows = shape[0] if num_rows is None else int(num_rows)
+    num_rows = shape[0] if num_rows is None else _checks.integer(
+        num_rows, "num_rows", minimum=0, where=f"`{name}`")
+    chunk_rows = _chunk_rows(chunk_rows, shape[-1] if shape else 1)
     if len(shape) != 2 or shape[1] != matrix.shape[0]:
         raise ValueError(
             f"`{name}` of shape {shape} cannot be projected by a "
@@ -341,10 +398,10 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
             "the student at most as many positions as the teacher."
         )
     dtype = np.dtype("float64" if _host.dtype_name(table) == "float64" else "float32")
-    scaled = (float(scale) * matrix).astype(dtype)
+    scaled = (scale * matrix).astype(dtype)
     out = np.empty((num_rows, matrix.shape[1]), dtype)
     start = 0
-    for chunk in _host.row_chunks(table, chunk_rows or _default_chunk_rows(shape[1])):
+    for chunk in _host.row_chunks(table, chunk_rows):
         if start >= num_rows:
             break
         chunk = np.asarray(chunk[: num_rows - start], dtype=dtype)
@@ -371,9 +428,11 @@ def selection_projection(teacher_dim, student_dim, indices=None, kind="select"):
     selection of Xu et al. 2023 ("Initializing Models with Larger Ones"), the
     baseline GUIDE is compared with; `indices` keeps given (sorted) ones.
     """
+    teacher_dim = _checks.integer(teacher_dim, "teacher_dim")
+    student_dim = _checks.integer(student_dim, "student_dim")
     if indices is None:
         indices = selection.uniform_indices(teacher_dim, student_dim)
-    indices = np.asarray(indices, dtype=np.int64)
+    indices = _checks.indices(indices, "indices")
     if indices.shape != (student_dim,) or len(set(indices.tolist())) != student_dim or (
         indices.size and not 0 <= indices.min() <= indices.max() < teacher_dim
     ):
@@ -392,7 +451,8 @@ def as_projection(matrix, name="projection"):
     """Wraps a user-given `(d_T, d_S)` matrix with orthonormal columns."""
     if isinstance(matrix, Projection):
         return matrix
-    matrix = np.asarray(_host.to_numpy(matrix), dtype=np.float64)
+    matrix = _checks.real_array(matrix, name, finite=False, role="The projection")
+    matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] > matrix.shape[0]:
         raise ValueError(
             f"`{name}` must be a (d_teacher, d_student) matrix with "

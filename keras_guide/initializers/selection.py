@@ -8,10 +8,13 @@ Reference: arXiv 2510.06502.
 
 import numpy as np
 
+from keras_guide import _checks
+
 
 def _check_sizes(teacher_size, student_size, name):
     for arg, value in (("teacher_size", teacher_size), ("student_size", student_size)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, np.integer)) or value < 1:
             raise ValueError(
                 f"`{arg}` of {name} must be a positive integer. "
                 f"Received: {arg}={value!r}"
@@ -67,6 +70,10 @@ def gqa_head_indices(
         `(query_indices, kv_indices)`, int64 arrays of shapes `(h_S,)` and
         `(g_S,)`.
     """
+    teacher_heads, teacher_kv_heads, student_heads, student_kv_heads = (
+        _checks.integer(value, name) for value, name in (
+            (teacher_heads, "teacher_heads"), (teacher_kv_heads, "teacher_kv_heads"),
+            (student_heads, "student_heads"), (student_kv_heads, "student_kv_heads")))
     for heads, kv, who in (
         (teacher_heads, teacher_kv_heads, "teacher"),
         (student_heads, student_kv_heads, "student"),

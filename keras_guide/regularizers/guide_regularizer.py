@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_guide import _backend
-from keras_guide import _host
+from keras_guide import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_guide")
@@ -51,11 +51,17 @@ class GuideRegularizer(keras.regularizers.Regularizer):
     def __init__(self, target, strength=1e-2):
         self.target = None
         if target is not None:
-            target = _host.to_numpy(target)
-            _host.check_finite(target, "target", role="The GuideRegularizer")
-            self.target = keras.Variable(
-                target.astype("float32"), trainable=False, name="guide_target"
-            )
+            target = _checks.real_array(target, "target", role="The GuideRegularizer")
+            with np.errstate(over="ignore"):
+                stored = target.astype("float32")
+            if not np.all(np.isfinite(stored)):
+                raise ValueError(
+                    f"The GuideRegularizer's `target` of shape {target.shape} has "
+                    f"entries beyond float32 (largest magnitude "
+                    f"{float(np.max(np.abs(target))):.3g}, float32 holds up to "
+                    "3.4e38): the penalty would be inf. Rescale the target."
+                )
+            self.target = keras.Variable(stored, trainable=False, name="guide_target")
         if isinstance(strength, keras.Variable):
             if tuple(strength.shape) != ():
                 raise ValueError(

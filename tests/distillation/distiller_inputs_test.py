@@ -276,3 +276,18 @@ def test_a_loss_that_becomes_nan_ends_fit_with_an_error_not_silently(setup):
     with pytest.raises(FloatingPointError, match=r"loss became nan at batch 0.*"
                                                  r"teacher float32"):
         distiller.fit(x, y, sample_weight=w, epochs=3, verbose=0)
+
+
+def test_an_unbuilt_teacher_is_refused_before_it_could_be_built_at_random():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(12)
+
+        def call(self, x):
+            return self.dense(keras.ops.one_hot(x, 12))
+
+    student = tiny.dense_lm(seed=0)
+    with pytest.raises(ValueError, match=r"The teacher `subclassed` is not built: "
+                       r"it has no weights yet.*load its trained weights first"):
+        Distiller(Subclassed(), student)
