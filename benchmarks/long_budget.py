@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 
+
 def _run(label, init="guide", seed=0, kd=False, decay=None, **guide_options):
     """A run: `guide_options` go to `guide()`; `token_weights="train"` means
     the training split's token counts, `calibration="train"` the first 16
@@ -179,7 +180,8 @@ def run_worker(key, args):
     from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data as data_lib
     from keras_guide.demo import models
-    from keras_guide.workflows import ablation, training
+    from keras_guide.workflows import ablation
+    from keras_guide.workflows import training
 
     run = RUNS[key]
     label, init, kd, seed = run["label"], run["init"], run["kd"], run["seed"]

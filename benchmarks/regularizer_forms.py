@@ -8,15 +8,18 @@ Prints each round's median step time and the overhead of the fastest round.
 
     KERAS_BACKEND=tensorflow python benchmarks/regularizer_forms.py 30
 """
-import os, sys, time
+import os
+import sys
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import keras, numpy as np
+import distill_step as ds
+import numpy as np
 from keras import ops
+
 import keras_guide
 from keras_guide.distillation import Distiller
 from keras_guide.regularizers import GuideRegularizer
-import distill_step as ds
 
 orig_call = GuideRegularizer.__call__
 def sum_call(self, x):

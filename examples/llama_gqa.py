@@ -22,7 +22,6 @@ import os
 import time
 
 import keras
-import numpy as np
 
 import keras_guide
 from keras_guide.callbacks import gap_closed

@@ -318,10 +318,10 @@ def test_regularize_attaches_shared_guide_regularizers():
     guide(teacher, student, regularize=0.5)
     regs = {id(w.regularizer.strength) for w in student.weights if w.regularizer is not None}
     assert len(regs) == 1
-    assert float(sum(keras.ops.convert_to_numpy(l) for l in student.losses)) == pytest.approx(0.0, abs=1e-7)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)) == pytest.approx(0.0, abs=1e-7)
     w = student.token_embedding.embeddings
     w.assign(w + 1.0)
-    assert float(sum(keras.ops.convert_to_numpy(l) for l in student.losses)) == pytest.approx(0.5, rel=1e-4)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)) == pytest.approx(0.5, rel=1e-4)
 
 
 def test_task_models_are_accepted_and_student_shares_preprocessor():

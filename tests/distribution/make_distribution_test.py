@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_guide.distribution import make_distribution
 from keras_guide._host import row_chunks
+from keras_guide.distribution import make_distribution
 
 
 @pytest.fixture

@@ -103,7 +103,6 @@ def _student(teacher, m, heads, neurons):
     f = teacher["gate"].shape[1]
     sel_h = {1: heads} if len(heads) < h else {}
     sel_f = {1: neurons} if len(neurons) < f else {}
-    shape = lambda w, axis, size: tuple(size if i == axis else n for i, n in enumerate(w.shape))
     out = {"attn_gamma": np.ones(d_s), "mlp_gamma": np.ones(d_s)}
     for name in "qkv":
         w = teacher[name]

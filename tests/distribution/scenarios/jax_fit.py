@@ -7,8 +7,14 @@ layout map.
 """
 
 import keras
+from common import CONFIGS
+from common import build_pair
+from common import distill
+from common import emit
+from common import host
+from common import max_diff
+from common import teacher_weights
 
-from common import CONFIGS, build_pair, distill, emit, host, max_diff, teacher_weights
 from keras_guide.distribution import make_distribution
 
 

@@ -10,10 +10,15 @@ import tracemalloc
 
 import keras
 import numpy as np
+from common import CONFIGS
+from common import build_pair
+from common import emit
+from common import host
+from common import max_diff
+from common import teacher_weights
 
-from common import CONFIGS, build_pair, emit, host, max_diff, teacher_weights
-from keras_guide.distribution import layout_map
 from keras_guide._host import row_chunks
+from keras_guide.distribution import layout_map
 from keras_guide.initializers import pca_projection
 from keras_guide.initializers.projection import gram_matrix
 

@@ -11,7 +11,14 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
-from common import CONFIGS, build_pair, distill, emit, host, max_diff, teacher_weights  # noqa: E402
+from common import CONFIGS  # noqa: E402
+from common import build_pair  # noqa: E402
+from common import distill  # noqa: E402
+from common import emit  # noqa: E402
+from common import host  # noqa: E402
+from common import max_diff  # noqa: E402
+from common import teacher_weights  # noqa: E402
+
 from keras_guide.distribution import make_distribution  # noqa: E402
 
 
