@@ -9,8 +9,8 @@ import os
 import pytest
 
 from keras_guide import cli
-from tests.cli_workspace import STUDENT
-from tests.cli_workspace import make_workspace
+from tests.harness.workspace import STUDENT
+from tests.harness.workspace import make_workspace
 
 TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
         "intermediate_dim": 32, "dropout": 0.0, "max_sequence_length": 16}

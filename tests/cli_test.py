@@ -12,8 +12,8 @@ from keras_guide.demo import data
 from keras_guide.demo import models
 from keras_guide.workflows import inputs
 from keras_guide.workflows import text
-from tests.cli_workspace import ctrl_c_at
-from tests.cli_workspace import make_workspace
+from tests.harness.workspace import ctrl_c_at
+from tests.harness.workspace import make_workspace
 
 TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 32,
         "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 32}

@@ -11,7 +11,7 @@ from keras_guide import build_student
 from keras_guide import guide
 from keras_guide import set_guide_strength
 from keras_guide.callbacks import GuideSchedule
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def _values(model):
@@ -168,7 +168,7 @@ def test_calibration_ids_outside_the_vocabulary_are_refused(pair, ids):
 
 
 def test_a_float16_student_is_not_guided_into_infinity():
-    from tests.adapters import harness
+    from tests.harness import families as harness
 
     teacher = harness.make_teacher(harness.FAMILIES["llama"], final_gain_one=False)
     table = teacher.token_embedding.embeddings
@@ -191,7 +191,7 @@ def test_a_float16_student_is_not_guided_into_infinity():
     (dict(rescale=2), "`rescale` must be True or False"),
 ])
 def test_option_types_are_checked_not_coerced(options, message):
-    from tests.adapters import harness
+    from tests.harness import families as harness
 
     teacher = harness.make_teacher(harness.FAMILIES["llama"], final_gain_one=False)
     student = build_student(teacher, hidden_dim=16, num_heads=4,
@@ -232,3 +232,18 @@ def test_guiding_twice_replaces_the_first_guides_pull_and_state(pair):
     # Guided again without `regularize`: no pull toward the replaced values.
     guide(teacher, student)
     assert guide_regularizers(student) == [] and _guide_state(student) == []
+
+
+@pytest.mark.parametrize("layer_map", ["first", "uniform"])
+def test_a_student_deeper_than_the_teacher_is_refused_by_a_named_map(layer_map):
+    teacher = tiny.gpt2(hidden=16, layers=1)
+    student = build_student(teacher, hidden_dim=8, num_layers=2, num_heads=1,
+                            intermediate_dim=16)
+    before = _values(student)
+    with pytest.raises(ValueError, match=r"The student has 2 blocks, the teacher 1: "
+                       rf'layer_map="{layer_map}".*at most 1 blocks'):
+        guide(teacher, student, layer_map=layer_map)
+    assert _same(student, before)
+    # An explicit map may repeat a teacher block; blocks="first" guides one.
+    assert guide(teacher, student, layer_map=[0, 0]).layer_map == [0, 0]
+    assert guide(teacher, student, layer_map="first", blocks="first").layer_map == [0]

@@ -46,6 +46,14 @@ class Guided:
 def layer_map(layer_map, n_teacher, n_student, blocks, stats):
     """The teacher block of each guided student block (`stats=False`: not
     measured yet, so `"importance"` is only checked)."""
+    if isinstance(layer_map, str) and n_student > n_teacher and blocks != "first":
+        raise ValueError(
+            f"The student has {n_student} blocks, the teacher {n_teacher}: "
+            f'layer_map="{layer_map}" gives each guided student block a teacher '
+            f"block of its own, and GUIDE only shrinks. Build the student with at "
+            f'most {n_teacher} blocks, guide only its first block (blocks="first"), '
+            "or name a teacher block for each student block (layer_map=[...])."
+        )
     if isinstance(layer_map, str):
         if layer_map == "importance":
             if not stats:

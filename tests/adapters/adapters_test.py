@@ -6,7 +6,7 @@ from keras_guide.guide import build_student
 from keras_guide.guide import guide
 from keras_guide.initializers import gqa_head_indices
 from keras_guide.initializers import uniform_indices
-from tests.adapters import harness
+from tests.harness import families as harness
 
 # Pre-norm decoders: a full-width student is exact and a narrower one's first
 # block reproduces the teacher's kept heads and neurons.

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _DIGESTS = """
 import hashlib, json, keras, numpy as np
 from keras_guide import build_student, guide
-from tests.adapters import harness
+from tests.harness import families as harness
 digests = {}
 for seed, (name, family) in enumerate(sorted(harness.FAMILIES.items())):
     teacher = harness.numpy_teacher(family, seed)
@@ -33,7 +33,7 @@ print("RESULT " + json.dumps(digests))
     reason="spawns all three backends itself; running it once (under jax) suffices",
 )
 def test_every_family_guides_the_same_student_on_every_backend():
-    from tests.adapters import harness
+    from tests.harness import families as harness
 
     digests = {}
     for backend in ("jax", "tensorflow", "torch"):

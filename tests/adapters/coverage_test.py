@@ -10,25 +10,11 @@ from keras_guide.adapters import ADAPTERS
 from keras_guide.adapters import llama as llama_adapter
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
-from tests.adapters import harness
+from tests.harness import families as harness
 
 
 def _relative_error(a, b):
     return np.max(np.abs(a - b)) / np.max(np.abs(b))
-
-
-def _tied_llama(seed=0):
-    family = harness.FAMILIES["llama"]
-    import keras_hub
-
-    keras.utils.set_random_seed(seed)
-    teacher = keras_hub.models.LlamaBackbone(**family.config, tie_word_embeddings=True)
-    rng = np.random.default_rng(seed)
-    for w in teacher.weights:
-        if w.path.endswith("scale"):
-            # Gains far from one (a real model's final gain runs from -2 to 3).
-            w.assign((1.0 + 1.2 * rng.normal(size=w.shape)).astype(w.dtype))
-    return family, teacher
 
 
 def test_build_student_keeps_a_tied_llama_head_tied(monkeypatch):
@@ -46,7 +32,7 @@ def test_build_student_keeps_a_tied_llama_head_tied(monkeypatch):
         return config
 
     monkeypatch.setattr(cls, "get_config", without_tie)
-    _, teacher = _tied_llama()
+    _, teacher = harness.tied_llama()
     assert "tie_word_embeddings" not in teacher.get_config()
     student = build_student(teacher, hidden_dim=16, num_heads=4, num_key_value_heads=2)
     assert student.token_embedding.tie_weights
@@ -54,7 +40,7 @@ def test_build_student_keeps_a_tied_llama_head_tied(monkeypatch):
 
 
 def test_tied_teacher_full_width_selection_is_exact():
-    family, teacher = _tied_llama()
+    family, teacher = harness.tied_llama()
     student = build_student(teacher)
     report = guide(teacher, student, projection="select", norm="fold")
     x = harness.inputs(family)
@@ -65,7 +51,7 @@ def test_tied_teacher_full_width_selection_is_exact():
 
 
 def test_untied_student_of_a_tied_teacher_folds_the_final_gain_into_its_head():
-    family, teacher = _tied_llama()
+    family, teacher = harness.tied_llama()
     x = harness.inputs(family)
     untied = build_student(teacher, tie_embeddings=False)
     report = guide(teacher, untied, projection="pca", norm="fold")

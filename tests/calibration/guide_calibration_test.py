@@ -5,7 +5,7 @@ import pytest
 
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
-from tests.adapters import harness
+from tests.harness import families as harness
 
 SIZES = dict(
     hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1
@@ -132,7 +132,7 @@ def test_report_says_what_was_measured_and_chosen(teacher):
 
 def test_full_width_with_channel_basis_is_exact_for_a_tied_head():
     """Channels are a selection: at full width the identity, tied gain and all."""
-    from tests.adapters.coverage_test import _tied_llama
+    from tests.harness.families import tied_llama as _tied_llama
 
     family, tied = _tied_llama()
     student = build_student(tied)

@@ -12,8 +12,8 @@ from keras_guide import guide  # noqa: E402
 from keras_guide.calibration import calibration_batches  # noqa: E402
 from keras_guide.calibration import collect_statistics  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
-from tests.gguf import reference  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
+from tests.harness import gguf_reference as reference  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from keras_guide.callbacks import GapMonitor
 from keras_guide.callbacks import gap_closed
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def test_gap_closed_formula():

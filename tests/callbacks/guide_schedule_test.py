@@ -7,7 +7,7 @@ from keras_guide.callbacks import GuideSchedule
 from keras_guide.callbacks import scheduled_value
 from keras_guide.distillation import Distiller
 from keras_guide.regularizers import GuideRegularizer
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def test_scheduled_value_endpoints_and_midpoints():

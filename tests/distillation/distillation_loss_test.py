@@ -8,7 +8,7 @@ from keras_guide.distillation import FeatureDistillation
 from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import token_mean
 from keras_guide.distillation.distillation_loss import from_keras_distillation_loss
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def test_keras_terms_convert_with_their_settings():

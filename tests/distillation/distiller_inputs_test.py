@@ -11,7 +11,7 @@ import pytest
 
 from keras_guide.distillation import Distiller
 from keras_guide.distillation import offline
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 V = tiny.VOCAB
 

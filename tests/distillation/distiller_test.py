@@ -11,7 +11,7 @@ from keras_guide.distillation import kd_loss
 from keras_guide.distillation import offline_teacher_dataset
 from keras_guide.distillation import teacher_top_k
 from keras_guide.regularizers import GuideRegularizer
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def _guided_student(strength=0.3, seed=0):

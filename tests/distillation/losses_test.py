@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_guide.distillation import losses
-from tests.distillation import tiny
+from tests.harness import models as tiny
 
 
 def _random(shape, seed, scale=3.0):

@@ -7,8 +7,8 @@ import pytest
 from keras_guide import build_student
 from keras_guide.distribution import check_layout_map
 from keras_guide.distribution import layout_map
-from tests.adapters.harness import FAMILIES
-from tests.adapters.harness import canonical
+from tests.harness.families import FAMILIES
+from tests.harness.families import canonical
 
 
 def _mesh(batch=1, model=2):

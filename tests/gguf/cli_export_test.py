@@ -14,7 +14,7 @@ pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
 from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import GGUFFile  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
 
 SIZES = ["--hidden-dim", "16", "--num-heads", "2", "--num-key-value-heads", "1",
          "--intermediate-dim", "32", "--num-layers", "1", "--data-free"]

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("gguf", reason="the GGUF importer needs `pip install gguf`")
 
 from keras_guide import cli  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
 
 SIZES = [
     "--hidden-dim",

@@ -23,8 +23,8 @@ import keras_guide  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.gguf import runtime  # noqa: E402
 from keras_guide.gguf import save_gguf  # noqa: E402
-from tests import real_checkpoints  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import checkpoints as real_checkpoints  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
 
 # Text that byte-level BPE and SentencePiece both find hard: indentation,
 # runs of spaces and tabs, leading and trailing spaces, digits, accented

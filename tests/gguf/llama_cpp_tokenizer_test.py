@@ -16,7 +16,7 @@ from keras_guide.bpe import bytes_to_unicode  # noqa: E402
 from keras_guide.gguf import GGUFError  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.gguf.llama_cpp_tokenizer import LlamaCppTokenizer  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
 
 
 def _bpe(pre="gpt-2", merges=("Ġ t", "h e", "Ġt he", "i n"), extra=(), **kwargs):

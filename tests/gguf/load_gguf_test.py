@@ -6,8 +6,8 @@ gguf = pytest.importorskip("gguf", reason="the GGUF importer needs `pip install 
 
 from keras_guide.gguf import GGUFError  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
-from tests.gguf import reference  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
+from tests.harness import gguf_reference as reference  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
 

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("gguf", reason="the GGUF importer needs `pip install gguf`")
 
 from keras_guide.gguf import load_gguf  # noqa: E402
-from tests import real_checkpoints as real_models  # noqa: E402
-from tests.gguf import reference  # noqa: E402
+from tests.harness import checkpoints as real_models  # noqa: E402
+from tests.harness import gguf_reference as reference  # noqa: E402
 
 
 def _path(name):

@@ -19,8 +19,8 @@ from keras_guide.gguf import GGUFError  # noqa: E402
 from keras_guide.gguf import GGUFFile  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.gguf import save_gguf  # noqa: E402
-from tests.gguf import reference  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
+from tests.harness import gguf_reference as reference  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
 

@@ -15,8 +15,8 @@ from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.workflows import compress  # noqa: E402
 from keras_guide.workflows import shapes  # noqa: E402
-from tests.cli_workspace import ctrl_c_at  # noqa: E402
-from tests.gguf import tiny  # noqa: E402
+from tests.harness import gguf_files as tiny  # noqa: E402
+from tests.harness.workspace import ctrl_c_at  # noqa: E402
 
 WORDS = "the in a on er there then he she at an".split()
 QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",

@@ -1,5 +1,5 @@
-"""Tiny models, data and float64 NumPy references shared by the distillation
-and callback tests (not collected: the name has no `_test` suffix)."""
+"""Tiny models, data and float64 NumPy references shared by the tests (not
+collected: the name has no `_test` suffix)."""
 
 import keras
 import numpy as np

@@ -253,3 +253,18 @@ def numpy_teacher(family, seed=0):
         base = 1.0 if name in ("gamma", "scale") and not family.name.startswith("gemma") else 0.0
         w.assign((base + 0.3 * rng.normal(size=w.shape)).astype(w.dtype))
     return teacher
+
+
+def tied_llama(seed=0):
+    """A tiny Llama teacher with a tied head and gains far from one."""
+    family = FAMILIES["llama"]
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    teacher = keras_hub.models.LlamaBackbone(**family.config, tie_word_embeddings=True)
+    rng = np.random.default_rng(seed)
+    for w in teacher.weights:
+        if w.path.endswith("scale"):
+            # Gains far from one (a real model's final gain runs from -2 to 3).
+            w.assign((1.0 + 1.2 * rng.normal(size=w.shape)).astype(w.dtype))
+    return family, teacher
