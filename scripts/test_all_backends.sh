@@ -34,7 +34,8 @@ wait
 
 status=0
 for backend in "${backends[@]}"; do
-  read -r rc seconds < "$logs/$backend.rc"
+  rc=1 seconds="?"
+  [ -f "$logs/$backend.rc" ] && read -r rc seconds < "$logs/$backend.rc"
   echo "=== KERAS_BACKEND=$backend (${seconds} s) ==="
   cat "$logs/$backend.log"
   if [ "$rc" -ne 0 ]; then
