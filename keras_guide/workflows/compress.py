@@ -335,7 +335,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     seconds["candidate search"] = (time.perf_counter() - started
                                    - record["calibration"]["seconds"])
     started = time.perf_counter()
-    finished = _finished_training(out_dir) if resume else None
+    finished = _finished_training(out_dir, verbose) if resume else None
     resuming = resume and os.path.exists(checkpoint.checkpoint_dir(out_dir))
     result = distill_lib.distill(
         teacher, student, windows, out_dir, num_steps=budget.steps,
@@ -397,14 +397,21 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     return report
 
 
-def _finished_training(out_dir):
-    """The result of a finished training in `out_dir`, or `None`."""
+def _finished_training(out_dir, verbose=1):
+    """The result of a finished training in `out_dir`, or `None` (also when
+    the trained student is gone: then the training runs again)."""
     path = os.path.join(out_dir, distill_lib.RESULT_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         record = json.load(f)
     if not record.get("finished"):
+        return None
+    student = os.path.join(out_dir, distill_lib.STUDENT_FILE)
+    if not os.path.exists(student):
+        if verbose:
+            print(f"{path} records a finished training, but {student} is missing: "
+                  "training again")
         return None
     keys = ("held_out_loss", "teacher_loss", "steps", "start_step",
             "train_seconds", "tokens")

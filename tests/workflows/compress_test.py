@@ -4,6 +4,7 @@ input, and a resumed run equal to an uninterrupted one."""
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -159,6 +160,16 @@ def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path,
         for x, y in zip(a.weights, b.weights):
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(x),
                                           keras.ops.convert_to_numpy(y))
+    assert json.loads((straight / "report.json").read_text())["evaluation"] == \
+        json.loads((broken / "report.json").read_text())["evaluation"]
+    # A finished run whose models are gone (a copy that kept only the reports)
+    # trains again on --resume, to the same student, and says why.
+    for name in ("student.keras", compress.INITIAL_FILE, "checkpoint"):
+        shutil.rmtree(broken / name) if (broken / name).is_dir() else (
+            broken / name).unlink()
+    capsys.readouterr()
+    assert _run(workspace, broken, "--resume") == 0
+    assert "student.keras is missing: training again" in capsys.readouterr().out
     assert json.loads((straight / "report.json").read_text())["evaluation"] == \
         json.loads((broken / "report.json").read_text())["evaluation"]
     assert _run(workspace, broken, "--overwrite") == 0
