@@ -44,14 +44,7 @@ def real_array(value, name, ndim=None, finite=True, role="Argument"):
     """`value` as a host array of real numbers (no complex, string or object
     entries), of rank `ndim` where given, and finite where `finite`."""
     array = _host.to_numpy(value)
-    kind = array.dtype.kind
-    if kind not in "biuf" and array.dtype.name != "bfloat16":
-        raise ValueError(
-            f"{role} `{name}` must hold real numbers; received dtype "
-            f"{array.dtype} (shape {array.shape}). "
-            + ("Take the real part or the magnitude first." if kind == "c"
-               else "Pass a numeric array.")
-        )
+    real_dtype(array, name, role=role)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(
             f"{role} `{name}` must be {ndim}-D; received shape {array.shape}."

@@ -3,6 +3,7 @@ logits, speed and memory on this machine, each run in a process of its own."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -47,6 +48,32 @@ def available():
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def _run_child(path, script, argv=(), stdin=None):
+    """Runs `script` (llama.cpp on `path`) in a fresh Python process.
+
+    Raises:
+        ImportError: `llama-cpp-python` is not installed.
+        RuntimeError: the process failed: its last line of error output, or
+            the signal that killed it (a crash prints nothing useful).
+    """
+    if not available():
+        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
+                          "llama-cpp-python")
+    done = subprocess.run([sys.executable, "-c", script, *argv], input=stdin,
+                          capture_output=True, text=True)
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise RuntimeError(
+            f"llama.cpp crashed on {path} ({name}). A llama-cpp-python built for "
+            "this CPU's newest instructions can crash on some machines; the README "
+            "builds it for AVX2 (CMAKE_ARGS).")
+    if done.returncode:
+        tail = done.stderr.strip().splitlines()[-1:] or [
+            f"exit code {done.returncode}"]
+        raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
+    return done
+
+
 def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
     """llama.cpp's speed on a `.gguf` file: best of three runs of a prompt,
     then greedy generation, in a fresh process.
@@ -59,17 +86,8 @@ def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
         ImportError: `llama-cpp-python` is not installed.
         RuntimeError: llama.cpp failed on the file (its message included).
     """
-    if not available():
-        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
-                          "llama-cpp-python")
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, os.fspath(path), str(threads),
-         str(prompt_tokens), str(generate_tokens)],
-        capture_output=True, text=True,
-    )
-    if done.returncode:
-        tail = done.stderr.strip().splitlines()[-1:] or ["no message"]
-        raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
+    done = _run_child(path, _RUN, [os.fspath(path), str(threads),
+                                   str(prompt_tokens), str(generate_tokens)])
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["file_mib"] = os.path.getsize(path) / 2**20
     return result
@@ -117,20 +135,11 @@ def logits(path, sequences, kv_float32=False):
 
     import numpy as np
 
-    if not available():
-        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
-                          "llama-cpp-python")
     sequences = [[int(i) for i in sequence] for sequence in sequences]
     with tempfile.TemporaryDirectory(prefix="keras-guide-llama-") as folder:
         out = os.path.join(folder, "logits.npz")
         request = {"path": os.fspath(path), "sequences": sequences,
                    "kv_float32": bool(kv_float32), "out": out}
-        done = subprocess.run([sys.executable, "-c", _LOGITS],
-                              input=json.dumps(request), capture_output=True,
-                              text=True)
-        if done.returncode:
-            tail = done.stderr.strip().splitlines()[-1:] or [
-                f"exit code {done.returncode}"]
-            raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
+        _run_child(path, _LOGITS, stdin=json.dumps(request))
         with np.load(out) as saved:
             return [saved[str(i)] for i in range(len(sequences))]

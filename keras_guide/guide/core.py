@@ -355,7 +355,7 @@ def _apply(pair, guided, regularize):
         )
     for path, value in values.items():
         variable = student_weights[path]
-        variable.assign(to_dtype(value, variable.dtype, path))
+        variable.assign(to_dtype(value, variable.dtype))
         if strength is not None and variable.trainable:
             variable.regularizer = GuideRegularizer(value, strength)
         elif isinstance(variable.regularizer, GuideRegularizer):

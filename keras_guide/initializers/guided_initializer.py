@@ -106,26 +106,34 @@ def _check_shape(shape, name):
     return tuple(int(d) for d in dims)
 
 
-def _indices(rule, teacher_size, student_size, axis, name):
+def _rule(rule, axis, name):
+    """A selection rule checked on its own: a known name, or 1-D whole-number
+    indices (sizes are checked against the weights when they are known)."""
     if isinstance(rule, str):
         if rule not in _SELECT_RULES:
             raise ValueError(
                 f"Unknown selection rule for axis {axis} of `{name}`; expected "
                 f"one of {_SELECT_RULES} or a list of indices. Received: {rule!r}"
             )
+        return rule
+    return _checks.indices(rule, "select", where=f"axis {axis} of `{name}`")
+
+
+def _indices(rule, teacher_size, student_size, axis, name):
+    rule = _rule(rule, axis, name)
+    if isinstance(rule, str):
         if rule == "first":
             return np.arange(student_size)
         return selection.uniform_indices(
             teacher_size, student_size, f"axis {axis} of `{name}`"
         )
-    indices = _checks.indices(rule, "select", where=f"axis {axis} of `{name}`")
-    if indices.shape != (student_size,) or len(set(indices.tolist())) != student_size:
+    if rule.shape != (student_size,) or len(set(rule.tolist())) != student_size:
         raise ValueError(
-            f"{indices.size} indices were given for axis {axis} of `{name}`, "
+            f"{rule.size} indices were given for axis {axis} of `{name}`, "
             f"whose student size is {student_size}: give {student_size} distinct "
-            f"indices in [0, {teacher_size}). Received: {indices.tolist()[:16]}"
+            f"indices in [0, {teacher_size}). Received: {rule.tolist()[:16]}"
         )
-    return indices
+    return rule
 
 
 def check_fits(value, dtype, name="weight"):
@@ -147,11 +155,10 @@ def check_fits(value, dtype, name="weight"):
         )
 
 
-def to_dtype(value, dtype, name="weight"):
+def to_dtype(value, dtype):
     """Casts a float64 host array to `dtype` in NumPy, identically on every
-    backend; a value the dtype cannot hold is refused (see `check_fits`)."""
+    backend (callers first refuse what the dtype cannot hold: `check_fits`)."""
     dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
-    check_fits(value, dtype, name)
     np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
     return np.asarray(value).astype(np_dtype)
 
@@ -248,10 +255,7 @@ class GuidedInitializer(keras.initializers.Initializer):
                     "on that axis."
                 )
         for axis, rule in self.select.items():
-            if not isinstance(rule, str):
-                _checks.indices(rule, "select", where=f"axis {axis} of `{self.name}`")
-            elif rule not in _SELECT_RULES:
-                _indices(rule, teacher_shape[axis], 1, axis, self.name)
+            _rule(rule, axis, self.name)
         for axis, gain in self.gains.items():
             gain = _checks.real_array(gain, f"norm gain for `{self.name}`")
             if gain.shape != (teacher_shape[axis],):
@@ -274,7 +278,8 @@ class GuidedInitializer(keras.initializers.Initializer):
             scale=self.scale,
             name=self.name,
         )
-        value = to_dtype(value, dtype, self.name)
+        check_fits(value, dtype, self.name)
+        value = to_dtype(value, dtype)
         return keras.ops.convert_to_tensor(
             value,
             dtype=keras.backend.standardize_dtype(dtype or keras.backend.floatx()),

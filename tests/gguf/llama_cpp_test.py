@@ -232,3 +232,13 @@ def test_real_students_exported_run_in_llama_cpp(checkpoint, tmp_path):
         out = save_gguf(student, tmp_path / f"{dtype}.gguf", dtype=dtype)
         kl, _ = kl_and_agreement(expected, llama_cpp_logits(out, ids))
         assert kl < bounds[name], (name, dtype, kl)
+
+
+def test_a_llama_cpp_process_that_crashes_or_fails_is_named(tmp_path):
+    path = tmp_path / "m.gguf"
+    crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    with pytest.raises(RuntimeError, match=r"llama.cpp crashed on .*m.gguf \(SIGSEGV\)"
+                       r".*AVX2"):
+        runtime._run_child(path, crash)
+    with pytest.raises(RuntimeError, match=r"llama.cpp could not run .*m.gguf: boom"):
+        runtime._run_child(path, "import sys; sys.exit('boom')")
