@@ -18,22 +18,69 @@ import os
 import subprocess
 import sys
 
+KD = ["--kd", "on", "--temperature", "1", "--student-loss-weight", "0.5"]
 # name: (extra compress arguments)
 VARIANTS = {
     "ce-seed0": ["--kd", "off", "--seed", "0"],
-    "kd-t1-a0.5-seed0": ["--kd", "on", "--temperature", "1", "--student-loss-weight",
-                         "0.5", "--seed", "0"],
+    "kd-t1-a0.5-seed0": [*KD, "--seed", "0"],
     "kd-t2-a0.5-seed0": ["--kd", "on", "--temperature", "2", "--student-loss-weight",
                          "0.5", "--seed", "0"],
     "kd-t1-a0.1-seed0": ["--kd", "on", "--temperature", "1", "--student-loss-weight",
                          "0.1", "--seed", "0"],
     "ce-seed1": ["--kd", "off", "--seed", "1"],
-    "kd-t1-a0.5-seed1": ["--kd", "on", "--temperature", "1", "--student-loss-weight",
-                         "0.5", "--seed", "1"],
+    "kd-t1-a0.5-seed1": [*KD, "--seed", "1"],
+    # The teacher's stored top-k logits (its tail kept as one class) against
+    # the live teacher above, on the same windows in the same order.
+    "topk64-t1-a0.5-seed0": [*KD, "--top-k", "64", "--seed", "0"],
+    "topk256-t1-a0.5-seed0": [*KD, "--top-k", "256", "--seed", "0"],
+    # Peers at the same shape and budget, trained with the same KD. Minitron-style
+    # width pruning: the units and channels that carry the most activation
+    # energy, blocks by ShortGPT's influence, weights sliced and nothing rescaled
+    # (the data-aware recipe without GUIDE's width ratios).
+    "minitron-kd-seed0": [*KD, "--projection", "channels", "--select", "importance",
+                          "--layer-map", "importance", "--norm", "diagonal",
+                          "--no-rescale", "--seed", "0"],
+    # SliceGPT-style: the stream rotated onto its activations' principal
+    # directions, norm gains folded into the readers; units and blocks uniform.
+    "slicegpt-kd-seed0": [*KD, "--projection", "activations", "--norm", "fold",
+                          "--select", "uniform", "--layer-map", "uniform",
+                          "--seed", "0"],
+    # Uniform weight selection (Xu et al. 2023): no data, every axis selected.
+    "selection-kd-seed0": [*KD, "--projection", "select", "--select", "uniform",
+                           "--layer-map", "first", "--norm", "diagonal",
+                           "--no-rescale", "--seed", "0"],
 }
+# Python's own standard library: text SmolLM2 was trained on much of (code),
+# unlike the plays. Every tenth module is held out.
+PYTHON_TEXT = "python:stdlib"
+
+
+def python_corpus(folder):
+    """Writes the standard library's top-level modules as .txt files into
+    `folder/train` and `folder/test` (every tenth, sorted by name); returns
+    the two folders."""
+    import glob
+    import sysconfig
+
+    modules = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+    if not modules:
+        raise FileNotFoundError("No standard library modules found.")
+    for part in ("train", "test"):
+        os.makedirs(os.path.join(folder, part), exist_ok=True)
+    for i, path in enumerate(modules):
+        part = "test" if i % 10 == 9 else "train"
+        name = os.path.basename(path)[: -len(".py")] + ".txt"
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        with open(os.path.join(folder, part, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    return os.path.join(folder, "train"), os.path.join(folder, "test")
 
 
 def run(args):
+    if args.text == [PYTHON_TEXT]:
+        args.text, test = python_corpus(os.path.join(args.out, "corpus"))
+        args.text, args.eval = [args.text], [test]
     for name in args.runs:
         out = os.path.join(args.out, name)
         if os.path.exists(os.path.join(out, "report.json")):
@@ -77,7 +124,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="smollm2")
     parser.add_argument("--shape", default=None)
-    parser.add_argument("--text", nargs="+", default=["shakespeare:train"])
+    parser.add_argument("--text", nargs="+", default=["shakespeare:train"],
+                        help=f"training text; {PYTHON_TEXT} for Python's standard "
+                             "library (its own held-out modules)")
     parser.add_argument("--eval", nargs="+", default=["shakespeare:test"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--runs", nargs="+", default=list(VARIANTS))

@@ -32,7 +32,8 @@ _BACKENDS = ("jax", "tensorflow", "torch")
 # The student's sizes, by the generic names `keras_guide.build_student` takes.
 SIZE_NAMES = ("hidden_dim", "num_layers", "num_heads", "num_key_value_heads",
               "intermediate_dim", "head_dim")
-_GUIDE_OPTIONS = ("blocks", "layer_map", "projection", "center", "norm", "select")
+_GUIDE_OPTIONS = ("blocks", "layer_map", "projection", "center", "norm", "select",
+                  "rescale")
 # What `compare` and `demo` write into their `--out` (ablation.write_outputs).
 _ABLATION_OUTPUTS = ("results.json", "results.csv", "ablation.png",
                      "best_student.keras")
@@ -89,7 +90,7 @@ def _sizes(args):
     return {k: getattr(args, k) for k in SIZE_NAMES if getattr(args, k) is not None}
 
 
-def _add_guide_options(parser):
+def _add_guide_options(parser, calibration=True):
     from keras_guide.guide import options
 
     group = parser.add_argument_group("GUIDE options (keras_guide.guide)")
@@ -100,6 +101,11 @@ def _add_guide_options(parser):
     group.add_argument("--norm", choices=options.NORMS, default=None)
     group.add_argument("--select", choices=options.SELECTS, default=None,
                        help="how heads and neurons are kept")
+    group.add_argument("--no-rescale", action="store_false", default=None,
+                       dest="rescale", help="keep the teacher's magnitudes as they "
+                                            "are (no width ratios)")
+    if not calibration:
+        return
     group.add_argument("--calibration", nargs="+", default=None,
                        help=".txt files or folders: the data-aware recipe (channels, "
                             "importance units and block map; options given here "
@@ -263,6 +269,10 @@ def _add_compress(commands):
                           help="distil from the live teacher (τ = 1, α = 0.5), or "
                                "cross-entropy alone")
     compress.add_argument("--temperature", type=_POSITIVE, default=None)
+    compress.add_argument("--top-k", type=_POSITIVE_INT, default=None,
+                          help="distil from the teacher's top-k logits per token, "
+                               "stored once per window (its tail kept as one class), "
+                               "instead of the live teacher's full distribution")
     compress.add_argument("--student-loss-weight", default=None,
                           type=_number(float, 0.0, strict=False, upper=1.0))
     compress.add_argument("--calibration-tokens", type=_POSITIVE_INT, default=4096)
@@ -281,6 +291,8 @@ def _add_compress(commands):
     compress.add_argument("--seed", type=_number(int, 0, strict=False), default=0)
     compress.add_argument("--resume", action="store_true",
                           help="continue the run in OUT (the settings must match)")
+    # Unset, they take the data-aware recipe from --text; given, they are kept.
+    _add_guide_options(compress, calibration=False)
     _add_common(compress)
 
 
@@ -540,10 +552,17 @@ def _compress(args):
     check_writable(args.out)
     if args.overwrite:
         inputs.remove_outputs(previous)
+    given = [f"--{name.replace('_', '-')}" for name in
+             ("temperature", "student_loss_weight", "top_k")
+             if getattr(args, name) is not None]
+    if args.kd == "off" and given:
+        raise UsageError(f"--kd off trains without the teacher: {', '.join(given)} "
+                         "would not be used. Drop them, or distil with --kd on.")
     kd = None if args.kd == "off" else {
         **compress_lib.RECIPE,
         **{k: v for k, v in (("temperature", args.temperature),
-                             ("student_loss_weight", args.student_loss_weight))
+                             ("student_loss_weight", args.student_loss_weight),
+                             ("top_k", args.top_k))
            if v is not None}}
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
@@ -573,7 +592,7 @@ def _compress(args):
         budget=budget, calibration_tokens=args.calibration_tokens,
         max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
         held_out=held_out, resume=args.resume, import_seconds=import_seconds,
-        teacher_name=args.teacher,
+        teacher_name=args.teacher, guide_options=_guide_options(args),
         eval_windows=max(1, args.eval_tokens // args.sequence_length))
     print(compress_lib.render(report))
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_guide._predict import predictor
 from keras_guide.distillation.losses import sparse_cross_entropy
 
 
@@ -76,13 +77,7 @@ def heldout_cross_entropy(model, data, batch_size=32):
         ValueError: if `data` is malformed or keeps no token.
     """
     total, count = 0.0, 0.0
-    # A KerasHub task model's own predict_on_batch runs its preprocessor, which
-    # takes raw text, on the token ids; keras.Model's does not.
-    predict = (
-        (lambda x: keras.Model.predict_on_batch(model, x))
-        if getattr(model, "preprocessor", None) is not None
-        else model.predict_on_batch
-    )
+    predict = predictor(model)
     for x, y, weight in _batches(data, batch_size):
         logits = predict(x)
         values = np.asarray(

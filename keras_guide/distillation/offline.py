@@ -12,6 +12,7 @@ import collections
 import keras
 import numpy as np
 
+from keras_guide._predict import predictor
 from keras_guide.distillation.losses import check_temperature
 
 LABELS = "labels"
@@ -92,10 +93,11 @@ def teacher_top_k(teacher, x, k, batch_size=32, temperature=None):
     if temperature is not None:
         temperature = check_temperature(temperature)
     rows = _num_rows(x)
+    predict = predictor(teacher)
     values, indices, normalizers = [], [], []
     for start in range(0, rows, batch_size):
         batch = keras.tree.map_structure(lambda a: a[start : start + batch_size], x)
-        logits = teacher.predict_on_batch(batch)
+        logits = predict(batch)
         vocabulary = int(np.shape(logits)[-1])
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocabulary:
             raise ValueError(

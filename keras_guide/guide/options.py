@@ -31,6 +31,20 @@ _DATA_AWARE_VALUES = {"projection": ("activations", "channels"),
                       "select": ("importance",), "layer_map": ("importance",)}
 
 
+def takes_calibration(options):
+    """Whether `guide(**options)` uses calibration text when it is given: a
+    data-aware choice is set, or one is left unset (and takes the data-aware
+    recipe). `options` is a dict of `guide`'s keyword arguments."""
+    for name, values in _DATA_AWARE_VALUES.items():
+        value = options.get(name)
+        if value is None or (name == "projection" and isinstance(value, str)
+                             and value == "auto"):
+            return True
+        if isinstance(value, str) and value in values:
+            return True
+    return False
+
+
 def _is_flag(value):
     return isinstance(value, (bool, np.bool_))
 

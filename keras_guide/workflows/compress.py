@@ -33,6 +33,7 @@ from keras_guide import evaluation
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
+from keras_guide.guide import options as options_lib
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
@@ -131,9 +132,13 @@ def _calibration(train, tokens):
 
 
 def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
-           score_windows=8, max_candidates=5, verbose=True):
+           score_windows=8, max_candidates=5, guide_options=None, verbose=True):
     """Chooses the student: candidates guided from one calibration pass and
     scored on the training windows after the calibration ones.
+
+    `guide_options` are keyword arguments of `keras_guide.guide`: those left
+    out take the data-aware recipe; if none of them uses calibration text
+    (a data-free guide), the teacher is not run on it.
 
     Returns:
         `(student, record)`: the chosen, guided student and what was tried
@@ -142,6 +147,8 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
     """
     from keras_guide import calibration as calibration_lib
 
+    guide_options = dict(guide_options or {})
+    calibrated = options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
     rest = train[0][len(tokens):], train[1][len(tokens):]
     if len(rest[0]) < 1:
@@ -151,7 +158,8 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
     started = time.perf_counter()
     batches = calibration_lib.calibration_batches(
         tokens, list(backbone.input.keys()), backbone.vocabulary_size)
-    stats = calibration_lib.collect_statistics(teacher, batches)
+    stats = (calibration_lib.collect_statistics(teacher, batches) if calibrated
+             else None)
     calibration_seconds = time.perf_counter() - started
     started = time.perf_counter()
     if shape is not None:
@@ -167,7 +175,7 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
         given = not isinstance(candidate, shapes_lib.Shape)
         sizes = candidate if given else candidate.sizes
         student = build_student(teacher, **sizes)
-        report = guide(teacher, student, calibration=stats)
+        report = guide(teacher, student, calibration=stats, **guide_options)
         score = heldout_cross_entropy(student, scoring)
         parameters = counter(student) if given else candidate.parameters
         row = {"sizes": dict(sizes), "parameters": int(parameters),
@@ -184,12 +192,13 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
     record = {
         "candidates": tried,
         "chosen": row,
-        "calibration": {"tokens": int(stats.tokens),
+        "calibration": {"tokens": int(stats.tokens) if calibrated else 0,
                         "seconds": calibration_seconds},
         "shape_search_seconds": shape_seconds,
         "score_windows": int(min(score_windows, len(rest[0]))),
         "recipe": {"guide": {k: report.options[k]
-                             for k in ("projection", "select", "layer_map")},
+                             for k in ("projection", "select", "layer_map",
+                                       "norm", "rescale")},
                    "guide_recipe": report.recipe},
     }
     return student, record
@@ -286,7 +295,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
              import_seconds=0.0, eval_windows=None, teacher_name=None,
-             verbose=True):
+             guide_options=None, verbose=True):
     """The whole run; see the module docstring.
 
     Args:
@@ -307,6 +316,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         overwrite: replace a previous run in `out_dir`.
         import_seconds: time spent loading the teacher (for the report).
         teacher_name: how the teacher was named (default: its path).
+        guide_options: keyword arguments of `keras_guide.guide`; those left
+            out take the data-aware recipe.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -328,7 +339,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         if verbose:
             print("Choosing the student's shape")
         student, record = search(teacher, train, target, shape, calibration_tokens,
-                                 max_candidates=max_candidates, verbose=verbose)
+                                 max_candidates=max_candidates,
+                                 guide_options=guide_options, verbose=verbose)
         checkpoint.write_atomic(initial_path, student.save)
         checkpoint.write_json(search_path, record)
     seconds["calibration"] = record["calibration"]["seconds"]

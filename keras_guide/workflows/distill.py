@@ -20,6 +20,7 @@ import inspect
 import math
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
 from keras_guide.distillation import LogitsDistillation
+from keras_guide.distillation import teacher_top_k
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import text
 from keras_guide.workflows import training
@@ -45,6 +47,13 @@ def distiller_arguments(kd_options=None):
     if kd_options is False:
         return None
     options = dict(kd_options or {})
+    # How the teacher is read, not a Distiller argument.
+    top_k = options.pop("top_k", None)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(
+            top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError("`kd_options['top_k']` must be a positive integer (the "
+                         "teacher's logits stored per token). Received: "
+                         f"top_k={top_k!r}")
     arguments = {}
     if "temperature" in options:
         arguments["distillation_losses"] = LogitsDistillation(
@@ -53,10 +62,53 @@ def distiller_arguments(kd_options=None):
         arguments["student_loss_weight"] = options.pop("student_loss_weight")
     if options:
         raise ValueError(
-            "`kd_options` accepts 'temperature' and 'student_loss_weight'. "
+            "`kd_options` accepts 'temperature', 'student_loss_weight' and "
+            "'top_k'. "
             f"Received: kd_options={kd_options!r}"
         )
     return arguments
+
+
+class StoredTeacherBatches:
+    """Training batches whose targets carry the teacher's top-k logits.
+
+    The offline teacher of `keras_guide.distillation.teacher_top_k`, stored
+    window by window the first time a batch holds the window (one teacher
+    pass per window, in inference mode), then read from memory in every
+    later epoch; with each token's log-normalizer at the distillation
+    temperature, so the teacher's tail beyond the top `k` stays one class.
+    Memory: `8·k + 4` bytes per token of the windows used.
+
+    Args:
+        batches: a `text.Batches`.
+        teacher: the teacher (a KerasHub causal LM or a model to logits).
+        top_k: logits kept per token.
+        temperature: the Distiller's temperature.
+    """
+
+    def __init__(self, batches, teacher, top_k, temperature):
+        self.batches, self.teacher = batches, teacher
+        self.top_k, self.temperature = int(top_k), float(temperature)
+        self.stored = {}
+        self.seconds = 0.0
+
+    def batch(self, step):
+        x, y, weight = self.batches.batch(step)
+        rows = [int(r) for r in self.batches.rows(step)]
+        missing = sorted({r for r in rows if r not in self.stored})
+        if missing:
+            started = time.perf_counter()
+            inputs, _, _ = text.window_batch(self.batches.tokens[missing],
+                                             self.batches.mask[missing])
+            stored = teacher_top_k(self.teacher, inputs, self.top_k,
+                                   batch_size=len(missing),
+                                   temperature=self.temperature)
+            for i, row in enumerate(missing):
+                self.stored[row] = {key: value[i] for key, value in stored.items()}
+            self.seconds += time.perf_counter() - started
+        targets = {key: np.stack([self.stored[r][key] for r in rows])
+                   for key in self.stored[rows[0]]}
+        return x, {"labels": y, **targets}, weight
 
 
 def _default(function, name):
@@ -90,6 +142,7 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
                                     _default(LogitsDistillation, "temperature"))),
         "student_loss_weight": float(kd.get(
             "student_loss_weight", _default(Distiller, "student_loss_weight"))),
+        "top_k": int(kd.get("top_k") or 0),
         "checkpoint_every": int(checkpoint_every),
         "seed": int(seed),
         "backend": keras.backend.backend(),
@@ -221,8 +274,10 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         num_steps, batch_size, learning_rate, warmup_steps: the budget; the
             warm-up defaults to a tenth of the steps.
         kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
-            `Distiller` (`None`: its defaults), or `False`: cross-entropy on
-            the text alone, the student trained without running the teacher.
+            `Distiller` (`None`: its defaults), with `"top_k": k` to distil
+            from the teacher's stored top-k logits (`StoredTeacherBatches`)
+            instead of the live teacher, or `False`: cross-entropy on the
+            text alone, the student trained without running the teacher.
         checkpoint_every: steps between checkpoints (and evaluations).
         seed: fixes the data order, the dropout masks and Keras' global
             random state (`keras.utils.set_random_seed`).
@@ -255,6 +310,10 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
                             learning_rate, warmup, kd_options, checkpoint_every,
                             seed, settings_extra)
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
+    top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
+    if top_k:
+        batches = StoredTeacherBatches(
+            batches, teacher, top_k, settings["temperature"])
     held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16),
                              max_windows=eval_windows)
     directory = checkpoint.checkpoint_dir(out_dir)
@@ -301,6 +360,8 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         "train_seconds": history["train_seconds"],
         "tokens": history["tokens"],
     }
+    if top_k:
+        result["teacher_top_k_seconds"] = batches.seconds
     record = {**result, "finished": True, "settings": settings, "history": history}
     checkpoint.write_json(os.path.join(out_dir, RESULT_FILE), record,
                           "final:" + RESULT_FILE, num_steps)

@@ -193,10 +193,14 @@ class Batches:
             self._orders = {epoch: rng.permutation(len(self.tokens))}
         return self._orders[epoch]
 
+    def rows(self, step):
+        """The window indices batch number `step` holds."""
+        epoch, k = divmod(int(step), self.batches_per_epoch)
+        return self._order(epoch)[k * self.batch_size: (k + 1) * self.batch_size]
+
     def batch(self, step):
         """Returns batch number `step` as `(x, y, sample_weight)`."""
-        epoch, k = divmod(int(step), self.batches_per_epoch)
-        rows = self._order(epoch)[k * self.batch_size: (k + 1) * self.batch_size]
+        rows = self.rows(step)
         return window_batch(self.tokens[rows], self.mask[rows])
 
 

@@ -89,7 +89,8 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path)
     assert search["chosen"] == min(search["candidates"], key=lambda r: r["score"])
     assert report["recipe"]["guide"] == {"projection": "channels",
                                          "select": "importance",
-                                         "layer_map": "importance"}
+                                         "layer_map": "importance",
+                                         "norm": "diagonal", "rescale": True}
     assert report["recipe"]["kd"] == compress.RECIPE
     scores = report["evaluation"]
     for key in ("teacher_loss", "student_loss", "kl", "top1_agreement"):
@@ -188,3 +189,27 @@ def test_cross_entropy_alone_never_runs_the_teacher_in_training(workspace, tmp_p
     report = json.loads((tmp_path / "ce" / "report.json").read_text())
     assert report["recipe"]["kd"] is None
     assert report["training"]["tokens"] > 0
+
+
+def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
+    # Data-free options: the teacher is not run on calibration text.
+    out = tmp_path / "selection"
+    assert _run(workspace, out, "--projection", "select", "--select", "uniform",
+                "--layer-map", "first", "--no-rescale", "--top-k", "8") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["guide"] == {"projection": "select", "select": "uniform",
+                                         "layer_map": "first", "norm": "diagonal",
+                                         "rescale": False}
+    assert report["search"]["calibration"]["tokens"] == 0
+    assert report["recipe"]["kd"] == {**compress.RECIPE, "top_k": 8}
+    assert report["training"]["teacher_top_k_seconds"] > 0
+    # One option given: the others take the data-aware recipe.
+    out = tmp_path / "one"
+    assert _run(workspace, out, "--projection", "activations", "--kd", "off") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["guide"]["projection"] == "activations"
+    assert report["recipe"]["guide"]["select"] == "importance"
+    assert report["search"]["calibration"]["tokens"] >= 256
+    # Distillation settings without distillation.
+    assert _run(workspace, tmp_path / "off", "--kd", "off", "--top-k", "8") == 2
+    assert "--kd off trains without the teacher: --top-k" in capsys.readouterr().err
