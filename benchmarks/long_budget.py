@@ -177,9 +177,9 @@ def run_worker(key, args):
     import numpy as np
     import schedules
 
-    from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data as data_lib
     from keras_guide.demo import models
+    from keras_guide.evaluation import heldout_cross_entropy
     from keras_guide.workflows import ablation
     from keras_guide.workflows import training
 
@@ -278,9 +278,9 @@ def _seconds_at(record, step):
 def summarize(args, records):
     """Prints and writes the table at the budget `N*`."""
     from keras_guide.callbacks import gap_closed
-    from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data as data_lib
     from keras_guide.demo import models
+    from keras_guide.evaluation import heldout_cross_entropy
 
     budget = _read_json(os.path.join(args.out, "budget.json"))
     steps = budget["steps"]

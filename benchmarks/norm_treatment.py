@@ -36,8 +36,8 @@ def main(argv=None):
     import schedules
 
     import keras_guide
-    from keras_guide.callbacks import heldout_cross_entropy
     from keras_guide.demo import data
+    from keras_guide.evaluation import heldout_cross_entropy
     from keras_guide.workflows import training
 
     demo = data.DemoData(llama_gqa.SEQUENCE_LENGTH)

@@ -24,9 +24,9 @@ import numpy as np
 import keras_guide
 from keras_guide.callbacks import GuideSchedule
 from keras_guide.callbacks import gap_closed
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data
 from keras_guide.demo import models
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import training
 
 

@@ -25,8 +25,8 @@ import keras
 
 import keras_guide
 from keras_guide.callbacks import gap_closed
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import training
 
 TEACHER = dict(vocabulary_size=2048, num_layers=4, num_query_heads=8,

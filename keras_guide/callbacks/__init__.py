@@ -2,7 +2,6 @@
 
 from keras_guide.callbacks.gap_monitor import GapMonitor
 from keras_guide.callbacks.gap_monitor import gap_closed
-from keras_guide.callbacks.gap_monitor import heldout_cross_entropy
 from keras_guide.callbacks.guide_schedule import GuideSchedule
 from keras_guide.callbacks.guide_schedule import scheduled_value
 
@@ -10,6 +9,5 @@ __all__ = [
     "GapMonitor",
     "GuideSchedule",
     "gap_closed",
-    "heldout_cross_entropy",
     "scheduled_value",
 ]

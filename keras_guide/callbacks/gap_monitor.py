@@ -3,32 +3,7 @@
 import keras
 import numpy as np
 
-from keras_guide._predict import predictor
-from keras_guide.distillation.losses import sparse_cross_entropy
-
-
-def _batches(data, batch_size):
-    """Yields `(x, y, sample_weight)` from arrays or from an iterable of batches."""
-    if isinstance(data, tuple):
-        if len(data) not in (2, 3):
-            raise ValueError(
-                "`validation_data` must be (x, y) or (x, y, sample_weight), or "
-                f"an iterable of such batches. Received: a tuple of {len(data)}"
-            )
-        x, y = data[0], data[1]
-        weight = data[2] if len(data) == 3 else None
-        rows = int(np.shape(keras.tree.flatten(x)[0])[0])
-        for start in range(0, rows, batch_size):
-            take = lambda a: a[start : start + batch_size]  # noqa: E731
-            yield (
-                keras.tree.map_structure(take, x),
-                take(y),
-                None if weight is None else take(weight),
-            )
-        return
-    for batch in data:
-        batch = tuple(batch)
-        yield batch[0], batch[1], batch[2] if len(batch) > 2 else None
+from keras_guide.evaluation import heldout_cross_entropy
 
 
 def gap_closed(loss, baseline_loss, teacher_loss):
@@ -54,48 +29,6 @@ def gap_closed(loss, baseline_loss, teacher_loss):
     if not baseline_loss > teacher_loss:
         return float("nan")
     return (baseline_loss - loss) / (baseline_loss - teacher_loss)
-
-
-def heldout_cross_entropy(model, data, batch_size=32):
-    """Mean token cross-entropy of `model`'s logits on `data` (docs/method.md §7).
-
-    `L = Σ_t w_t · (−log softmax(z_t)[y_t]) / Σ_t w_t` over the whole data
-    set (not a mean of batch means), accumulated in float64 on the host.
-
-    Args:
-        model: a model mapping `x` to logits; a KerasHub task model is fed
-            its token ids as they are (its preprocessor, which takes raw
-            text, is skipped).
-        data: `(x, y)` or `(x, y, sample_weight)` arrays, or an iterable of
-            such batches (a `tf.data.Dataset` qualifies).
-        batch_size: rows per call when `data` holds arrays.
-
-    Returns:
-        A Python float.
-
-    Raises:
-        ValueError: if `data` is malformed or keeps no token.
-    """
-    total, count = 0.0, 0.0
-    predict = predictor(model)
-    for x, y, weight in _batches(data, batch_size):
-        logits = predict(x)
-        values = np.asarray(
-            keras.ops.convert_to_numpy(sparse_cross_entropy(y, logits)), np.float64
-        )
-        if weight is None:
-            weight = np.ones_like(values)
-        weight = np.asarray(weight, np.float64)
-        weight = weight.reshape(weight.shape + (1,) * (values.ndim - weight.ndim))
-        weight = np.broadcast_to(weight, values.shape)
-        total += float(np.sum(values * weight))
-        count += float(np.sum(weight))
-    if count == 0:
-        raise ValueError(
-            "`validation_data` keeps no token (all sample weights are zero or "
-            "it is empty). Received: total weight 0"
-        )
-    return total / count
 
 
 class GapMonitor(keras.callbacks.Callback):

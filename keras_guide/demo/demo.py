@@ -18,9 +18,9 @@ import time
 
 import keras
 
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data as data_lib
 from keras_guide.demo import models
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import ablation
 
 DEFAULT = ablation.Settings(num_steps=200, batch_size=16, warmup_steps=30,

@@ -15,9 +15,9 @@ import shutil
 import tempfile
 import time
 
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.demo import data as data_lib
 from keras_guide.demo import models
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import training
 
 CURVE_CSV = "teacher_curve.csv"

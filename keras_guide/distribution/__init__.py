@@ -3,8 +3,8 @@
 Reference: arXiv 2510.06502.
 """
 
-from keras_guide.distribution.layout_map import check_layout_map
-from keras_guide.distribution.layout_map import layout_map
 from keras_guide.distribution.make_distribution import make_distribution
+from keras_guide.distribution.sharding import check_sharding
+from keras_guide.distribution.sharding import sharding_layouts
 
-__all__ = ["check_layout_map", "layout_map", "make_distribution"]
+__all__ = ["check_sharding", "sharding_layouts", "make_distribution"]

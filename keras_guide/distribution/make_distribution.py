@@ -3,7 +3,7 @@
 
 import keras
 
-from keras_guide.distribution.layout_map import layout_map
+from keras_guide.distribution.sharding import sharding_layouts
 
 _KINDS = ("data", "model")
 
@@ -57,7 +57,7 @@ def make_distribution(
     replicated, each batch split over the devices) and `kind="model"` gives
     `keras.distribution.ModelParallel` on a `(batch, model)` mesh of shape
     `(len(devices) // model_parallel, model_parallel)`, with one
-    `keras_guide.distribution.layout_map` for teacher and student. On
+    `keras_guide.distribution.sharding_layouts` for teacher and student. On
     TensorFlow, `kind="data"` gives a `tf.distribute.MirroredStrategy` (what
     Keras' TensorFlow trainer distributes with). Both have `.scope()`.
 
@@ -92,7 +92,7 @@ def make_distribution(
             does not support it), or `kind="model"` on TensorFlow.
         ValueError: an unknown `kind`, a missing or invalid `model_parallel`,
             one that does not divide the device count, missing models, or
-            sizes the mesh does not divide (see `layout_map`).
+            sizes the mesh does not divide (see `sharding_layouts`).
 
     Example:
     >>> # Llama 3 8B: 32 heads of 128 on 8 key/value heads; RoPE keeps 128.
@@ -145,5 +145,6 @@ def make_distribution(
     mesh = keras.distribution.DeviceMesh(
         (len(devices) // model_parallel, model_parallel), ("batch", "model"), devices
     )
-    layouts = layout_map(teacher, student, mesh, model_dim="model", batch_dim="batch")
+    layouts = sharding_layouts(teacher, student, mesh, model_dim="model",
+                               batch_dim="batch")
     return keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")

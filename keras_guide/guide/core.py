@@ -140,23 +140,17 @@ def guide(
     _check_coverage(pair, guided)
     _apply(pair, guided, options.regularize)
     layer_map = options.layer_map
-    report = _report(pair, m, guided, dict(
+    calibration = None if stats is None else dict(
+        tokens=stats.tokens, seconds=stats.seconds,
+        block_change=stats.block_change.tolist())
+    return _report(pair, m, guided, dict(
         blocks=options.blocks,
         layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
         projection=projection if isinstance(projection, str) else "given",
         center=options.center, norm=options.norm, rescale=options.rescale,
         regularize=options.regularize, select=options.select,
-    ))
-    report.recipe = options.recipe
-    if stats is not None:
-        report.calibration = dict(
-            tokens=stats.tokens,
-            seconds=stats.seconds,
-            block_change=stats.block_change.tolist(),
-        )
-    if options.select == "importance":
-        report.selections = selections
-    return report
+    ), recipe=options.recipe, calibration=calibration,
+        selections=selections if options.select == "importance" else None)
 
 
 def _validate(teacher, student, options):
@@ -364,7 +358,7 @@ def _apply(pair, guided, regularize):
     track_guide_state(pair.student)
 
 
-def _report(pair, m, guided, options):
+def _report(pair, m, guided, options, **measured):
     """The `GuideReport`: the guided rows, then a row for each weight kept random
     (only the blocks that `blocks="first"` leaves to their initializers)."""
     rows = [g.row for g in guided]
@@ -380,6 +374,7 @@ def _report(pair, m, guided, options):
         layer_map=pair.layer_map,
         entries=rows,
         options=options,
+        **measured,
     )
 
 

@@ -26,7 +26,7 @@ class ReportRow:
     student_shape: tuple
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class GuideReport:
     """How every student weight was set.
 

@@ -26,8 +26,8 @@ import numpy as np
 
 from keras_guide import _files
 from keras_guide.callbacks import gap_closed
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.guide import guide
 from keras_guide.guide import weight_selection
 from keras_guide.workflows import training

@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_guide import _files
 from keras_guide import evaluation
-from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
 from keras_guide.guide import options as options_lib

@@ -25,10 +25,10 @@ import time
 import keras
 import numpy as np
 
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
 from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import teacher_top_k
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import text
 from keras_guide.workflows import training

@@ -442,7 +442,7 @@ _REFUSAL_REASONS = {
 def test_refused_families_say_why(backbone):
     import keras_hub
 
-    from keras_guide.distribution import layout_map
+    from keras_guide.distribution import sharding_layouts
 
     keras.utils.set_random_seed(0)
     model = getattr(keras_hub.models, backbone)(**_REFUSED[backbone])
@@ -454,7 +454,7 @@ def test_refused_families_say_why(backbone):
         build_student(model)
     mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"), ["cpu:0", "cpu:1"])
     with pytest.raises(ValueError, match=pattern):
-        layout_map(model, model, mesh)
+        sharding_layouts(model, model, mesh)
     for path, value in harness.weights(model).items():
         np.testing.assert_array_equal(value, before[path])
 

@@ -5,8 +5,8 @@ import pytest
 
 from keras_guide.callbacks import GapMonitor
 from keras_guide.callbacks import gap_closed
-from keras_guide.callbacks import heldout_cross_entropy
 from keras_guide.distillation import Distiller
+from keras_guide.evaluation import heldout_cross_entropy
 from tests.harness import models as tiny
 
 

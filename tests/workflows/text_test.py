@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_guide.callbacks import heldout_cross_entropy
+from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import text
 
 

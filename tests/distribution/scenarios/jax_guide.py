@@ -18,7 +18,7 @@ from common import max_diff
 from common import teacher_weights
 
 from keras_guide._host import row_chunks
-from keras_guide.distribution import layout_map
+from keras_guide.distribution import sharding_layouts
 from keras_guide.initializers import pca_projection
 from keras_guide.initializers.projection import gram_matrix
 
@@ -39,7 +39,7 @@ def pca_host_bytes(mesh):
                   hidden_dim=16, intermediate_dim=8)
     with keras.StatelessScope():
         plan = keras_hub.models.LlamaBackbone(**config)
-    distribution = keras.distribution.ModelParallel(layout_map=layout_map(plan, plan, mesh), batch_dim_name="batch")
+    distribution = keras.distribution.ModelParallel(layout_map=sharding_layouts(plan, plan, mesh), batch_dim_name="batch")
     with distribution.scope():
         teacher = keras_hub.models.LlamaBackbone(**config)
     table = teacher.get_layer("token_embedding").embeddings
@@ -85,7 +85,7 @@ def main():
         data = max_diff(expected, host(student))
         with keras.StatelessScope():
             plan_t, plan_s, _ = build_pair(family, weights, task=False)
-        layouts = layout_map(plan_t, plan_s, mesh)
+        layouts = sharding_layouts(plan_t, plan_s, mesh)
         with keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch").scope():
             teacher, student, _ = build_pair(family, weights, task=False)
         result[family] = {

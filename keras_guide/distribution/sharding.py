@@ -85,7 +85,8 @@ def _add_adapter_layouts(backbone, adapter, model_dim, model_size, layouts):
                 layouts[item.bias] = tuple(bias_axes)
 
 
-def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batch"):
+def sharding_layouts(teacher, student, device_mesh, model_dim="model",
+                     batch_dim="batch"):
     """Builds one `LayoutMap` that shards a teacher and its student for `ModelParallel`.
 
     Families whose KerasHub backbone has `get_layout_map` (Llama, Gemma, Qwen)
@@ -126,7 +127,7 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
 
     Example:
     >>> mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"))
-    >>> layouts = layout_map(teacher, student, mesh)
+    >>> layouts = sharding_layouts(teacher, student, mesh)
     >>> distribution = keras.distribution.ModelParallel(
     ...     layout_map=layouts, batch_dim_name="batch")
 
@@ -165,11 +166,11 @@ def layout_map(teacher, student, device_mesh, model_dim="model", batch_dim="batc
             (t_backbone, s_backbone), adapter, device_mesh, model_dim
         ).items():
             layouts[pattern] = axes
-    check_layout_map(layouts, {"teacher": teacher, "student": student})
+    check_sharding(layouts, {"teacher": teacher, "student": student})
     return layouts
 
 
-def check_layout_map(layouts, models):
+def check_sharding(layouts, models):
     """Checks that every weight of `models` fits its layout in `layouts`.
 
     Each weight's layout (`layouts[variable.path]`, as `ModelParallel` looks

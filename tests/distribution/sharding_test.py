@@ -1,12 +1,12 @@
-"""`layout_map` and `check_layout_map` on every family (no devices needed: the
+"""`sharding_layouts` and `check_sharding` on every family (no devices needed: the
 mesh lists device names only, and only paths and shapes are read)."""
 
 import keras
 import pytest
 
 from keras_guide import build_student
-from keras_guide.distribution import check_layout_map
-from keras_guide.distribution import layout_map
+from keras_guide.distribution import check_sharding
+from keras_guide.distribution import sharding_layouts
 from tests.harness.families import FAMILIES
 from tests.harness.families import canonical
 
@@ -42,7 +42,7 @@ def _axes(layouts, variable):
 def test_every_weight_of_both_models_gets_a_divisible_layout(name):
     teacher, student = _pair(name)
     mesh = _mesh()
-    layouts = layout_map(teacher, student, mesh)
+    layouts = sharding_layouts(teacher, student, mesh)
     sharded = 0
     for model in (teacher, student):
         for variable in model.weights:
@@ -60,7 +60,7 @@ def test_every_weight_of_both_models_gets_a_divisible_layout(name):
 def test_families_with_their_own_layout_map_use_it_unchanged(name):
     teacher, student = _pair(name)
     mesh = _mesh()
-    ours = layout_map(teacher, student, mesh)
+    ours = sharding_layouts(teacher, student, mesh)
     theirs = type(teacher).get_layout_map(mesh)
     assert sorted(ours.keys()) == sorted(theirs.keys())
     for key in theirs:
@@ -83,7 +83,7 @@ def test_adapter_layouts_split_heads_and_neurons_megatron_style(name):
     family = FAMILIES[name]
     assert not hasattr(getattr(keras_hub.models, family.backbone), "get_layout_map")
     teacher, student = _pair(name)
-    layouts = layout_map(teacher, student, _mesh())
+    layouts = sharding_layouts(teacher, student, _mesh())
     block = family.block.format(0)
     weights = {canonical(w.path): w for w in student.weights}
     query, query_heads_axis = family.query
@@ -116,7 +116,7 @@ def test_vocabulary_the_mesh_does_not_divide_keeps_the_table_replicated():
             vocabulary_size=63, num_layers=1, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
         )
         student = build_student(teacher, hidden_dim=8, num_heads=2, intermediate_dim=16)
-    layouts = layout_map(teacher, student, _mesh())
+    layouts = sharding_layouts(teacher, student, _mesh())
     assert layouts["token_embedding/embeddings"] is None
 
 
@@ -129,7 +129,7 @@ def test_indivisible_student_heads_name_weight_shape_and_mesh():
         )
         student = build_student(teacher, hidden_dim=12, num_heads=3, intermediate_dim=16)
     with pytest.raises(ValueError) as error:
-        layout_map(teacher, student, _mesh())
+        sharding_layouts(teacher, student, _mesh())
     message = str(error.value)
     assert "student's weight `transformer_layer_0/self_attention/query/kernel`" in message
     assert "(12, 3, 4)" in message and "{'batch': 1, 'model': 2}" in message
@@ -140,18 +140,18 @@ def test_kerashub_layout_checked_on_the_batch_axis_too():
     # Llama's own map splits key/value heads on `batch`: 2 kv heads on 4.
     teacher, student = _pair("llama")
     with pytest.raises(ValueError, match=r"key/kernel.*not a multiple of 4 \(mesh axes \('batch',\)\)"):
-        layout_map(teacher, student, _mesh(batch=4, model=1))
+        sharding_layouts(teacher, student, _mesh(batch=4, model=1))
 
 
 def test_invalid_mesh_axes_and_mixed_families_are_refused():
     teacher, student = _pair("gpt2")
     with pytest.raises(ValueError, match="`model_dim` must name an axis.*Received: model_dim='tensor'"):
-        layout_map(teacher, student, _mesh(), model_dim="tensor")
+        sharding_layouts(teacher, student, _mesh(), model_dim="tensor")
     with pytest.raises(ValueError, match="`device_mesh` must be a"):
-        layout_map(teacher, student, (1, 2))
+        sharding_layouts(teacher, student, (1, 2))
     other, _ = _pair("llama")
     with pytest.raises(ValueError, match="must be of one family"):
-        layout_map(teacher, other, _mesh())
+        sharding_layouts(teacher, other, _mesh())
 
 
 def test_family_is_the_adapter_as_in_guide():
@@ -164,17 +164,17 @@ def test_family_is_the_adapter_as_in_guide():
     with keras.StatelessScope():
         custom = CustomGPT2.from_config(student.get_config())
     # A subclass keeps the family's weight paths, so it shares the layout map.
-    layouts = layout_map(teacher, custom, _mesh())
+    layouts = sharding_layouts(teacher, custom, _mesh())
     query = layouts["transformer_layer_0/self_attention/query/kernel"]
     assert tuple(query.axes) == (None, "model", None)
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2"):
-        layout_map(teacher, plain, _mesh())
+        sharding_layouts(teacher, plain, _mesh())
 
 
-def test_check_layout_map_rejects_a_rank_mismatch():
+def test_check_sharding_rejects_a_rank_mismatch():
     teacher, student = _pair("gpt2")
     layouts = keras.distribution.LayoutMap(_mesh())
     layouts["token_embedding/embeddings"] = ("model",)
     with pytest.raises(ValueError, match=r"has rank 1, the weight has shape \(64, 16\)"):
-        check_layout_map(layouts, {"teacher": teacher})
+        check_sharding(layouts, {"teacher": teacher})
