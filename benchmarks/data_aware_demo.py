@@ -65,7 +65,7 @@ def main(argv=None):
     from keras_guide.calibration import collect_statistics
     from keras_guide.demo import data
     from keras_guide.demo import models
-    from keras_guide.demo.demo import run_demo
+    from keras_guide.demo.run import run_demo
 
     windows, _ = data.DemoData(models.STUDENT_CONFIG["max_sequence_length"]).windows[
         "train"

@@ -436,7 +436,7 @@ def _folder_outputs(out, names):
 
 
 def _demo(args):
-    from keras_guide.demo.demo import run_demo
+    from keras_guide.demo.run import run_demo
 
     inputs.check_outputs(args.out, _folder_outputs(args.out, _ABLATION_OUTPUTS), {},
                    args.overwrite)
@@ -446,7 +446,7 @@ def _demo(args):
 
 
 def _init(args):
-    from keras_guide.workflows.init import init_student
+    from keras_guide.workflows.initialize import init_student
 
     sizes = _sizes(args)
     if not sizes:

@@ -15,8 +15,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from keras_guide.demo import data  # noqa: E402
-from keras_guide.demo import demo  # noqa: E402
 from keras_guide.demo import models  # noqa: E402
+from keras_guide.demo import run as demo  # noqa: E402
 from keras_guide.evaluation import heldout_cross_entropy  # noqa: E402
 from keras_guide.workflows import training  # noqa: E402
 

@@ -5,7 +5,7 @@
   shipped in `assets/`, readable by `keras_hub.models.GPT2Tokenizer`.
 - `models`: the teacher (GPT-2 4×256, shipped in `assets/`) and student configs.
 - `teacher`: the recipe that trained the shipped teacher.
-- `demo`: `keras-guide demo`, the ablation (`keras_guide.workflows.ablation`)
+- `run`: `keras-guide demo`, the ablation (`keras_guide.workflows.ablation`)
   on the plays.
 
 Nothing here is imported by `import keras_guide`.

@@ -1,8 +1,6 @@
-"""Knowledge distillation for GUIDE students: losses, terms and the Distiller."""
+"""Knowledge distillation for GUIDE students: the loss functions (`losses`),
+the Distiller's terms (`terms`), the offline teacher and the `Distiller`."""
 
-from keras_guide.distillation.distillation_loss import DistillationLoss
-from keras_guide.distillation.distillation_loss import FeatureDistillation
-from keras_guide.distillation.distillation_loss import LogitsDistillation
 from keras_guide.distillation.distiller import Distiller
 from keras_guide.distillation.losses import KDLoss
 from keras_guide.distillation.losses import hidden_state_loss
@@ -13,6 +11,9 @@ from keras_guide.distillation.losses import token_mean
 from keras_guide.distillation.losses import top_k_kd_loss
 from keras_guide.distillation.offline import offline_teacher_dataset
 from keras_guide.distillation.offline import teacher_top_k
+from keras_guide.distillation.terms import DistillationLoss
+from keras_guide.distillation.terms import FeatureDistillation
+from keras_guide.distillation.terms import LogitsDistillation
 
 __all__ = [
     "DistillationLoss",

@@ -12,8 +12,8 @@ from keras_guide.distillation import _data_checks
 from keras_guide.distillation import losses as kd
 from keras_guide.distillation import offline
 from keras_guide.distillation._features import feature_model
-from keras_guide.distillation.distillation_loss import LogitsDistillation
-from keras_guide.distillation.distillation_loss import from_keras_distillation_loss
+from keras_guide.distillation.terms import LogitsDistillation
+from keras_guide.distillation.terms import from_keras_distillation_loss
 from keras_guide.regularizers import track_guide_state
 
 # Cross-entropies named by string are applied to logits: the Distiller's

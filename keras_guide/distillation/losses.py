@@ -5,6 +5,12 @@ from log-softmax (finite for logits of any magnitude), and token averages
 `Σ w·v / Σ w` over the tokens a `sample_weight` (usually the padding mask)
 keeps. They compose into the loss of `keras_guide.distillation.Distiller`.
 
+One loss, three forms, as Keras pairs `kl_divergence` with `KLDivergence`:
+`kd_loss` is the function, `KDLoss` the same as a `keras.losses.Loss` for
+`compile(loss=...)`, and `LogitsDistillation` (in `terms`, Keras'
+distiller's name) the `Distiller`'s term that calls `kd_loss`, or
+`top_k_kd_loss` for an offline teacher.
+
 Reference: Trinh, Menghani, Vee, arXiv 2510.06502 (GUIDE + distillation);
 Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network" (2015).
 """

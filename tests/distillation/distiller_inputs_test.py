@@ -26,9 +26,8 @@ def _same(model, values):
 
 
 @pytest.fixture()
-def setup():
-    teacher = tiny.gpt2(hidden=16, seed=0)
-    student = tiny.gpt2(hidden=8, seed=1)
+def setup(gpt2_pair):
+    teacher, student = gpt2_pair
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     return distiller, tiny.lm_batch(rows=8)

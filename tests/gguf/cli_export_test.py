@@ -51,8 +51,8 @@ def test_init_exports_gguf_and_preset_next_to_the_student(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_export_command_each_format_and_refusals(tmp_path, capsys):
-    teacher = tiny.write_gemma3(tmp_path / "teacher.gguf")
+def test_export_command_each_format_and_refusals(tmp_path, capsys, gemma3_gguf):
+    teacher = gemma3_gguf
     model = tmp_path / "model.keras"
     load_gguf(teacher).save(model)
     before = teacher.read_bytes()
@@ -77,8 +77,9 @@ def test_export_command_each_format_and_refusals(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x.gguf")
 
 
-def test_a_preset_loads_in_a_fresh_process_and_generates_the_same_text(tmp_path):
-    lm = load_gguf(tiny.write_gemma3(tmp_path / "teacher.gguf"))
+def test_a_preset_loads_in_a_fresh_process_and_generates_the_same_text(
+        tmp_path, gemma3_gguf):
+    lm = load_gguf(gemma3_gguf)
     lm.compile(sampler="greedy")
     expected = lm.generate("the a", max_length=10)
     from keras_guide.workflows import export

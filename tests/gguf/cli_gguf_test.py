@@ -7,7 +7,6 @@ import pytest
 pytest.importorskip("gguf", reason="the GGUF importer needs `pip install gguf`")
 
 from keras_guide import cli  # noqa: E402
-from tests.harness import gguf_files as tiny  # noqa: E402
 
 SIZES = [
     "--hidden-dim",
@@ -23,8 +22,9 @@ SIZES = [
 ]
 
 
-def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys):
-    teacher = tiny.write_llama(tmp_path / "teacher.gguf")
+def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys,
+                                                        llama_gguf):
+    teacher = llama_gguf
     text = tmp_path / "calibration.txt"
     text.write_text(" the in the a on er " * 200)
     out = tmp_path / "student.keras"
@@ -58,8 +58,8 @@ def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(student(x))))
 
 
-def test_distill_from_a_gguf_teacher(tmp_path):
-    teacher = tiny.write_llama(tmp_path / "teacher.gguf")
+def test_distill_from_a_gguf_teacher(tmp_path, llama_gguf):
+    teacher = llama_gguf
     student = tmp_path / "student.keras"
     assert cli.main(["init", str(teacher), "--out", str(student), *SIZES]) == 2
     cli.main(["init", str(teacher), "--out", str(student), *SIZES, "--data-free"])

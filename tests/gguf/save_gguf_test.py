@@ -66,8 +66,8 @@ def _student(teacher, **sizes):
     return student
 
 
-def test_guided_students_of_every_shape_reload_exactly(tmp_path):
-    teacher = load_gguf(tiny.write_llama(tmp_path / "teacher.gguf"))
+def test_guided_students_of_every_shape_reload_exactly(tmp_path, llama_gguf):
+    teacher = load_gguf(llama_gguf)
     student = _student(teacher, num_layers=1, hidden_dim=16, num_heads=2,
                        num_key_value_heads=1, intermediate_dim=24)
     back = load_gguf(save_gguf(student, tmp_path / "student.gguf"))
@@ -174,8 +174,8 @@ def test_metadata_from_copies_the_teachers_tokenizer_keys_verbatim(tmp_path):
     assert copy.get("llama.context_length") == 321
 
 
-def test_bad_input_is_refused_by_name_and_leaves_no_file(tmp_path):
-    source = tiny.write_llama(tmp_path / "teacher.gguf")
+def test_bad_input_is_refused_by_name_and_leaves_no_file(tmp_path, llama_gguf):
+    source = llama_gguf
     lm = load_gguf(source)
     out = tmp_path / "student.gguf"
     with pytest.raises(GGUFError, match="`.*teacher.gguf` is `metadata_from` itself"):
@@ -214,8 +214,8 @@ def test_unsupported_family_names_the_alternative(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_unwritable_folder_leaves_nothing(tmp_path):
-    lm = load_gguf(tiny.write_llama(tmp_path / "teacher.gguf"))
+def test_unwritable_folder_leaves_nothing(tmp_path, llama_gguf):
+    lm = load_gguf(llama_gguf)
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)

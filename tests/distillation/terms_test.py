@@ -7,7 +7,7 @@ from keras_guide.distillation import Distiller
 from keras_guide.distillation import FeatureDistillation
 from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import token_mean
-from keras_guide.distillation.distillation_loss import from_keras_distillation_loss
+from keras_guide.distillation.terms import from_keras_distillation_loss
 from tests.harness import models as tiny
 
 
