@@ -143,3 +143,21 @@ def test_the_core_imports_nothing_above_it():
     workflows = [m for m in graph if _within(m, ("keras_guide.workflows",))]
     assert {m: sorted(graph[m]) for m in workflows if
             any(_within(t, above) for t in graph[m])} == {}
+
+
+def test_every_module_has_a_listed_test_home():
+    """tests/README.md names the test files of every module, and they exist."""
+    import glob
+    import re
+
+    with open(os.path.join(ROOT, "tests", "README.md")) as f:
+        rows = re.findall(r"^\| `([^`]+\.py)` \| (.+) \|$", f.read(), re.M)
+    listed = {module: re.findall(r"`([^`]+)`", tests) for module, tests in rows}
+    package = os.path.join(ROOT, "keras_guide")
+    modules = {os.path.relpath(p, package) for p in glob.glob(
+        os.path.join(package, "**", "*.py"), recursive=True)} - {"__main__.py"}
+    assert sorted(modules - set(listed)) == []  # modules without a test home
+    assert sorted(set(listed) - modules) == []  # rows for modules that are gone
+    missing = sorted(t for tests in listed.values() for t in tests
+                     if not os.path.exists(os.path.join(ROOT, "tests", t)))
+    assert missing == []
