@@ -96,7 +96,7 @@ class Distiller(keras.Model):
             or any `DistillationLoss`, or a list of them (the
             `keras.distillation` namesakes of the first two are accepted
             too); at most one `LogitsDistillation`. Defaults to
-            `LogitsDistillation()` (`τ = 2`).
+            `LogitsDistillation()` (`τ = 1`).
         distillation_loss_weights: one weight per distillation loss. Defaults
             to 1 each.
         student_loss_weight: `α` in `[0, 1]`. Defaults to 0.5, so by default

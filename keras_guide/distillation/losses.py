@@ -106,7 +106,7 @@ def kl_divergence_from_logits(teacher_logits, student_logits, temperature=1.0):
     return ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-def kd_loss(teacher_logits, student_logits, temperature=2.0, sample_weight=None):
+def kd_loss(teacher_logits, student_logits, temperature=1.0, sample_weight=None):
     """Token-averaged knowledge-distillation loss from logits.
 
     `L_kd = τ² · Σ_t w_t KL(softmax(z_T,t/τ) ‖ softmax(z_S,t/τ)) / Σ_t w_t`
@@ -144,7 +144,7 @@ def top_k_kd_loss(
     teacher_top_k_logits,
     teacher_top_k_indices,
     student_logits,
-    temperature=2.0,
+    temperature=1.0,
     sample_weight=None,
     teacher_log_normalizer=None,
     teacher_temperature=None,
@@ -257,7 +257,7 @@ class KDLoss(keras.losses.Loss):
     `sample_weight` gives the average over real tokens.
 
     Args:
-        temperature: `τ > 0`. Defaults to 2.0.
+        temperature: `τ > 0`. Defaults to 1.0.
         reduction: a Keras reduction. Defaults to `"mean_with_sample_weight"`.
         name: the loss name.
         dtype: the loss computation dtype.
@@ -276,7 +276,7 @@ class KDLoss(keras.losses.Loss):
 
     def __init__(
         self,
-        temperature=2.0,
+        temperature=1.0,
         reduction="mean_with_sample_weight",
         name="kd_loss",
         dtype=None,

@@ -162,7 +162,7 @@ class _OfflineBatches(keras.utils.PyDataset):
 
 
 def offline_teacher_dataset(
-    teacher, x, y, sample_weight=None, k=64, batch_size=32, temperature=2.0
+    teacher, x, y, sample_weight=None, k=64, batch_size=32, temperature=1.0
 ):
     """Runs the teacher once and returns batches that carry its top-k logits.
 
@@ -179,7 +179,7 @@ def offline_teacher_dataset(
         sample_weight: optional per-token weights (the padding mask).
         k: how many teacher logits to keep per token, `1 ≤ k ≤ V`.
         batch_size: rows per batch, for the teacher pass and the dataset.
-        temperature: the Distiller's KD temperature (default 2.0, as
+        temperature: the Distiller's KD temperature (default 1.0, as
             `LogitsDistillation`'s): the teacher's tail beyond its top `k`
             counts as one class while the Distiller trains at it. None
             stores no normalizer (the top-k renormalized loss).

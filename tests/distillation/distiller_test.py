@@ -18,7 +18,9 @@ def _guided_student(strength=0.3, seed=0):
     """A dense student whose head kernel is pulled toward a shifted target."""
     probe = tiny.dense_lm(seed=seed)
     target = tiny.numpy(probe.get_layer("head").kernel) + 0.5
-    return tiny.dense_lm(seed=seed, kernel_regularizer=GuideRegularizer(target, strength))
+    return tiny.dense_lm(
+        seed=seed, kernel_regularizer=GuideRegularizer(target, strength)
+    )
 
 
 def _reference(teacher, student, x, y, weight, alpha, temperature):
@@ -31,7 +33,8 @@ def _reference(teacher, student, x, y, weight, alpha, temperature):
     if kernel.regularizer is not None:
         regularizer = kernel.regularizer
         guide = tiny.numpy(regularizer.strength) * np.mean(
-            (tiny.numpy(kernel).astype(np.float64) - tiny.numpy(regularizer.target)) ** 2
+            (tiny.numpy(kernel).astype(np.float64) - tiny.numpy(regularizer.target))
+            ** 2
         )
     total = alpha * ce + (1 - alpha) * kd + guide
     return {"student_loss": ce, "kd_loss": kd, "guide_loss": guide, "loss": total}
@@ -48,7 +51,9 @@ def test_loss_matches_float64_reference_with_mask_and_guide_loss():
     teacher = tiny.dense_lm(width=8, seed=1, scale=4.0)
     student = _guided_student()
     x, y, weight = tiny.token_batch()
-    distiller = Distiller(teacher, student, LogitsDistillation(3.0), student_loss_weight=0.3)
+    distiller = Distiller(
+        teacher, student, LogitsDistillation(3.0), student_loss_weight=0.3
+    )
     distiller.compile(optimizer="sgd")
     got = _evaluate(distiller, x, y, weight)
     want = _reference(teacher, student, x, y, weight, 0.3, 3.0)
@@ -57,15 +62,15 @@ def test_loss_matches_float64_reference_with_mask_and_guide_loss():
         np.testing.assert_allclose(got[key], value, rtol=2e-5, atol=1e-6, err_msg=key)
 
 
-def test_defaults_are_half_ce_half_kd_at_temperature_two():
+def test_defaults_are_half_ce_half_kd_at_temperature_one():
     teacher, student = tiny.dense_lm(width=8, seed=1, scale=4.0), tiny.dense_lm(seed=0)
     x, y, weight = tiny.token_batch(seed=3)
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer="adam")
-    assert float(tiny.numpy(distiller.temperature)) == 2.0
+    assert float(tiny.numpy(distiller.temperature)) == 1.0
     assert float(tiny.numpy(distiller.kd_weight)) == 0.5
     got = _evaluate(distiller, x, y, weight)
-    want = _reference(teacher, student, x, y, weight, 0.5, 2.0)
+    want = _reference(teacher, student, x, y, weight, 0.5, 1.0)
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=2e-5)
 
 
@@ -166,7 +171,8 @@ def test_projector_starts_as_identity_in_the_projection_basis(hidden_setup):
     np.testing.assert_allclose(tiny.numpy(projector.bias), mean, atol=1e-7)
     student_vector = np.random.default_rng(4).normal(size=(1, 16))
     np.testing.assert_allclose(
-        tiny.numpy(projector(student_vector.astype("float32"))) @ matrix - mean @ matrix,
+        tiny.numpy(projector(student_vector.astype("float32"))) @ matrix
+        - mean @ matrix,
         student_vector,
         atol=1e-5,
     )
@@ -200,7 +206,9 @@ def test_student_exports_alone_as_keras_file_and_preset(hidden_setup, tmp_path):
     path = str(tmp_path / "student.keras")
     student.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(tiny.numpy(loaded.predict(x, verbose=0)), want, atol=1e-6)
+    np.testing.assert_allclose(
+        tiny.numpy(loaded.predict(x, verbose=0)), want, atol=1e-6
+    )
     assert len(loaded.weights) == len(student.weights)
     preset = str(tmp_path / "preset")
     student.save_to_preset(preset)
@@ -208,9 +216,10 @@ def test_student_exports_alone_as_keras_file_and_preset(hidden_setup, tmp_path):
     np.testing.assert_allclose(
         tiny.numpy(from_preset.predict(x, verbose=0)), want, atol=1e-6
     )
-    assert os.path.getsize(path) < 2 * sum(
-        tiny.numpy(w).nbytes for w in student.weights
-    ) + 100_000
+    assert (
+        os.path.getsize(path)
+        < 2 * sum(tiny.numpy(w).nbytes for w in student.weights) + 100_000
+    )
 
 
 def _evaluate_data(model, data):
@@ -247,7 +256,9 @@ def test_offline_top_k_is_the_truncated_loss_and_never_runs_the_teacher():
     log_q = np.take_along_axis(
         tiny.log_softmax64(z_s / 1.5), targets["teacher_top_k_indices"], -1
     )
-    want = 1.5**2 * tiny.masked_mean64((np.exp(log_p) * (log_p - log_q)).sum(-1), weight)
+    want = 1.5**2 * tiny.masked_mean64(
+        (np.exp(log_p) * (log_p - log_q)).sum(-1), weight
+    )
     np.testing.assert_allclose(offline["kd_loss"], want, rtol=2e-5)
     assert abs(want - tiny.kd_reference(z_t, z_s, 1.5, weight)) > 1e-3
     head = teacher.get_layer("head")
@@ -268,8 +279,9 @@ def test_offline_tail_as_one_class_at_the_distillers_temperature():
     distiller.compile(optimizer="adam")
     z_t = tiny.numpy(teacher.predict(x, verbose=0)).astype(np.float64)
     z_s = tiny.numpy(student.predict(x, verbose=0)).astype(np.float64)
-    data = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
-                                   temperature=1.5)
+    data = offline_teacher_dataset(
+        teacher, x, y, weight, k=3, batch_size=len(x), temperature=1.5
+    )
     got = _evaluate_data(distiller, data)["kd_loss"]
     order = np.argsort(-z_t, -1)[..., :3]
     p = np.exp(tiny.log_softmax64(z_t / 1.5))
@@ -285,18 +297,28 @@ def test_offline_tail_as_one_class_at_the_distillers_temperature():
     # Cached at the default τ = 2 while the Distiller trains at 1.5: the
     # normalizer does not apply, and the loss is the renormalized one.
     stale = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x))
-    renormalized = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
-                                           temperature=None)
-    np.testing.assert_allclose(_evaluate_data(distiller, stale)["kd_loss"],
-                               _evaluate_data(distiller, renormalized)["kd_loss"], rtol=1e-6)
-    assert abs(_evaluate_data(distiller, renormalized)["kd_loss"] - online) > abs(got - online)
+    renormalized = offline_teacher_dataset(
+        teacher, x, y, weight, k=3, batch_size=len(x), temperature=None
+    )
+    np.testing.assert_allclose(
+        _evaluate_data(distiller, stale)["kd_loss"],
+        _evaluate_data(distiller, renormalized)["kd_loss"],
+        rtol=1e-6,
+    )
+    assert abs(_evaluate_data(distiller, renormalized)["kd_loss"] - online) > abs(
+        got - online
+    )
 
 
 def test_offline_targets_missing_a_key_are_rejected():
     from keras_guide.distillation import offline
 
-    targets = {"labels": 0, "teacher_top_k_logits": 0, "teacher_top_k_indices": 0,
-               "teacher_log_normalizer": 0}
+    targets = {
+        "labels": 0,
+        "teacher_top_k_logits": 0,
+        "teacher_top_k_indices": 0,
+        "teacher_log_normalizer": 0,
+    }
     with pytest.raises(ValueError, match="teacher_temperature"):
         offline.split_targets(targets)
     with pytest.raises(ValueError, match="teacher_top_k_indices"):
@@ -313,7 +335,9 @@ def test_backup_and_restore_resumes_where_an_uninterrupted_run_ends(tmp_path):
             tiny.dense_lm(width=8, seed=1, scale=4.0), _guided_student(strength=0.5)
         )
         distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
-        schedule = GuideSchedule(6, "linear", guide_strength=(0.5, 0.0), temperature=(3.0, 1.0))
+        schedule = GuideSchedule(
+            6, "linear", guide_strength=(0.5, 0.0), temperature=(3.0, 1.0)
+        )
         distiller.fit(
             x,
             y,
@@ -356,7 +380,9 @@ def test_errors_name_the_argument_and_the_fix():
         Distiller("teacher", student)
     with pytest.raises(ValueError, match="Received: student_layer_name='missing'"):
         Distiller(teacher, student, FeatureDistillation(student_layer_name="missing"))
-    with pytest.raises(ValueError, match=r"\(d_teacher, d_student\) = \(8, 6\).*\(5, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"\(d_teacher, d_student\) = \(8, 6\).*\(5, 3\)"
+    ):
         Distiller(
             teacher,
             student,
@@ -397,14 +423,18 @@ def test_regression_keras_ignores_sample_weight():
     masked_reference = tiny.ce_reference(y, z_s, weight)
     assert tiny.ce_reference(y, z_s) - masked_reference > 0.05
     theirs = _evaluate(_keras_distiller(teacher, student), x, y, weight)
-    np.testing.assert_allclose(theirs["student_loss"], tiny.ce_reference(y, z_s), rtol=1e-5)
+    np.testing.assert_allclose(
+        theirs["student_loss"], tiny.ce_reference(y, z_s), rtol=1e-5
+    )
     ours = Distiller(teacher, student)
     ours.compile(optimizer="sgd")
     np.testing.assert_allclose(
         _evaluate(ours, x, y, weight)["student_loss"], masked_reference, rtol=2e-5
     )
     np.testing.assert_allclose(
-        _evaluate(ours, x, y, ones)["student_loss"], tiny.ce_reference(y, z_s), rtol=2e-5
+        _evaluate(ours, x, y, ones)["student_loss"],
+        tiny.ce_reference(y, z_s),
+        rtol=2e-5,
     )
 
 
@@ -454,7 +484,7 @@ def test_regression_keras_rejects_a_bf16_teacher_beside_an_fp32_student():
     z_t = tiny.numpy(keras.ops.cast(teacher_bf16.predict(x, verbose=0), "float32"))
     z_s = tiny.numpy(student.predict(x, verbose=0))
     np.testing.assert_allclose(
-        got["kd_loss"], tiny.kd_reference(z_t, z_s, 2.0, weight), rtol=1e-3
+        got["kd_loss"], tiny.kd_reference(z_t, z_s, 1.0, weight), rtol=1e-3
     )
     assert ours.train_on_batch(x, y, sample_weight=weight, return_dict=True)["loss"] > 0
 
@@ -497,7 +527,7 @@ def test_mixed_precision_student_beside_a_bf16_teacher():
     z_t = tiny.numpy(keras.ops.cast(teacher.predict(x, verbose=0), "float32"))
     z_s = tiny.numpy(keras.ops.cast(student.predict(x, verbose=0), "float32"))
     np.testing.assert_allclose(
-        got["kd_loss"], tiny.kd_reference(z_t, z_s, 2.0, weight), rtol=1e-3, atol=1e-5
+        got["kd_loss"], tiny.kd_reference(z_t, z_s, 1.0, weight), rtol=1e-3, atol=1e-5
     )
     teacher_bytes = tiny.weights_bytes(teacher)
     history = distiller.fit(x, y, sample_weight=weight, epochs=3, verbose=0).history
@@ -512,13 +542,18 @@ def test_offline_targets_stored_at_another_temperature_are_named():
     x, y, weight = tiny.token_batch(seed=10)
     distiller = Distiller(teacher, student, LogitsDistillation(2.0))
     distiller.compile(optimizer="adam")
-    data = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
-                                   temperature=1.0)
-    with pytest.warns(UserWarning, match=r"stored at temperature \[1.0\], the "
-                                         r"Distiller distils at 2.0"):
+    data = offline_teacher_dataset(
+        teacher, x, y, weight, k=3, batch_size=len(x), temperature=1.0
+    )
+    with pytest.warns(
+        UserWarning,
+        match=r"stored at temperature \[1.0\], the "
+        r"Distiller distils at 2.0",
+    ):
         distiller.fit(data, epochs=1, verbose=0)
-    same = offline_teacher_dataset(teacher, x, y, weight, k=3, batch_size=len(x),
-                                   temperature=2.0)
+    same = offline_teacher_dataset(
+        teacher, x, y, weight, k=3, batch_size=len(x), temperature=2.0
+    )
     fresh = Distiller(teacher, student, LogitsDistillation(2.0))
     fresh.compile(optimizer="adam")
     import warnings
