@@ -1,4 +1,4 @@
-"""The demo's ablation at a long budget: GUIDE once the random-init baseline has converged.
+"""The demo's ablation at a long budget: GUIDE after the random-init baseline converges.
 
 `keras-guide demo` trains every student 200 steps, where any teacher-derived
 initialization looks strong because the random baseline is far from done.
@@ -49,8 +49,14 @@ def _run(label, init="guide", seed=0, kd=False, decay=None, **guide_options):
     training windows (2,048 tokens); `decay=(λ, steps)` cosine-decays the
     `GuideRegularizer` from `λ` to 0 over `steps` (then 0: the schedule does
     not depend on the budget, as the protocol requires)."""
-    return {"label": f"{label}, seed {seed}", "init": init, "seed": seed, "kd": kd,
-            "decay": decay, "guide_options": guide_options}
+    return {
+        "label": f"{label}, seed {seed}",
+        "init": init,
+        "seed": seed,
+        "kd": kd,
+        "decay": decay,
+        "guide_options": guide_options,
+    }
 
 
 # The study was run when `guide()` folded the norm gains into their readers;
@@ -68,39 +74,62 @@ RUNS = {  # the first is the leader
     "guide-first-0": _run("GUIDE blocks=first (paper)", blocks="first", **FOLD),
     "guide-map-first-0": _run("GUIDE layer_map=first", layer_map="first", **FOLD),
     "guide-norm-diagonal-0": _run("GUIDE norm=diagonal (defaults)", norm="diagonal"),
-    "guide-norm-diagonal-1": _run("GUIDE norm=diagonal (defaults)", seed=1,
-                                  norm="diagonal"),
+    "guide-norm-diagonal-1": _run(
+        "GUIDE norm=diagonal (defaults)", seed=1, norm="diagonal"
+    ),
     "guide-freq-0": _run("GUIDE frequency-weighted PCA", token_weights="train", **FOLD),
     "guide-center-0": _run("GUIDE center=True", center=True, **FOLD),
-    "guide-decay1-0": _run("GUIDE + GuideRegularizer λ=1 cosine to 0 over 2048 steps",
-                           regularize=1.0, decay=(1.0, 2048), **FOLD),
+    "guide-decay1-0": _run(
+        "GUIDE + GuideRegularizer λ=1 cosine to 0 over 2048 steps",
+        regularize=1.0,
+        decay=(1.0, 2048),
+        **FOLD,
+    ),
 }
 # Data-aware GUIDE (docs/method.md §10), from 2,048 tokens of the training plays.
 CALIBRATED = dict(calibration="train", select="importance", layer_map="importance")
 for _seed in (0, 1):
     RUNS[f"guide-activations-{_seed}"] = _run(
-        "GUIDE activation basis + importance units and blocks", seed=_seed,
-        projection="activations", **CALIBRATED)
+        "GUIDE activation basis + importance units and blocks",
+        seed=_seed,
+        projection="activations",
+        **CALIBRATED,
+    )
     RUNS[f"guide-channels-{_seed}"] = _run(
-        "GUIDE channel basis + importance units and blocks", seed=_seed,
-        projection="channels", **CALIBRATED)
+        "GUIDE channel basis + importance units and blocks",
+        seed=_seed,
+        projection="channels",
+        **CALIBRATED,
+    )
 # Each data-aware option alone, on top of the defaults.
 RUNS["guide-activation-basis-0"] = _run(
-    "GUIDE activation basis alone", projection="activations", calibration="train")
+    "GUIDE activation basis alone", projection="activations", calibration="train"
+)
 RUNS["guide-importance-units-0"] = _run(
-    "GUIDE importance heads and neurons alone", select="importance",
-    calibration="train")
+    "GUIDE importance heads and neurons alone", select="importance", calibration="train"
+)
 RUNS["guide-importance-map-0"] = _run(
-    "GUIDE importance block map alone", layer_map="importance", calibration="train")
+    "GUIDE importance block map alone", layer_map="importance", calibration="train"
+)
 # GUIDE + a constant GuideRegularizer pull toward the guided weights.
 for _strength in (0.1, 1.0, 10.0):
     RUNS[f"guide-reg{_strength:g}-0"] = _run(
         f"GUIDE + GuideRegularizer λ={_strength:g} (constant)",
-        regularize=_strength, **FOLD)
+        regularize=_strength,
+        **FOLD,
+    )
 LEADER = "random-0"
 # What a study runs unless `--runs` says otherwise.
-CORE = ("random-0", "guide-0", "random-1", "guide-1", "selection-0", "guide-kd-0",
-        "guide-norm-diagonal-0", "guide-norm-diagonal-1")
+CORE = (
+    "random-0",
+    "guide-0",
+    "random-1",
+    "guide-1",
+    "selection-0",
+    "guide-kd-0",
+    "guide-norm-diagonal-0",
+    "guide-norm-diagonal-1",
+)
 
 
 def _write_json(path, payload):
@@ -123,9 +152,10 @@ def _limit_threads(threads):
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   " --xla_cpu_multi_thread_eigen=false"
-                                   " intra_op_parallelism_threads=1").strip()
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+            " intra_op_parallelism_threads=1"
+        ).strip()
     if os.environ.get("KERAS_BACKEND") == "torch":
         import torch
 
@@ -161,7 +191,10 @@ class _Budget:
 
 
 def student_config(args):
-    """The demo's student (`models.STUDENT_CONFIG`) with the sizes given on the command line."""
+    """The demo's student (`models.STUDENT_CONFIG`).
+
+    With the sizes given on the command line.
+    """
     from keras_guide.demo import models
 
     config = dict(models.STUDENT_CONFIG)
@@ -186,9 +219,12 @@ def run_worker(key, args):
     run = RUNS[key]
     label, init, kd, seed = run["label"], run["init"], run["kd"], run["seed"]
     settings = ablation.Settings(
-        num_steps=args.max_steps, batch_size=args.batch_size,
-        peak_learning_rate=args.learning_rate, warmup_steps=args.warmup,
-        schedule=schedules.inverse_sqrt, data_seed=seed,
+        num_steps=args.max_steps,
+        batch_size=args.batch_size,
+        peak_learning_rate=args.learning_rate,
+        warmup_steps=args.warmup,
+        schedule=schedules.inverse_sqrt,
+        data_seed=seed,
     )
     teacher = models.load_teacher()
     config = student_config(args)
@@ -199,11 +235,13 @@ def run_worker(key, args):
     if options.get("token_weights") == "train":
         tokens, mask = demo.windows["train"]
         options["token_weights"] = np.bincount(
-            tokens[mask > 0], minlength=config["vocabulary_size"]).astype(np.float64)
+            tokens[mask > 0], minlength=config["vocabulary_size"]
+        ).astype(np.float64)
     if options.get("calibration") == "train":
         options["calibration"] = demo.windows["train"][0][:16, :-1]
-    variant = ablation.Variant(label, init=init, guide_options=tuple(options.items()),
-                               kd=kd, seed=seed)
+    variant = ablation.Variant(
+        label, init=init, guide_options=tuple(options.items()), kd=kd, seed=seed
+    )
     student = models.build_causal_lm(config, seed=seed)
     report = ablation.initialize(variant, teacher, student)
     trainer = ablation.trainer(variant, teacher, student, settings)
@@ -211,8 +249,9 @@ def run_worker(key, args):
     def train_until(start, stop):
         """Trains `start ... stop − 1`, setting the decayed λ every 16 steps."""
         if run["decay"] is None:
-            return training.train(trainer, train, stop, start_step=start,
-                                  verbose=False)["train_seconds"]
+            return training.train(
+                trainer, train, stop, start_step=start, verbose=False
+            )["train_seconds"]
         import keras_guide
         from keras_guide.callbacks.guide_schedule import scheduled_value
 
@@ -220,18 +259,30 @@ def run_worker(key, args):
         seconds = 0.0
         for begin in range(start, stop, 16):
             keras_guide.set_guide_strength(
-                student, scheduled_value(begin, strength, 0.0, horizon, "cosine"))
-            seconds += training.train(trainer, train, min(begin + 16, stop),
-                                      start_step=begin, verbose=False)["train_seconds"]
+                student, scheduled_value(begin, strength, 0.0, horizon, "cosine")
+            )
+            seconds += training.train(
+                trainer, train, min(begin + 16, stop), start_step=begin, verbose=False
+            )["train_seconds"]
         return seconds
 
     path = os.path.join(args.out, "runs", key + ".json")
-    record = {"key": key, "label": label, "init": init, "kd": kd, "seed": seed,
-              "guide_options": run["guide_options"], "decay": run["decay"],
-              "evals": [[0, heldout_cross_entropy(student, held_out)]],
-              "seconds": [[0, 0.0]], "tokens_per_step": train.tokens_per_batch,
-              "workers": args.workers, "threads": args.threads,
-              "guide_report": "" if report is None else str(report), "done": False}
+    record = {
+        "key": key,
+        "label": label,
+        "init": init,
+        "kd": kd,
+        "seed": seed,
+        "guide_options": run["guide_options"],
+        "decay": run["decay"],
+        "evals": [[0, heldout_cross_entropy(student, held_out)]],
+        "seconds": [[0, 0.0]],
+        "tokens_per_step": train.tokens_per_batch,
+        "workers": args.workers,
+        "threads": args.threads,
+        "guide_report": "" if report is None else str(report),
+        "done": False,
+    }
     _write_json(path, record)
     budget = _Budget(args.out)
     step, target, seconds = 0, args.first_eval, 0.0
@@ -246,14 +297,22 @@ def run_worker(key, args):
         record["evals"].append([step, loss])
         record["seconds"].append([step, seconds])
         _write_json(path, record)
-        print(f"[{key}] step {step}: held-out loss {loss:.4f} "
-              f"({seconds:.0f}s training)", flush=True)
+        print(
+            f"[{key}] step {step}: held-out loss {loss:.4f} ({seconds:.0f}s training)",
+            flush=True,
+        )
         if key == LEADER and len(record["evals"]) >= 3:
             previous = record["evals"][-2][1]
             improvement = (previous - loss) / previous
             if improvement < args.tolerance or step >= args.max_steps:
-                _write_json(budget.path, {"steps": step, "improvement": improvement,
-                                          "converged": improvement < args.tolerance})
+                _write_json(
+                    budget.path,
+                    {
+                        "steps": step,
+                        "improvement": improvement,
+                        "converged": improvement < args.tolerance,
+                    },
+                )
                 break
         target *= 2
     record["done"] = True
@@ -287,77 +346,118 @@ def summarize(args, records):
     teacher_loss = _read_json(os.path.join(args.out, "teacher.json"))
     if teacher_loss is None:
         demo = data_lib.DemoData(models.STUDENT_CONFIG["max_sequence_length"])
-        teacher_loss = heldout_cross_entropy(models.load_teacher(), demo.eval_batches("test"))
+        teacher_loss = heldout_cross_entropy(
+            models.load_teacher(), demo.eval_batches("test")
+        )
         _write_json(os.path.join(args.out, "teacher.json"), teacher_loss)
-    random = {r["seed"]: _loss_at(r, steps) for r in records.values()
-              if r["init"] == "random" and not r["kd"]}
+    random = {
+        r["seed"]: _loss_at(r, steps)
+        for r in records.values()
+        if r["init"] == "random" and not r["kd"]
+    }
     if not random:
-        raise SystemExit(f"No random-init run in {args.out}/runs: the gap closed needs "
-                         "`random-0` (and `random-1`); run them or copy their records.")
+        raise SystemExit(
+            f"No random-init run in {args.out}/runs: the gap closed needs "
+            "`random-0` (and `random-1`); run them or copy their records."
+        )
     base = sum(random.values()) / len(random)
     rows = []
     for key, r in records.items():
         loss = _loss_at(r, steps)
         own = random.get(r["seed"], float("nan"))
         seconds = _seconds_at(r, steps)
-        rows.append({
-            "run": key, "variant": r["label"], "held_out_loss": loss,
-            "perplexity": math.exp(loss), "step0_loss": r["evals"][0][1],
-            "gap_closed_vs_mean": gap_closed(loss, base, teacher_loss),
-            "gap_closed_same_seed": gap_closed(loss, own, teacher_loss),
-            "train_seconds": seconds, "workers": r.get("workers", "?"),
-            "tokens_per_second": steps * r["tokens_per_step"] / seconds,
-        })
+        rows.append(
+            {
+                "run": key,
+                "variant": r["label"],
+                "held_out_loss": loss,
+                "perplexity": math.exp(loss),
+                "step0_loss": r["evals"][0][1],
+                "gap_closed_vs_mean": gap_closed(loss, base, teacher_loss),
+                "gap_closed_same_seed": gap_closed(loss, own, teacher_loss),
+                "train_seconds": seconds,
+                "workers": r.get("workers", "?"),
+                "tokens_per_second": steps * r["tokens_per_step"] / seconds,
+            }
+        )
     eval_steps = sorted({s for r in records.values() for s, _ in r["evals"]})
     config = student_config(args)
     lines = [
         f"Student GPT-2 {config['num_layers']}x{config['hidden_dim']} "
         f"({config['num_heads']} heads, MLP {config['intermediate_dim']}); teacher "
         f"GPT-2 4x256. Budget N* = {steps} steps of {args.batch_size}x128 tokens "
-        f"({steps * records[LEADER]['tokens_per_step'] / 1e6:.1f} M tokens); " + (
+        f"({steps * records[LEADER]['tokens_per_step'] / 1e6:.1f} M tokens); "
+        + (
             "fixed with --steps (a screen, not the converged budget)."
-            if math.isnan(budget["improvement"]) else
-            f"the random-init leader improved {100 * budget['improvement']:.2f} % over "
+            if math.isnan(budget["improvement"])
+            else "the random-init leader improved "
+            f"{100 * budget['improvement']:.2f} % over "
             "the last doubling ("
-            f"{'converged' if budget['converged'] else 'NOT converged: cap reached'})."),
+            f"{'converged' if budget['converged'] else 'NOT converged: cap reached'})."
+        ),
         "",
         f"Training seconds are per run, on {os.cpu_count()} cores shared by up to "
-        "`workers` runs at once (cores / workers threads each); tokens/s count padding.",
+        "`workers` runs at once (cores / workers threads each); "
+        "tokens/s count padding.",
         "",
-        "| variant | held-out loss | ppl | gap closed (same seed) | gap closed (vs mean) "
+        "| variant | held-out loss | ppl | gap closed (same seed) "
+        "| gap closed (vs mean) "
         "| step 0 | train s | workers | tok/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['variant']} | {row['held_out_loss']:.4f} | {row['perplexity']:.2f} "
+            f"| {row['variant']} | {row['held_out_loss']:.4f} "
+            f"| {row['perplexity']:.2f} "
             f"| {100 * row['gap_closed_same_seed']:.1f} % "
             f"| {100 * row['gap_closed_vs_mean']:.1f} % | {row['step0_loss']:.3f} "
             f"| {row['train_seconds']:.0f} | {row['workers']} "
-            f"| {row['tokens_per_second']:.0f} |")
-    lines.append(f"| random-init mean | {base:.4f} | {math.exp(base):.2f} | | | | | | |")
-    lines.append(f"| teacher | {teacher_loss:.4f} | {math.exp(teacher_loss):.2f} "
-                 "| | | | | | |")
-    lines += ["", "Held-out loss at every evaluated step:", "",
-              "| step | " + " | ".join(records) + " |",
-              "|---:|" + "---:|" * len(records)]
+            f"| {row['tokens_per_second']:.0f} |"
+        )
+    lines.append(
+        f"| random-init mean | {base:.4f} | {math.exp(base):.2f} | | | | | | |"
+    )
+    lines.append(
+        f"| teacher | {teacher_loss:.4f} | {math.exp(teacher_loss):.2f} | | | | | | |"
+    )
+    lines += [
+        "",
+        "Held-out loss at every evaluated step:",
+        "",
+        "| step | " + " | ".join(records) + " |",
+        "|---:|" + "---:|" * len(records),
+    ]
     for s in eval_steps:
-        cells = [f"{_loss_at(r, s):.4f}" if not math.isnan(_loss_at(r, s)) else ""
-                 for r in records.values()]
+        cells = [
+            f"{_loss_at(r, s):.4f}" if not math.isnan(_loss_at(r, s)) else ""
+            for r in records.values()
+        ]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
-    _write_json(os.path.join(args.out, "results.json"), {
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-        "budget": budget, "teacher_loss": teacher_loss, "random_mean": base,
-        "rows": rows, "runs": records, "arguments": vars(args),
-    })
+    _write_json(
+        os.path.join(args.out, "results.json"),
+        {
+            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "budget": budget,
+            "teacher_loss": teacher_loss,
+            "random_mean": base,
+            "rows": rows,
+            "runs": records,
+            "arguments": vars(args),
+        },
+    )
     config = student_config(args)
-    _plot(records, teacher_loss, steps, os.path.join(args.out, "curves.png"),
-          f"GUIDE at the long budget: GPT-2 4x256 -> "
-          f"{config['num_layers']}x{config['hidden_dim']}")
+    _plot(
+        records,
+        teacher_loss,
+        steps,
+        os.path.join(args.out, "curves.png"),
+        f"GUIDE at the long budget: GPT-2 4x256 -> "
+        f"{config['num_layers']}x{config['hidden_dim']}",
+    )
 
 
 def _plot(records, teacher_loss, steps, path, title):
@@ -369,8 +469,13 @@ def _plot(records, teacher_loss, steps, path, title):
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in records.values():
         points = [(s, loss) for s, loss in r["evals"] if s > 0]
-        ax.plot(*zip(*points), "--" if r["init"] == "random" else "-",
-                marker="o", ms=3, label=r["label"])
+        ax.plot(
+            *zip(*points),
+            "--" if r["init"] == "random" else "-",
+            marker="o",
+            ms=3,
+            label=r["label"],
+        )
     ax.axhline(teacher_loss, color="k", lw=1, ls=":", label="teacher")
     ax.axvline(steps, color="gray", lw=1, label=f"budget N* = {steps}")
     ax.set_xscale("log", base=2)
@@ -389,22 +494,38 @@ def main(argv=None):
     parser.add_argument("--out", default="long_budget")
     parser.add_argument("--runs", nargs="+", default=list(CORE), choices=list(RUNS))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads per worker (default: cores / workers)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per worker (default: cores / workers)",
+    )
     for size in ("num-layers", "hidden-dim", "num-heads", "intermediate-dim"):
-        parser.add_argument(f"--{size}", type=int, default=None,
-                            help=f"student {size} (default: the demo student's)")
+        parser.add_argument(
+            f"--{size}",
+            type=int,
+            default=None,
+            help=f"student {size} (default: the demo student's)",
+        )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=4e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--first-eval", type=int, default=256)
     parser.add_argument("--max-steps", type=int, default=16384)
     parser.add_argument("--tolerance", type=float, default=0.01)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="fix the budget instead of letting the leader find it")
-    parser.add_argument("--reuse", default=None, metavar="RESULTS_JSON",
-                        help="take the finished runs (and teacher loss) of an earlier "
-                             "study's results.json instead of training them again")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="fix the budget instead of letting the leader find it",
+    )
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="take the finished runs (and teacher loss) of an earlier "
+        "study's results.json instead of training them again",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads is None:
@@ -425,26 +546,44 @@ def main(argv=None):
         if args.steps is None and not os.path.exists(budget_path):
             _write_json(budget_path, earlier["budget"])
     if args.steps is not None:
-        _write_json(os.path.join(args.out, "budget.json"),
-                    {"steps": args.steps, "improvement": float("nan"),
-                     "converged": False})
+        _write_json(
+            os.path.join(args.out, "budget.json"),
+            {"steps": args.steps, "improvement": float("nan"), "converged": False},
+        )
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-    pending = [k for k in args.runs
-               if not (_read_json(os.path.join(args.out, "runs", k + ".json")) or {})
-               .get("done")]
-    if (_read_json(os.path.join(args.out, "budget.json")) is None
-            and LEADER not in pending):
-        parser.error(f"the budget is unknown: include the leader `{LEADER}` in --runs "
-                     "or fix the budget with --steps")
+    pending = [
+        k
+        for k in args.runs
+        if not (_read_json(os.path.join(args.out, "runs", k + ".json")) or {}).get(
+            "done"
+        )
+    ]
+    if (
+        _read_json(os.path.join(args.out, "budget.json")) is None
+        and LEADER not in pending
+    ):
+        parser.error(
+            f"the budget is unknown: include the leader `{LEADER}` in --runs "
+            "or fix the budget with --steps"
+        )
     running = {}
     while pending or running:
         while pending and len(running) < args.workers:
             key = pending.pop(0)
-            command = [sys.executable, os.path.abspath(__file__), *forwarded,
-                       "--worker", key, "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                *forwarded,
+                "--worker",
+                key,
+                "--threads",
+                str(args.threads),
+            ]
             log = open(os.path.join(args.out, "runs", key + ".log"), "w")
-            running[key] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
-                            log)
+            running[key] = (
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
+                log,
+            )
             print(f"started {key}", flush=True)
         time.sleep(2.0)
         for key, (process, log) in list(running.items()):
@@ -452,11 +591,16 @@ def main(argv=None):
                 log.close()
                 del running[key]
                 if process.returncode:
-                    raise RuntimeError(f"run {key} failed (exit {process.returncode}); "
-                                       f"see {args.out}/runs/{key}.log")
+                    raise RuntimeError(
+                        f"run {key} failed (exit {process.returncode}); "
+                        f"see {args.out}/runs/{key}.log"
+                    )
                 print(f"finished {key}", flush=True)
-    records = {k: _read_json(os.path.join(args.out, "runs", k + ".json")) for k in RUNS
-               if os.path.exists(os.path.join(args.out, "runs", k + ".json"))}
+    records = {
+        k: _read_json(os.path.join(args.out, "runs", k + ".json"))
+        for k in RUNS
+        if os.path.exists(os.path.join(args.out, "runs", k + ".json"))
+    }
     summarize(args, records)
 
 

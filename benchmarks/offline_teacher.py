@@ -45,7 +45,9 @@ def _data(rows, seq, vocab, seed):
 
 
 def _distiller(args, teacher):
-    student = _gpt2(args.vocab, args.student_hidden, args.student_layers, 2, args.seq, 1)
+    student = _gpt2(
+        args.vocab, args.student_hidden, args.student_layers, 2, args.seq, 1
+    )
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3))
     return distiller
@@ -80,7 +82,9 @@ def main():
     )
     args = parser.parse_args()
 
-    teacher = _gpt2(args.vocab, args.teacher_hidden, args.teacher_layers, 4, args.seq, 0)
+    teacher = _gpt2(
+        args.vocab, args.teacher_hidden, args.teacher_layers, 4, args.seq, 0
+    )
     norm = teacher.backbone.get_layer("layer_norm")
     norm.gamma.assign(keras.ops.convert_to_numpy(norm.gamma) * args.teacher_sharpness)
     x, y, mask = _data(args.rows, args.seq, args.vocab, 0)
@@ -89,7 +93,13 @@ def main():
     online = _distiller(args, teacher)
     online_epoch = _time_epochs(
         lambda e: online.fit(
-            x, y, sample_weight=mask, batch_size=batch, epochs=e, shuffle=False, verbose=0
+            x,
+            y,
+            sample_weight=mask,
+            batch_size=batch,
+            epochs=e,
+            shuffle=False,
+            verbose=0,
         ),
         args.epochs,
     )
@@ -98,7 +108,9 @@ def main():
     data = offline_teacher_dataset(teacher, x, y, mask, k=args.k, batch_size=batch)
     teacher_pass = time.perf_counter() - start
     offline = _distiller(args, teacher)
-    offline_epoch = _time_epochs(lambda e: offline.fit(data, epochs=e, verbose=0), args.epochs)
+    offline_epoch = _time_epochs(
+        lambda e: offline.fit(data, epochs=e, verbose=0), args.epochs
+    )
 
     exact = offline_teacher_dataset(teacher, x, y, mask, k=args.vocab, batch_size=batch)
     renormalized = offline_teacher_dataset(
@@ -126,24 +138,34 @@ def main():
         f"({teacher.count_params():,} parameters), student "
         f"{args.student_layers}x{args.student_hidden} "
         f"({offline.student.count_params():,}; the teacher is "
-        f"{teacher.count_params() / offline.student.count_params():.1f}x), vocab {args.vocab}, "
+        f"{teacher.count_params() / offline.student.count_params():.1f}x), "
+        f"vocab {args.vocab}, "
         f"{args.rows} rows x {args.seq} tokens, batch {batch}, k {args.k}, "
         f"teacher sharpness {args.teacher_sharpness}"
     )
     print(f"online  s/epoch: {online_epoch:.3f}")
-    print(f"offline s/epoch: {offline_epoch:.3f} (+ {teacher_pass:.3f} s teacher pass once)")
+    print(
+        f"offline s/epoch: {offline_epoch:.3f} "
+        f"(+ {teacher_pass:.3f} s teacher pass once)"
+    )
     print(f"speed-up per epoch: {online_epoch / offline_epoch:.2f}x")
     print(
         f"speed-up over {epochs} epochs incl. teacher pass: "
         f"{online_epoch * epochs / (offline_epoch * epochs + teacher_pass):.2f}x"
     )
-    print(f"teacher probability mass in its top {args.k} at the KD temperature: {top_mass:.3f}")
+    print(
+        f"teacher probability mass in its top {args.k} at the KD temperature: "
+        f"{top_mass:.3f}"
+    )
     print(
         f"kd_loss online {online_loss:.6f}, offline k={args.k}: tail as one class "
         f"{top_k_loss:.6f} ({top_k_loss / online_loss:.3f}x), renormalized "
         f"{renormalized_loss:.6f} ({renormalized_loss / online_loss:.3f}x)"
     )
-    print(f"relative difference k=V (exact): {abs(exact_loss - online_loss) / online_loss:.2e}")
+    print(
+        "relative difference k=V (exact): "
+        f"{abs(exact_loss - online_loss) / online_loss:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _table(vocab, width):
     rng = np.random.default_rng(0)
     # A decaying spectrum, like a trained embedding table.
     table = rng.standard_normal((vocab, width), dtype=np.float32)
-    table *= (1.0 / np.sqrt(1.0 + np.arange(width, dtype=np.float32)))
+    table *= 1.0 / np.sqrt(1.0 + np.arange(width, dtype=np.float32))
     return table
 
 
@@ -61,12 +61,21 @@ def run_one(method, vocab, width, dim):
 
         import keras_guide
 
-        config = dict(vocabulary_size=vocab, num_layers=1, num_query_heads=8, num_key_value_heads=1,
-                      hidden_dim=width, intermediate_dim=4 * width, head_dim=width // 8)
+        config = dict(
+            vocabulary_size=vocab,
+            num_layers=1,
+            num_query_heads=8,
+            num_key_value_heads=1,
+            hidden_dim=width,
+            intermediate_dim=4 * width,
+            head_dim=width // 8,
+        )
         teacher = keras_hub.models.GemmaBackbone(**config)
         teacher.token_embedding.embeddings.assign(table)
         del table
-        student = keras_guide.build_student(teacher, hidden_dim=dim, num_heads=4, intermediate_dim=2 * dim)
+        student = keras_guide.build_student(
+            teacher, hidden_dim=dim, num_heads=4, intermediate_dim=2 * dim
+        )
         base = _rss_mib()
         began = time.perf_counter()
         keras_guide.guide(teacher, student, blocks="all")
@@ -80,9 +89,12 @@ def main():
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds after which a method is stopped and reported "
-                             "as a lower bound")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds after which a method is stopped and reported as a lower bound",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -98,14 +110,30 @@ def main():
                 continue
         try:
             out = subprocess.run(
-                [sys.executable, __file__, "--one", method, "--vocab", str(args.vocab),
-                 "--width", str(args.width), "--dim", str(args.dim)],
-                capture_output=True, text=True, timeout=args.timeout,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    method,
+                    "--vocab",
+                    str(args.vocab),
+                    "--width",
+                    str(args.width),
+                    "--dim",
+                    str(args.dim),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
             )
         except subprocess.TimeoutExpired:
             # A lower bound is still a measurement: the peer took longer than this.
-            results[method] = {"method": method, "seconds": float(args.timeout),
-                               "peak_extra_mib": float("nan"), "stopped": True}
+            results[method] = {
+                "method": method,
+                "seconds": float(args.timeout),
+                "peak_extra_mib": float("nan"),
+                "stopped": True,
+            }
             print(f"{method:<12} > {args.timeout:7.0f} s   (stopped)", flush=True)
             continue
         if out.returncode:
@@ -113,11 +141,19 @@ def main():
             continue
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[method]
-        print(f"{method:<12} {r['seconds']:9.2f} s   peak extra RSS {r['peak_extra_mib']:9.1f} MiB", flush=True)
+        print(
+            f"{method:<12} {r['seconds']:9.2f} s   "
+            f"peak extra RSS {r['peak_extra_mib']:9.1f} MiB",
+            flush=True,
+        )
     floor = results.get("floor", {}).get("seconds")
     table_mib = args.vocab * args.width * 4 / 2**20
     student_mib = args.vocab * args.dim * 4 / 2**20
-    print(f"\ntable {args.vocab}×{args.width} float32 = {table_mib:.0f} MiB; student table {student_mib:.0f} MiB; d_T² float64 = {args.width**2 * 8 / 2**20:.0f} MiB")
+    print(
+        f"\ntable {args.vocab}×{args.width} float32 = {table_mib:.0f} MiB; "
+        f"student table {student_mib:.0f} MiB; "
+        f"d_T² float64 = {args.width**2 * 8 / 2**20:.0f} MiB"
+    )
     for method, r in results.items():
         if floor and method != "floor":
             bound = "≥ " if r.get("stopped") else ""
@@ -125,7 +161,10 @@ def main():
     if "svd" in results and "pca_float32" in results:
         svd = results["svd"]
         bound = "at least " if svd.get("stopped") else ""
-        print(f"full SVD / pca_float32: {bound}{svd['seconds'] / results['pca_float32']['seconds']:.1f}× slower")
+        print(
+            f"full SVD / pca_float32: {bound}"
+            f"{svd['seconds'] / results['pca_float32']['seconds']:.1f}× slower"
+        )
 
 
 if __name__ == "__main__":

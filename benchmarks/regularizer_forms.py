@@ -1,4 +1,6 @@
-"""Profile of the GuideRegularizer's step overhead: four forms of the penalty, interleaved.
+"""Profile of the GuideRegularizer's step overhead.
+
+Four forms of the penalty, interleaved.
 
 Same models and data as `distill_step.py`. Forms: no regularizer; one
 `λ · mean((W − W*)²)` per guided weight (as shipped); `Σ (W − W*)² · λ/n` per
@@ -8,6 +10,7 @@ Prints each round's median step time and the overhead of the fastest round.
 
     KERAS_BACKEND=tensorflow python benchmarks/regularizer_forms.py 30
 """
+
 import os
 import sys
 
@@ -22,30 +25,54 @@ from keras_guide.distillation import Distiller
 from keras_guide.regularizers import GuideRegularizer
 
 orig_call = GuideRegularizer.__call__
+
+
 def sum_call(self, x):
     n = float(np.prod(self.target.shape))
-    return ops.sum(ops.square(ops.cast(x, "float32") - self.target)) * (self.strength / n)
+    return ops.sum(ops.square(ops.cast(x, "float32") - self.target)) * (
+        self.strength / n
+    )
+
 
 class Fused(Distiller):
     def __init__(self, teacher, student):
-        pairs = [(w, w.regularizer) for w in student.trainable_weights
-                 if isinstance(w.regularizer, GuideRegularizer)]
-        for w, _ in pairs: w.regularizer = None
+        pairs = [
+            (w, w.regularizer)
+            for w in student.trainable_weights
+            if isinstance(w.regularizer, GuideRegularizer)
+        ]
+        for w, _ in pairs:
+            w.regularizer = None
         super().__init__(teacher, student)
         self._pairs = pairs
-        self._inv = ops.convert_to_tensor(np.concatenate(
-            [np.full(int(np.prod(w.shape)), 1 / np.prod(w.shape), "float32") for w, _ in pairs]))
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        self._inv = ops.convert_to_tensor(
+            np.concatenate(
+                [
+                    np.full(int(np.prod(w.shape)), 1 / np.prod(w.shape), "float32")
+                    for w, _ in pairs
+                ]
+            )
+        )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
         total = super().compute_loss(x, y, y_pred, sample_weight, training)
         from keras.src import backend
+
         vals = []
         for w, _ in self._pairs:
-            v = backend.get_stateless_scope().get_current_value(w) if backend.in_stateless_scope() else w
+            v = (
+                backend.get_stateless_scope().get_current_value(w)
+                if backend.in_stateless_scope()
+                else w
+            )
             vals.append(ops.reshape(v, (-1,)))
         flat = ops.concatenate(vals)
         tgt = ops.concatenate([ops.reshape(r.target, (-1,)) for _, r in self._pairs])
         d = flat - tgt
         return total + self._pairs[0][1].strength * ops.sum(d * d * self._inv)
+
 
 def build(kind, teacher):
     student = ds._gpt2(128, 2, seed=2)
@@ -55,6 +82,7 @@ def build(kind, teacher):
     m = (Fused if kind == "fused" else Distiller)(teacher, student)
     m.compile(optimizer="adam")
     return m
+
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 data = ds._data(steps)
@@ -66,4 +94,8 @@ for _ in range(3):
         GuideRegularizer.__call__ = sum_call if k == "sum" else orig_call
         res[k].append(ds._time(m, data, steps))
 for k, v in res.items():
-    print(k, " ".join(f"{t*1e3:.1f}" for t in v), f"min {min(v)*1e3:.1f} ms  overhead {min(v)/min(res['none'])-1:+.1%}")
+    print(
+        k,
+        " ".join(f"{t * 1e3:.1f}" for t in v),
+        f"min {min(v) * 1e3:.1f} ms  overhead {min(v) / min(res['none']) - 1:+.1%}",
+    )

@@ -24,19 +24,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--k", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--windows", type=int, default=64, help="held-out windows of 128 tokens")
+    parser.add_argument(
+        "--windows", type=int, default=64, help="held-out windows of 128 tokens"
+    )
     args = parser.parse_args()
     tau = args.temperature
 
     teacher = models.load_teacher()
-    batches = data_lib.DemoData(128).eval_batches("test", batch_size=16, max_windows=args.windows)
+    batches = data_lib.DemoData(128).eval_batches(
+        "test", batch_size=16, max_windows=args.windows
+    )
     guided = models.build_causal_lm(models.STUDENT_CONFIG, seed=0)
     keras_guide.guide(teacher, guided)
-    students = {"random init": models.build_causal_lm(models.STUDENT_CONFIG, seed=0),
-                "GUIDE": guided}
-    print(f"backend {keras.backend.backend()}, τ = {tau}, {args.windows} held-out windows")
-    print("| student | online KD | k | teacher mass in top k | tail as one class / online "
-          "| renormalized / online |")
+    students = {
+        "random init": models.build_causal_lm(models.STUDENT_CONFIG, seed=0),
+        "GUIDE": guided,
+    }
+    print(
+        f"backend {keras.backend.backend()}, τ = {tau}, {args.windows} held-out windows"
+    )
+    print(
+        "| student | online KD | k | teacher mass in top k "
+        "| tail as one class / online "
+        "| renormalized / online |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, student in students.items():
         sums = {}
@@ -57,15 +68,26 @@ def main():
                 values, indices = keras.ops.top_k(z_t, k)
                 mass = np.sort(p, -1)[..., -k:].sum(-1)
                 add(("mass", k), float((mass * w).sum() / tokens), tokens)
-                add(("tail", k), float(losses.top_k_kd_loss(
-                    values, indices, z_s, tau, w, log_z, tau0)), tokens)
-                add(("renormalized", k), float(losses.top_k_kd_loss(values, indices, z_s, tau, w)),
-                    tokens)
+                add(
+                    ("tail", k),
+                    float(
+                        losses.top_k_kd_loss(values, indices, z_s, tau, w, log_z, tau0)
+                    ),
+                    tokens,
+                )
+                add(
+                    ("renormalized", k),
+                    float(losses.top_k_kd_loss(values, indices, z_s, tau, w)),
+                    tokens,
+                )
         mean = {key: total / count for key, (total, count) in sums.items()}
         online = mean["online"]
         for k in args.k:
-            print(f"| {name} | {online:.4f} | {k} | {mean[('mass', k)]:.3f} "
-                  f"| {mean[('tail', k)] / online:.3f}× | {mean[('renormalized', k)] / online:.3f}× |")
+            print(
+                f"| {name} | {online:.4f} | {k} | {mean[('mass', k)]:.3f} "
+                f"| {mean[('tail', k)] / online:.3f}× "
+                f"| {mean[('renormalized', k)] / online:.3f}× |"
+            )
 
 
 if __name__ == "__main__":

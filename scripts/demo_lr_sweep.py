@@ -24,7 +24,9 @@ from keras_guide.workflows import training  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=demo.DEFAULT.num_steps)
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 2e-3, 4e-3, 8e-3])
+    parser.add_argument(
+        "--lrs", type=float, nargs="+", default=[1e-3, 2e-3, 4e-3, 8e-3]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args(argv)
     settings = dataclasses.replace(demo.DEFAULT, num_steps=args.steps)
@@ -34,13 +36,17 @@ def main(argv=None):
     for lr, seed in [(lr, seed) for lr in args.lrs for seed in args.seeds]:
         student = models.build_causal_lm(models.STUDENT_CONFIG, seed=seed)
         student.compile(
-            optimizer=training.adamw(lr, settings.num_steps, settings.warmup_steps,
-                                     settings.weight_decay),
+            optimizer=training.adamw(
+                lr, settings.num_steps, settings.warmup_steps, settings.weight_decay
+            ),
             loss=training.causal_lm_loss(),
         )
         training.train(student, batches, settings.num_steps, verbose=False)
-        print(f"peak lr {lr:g}, seed {seed}: validation loss {heldout_cross_entropy(student, validation):.4f}",
-              flush=True)
+        print(
+            f"peak lr {lr:g}, seed {seed}: validation loss "
+            f"{heldout_cross_entropy(student, validation):.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

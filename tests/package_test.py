@@ -9,13 +9,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_import_is_light():
-    code = "import sys, keras_guide; print(sorted(m for m in ('keras_hub', 'tensorflow', 'torch') if m in sys.modules))"
+    code = (
+        "import sys, keras_guide; print(sorted(m for m in "
+        "('keras_hub', 'tensorflow', 'torch') if m in sys.modules))"
+    )
     env = dict(os.environ, KERAS_BACKEND="jax")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
 
 
+# A backslash at the end of a line below joins it with the next one: the code
+# that runs has those lines as one line.
 _DIGEST = """
 import hashlib, keras, numpy as np
 from keras_guide.initializers import GuidedInitializer, pca_projection
@@ -25,9 +32,11 @@ kernel = rng.normal(size=(48, 4, 12)).astype("float32")
 p = pca_projection(table, 20, mean_preserving=True)
 values = [
     GuidedInitializer(table, {1: p})((300, 20), "float32"),
-    GuidedInitializer(kernel, {0: p}, {1: "uniform"}, gains={0: rng.normal(size=48)}, scale=1.5)((20, 2, 12), "float32"),
+    GuidedInitializer(kernel, {0: p}, {1: "uniform"}, gains={0: rng.normal(size=48)}, \
+scale=1.5)((20, 2, 12), "float32"),
 ]
-print(hashlib.sha256(b"".join(keras.ops.convert_to_numpy(v).tobytes() for v in values)).hexdigest())
+print(hashlib.sha256(b"".join(keras.ops.convert_to_numpy(v).tobytes() \
+for v in values)).hexdigest())
 """
 
 
@@ -39,7 +48,13 @@ def test_student_weights_bit_identical_on_all_backends():
     digests = {}
     for backend in ("jax", "tensorflow", "torch"):
         env = dict(os.environ, KERAS_BACKEND=backend)
-        out = subprocess.run([sys.executable, "-c", _DIGEST], capture_output=True, text=True, env=env, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", _DIGEST],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         digests[backend] = out.stdout.strip().splitlines()[-1]
     assert len(set(digests.values())) == 1, digests
@@ -116,8 +131,12 @@ def _cycles(graph):
     return found
 
 
-_UPPER = ("keras_guide.workflows", "keras_guide.demo", "keras_guide.cli",
-          "keras_guide.__main__")
+_UPPER = (
+    "keras_guide.workflows",
+    "keras_guide.demo",
+    "keras_guide.cli",
+    "keras_guide.__main__",
+)
 
 
 def _within(module, prefixes):
@@ -141,8 +160,11 @@ def test_the_core_imports_nothing_above_it():
     # Workflows take loaded models and text: the CLI and the demo sit above them.
     above = ("keras_guide.demo", "keras_guide.cli", "keras_guide.__main__")
     workflows = [m for m in graph if _within(m, ("keras_guide.workflows",))]
-    assert {m: sorted(graph[m]) for m in workflows if
-            any(_within(t, above) for t in graph[m])} == {}
+    assert {
+        m: sorted(graph[m])
+        for m in workflows
+        if any(_within(t, above) for t in graph[m])
+    } == {}
 
 
 def test_every_module_has_a_listed_test_home():
@@ -154,10 +176,16 @@ def test_every_module_has_a_listed_test_home():
         rows = re.findall(r"^\| `([^`]+\.py)` \| (.+) \|$", f.read(), re.M)
     listed = {module: re.findall(r"`([^`]+)`", tests) for module, tests in rows}
     package = os.path.join(ROOT, "keras_guide")
-    modules = {os.path.relpath(p, package) for p in glob.glob(
-        os.path.join(package, "**", "*.py"), recursive=True)} - {"__main__.py"}
+    modules = {
+        os.path.relpath(p, package)
+        for p in glob.glob(os.path.join(package, "**", "*.py"), recursive=True)
+    } - {"__main__.py"}
     assert sorted(modules - set(listed)) == []  # modules without a test home
     assert sorted(set(listed) - modules) == []  # rows for modules that are gone
-    missing = sorted(t for tests in listed.values() for t in tests
-                     if not os.path.exists(os.path.join(ROOT, "tests", t)))
+    missing = sorted(
+        t
+        for tests in listed.values()
+        for t in tests
+        if not os.path.exists(os.path.join(ROOT, "tests", t))
+    )
     assert missing == []

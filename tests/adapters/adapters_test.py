@@ -10,7 +10,18 @@ from tests.harness import families as harness
 
 # Pre-norm decoders: a full-width student is exact and a narrower one's first
 # block reproduces the teacher's kept heads and neurons.
-DECODERS = ["gpt2", "llama", "gemma", "qwen", "qwen3", "gemma2", "gemma3", "mistral", "phi3", "mixtral"]
+DECODERS = [
+    "gpt2",
+    "llama",
+    "gemma",
+    "qwen",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "mistral",
+    "phi3",
+    "mixtral",
+]
 # Post-LayerNorm encoders: exact at full width with a selecting projection.
 ENCODERS = ["bert", "roberta", "xlm_roberta", "distil_bert"]
 
@@ -27,7 +38,9 @@ def test_full_width_student_reproduces_teacher_logits(name):
     student = build_student(teacher)
     report = guide(teacher, student, blocks="all", norm="fold")
     x = harness.inputs(family)
-    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    assert (
+        _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    )
     assert report.projection.kind == family.exact_kind
     assert "kept random" not in report.counts()
     for path, value in harness.weights(teacher).items():
@@ -40,7 +53,9 @@ def test_untied_llama_head_is_folded_exactly_with_any_final_gain():
     student = build_student(teacher)
     guide(teacher, student, norm="fold")
     x = harness.inputs(family)
-    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    assert (
+        _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    )
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -77,13 +92,25 @@ def test_narrow_first_block_reproduces_kept_heads_and_neurons(name, branch):
         harness.zero(pruned_student, [t_block + p for p in family.mlp_output])
     else:
         harness.zero(pruned_student, [t_block + p for p in family.attention_output])
-    x_s = np.random.default_rng(1).normal(size=(2, harness.SEQ, m.shape[1])).astype("float32")
+    x_s = (
+        np.random.default_rng(1)
+        .normal(size=(2, harness.SEQ, m.shape[1]))
+        .astype("float32")
+    )
     x_hat = (x_s.astype(np.float64) @ m.T).astype("float32")
-    out_s = keras.ops.convert_to_numpy(pruned_student.get_layer(family.block.format(0))(x_s))
-    out_t = keras.ops.convert_to_numpy(restricted.get_layer(family.block.format(0))(x_hat))
+    out_s = keras.ops.convert_to_numpy(
+        pruned_student.get_layer(family.block.format(0))(x_s)
+    )
+    out_t = keras.ops.convert_to_numpy(
+        restricted.get_layer(family.block.format(0))(x_hat)
+    )
     # A post-branch norm scales a small branch output to unit RMS, and its
     # float32 round-off with it.
-    tolerance = dict(atol=1e-4, rtol=1e-3) if family.post_branch_norms else dict(atol=2e-5, rtol=1e-4)
+    tolerance = (
+        dict(atol=1e-4, rtol=1e-3)
+        if family.post_branch_norms
+        else dict(atol=2e-5, rtol=1e-4)
+    )
     np.testing.assert_allclose(out_s - x_s, (out_t - x_hat) @ m, **tolerance)
 
 
@@ -104,8 +131,11 @@ def test_default_norm_keeps_the_diagonal_of_the_projected_gain(name):
     ratio = np.sqrt(m.shape[0] / m.shape[1])
     t, s = harness.weights(teacher), harness.weights(student)
     entries = report.as_dict()["weights"]
-    gains = [e for e in entries
-             if e["how"] == "diagonal" and e["student"].endswith(("gamma", "scale"))]
+    gains = [
+        e
+        for e in entries
+        if e["how"] == "diagonal" and e["student"].endswith(("gamma", "scale"))
+    ]
     # Every norm of the guided block, and the final one, keeps its own gain
     # (rescaled, nothing folded into the readers).
     assert len(gains) >= 3 and not any(e["how"] == "folded" for e in entries)
@@ -120,12 +150,25 @@ def test_gemma_embedding_scaling_keeps_teacher_magnitude():
     teacher = harness.make_teacher(family)
     student = build_student(teacher, **family.narrow)
     report = guide(teacher, student)
-    e_t = keras.ops.convert_to_numpy(teacher.token_embedding.embeddings).astype(np.float64)
-    e_s = keras.ops.convert_to_numpy(student.token_embedding.embeddings).astype(np.float64)
-    np.testing.assert_allclose(e_s * np.sqrt(8), e_t @ report.projection.matrix * np.sqrt(16), rtol=1e-5, atol=1e-6)
+    e_t = keras.ops.convert_to_numpy(teacher.token_embedding.embeddings).astype(
+        np.float64
+    )
+    e_s = keras.ops.convert_to_numpy(student.token_embedding.embeddings).astype(
+        np.float64
+    )
+    np.testing.assert_allclose(
+        e_s * np.sqrt(8),
+        e_t @ report.projection.matrix * np.sqrt(16),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
-FINAL_NORMS = {"gpt2": "layer_norm", "gemma": "final_normalization", "qwen": "sequence_output_layernorm"}
+FINAL_NORMS = {
+    "gpt2": "layer_norm",
+    "gemma": "final_normalization",
+    "qwen": "sequence_output_layernorm",
+}
 
 
 @pytest.mark.parametrize("name", sorted(FINAL_NORMS))
@@ -136,30 +179,49 @@ def test_narrow_final_norm_and_tied_head_match_teacher_at_unit_gain(name):
     harness.zero(teacher, zero_shift)
     student = build_student(teacher, **family.narrow)
     m = guide(teacher, student).projection.matrix
-    x_s = np.random.default_rng(2).normal(size=(2, harness.SEQ, m.shape[1])).astype("float32")
+    x_s = (
+        np.random.default_rng(2)
+        .normal(size=(2, harness.SEQ, m.shape[1]))
+        .astype("float32")
+    )
     x_hat = (x_s.astype(np.float64) @ m.T).astype("float32")
 
     def head(backbone, x):
         h = backbone.get_layer(FINAL_NORMS[name])(x)
         return keras.ops.convert_to_numpy(backbone.token_embedding(h, reverse=True))
 
-    np.testing.assert_allclose(head(student, x_s), head(teacher, x_hat), atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(
+        head(student, x_s), head(teacher, x_hat), atol=2e-4, rtol=1e-3
+    )
 
 
 def test_gqa_teacher_maps_to_gqa_student_groups():
     family = harness.FAMILIES["llama"]
     teacher = harness.make_teacher(family)
-    student = build_student(teacher, hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1)
+    student = build_student(
+        teacher,
+        hidden_dim=8,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=12,
+        num_layers=1,
+    )
     guide(teacher, student, projection="select", norm="reset")
-    query_t = keras.ops.convert_to_numpy(teacher.get_layer("transformer_layer_0").weights[0])
+    query_t = keras.ops.convert_to_numpy(
+        teacher.get_layer("transformer_layer_0").weights[0]
+    )
     paths = {w.path: keras.ops.convert_to_numpy(w) for w in student.weights}
     t_paths = {w.path: keras.ops.convert_to_numpy(w) for w in teacher.weights}
     heads, kv = gqa_head_indices(8, 2, 2, 1)
     dims = uniform_indices(32, 8)
     q = paths["transformer_layer_0/self_attention/query/kernel"]
     k = paths["transformer_layer_0/self_attention/key/kernel"]
-    np.testing.assert_allclose(q, t_paths["transformer_layer_0/self_attention/query/kernel"][dims][:, heads])
-    np.testing.assert_allclose(k, t_paths["transformer_layer_0/self_attention/key/kernel"][dims][:, kv])
+    np.testing.assert_allclose(
+        q, t_paths["transformer_layer_0/self_attention/query/kernel"][dims][:, heads]
+    )
+    np.testing.assert_allclose(
+        k, t_paths["transformer_layer_0/self_attention/key/kernel"][dims][:, kv]
+    )
     assert list(heads // 4) == [kv[0]] * 2 and query_t.shape == (32, 8, 4)
 
 
@@ -178,7 +240,9 @@ def test_post_layer_norm_is_exact_for_selection_approximate_for_pca(name):
     # Post-LN gains are kept as diag(Mᵀ diag(γ) M): not exact once M rotates
     # (gains here spread by ±30 %), yet the logits stay well aligned.
     assert _relative_error(approx, reference) > 1e-4
-    cosine = np.sum(approx * reference) / np.linalg.norm(approx) / np.linalg.norm(reference)
+    cosine = (
+        np.sum(approx * reference) / np.linalg.norm(approx) / np.linalg.norm(reference)
+    )
     assert cosine > 0.8
     # With unit gains the diagonal approximation is exact again.
     plain = harness.make_teacher(family)
@@ -191,7 +255,9 @@ def test_post_layer_norm_is_exact_for_selection_approximate_for_pca(name):
 
 
 def _post_norm_paths(backbone):
-    return [w.path for w in backbone.weights if "/post_" in w.path and "_norm/" in w.path]
+    return [
+        w.path for w in backbone.weights if "/post_" in w.path and "_norm/" in w.path
+    ]
 
 
 @pytest.mark.parametrize("name", ["gemma2", "gemma3"])
@@ -210,14 +276,18 @@ def test_post_branch_norms_are_exact_for_selection_approximate_for_pca(name):
     # (docs/method.md gives the errors measured on Gemma 3 270M).
     approx = harness.logits(rotated, x)
     assert _relative_error(approx, reference) > 1e-2
-    cosine = np.sum(approx * reference) / np.linalg.norm(approx) / np.linalg.norm(reference)
+    cosine = (
+        np.sum(approx * reference) / np.linalg.norm(approx) / np.linalg.norm(reference)
+    )
     assert cosine > 0.6
     # Selection (the exactness test) and uniform gains make it exact again.
     for path in _post_norm_paths(teacher):
         harness.zero(teacher, [path])
     rotated = build_student(teacher)
     guide(teacher, rotated, norm="fold", projection="pca")
-    assert _relative_error(harness.logits(rotated, x), harness.logits(teacher, x)) < 1e-5
+    assert (
+        _relative_error(harness.logits(rotated, x), harness.logits(teacher, x)) < 1e-5
+    )
 
 
 def test_narrow_post_branch_norm_keeps_the_rescaled_diagonal_gain():
@@ -257,7 +327,9 @@ def test_mixtral_keeps_every_expert_and_the_same_neurons_in_each():
     dims = uniform_indices(32, 16)
     neurons = uniform_indices(24, 12)
     np.testing.assert_array_equal(
-        s[p + "sparse_feedforward_gate_dense/kernel"], t[p + "sparse_feedforward_gate_dense/kernel"][dims])
+        s[p + "sparse_feedforward_gate_dense/kernel"],
+        t[p + "sparse_feedforward_gate_dense/kernel"][dims],
+    )
     for name in ("gate_dense", "intermediate_dense"):
         path = p + "experts/expert_feedforward_" + name
         np.testing.assert_array_equal(s[path], t[path][:, dims][:, :, neurons])
@@ -273,7 +345,9 @@ def test_untied_heads_fold_the_final_gain_exactly_with_pca(name):
     student = build_student(teacher)
     guide(teacher, student, norm="fold", projection="pca")
     x = harness.inputs(family)
-    assert _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    assert (
+        _relative_error(harness.logits(student, x), harness.logits(teacher, x)) < 1e-5
+    )
 
 
 def test_layer_map_uniform_first_and_explicit():
@@ -283,13 +357,26 @@ def test_layer_map_uniform_first_and_explicit():
 
     teacher = keras_hub.models.GPT2Backbone(**config)
     student = build_student(teacher, num_layers=2)
-    for layer_map, expected in (("uniform", [0, 2]), ("first", [0, 1]), ([3, 1], [3, 1])):
-        report = guide(teacher, student, layer_map=layer_map, projection="select", norm="reset")
+    for layer_map, expected in (
+        ("uniform", [0, 2]),
+        ("first", [0, 1]),
+        ([3, 1], [3, 1]),
+    ):
+        report = guide(
+            teacher, student, layer_map=layer_map, projection="select", norm="reset"
+        )
         assert report.layer_map == expected
         for s_index, t_index in enumerate(expected):
-            s_kernel = student.get_layer(f"transformer_layer_{s_index}")._feedforward_output_dense.kernel
-            t_kernel = teacher.get_layer(f"transformer_layer_{t_index}")._feedforward_output_dense.kernel
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(s_kernel), keras.ops.convert_to_numpy(t_kernel))
+            s_kernel = student.get_layer(
+                f"transformer_layer_{s_index}"
+            )._feedforward_output_dense.kernel
+            t_kernel = teacher.get_layer(
+                f"transformer_layer_{t_index}"
+            )._feedforward_output_dense.kernel
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(s_kernel),
+                keras.ops.convert_to_numpy(t_kernel),
+            )
 
 
 def test_blocks_first_keeps_later_blocks_random_and_reports_everything():
@@ -316,19 +403,27 @@ def test_regularize_attaches_shared_guide_regularizers():
     teacher = harness.make_teacher(family)
     student = build_student(teacher, **family.narrow)
     guide(teacher, student, regularize=0.5)
-    regs = {id(w.regularizer.strength) for w in student.weights if w.regularizer is not None}
+    regs = {
+        id(w.regularizer.strength) for w in student.weights if w.regularizer is not None
+    }
     assert len(regs) == 1
-    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)) == pytest.approx(0.0, abs=1e-7)
+    assert float(
+        sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)
+    ) == pytest.approx(0.0, abs=1e-7)
     w = student.token_embedding.embeddings
     w.assign(w + 1.0)
-    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)) == pytest.approx(0.5, rel=1e-4)
+    assert float(
+        sum(keras.ops.convert_to_numpy(loss) for loss in student.losses)
+    ) == pytest.approx(0.5, rel=1e-4)
 
 
 def test_task_models_are_accepted_and_student_shares_preprocessor():
     import keras_hub
 
     family = harness.FAMILIES["gpt2"]
-    teacher = keras_hub.models.GPT2CausalLM(backbone=harness.make_teacher(family), preprocessor=None)
+    teacher = keras_hub.models.GPT2CausalLM(
+        backbone=harness.make_teacher(family), preprocessor=None
+    )
     student = build_student(teacher, **family.narrow)
     assert isinstance(student, keras_hub.models.GPT2CausalLM)
     report = guide(teacher, student)
@@ -337,6 +432,7 @@ def test_task_models_are_accepted_and_student_shares_preprocessor():
 
 def _from_config(**changes):
     """A student of the teacher's config with `changes` (bypasses build_student)."""
+
     def make(teacher):
         config = dict(teacher.get_config(), name="student", **changes)
         return type(teacher).from_config(config)
@@ -353,38 +449,158 @@ def _bad_cases():
     bert = harness.FAMILIES["bert"]
     roberta = harness.FAMILIES["roberta"]
     return [
-        ("gpt2", lambda t: keras_hub.models.GPT2Backbone(**dict(gpt2.config, vocabulary_size=65)), r"vocabularies differ \(64 vs 65\)"),
-        ("gpt2", lambda t: build_student(t, hidden_dim=32, num_heads=8), r"wider than the teacher.*hidden_dim: student 32 > teacher 16"),
-        ("gpt2", lambda t: build_student(t, intermediate_dim=64), r"intermediate_dim: student 64 > teacher 32"),
-        ("gpt2", lambda t: keras_hub.models.LlamaBackbone(**llama.config), r"different families"),
+        (
+            "gpt2",
+            lambda t: keras_hub.models.GPT2Backbone(
+                **dict(gpt2.config, vocabulary_size=65)
+            ),
+            r"vocabularies differ \(64 vs 65\)",
+        ),
+        (
+            "gpt2",
+            lambda t: build_student(t, hidden_dim=32, num_heads=8),
+            r"wider than the teacher.*hidden_dim: student 32 > teacher 16",
+        ),
+        (
+            "gpt2",
+            lambda t: build_student(t, intermediate_dim=64),
+            r"intermediate_dim: student 64 > teacher 32",
+        ),
+        (
+            "gpt2",
+            lambda t: keras_hub.models.LlamaBackbone(**llama.config),
+            r"different families",
+        ),
         ("gpt2", lambda t: keras.Sequential([keras.layers.Dense(2)]), r"not built"),
-        ("llama", lambda t: build_student(t, hidden_dim=16, num_heads=8, num_key_value_heads=2), r"head_dim 2, the teacher 4.*rotary"),
-        ("llama", lambda t: build_student(t, num_heads=8, num_key_value_heads=1), r"groups cannot grow"),
+        (
+            "llama",
+            lambda t: build_student(
+                t, hidden_dim=16, num_heads=8, num_key_value_heads=2
+            ),
+            r"head_dim 2, the teacher 4.*rotary",
+        ),
+        (
+            "llama",
+            lambda t: build_student(t, num_heads=8, num_key_value_heads=1),
+            r"groups cannot grow",
+        ),
         # The new families: the same refusals, and their own options.
-        ("gemma2", _from_config(attention_logit_soft_cap=10.0), r"attention_logit_soft_cap: teacher 5.0, student 10.0"),
-        ("gemma2", _from_config(final_logit_soft_cap=None), r"final_logit_soft_cap: teacher 3.0, student None"),
-        ("gemma2", _from_config(sliding_window_size=8), r"sliding_window_size: teacher 4, student 8"),
-        ("gemma2", _from_config(use_post_ffw_norm=False), r"use_post_ffw_norm: teacher True, student False"),
-        ("gemma2", lambda t: build_student(t, head_dim=2), r"head_dim 2, the teacher 4.*rotary"),
-        ("gemma2", lambda t: keras_hub.models.GemmaBackbone(**gemma.config), r"different families"),
-        ("gemma3", lambda t: build_student(t, hidden_dim=32), r"hidden_dim: student 32 > teacher 16"),
-        ("gemma3", lambda t: build_student(t, head_dim=2), r"head_dim 2, the teacher 4.*rotary"),
-        ("gemma3", lambda t: keras_hub.models.GemmaBackbone(**gemma.config), r"different families"),
-        ("gemma3", _from_config(use_sliding_window_attention=False), r"use_sliding_window_attention: teacher True, student False"),
-        ("gemma3", _from_config(global_rope_scaling_factor=8.0), r"global_rope_scaling_factor: teacher 1.0, student 8.0"),
-        ("mistral", _from_config(sliding_window=8), r"sliding_window: teacher 4, student 8"),
-        ("mistral", lambda t: build_student(t, hidden_dim=16, num_heads=8, num_key_value_heads=2), r"head_dim 2, the teacher 4.*rotary"),
-        ("mistral", lambda t: keras_hub.models.LlamaBackbone(**llama.config), r"different families"),
-        ("phi3", lambda t: build_student(t, hidden_dim=16, num_heads=8, num_key_value_heads=2), r"head_dim 2, the teacher 4.*rotary"),
-        ("phi3", lambda t: build_student(t, intermediate_dim=48), r"intermediate_dim: student 48 > teacher 24"),
-        ("phi3", _from_config(max_sequence_length=64), r"max_sequence_length: teacher 4096, student 64"),
+        (
+            "gemma2",
+            _from_config(attention_logit_soft_cap=10.0),
+            r"attention_logit_soft_cap: teacher 5.0, student 10.0",
+        ),
+        (
+            "gemma2",
+            _from_config(final_logit_soft_cap=None),
+            r"final_logit_soft_cap: teacher 3.0, student None",
+        ),
+        (
+            "gemma2",
+            _from_config(sliding_window_size=8),
+            r"sliding_window_size: teacher 4, student 8",
+        ),
+        (
+            "gemma2",
+            _from_config(use_post_ffw_norm=False),
+            r"use_post_ffw_norm: teacher True, student False",
+        ),
+        (
+            "gemma2",
+            lambda t: build_student(t, head_dim=2),
+            r"head_dim 2, the teacher 4.*rotary",
+        ),
+        (
+            "gemma2",
+            lambda t: keras_hub.models.GemmaBackbone(**gemma.config),
+            r"different families",
+        ),
+        (
+            "gemma3",
+            lambda t: build_student(t, hidden_dim=32),
+            r"hidden_dim: student 32 > teacher 16",
+        ),
+        (
+            "gemma3",
+            lambda t: build_student(t, head_dim=2),
+            r"head_dim 2, the teacher 4.*rotary",
+        ),
+        (
+            "gemma3",
+            lambda t: keras_hub.models.GemmaBackbone(**gemma.config),
+            r"different families",
+        ),
+        (
+            "gemma3",
+            _from_config(use_sliding_window_attention=False),
+            r"use_sliding_window_attention: teacher True, student False",
+        ),
+        (
+            "gemma3",
+            _from_config(global_rope_scaling_factor=8.0),
+            r"global_rope_scaling_factor: teacher 1.0, student 8.0",
+        ),
+        (
+            "mistral",
+            _from_config(sliding_window=8),
+            r"sliding_window: teacher 4, student 8",
+        ),
+        (
+            "mistral",
+            lambda t: build_student(
+                t, hidden_dim=16, num_heads=8, num_key_value_heads=2
+            ),
+            r"head_dim 2, the teacher 4.*rotary",
+        ),
+        (
+            "mistral",
+            lambda t: keras_hub.models.LlamaBackbone(**llama.config),
+            r"different families",
+        ),
+        (
+            "phi3",
+            lambda t: build_student(
+                t, hidden_dim=16, num_heads=8, num_key_value_heads=2
+            ),
+            r"head_dim 2, the teacher 4.*rotary",
+        ),
+        (
+            "phi3",
+            lambda t: build_student(t, intermediate_dim=48),
+            r"intermediate_dim: student 48 > teacher 24",
+        ),
+        (
+            "phi3",
+            _from_config(max_sequence_length=64),
+            r"max_sequence_length: teacher 4096, student 64",
+        ),
         ("mixtral", _from_config(num_experts=2), r"num_experts: teacher 4, student 2"),
         ("mixtral", _from_config(top_k=1), r"top_k: teacher 2, student 1"),
-        ("mixtral", lambda t: build_student(t, num_heads=8, num_key_value_heads=1), r"groups cannot grow"),
-        ("roberta", lambda t: build_student(t, hidden_dim=32, num_heads=8), r"hidden_dim: student 32 > teacher 16"),
-        ("roberta", lambda t: keras_hub.models.BertBackbone(**bert.config), r"different families"),
-        ("distil_bert", lambda t: keras_hub.models.RobertaBackbone(**roberta.config), r"different families"),
-        ("distil_bert", lambda t: build_student(t, max_sequence_length=16), r"max_sequence_length: student 16 > teacher 12"),
+        (
+            "mixtral",
+            lambda t: build_student(t, num_heads=8, num_key_value_heads=1),
+            r"groups cannot grow",
+        ),
+        (
+            "roberta",
+            lambda t: build_student(t, hidden_dim=32, num_heads=8),
+            r"hidden_dim: student 32 > teacher 16",
+        ),
+        (
+            "roberta",
+            lambda t: keras_hub.models.BertBackbone(**bert.config),
+            r"different families",
+        ),
+        (
+            "distil_bert",
+            lambda t: keras_hub.models.RobertaBackbone(**roberta.config),
+            r"different families",
+        ),
+        (
+            "distil_bert",
+            lambda t: build_student(t, max_sequence_length=16),
+            r"max_sequence_length: student 16 > teacher 12",
+        ),
     ]
 
 
@@ -412,7 +628,10 @@ def test_an_unknown_option_is_refused_for_every_family(name, monkeypatch):
     before = harness.weights(student)
     config = student.get_config()
     monkeypatch.setattr(student, "get_config", lambda: dict(config, use_new_flag=True))
-    with pytest.raises(ValueError, match=r"student `.*`: it does not know the options \['use_new_flag'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"student `.*`: it does not know the options \['use_new_flag'\]",
+    ):
         guide(teacher, student)
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
@@ -420,16 +639,44 @@ def test_an_unknown_option_is_refused_for_every_family(name, monkeypatch):
 
 _REFUSED = {
     "QwenMoeBackbone": dict(
-        vocabulary_size=64, num_layers=1, num_query_heads=4, num_key_value_heads=2, hidden_dim=16,
-        intermediate_dim=8, moe_intermediate_dim=8, shared_expert_intermediate_dim=8, num_experts=4),
+        vocabulary_size=64,
+        num_layers=1,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=8,
+        moe_intermediate_dim=8,
+        shared_expert_intermediate_dim=8,
+        num_experts=4,
+    ),
     "Qwen3MoeBackbone": dict(
-        vocabulary_size=64, num_layers=1, num_query_heads=4, num_key_value_heads=2, hidden_dim=16,
-        intermediate_dim=8, moe_intermediate_dim=8, num_experts=4, head_dim=4),
+        vocabulary_size=64,
+        num_layers=1,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=8,
+        moe_intermediate_dim=8,
+        num_experts=4,
+        head_dim=4,
+    ),
     "SmolLM3Backbone": dict(
-        vocabulary_size=64, hidden_dim=32, intermediate_dim=24, num_layers=2, num_attention_heads=8,
-        num_key_value_heads=2, attention_bias=False, attention_dropout=0.0,
-        rope_layer_enabled_list=[True, False], layer_types=["full_attention"] * 2, mlp_bias=False,
-        layer_norm_epsilon=1e-6, max_position_embeddings=64, rope_theta=10000.0, partial_rotary_factor=1.0),
+        vocabulary_size=64,
+        hidden_dim=32,
+        intermediate_dim=24,
+        num_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        attention_bias=False,
+        attention_dropout=0.0,
+        rope_layer_enabled_list=[True, False],
+        layer_types=["full_attention"] * 2,
+        mlp_bias=False,
+        layer_norm_epsilon=1e-6,
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        partial_rotary_factor=1.0,
+    ),
 }
 _REFUSAL_REASONS = {
     "QwenMoeBackbone": r"gate and up projections into one.*shared expert",
@@ -466,16 +713,24 @@ def test_weights_sharing_a_path_are_refused():
 
     teacher = harness.make_teacher(harness.FAMILIES["llama"])
     shared = types.SimpleNamespace(
-        name="student", get_config=teacher.get_config,
+        name="student",
+        get_config=teacher.get_config,
         weights=[types.SimpleNamespace(path="o_proj/kernel")] * 2 + teacher.weights,
     )
-    with pytest.raises(ValueError, match=r"student `student`: several of its weights share the paths \['o_proj/kernel'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"student `student`: several of its weights share the paths "
+        r"\['o_proj/kernel'\]",
+    ):
         adapter_for(teacher).check_options(teacher, shared)
 
 
 def test_unsupported_family_lists_supported_ones():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"No GUIDE adapter for Sequential.*gpt2.*llama.*gemma.*bert.*qwen.*qwen3"):
+    with pytest.raises(
+        ValueError,
+        match=r"No GUIDE adapter for Sequential.*gpt2.*llama.*gemma.*bert.*qwen.*qwen3",
+    ):
         guide(model, model)
 
 

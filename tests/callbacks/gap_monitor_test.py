@@ -58,7 +58,9 @@ def test_gap_closed_is_logged_each_epoch_and_the_teacher_runs_once():
         x, y, sample_weight=weight, epochs=2, verbose=0, callbacks=[monitor]
     ).history
     assert counting.calls == 2  # one pass over the 6 rows, at training start
-    teacher_loss = tiny.ce_reference(val[1], tiny.numpy(teacher.predict(val[0], verbose=0)), val[2])
+    teacher_loss = tiny.ce_reference(
+        val[1], tiny.numpy(teacher.predict(val[0], verbose=0)), val[2]
+    )
     student_loss = tiny.ce_reference(
         val[1], tiny.numpy(distiller.student.predict(val[0], verbose=0)), val[2]
     )
@@ -73,7 +75,8 @@ def test_gap_closed_is_logged_each_epoch_and_the_teacher_runs_once():
 def test_a_plain_student_needs_a_teacher_or_its_loss():
     student = tiny.dense_lm(seed=0)
     student.compile(
-        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     x, y, _ = tiny.token_batch(rows=4, seed=4)
     with pytest.raises(ValueError, match="pass `teacher=` or `teacher_loss=`"):
@@ -81,14 +84,22 @@ def test_a_plain_student_needs_a_teacher_or_its_loss():
     monitor = GapMonitor((x, y), baseline_loss=3.0, teacher_loss=1.0)
     history = student.fit(x, y, verbose=0, callbacks=[monitor]).history
     student_loss = tiny.ce_reference(y, tiny.numpy(student.predict(x, verbose=0)))
-    assert history["gap_closed"][0] == pytest.approx((3.0 - student_loss) / 2.0, rel=1e-4)
+    assert history["gap_closed"][0] == pytest.approx(
+        (3.0 - student_loss) / 2.0, rel=1e-4
+    )
 
 
 def test_an_empty_gap_is_refused():
     student = tiny.dense_lm(seed=0)
-    student.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x, y, _ = tiny.token_batch(rows=4, seed=5)
     with pytest.raises(ValueError, match="Received: baseline_loss=2.0"):
         student.fit(
-            x, y, verbose=0, callbacks=[GapMonitor((x, y), baseline_loss=2.0, teacher_loss=2.0)]
+            x,
+            y,
+            verbose=0,
+            callbacks=[GapMonitor((x, y), baseline_loss=2.0, teacher_loss=2.0)],
         )

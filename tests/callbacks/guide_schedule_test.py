@@ -37,7 +37,9 @@ def test_invalid_arguments_name_them():
 def _distiller(strength=1.0):
     probe = tiny.dense_lm(seed=0)
     target = tiny.numpy(probe.get_layer("head").kernel) + 0.5
-    student = tiny.dense_lm(seed=0, kernel_regularizer=GuideRegularizer(target, strength))
+    student = tiny.dense_lm(
+        seed=0, kernel_regularizer=GuideRegularizer(target, strength)
+    )
     distiller = Distiller(tiny.dense_lm(width=8, seed=1, scale=4.0), student)
     distiller.compile(optimizer=keras.optimizers.SGD(1e-3))
     return distiller
@@ -56,7 +58,11 @@ def test_schedule_changes_what_the_compiled_step_computes():
     x, y, weight = tiny.token_batch(rows=4, seed=1)
     distiller = _distiller()
     schedule = GuideSchedule(
-        2, "linear", guide_strength=(1.0, 0.0), kd_weight=(0.5, 0.0), temperature=(1.0, 4.0)
+        2,
+        "linear",
+        guide_strength=(1.0, 0.0),
+        kd_weight=(0.5, 0.0),
+        temperature=(1.0, 4.0),
     )
     recorder = _BatchLogs()
     history = distiller.fit(
@@ -96,7 +102,8 @@ def test_schedules_a_plain_student_with_guide_regularizers():
     x, y, weight = tiny.token_batch(rows=4, seed=3)
     student = _distiller().student
     student.compile(
-        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     recorder = _BatchLogs()
     student.fit(
@@ -117,9 +124,12 @@ def test_missing_targets_raise_when_training_starts():
     x, y, _ = tiny.token_batch(rows=4, seed=4)
     plain = tiny.dense_lm(seed=0)
     plain.compile(
-        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     with pytest.raises(ValueError, match="no `GuideRegularizer`"):
-        plain.fit(x, y, verbose=0, callbacks=[GuideSchedule(5, guide_strength=(1.0, 0.0))])
+        plain.fit(
+            x, y, verbose=0, callbacks=[GuideSchedule(5, guide_strength=(1.0, 0.0))]
+        )
     with pytest.raises(ValueError, match="has no `temperature` variable"):
         plain.fit(x, y, verbose=0, callbacks=[GuideSchedule(5, temperature=(2.0, 1.0))])

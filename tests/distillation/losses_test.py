@@ -53,7 +53,9 @@ def test_sparse_cross_entropy_matches_reference():
     labels = np.random.default_rng(8).integers(0, 7, (3, 5))
     weight = (np.random.default_rng(9).random((3, 5)) < 0.7).astype("float32")
     got = float(losses.token_mean(losses.sparse_cross_entropy(labels, logits), weight))
-    np.testing.assert_allclose(got, tiny.ce_reference(labels, logits, weight), rtol=2e-5)
+    np.testing.assert_allclose(
+        got, tiny.ce_reference(labels, logits, weight), rtol=2e-5
+    )
 
 
 def test_kd_loss_is_zero_for_identical_logits_and_positive_otherwise():
@@ -130,10 +132,14 @@ def test_top_k_with_normalizer_is_the_exact_kl_over_k_plus_one_classes(k):
     top = np.take_along_axis(teacher, order, -1)
     log_z = np.log(np.exp(teacher.astype(np.float64) / temperature).sum(-1))
     tau0 = np.full((3,), temperature, "float32")
-    got = float(losses.top_k_kd_loss(
-        top, order, student, temperature, weight, log_z.astype("float32"), tau0))
-    np.testing.assert_allclose(got, _coarse_kl64(teacher, student, order, temperature, weight),
-                               rtol=1e-4)
+    got = float(
+        losses.top_k_kd_loss(
+            top, order, student, temperature, weight, log_z.astype("float32"), tau0
+        )
+    )
+    np.testing.assert_allclose(
+        got, _coarse_kl64(teacher, student, order, temperature, weight), rtol=1e-4
+    )
     # Coarsening never raises a KL; the renormalized estimate overstates it here.
     full = tiny.kd_reference(teacher, student, temperature, weight)
     renormalized = float(losses.top_k_kd_loss(top, order, student, temperature, weight))
@@ -149,7 +155,8 @@ def test_top_k_with_normalizer_and_full_vocabulary_is_exact_and_differentiable()
     got = float(losses.top_k_kd_loss(values, indices, student, 2.0, None, log_z, tau0))
     np.testing.assert_allclose(got, tiny.kd_reference(teacher, student, 2.0), rtol=1e-5)
     value, grad = tiny.value_and_grad(
-        lambda z: losses.top_k_kd_loss(values, indices, z, 2.0, None, log_z, tau0), student
+        lambda z: losses.top_k_kd_loss(values, indices, z, 2.0, None, log_z, tau0),
+        student,
     )
     assert np.isfinite(value) and np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
 

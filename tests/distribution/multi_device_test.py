@@ -22,24 +22,39 @@ _TOL = 1e-6
 
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax",
-    reason="spawns its own JAX process with 2 simulated devices; the JAX run suffices",
+    reason="spawns its own JAX process with 2 simulated devices; "
+    "the JAX run suffices",
 )
 tensorflow_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="spawns its own TensorFlow process with 2 logical CPUs; the TensorFlow run suffices",
+    reason="spawns its own TensorFlow process with 2 logical CPUs; "
+    "the TensorFlow run suffices",
 )
 
 
 def _run(script, backend):
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        PYTHONPATH=str(_ROOT),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     if backend == "jax":
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+        env["XLA_FLAGS"] = (
+            env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+        ).strip()
     done = subprocess.run(
-        [sys.executable, str(_SCENARIOS / script)], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(_SCENARIOS / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    assert done.returncode == 0 and lines, (
+        f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    )
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")

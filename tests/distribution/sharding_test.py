@@ -68,7 +68,16 @@ def test_families_with_their_own_layout_map_use_it_unchanged(name):
 
 
 _ADAPTER_LAYOUTS = [
-    "gpt2", "bert", "qwen3", "gemma3", "mistral", "phi3", "mixtral", "roberta", "xlm_roberta", "distil_bert",
+    "gpt2",
+    "bert",
+    "qwen3",
+    "gemma3",
+    "mistral",
+    "phi3",
+    "mixtral",
+    "roberta",
+    "xlm_roberta",
+    "distil_bert",
 ]
 
 
@@ -90,11 +99,17 @@ def test_adapter_layouts_split_heads_and_neurons_megatron_style(name):
     # Readers: the query heads axis of the query kernel.
     assert _axes(layouts, weights[f"{block}/{query}"]) == _split_on(query_heads_axis, 3)
     # Writers: heads axis (0) of the (heads, head_dim, d) output kernel.
-    assert _axes(layouts, weights[f"{block}/{family.attention_output[0]}"]) == ("model", None, None)
+    assert _axes(layouts, weights[f"{block}/{family.attention_output[0]}"]) == (
+        "model",
+        None,
+        None,
+    )
     # The MLP output kernel (neurons, d; Mixtral's experts, neurons, d)
     # splits its neurons axis.
     mlp_output = weights[f"{block}/{family.mlp_output[0]}"]
-    assert _axes(layouts, mlp_output) == _split_on(family.neuron_axis, len(mlp_output.shape))
+    assert _axes(layouts, mlp_output) == _split_on(
+        family.neuron_axis, len(mlp_output.shape)
+    )
     # The token table is vocabulary-parallel; norms stay replicated.
     assert _axes(layouts, weights[_token_table(name)]) == ("model", None)
     norms = [w for p, w in weights.items() if p.endswith(("gamma", "beta", "scale"))]
@@ -113,7 +128,12 @@ def test_vocabulary_the_mesh_does_not_divide_keeps_the_table_replicated():
 
     with keras.StatelessScope():
         teacher = keras_hub.models.GPT2Backbone(
-            vocabulary_size=63, num_layers=1, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+            vocabulary_size=63,
+            num_layers=1,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=8,
         )
         student = build_student(teacher, hidden_dim=8, num_heads=2, intermediate_dim=16)
     layouts = sharding_layouts(teacher, student, _mesh())
@@ -125,13 +145,22 @@ def test_indivisible_student_heads_name_weight_shape_and_mesh():
 
     with keras.StatelessScope():
         teacher = keras_hub.models.GPT2Backbone(
-            vocabulary_size=64, num_layers=1, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+            vocabulary_size=64,
+            num_layers=1,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=8,
         )
-        student = build_student(teacher, hidden_dim=12, num_heads=3, intermediate_dim=16)
+        student = build_student(
+            teacher, hidden_dim=12, num_heads=3, intermediate_dim=16
+        )
     with pytest.raises(ValueError) as error:
         sharding_layouts(teacher, student, _mesh())
     message = str(error.value)
-    assert "student's weight `transformer_layer_0/self_attention/query/kernel`" in message
+    assert (
+        "student's weight `transformer_layer_0/self_attention/query/kernel`" in message
+    )
     assert "(12, 3, 4)" in message and "{'batch': 1, 'model': 2}" in message
     assert "not a multiple of 2" in message
 
@@ -139,13 +168,17 @@ def test_indivisible_student_heads_name_weight_shape_and_mesh():
 def test_kerashub_layout_checked_on_the_batch_axis_too():
     # Llama's own map splits key/value heads on `batch`: 2 kv heads on 4.
     teacher, student = _pair("llama")
-    with pytest.raises(ValueError, match=r"key/kernel.*not a multiple of 4 \(mesh axes \('batch',\)\)"):
+    with pytest.raises(
+        ValueError, match=r"key/kernel.*not a multiple of 4 \(mesh axes \('batch',\)\)"
+    ):
         sharding_layouts(teacher, student, _mesh(batch=4, model=1))
 
 
 def test_invalid_mesh_axes_and_mixed_families_are_refused():
     teacher, student = _pair("gpt2")
-    with pytest.raises(ValueError, match="`model_dim` must name an axis.*Received: model_dim='tensor'"):
+    with pytest.raises(
+        ValueError, match="`model_dim` must name an axis.*Received: model_dim='tensor'"
+    ):
         sharding_layouts(teacher, student, _mesh(), model_dim="tensor")
     with pytest.raises(ValueError, match="`device_mesh` must be a"):
         sharding_layouts(teacher, student, (1, 2))
@@ -176,5 +209,7 @@ def test_check_sharding_rejects_a_rank_mismatch():
     teacher, student = _pair("gpt2")
     layouts = keras.distribution.LayoutMap(_mesh())
     layouts["token_embedding/embeddings"] = ("model",)
-    with pytest.raises(ValueError, match=r"has rank 1, the weight has shape \(64, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"has rank 1, the weight has shape \(64, 16\)"
+    ):
         check_sharding(layouts, {"teacher": teacher})

@@ -37,43 +37,118 @@ class Family:
 
 FAMILIES = {
     "gpt2": Family(
-        "gpt2", "GPT2Backbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-        dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+        "gpt2",
+        "GPT2Backbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=12,
+        ),
+        dict(
+            hidden_dim=8,
+            num_heads=2,
+            intermediate_dim=16,
+            num_layers=1,
+            max_sequence_length=10,
+        ),
         "transformer_layer_{}",
-        ("self_attention/attention_output/kernel", "self_attention/attention_output/bias"),
+        (
+            "self_attention/attention_output/kernel",
+            "self_attention/attention_output/bias",
+        ),
         ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
         exact_kind="pca_mean_preserving",
     ),
     "llama": Family(
-        "llama", "LlamaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24),
-        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "llama",
+        "LlamaBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=8,
+            num_key_value_heads=2,
+            hidden_dim=32,
+            intermediate_dim=24,
+        ),
+        dict(
+            hidden_dim=16,
+            num_heads=4,
+            num_key_value_heads=2,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
     ),
     "gemma": Family(
-        "gemma", "GemmaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=48, head_dim=4),
-        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=16, num_layers=1),
+        "gemma",
+        "GemmaBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=48,
+            head_dim=4,
+        ),
+        dict(
+            hidden_dim=8,
+            num_heads=2,
+            num_key_value_heads=1,
+            intermediate_dim=16,
+            num_layers=1,
+        ),
         "decoder_block_{}",
         ("attention/attention_output/kernel",),
         ("ffw_linear/kernel",),
         query=("attention/query/kernel", 0),
     ),
     "qwen": Family(
-        "qwen", "QwenBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24),
-        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "qwen",
+        "QwenBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=8,
+            num_key_value_heads=2,
+            hidden_dim=32,
+            intermediate_dim=24,
+        ),
+        dict(
+            hidden_dim=16,
+            num_heads=4,
+            num_key_value_heads=2,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
     ),
     "qwen3": Family(
-        "qwen3", "Qwen3Backbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, head_dim=8, hidden_dim=16, intermediate_dim=24),
-        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1),
+        "qwen3",
+        "Qwen3Backbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            hidden_dim=16,
+            intermediate_dim=24,
+        ),
+        dict(
+            hidden_dim=8,
+            num_heads=2,
+            num_key_value_heads=1,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
@@ -83,11 +158,31 @@ FAMILIES = {
     # post-branch norm of a narrower student is exact only as its ε → 0 (it
     # normalizes branch outputs whose mean square is not ≫ 1e-6): ε is tiny.
     "gemma2": Family(
-        "gemma2", "GemmaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=48, head_dim=4,
-             use_post_attention_norm=True, use_post_ffw_norm=True, attention_logit_soft_cap=5.0, final_logit_soft_cap=3.0,
-             use_sliding_window_attention=True, sliding_window_size=4, layer_norm_epsilon=1e-12),
-        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=16, num_layers=1),
+        "gemma2",
+        "GemmaBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=48,
+            head_dim=4,
+            use_post_attention_norm=True,
+            use_post_ffw_norm=True,
+            attention_logit_soft_cap=5.0,
+            final_logit_soft_cap=3.0,
+            use_sliding_window_attention=True,
+            sliding_window_size=4,
+            layer_norm_epsilon=1e-12,
+        ),
+        dict(
+            hidden_dim=8,
+            num_heads=2,
+            num_key_value_heads=1,
+            intermediate_dim=16,
+            num_layers=1,
+        ),
         "decoder_block_{}",
         ("attention/attention_output/kernel",),
         ("ffw_linear/kernel",),
@@ -97,11 +192,30 @@ FAMILIES = {
     ),
     # Gemma 3: six blocks, so five local (sliding-window) and one global.
     "gemma3": Family(
-        "gemma3", "Gemma3Backbone",
-        dict(vocabulary_size=64, image_size=16, num_layers=6, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=24, head_dim=4,
-             use_post_attention_norm=True, use_post_ffw_norm=True, use_sliding_window_attention=True, sliding_window_size=4,
-             layer_norm_epsilon=1e-12),
-        dict(hidden_dim=8, num_heads=2, num_key_value_heads=1, intermediate_dim=12, num_layers=1),
+        "gemma3",
+        "Gemma3Backbone",
+        dict(
+            vocabulary_size=64,
+            image_size=16,
+            num_layers=6,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=24,
+            head_dim=4,
+            use_post_attention_norm=True,
+            use_post_ffw_norm=True,
+            use_sliding_window_attention=True,
+            sliding_window_size=4,
+            layer_norm_epsilon=1e-12,
+        ),
+        dict(
+            hidden_dim=8,
+            num_heads=2,
+            num_key_value_heads=1,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "decoder_block_{}",
         ("attention/attention_output/kernel",),
         ("ffw_linear/kernel",),
@@ -110,26 +224,71 @@ FAMILIES = {
         post_branch_norms=True,
     ),
     "mistral": Family(
-        "mistral", "MistralBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24, sliding_window=4),
-        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "mistral",
+        "MistralBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=8,
+            num_key_value_heads=2,
+            hidden_dim=32,
+            intermediate_dim=24,
+            sliding_window=4,
+        ),
+        dict(
+            hidden_dim=16,
+            num_heads=4,
+            num_key_value_heads=2,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
     ),
     "phi3": Family(
-        "phi3", "Phi3Backbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24),
-        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "phi3",
+        "Phi3Backbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=8,
+            num_key_value_heads=2,
+            hidden_dim=32,
+            intermediate_dim=24,
+        ),
+        dict(
+            hidden_dim=16,
+            num_heads=4,
+            num_key_value_heads=2,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("attention/attention_output/kernel",),
         ("feedforward_output_dense/kernel",),
         query=("attention/query/kernel", 1),
     ),
     "mixtral": Family(
-        "mixtral", "MixtralBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=8, num_key_value_heads=2, hidden_dim=32, intermediate_dim=24, num_experts=4, top_k=2),
-        dict(hidden_dim=16, num_heads=4, num_key_value_heads=2, intermediate_dim=12, num_layers=1),
+        "mixtral",
+        "MixtralBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=8,
+            num_key_value_heads=2,
+            hidden_dim=32,
+            intermediate_dim=24,
+            num_experts=4,
+            top_k=2,
+        ),
+        dict(
+            hidden_dim=16,
+            num_heads=4,
+            num_key_value_heads=2,
+            intermediate_dim=12,
+            num_layers=1,
+        ),
         "transformer_layer_{}",
         ("self_attention/attention_output/kernel",),
         ("mixtral_sparse_moe_block/experts/expert_feedforward_output_dense",),
@@ -137,11 +296,28 @@ FAMILIES = {
     ),
     **{
         name: Family(
-            name, backbone,
-            dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=12),
-            dict(hidden_dim=8, num_heads=2, intermediate_dim=16, num_layers=1, max_sequence_length=10),
+            name,
+            backbone,
+            dict(
+                vocabulary_size=64,
+                num_layers=2,
+                num_heads=4,
+                hidden_dim=16,
+                intermediate_dim=32,
+                max_sequence_length=12,
+            ),
+            dict(
+                hidden_dim=8,
+                num_heads=2,
+                intermediate_dim=16,
+                num_layers=1,
+                max_sequence_length=10,
+            ),
             "transformer_layer_{}",
-            ("self_attention_layer/attention_output/kernel", "self_attention_layer/attention_output/bias"),
+            (
+                "self_attention_layer/attention_output/kernel",
+                "self_attention_layer/attention_output/bias",
+            ),
             ("feedforward_output_dense/kernel", "feedforward_output_dense/bias"),
             query=("self_attention_layer/query/kernel", 1),
             exact_kind="select",
@@ -174,7 +350,10 @@ def make_teacher(family, seed=0, final_gain_one=True):
             w.assign((0.1 * rng.normal(size=w.shape)).astype(w.dtype))
     if final_gain_one:
         for w in teacher.weights:
-            if w.path in ("layer_norm/gamma", "sequence_output_layernorm/scale") and family.name.startswith("qwen"):
+            if w.path in (
+                "layer_norm/gamma",
+                "sequence_output_layernorm/scale",
+            ) and family.name.startswith("qwen"):
                 w.assign(np.ones(w.shape, w.dtype))
             if w.path in ("layer_norm/gamma",):
                 w.assign(np.ones(w.shape, w.dtype))
@@ -186,7 +365,9 @@ def make_teacher(family, seed=0, final_gain_one=True):
 def inputs(family, batch=2, seq=SEQ, seed=0):
     rng = np.random.default_rng(seed)
     x = {
-        "token_ids": rng.integers(0, family.config["vocabulary_size"], (batch, seq)).astype("int32"),
+        "token_ids": rng.integers(
+            0, family.config["vocabulary_size"], (batch, seq)
+        ).astype("int32"),
         "padding_mask": np.ones((batch, seq), "int32"),
     }
     if family.segments:
@@ -197,7 +378,9 @@ def inputs(family, batch=2, seq=SEQ, seed=0):
 def logits(backbone, x):
     out = backbone(x)
     hidden = out["sequence_output"] if isinstance(out, dict) else out
-    return keras.ops.convert_to_numpy(backbone.token_embedding(hidden, reverse=True)).astype(np.float64)
+    return keras.ops.convert_to_numpy(
+        backbone.token_embedding(hidden, reverse=True)
+    ).astype(np.float64)
 
 
 # Layers KerasHub leaves unnamed get a process-wide number (Mixtral's MoE
@@ -212,7 +395,9 @@ def canonical(path):
 
 def weights(model):
     """Every weight of `model` as NumPy, by canonical path."""
-    return {canonical(w.path): keras.ops.convert_to_numpy(w).copy() for w in model.weights}
+    return {
+        canonical(w.path): keras.ops.convert_to_numpy(w).copy() for w in model.weights
+    }
 
 
 def clone(backbone):
@@ -250,7 +435,11 @@ def numpy_teacher(family, seed=0):
     rng = np.random.default_rng(seed)
     for w in teacher.weights:
         name = w.path.rsplit("/", 1)[-1]
-        base = 1.0 if name in ("gamma", "scale") and not family.name.startswith("gemma") else 0.0
+        base = (
+            1.0
+            if name in ("gamma", "scale") and not family.name.startswith("gemma")
+            else 0.0
+        )
         w.assign((base + 0.3 * rng.normal(size=w.shape)).astype(w.dtype))
     return teacher
 

@@ -33,18 +33,26 @@ def test_project_axis_any_rank_and_axis():
 def test_fold_gain_and_shift():
     w = RNG.normal(size=(6, 2, 3))
     gamma, beta, bias = RNG.normal(size=6), RNG.normal(size=6), RNG.normal(size=(2, 3))
-    np.testing.assert_allclose(folding.fold_gain(w, gamma, 0), np.einsum("d,dhk->dhk", gamma, w))
-    np.testing.assert_allclose(folding.fold_shift(w, beta, 0, bias), bias + np.einsum("d,dhk->hk", beta, w))
+    np.testing.assert_allclose(
+        folding.fold_gain(w, gamma, 0), np.einsum("d,dhk->dhk", gamma, w)
+    )
+    np.testing.assert_allclose(
+        folding.fold_shift(w, beta, 0, bias), bias + np.einsum("d,dhk->hk", beta, w)
+    )
 
 
 def test_diagonal_gain_is_diag_of_mt_gamma_m():
     m = _orthonormal(6, 4)
     gamma = RNG.normal(size=6)
-    np.testing.assert_allclose(folding.diagonal_gain(gamma, m), np.diag(m.T @ np.diag(gamma) @ m))
+    np.testing.assert_allclose(
+        folding.diagonal_gain(gamma, m), np.diag(m.T @ np.diag(gamma) @ m)
+    )
 
 
 def test_errors_name_weight_axis_and_shapes():
-    with pytest.raises(ValueError, match=r"`q_kernel` of shape \(5, 3\).*5 entries on axis 0.*\(6, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`q_kernel` of shape \(5, 3\).*5 entries on axis 0.*\(6, 4\)"
+    ):
         folding.project_axis(np.ones((5, 3)), np.ones((6, 4)), 0, name="q_kernel")
     with pytest.raises(ValueError, match=r"Axis 2 is out of range.*rank 2"):
         folding.project_axis(np.ones((5, 3)), np.ones((5, 4)), 2)
@@ -106,20 +114,45 @@ def _student(teacher, m, heads, neurons):
     out = {"attn_gamma": np.ones(d_s), "mlp_gamma": np.ones(d_s)}
     for name in "qkv":
         w = teacher[name]
-        out[name] = guided_value(w, (d_s, len(heads), w.shape[2]), {0: m}, sel_h, {0: teacher["attn_gamma"]}, s)
-    out["o"] = guided_value(teacher["o"], (len(heads), teacher["o"].shape[1], d_s), {2: m}, {0: heads} if sel_h else {})
+        out[name] = guided_value(
+            w,
+            (d_s, len(heads), w.shape[2]),
+            {0: m},
+            sel_h,
+            {0: teacher["attn_gamma"]},
+            s,
+        )
+    out["o"] = guided_value(
+        teacher["o"],
+        (len(heads), teacher["o"].shape[1], d_s),
+        {2: m},
+        {0: heads} if sel_h else {},
+    )
     for name in ("gate", "up"):
-        out[name] = guided_value(teacher[name], (d_s, len(neurons)), {0: m}, sel_f, {0: teacher["mlp_gamma"]}, s)
-    out["down"] = guided_value(teacher["down"], (len(neurons), d_s), {1: m}, {0: neurons} if sel_f else {})
+        out[name] = guided_value(
+            teacher[name],
+            (d_s, len(neurons)),
+            {0: m},
+            sel_f,
+            {0: teacher["mlp_gamma"]},
+            s,
+        )
+    out["down"] = guided_value(
+        teacher["down"], (len(neurons), d_s), {1: m}, {0: neurons} if sel_f else {}
+    )
     return out
 
 
 def test_full_width_student_reproduces_teacher_block_in_rotated_basis():
     teacher = _teacher()
     x_t = np.random.default_rng(1).normal(size=(7, 16))
-    m = projection.pca_projection(x_t @ np.random.default_rng(2).normal(size=(16, 16)), 16).matrix
+    m = projection.pca_projection(
+        x_t @ np.random.default_rng(2).normal(size=(16, 16)), 16
+    ).matrix
     student = _student(teacher, m, np.arange(4), np.arange(20))
-    np.testing.assert_allclose(_block(x_t @ m, student), _block(x_t, teacher) @ m, atol=1e-10)
+    np.testing.assert_allclose(
+        _block(x_t @ m, student), _block(x_t, teacher) @ m, atol=1e-10
+    )
 
 
 def test_narrow_student_reproduces_kept_heads_and_neurons_exactly():
@@ -132,13 +165,18 @@ def test_narrow_student_reproduces_kept_heads_and_neurons_exactly():
     for name in "qkv":
         restricted[name] = teacher[name][:, heads]
     restricted["o"] = teacher["o"][heads]
-    restricted["gate"], restricted["up"] = teacher["gate"][:, neurons], teacher["up"][:, neurons]
+    restricted["gate"], restricted["up"] = (
+        teacher["gate"][:, neurons],
+        teacher["up"][:, neurons],
+    )
     restricted["down"] = teacher["down"][neurons]
     x_s = np.random.default_rng(3).normal(size=(7, 10))
     x_hat = x_s @ m.T
     # Each residual branch equals the teacher's on the reconstructed input, projected.
     for branch in (_attention, _mlp):
-        np.testing.assert_allclose(branch(x_s, student), branch(x_hat, restricted) @ m, atol=1e-10)
+        np.testing.assert_allclose(
+            branch(x_s, student), branch(x_hat, restricted) @ m, atol=1e-10
+        )
 
 
 def test_rms_norm_fold_is_exact():
@@ -146,9 +184,13 @@ def test_rms_norm_fold_is_exact():
     m = _orthonormal(d_t, d_s)
     gamma = 1 + RNG.normal(size=d_t)
     w = RNG.normal(size=(d_t, 5))
-    w_s = guided_value(w, (d_s, 5), {0: m}, gains={0: gamma}, scale=folding.norm_scale(d_t, d_s))
+    w_s = guided_value(
+        w, (d_s, 5), {0: m}, gains={0: gamma}, scale=folding.norm_scale(d_t, d_s)
+    )
     x_s = RNG.normal(size=(9, d_s))
-    np.testing.assert_allclose(_rms(x_s, np.ones(d_s)) @ w_s, _rms(x_s @ m.T, gamma) @ w, atol=1e-12)
+    np.testing.assert_allclose(
+        _rms(x_s, np.ones(d_s)) @ w_s, _rms(x_s @ m.T, gamma) @ w, atol=1e-12
+    )
 
 
 def test_layer_norm_fold_is_exact_with_mean_preserving_projection():
@@ -157,7 +199,9 @@ def test_layer_norm_fold_is_exact_with_mean_preserving_projection():
     m = projection.pca_projection(table, d_s, mean_preserving=True).matrix
     gamma, beta = 1 + RNG.normal(size=d_t), RNG.normal(size=d_t)
     w, b = RNG.normal(size=(d_t, 5)), RNG.normal(size=5)
-    w_s = guided_value(w, (d_s, 5), {0: m}, gains={0: gamma}, scale=folding.norm_scale(d_t, d_s))
+    w_s = guided_value(
+        w, (d_s, 5), {0: m}, gains={0: gamma}, scale=folding.norm_scale(d_t, d_s)
+    )
     b_s = folding.fold_shift(w, beta, 0, b)
 
     def ln(x, g, bb):
@@ -174,7 +218,9 @@ def test_guided_value_errors():
     m = _orthonormal(6, 4)
     with pytest.raises(ValueError, match=r"`w` has rank 2 \(shape \(6, 3\)\).*rank 3"):
         guided_value(np.ones((6, 3)), (4, 3, 1), {0: m}, name="w")
-    with pytest.raises(ValueError, match=r"larger than the teacher's on axis 1.*\(4, 5\).*\(6, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"larger than the teacher's on axis 1.*\(4, 5\).*\(6, 3\)"
+    ):
         guided_value(np.ones((6, 3)), (4, 5), {0: m}, name="w")
     with pytest.raises(ValueError, match=r"Axis 1 of `w` differs.*no rule"):
         guided_value(np.ones((6, 3)), (4, 2), {0: m}, name="w")
@@ -182,5 +228,7 @@ def test_guided_value_errors():
         bad = np.ones((6, 3))
         bad[0, 0] = np.inf
         guided_value(bad, (4, 3), {0: m}, name="w")
-    with pytest.raises(ValueError, match=r"projection for axis 0.*\(6, 4\), expected \(6, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"projection for axis 0.*\(6, 4\), expected \(6, 5\)"
+    ):
         guided_value(np.ones((6, 3)), (5, 3), {0: m}, name="w")

@@ -28,7 +28,9 @@ def test_matches_svd_reference_up_to_sign(center, dim):
     ref, eigenvalues = _reference_pca(table, dim, center)
     np.testing.assert_allclose(np.abs(p.matrix.T @ ref), np.eye(dim), atol=1e-8)
     np.testing.assert_allclose(p.eigenvalues, eigenvalues, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(p.explained_variance, eigenvalues[:dim].sum() / eigenvalues.sum())
+    np.testing.assert_allclose(
+        p.explained_variance, eigenvalues[:dim].sum() / eigenvalues.sum()
+    )
 
 
 @pytest.mark.parametrize("mean_preserving", [False, True])
@@ -71,7 +73,9 @@ def test_row_weights_equal_repeated_rows():
     table = _table(rows=40)
     weights = np.arange(40) % 3
     weighted = projection.pca_projection(table, 5, center=True, weights=weights)
-    repeated = projection.pca_projection(np.repeat(table, weights, axis=0), 5, center=True)
+    repeated = projection.pca_projection(
+        np.repeat(table, weights, axis=0), 5, center=True
+    )
     np.testing.assert_allclose(weighted.matrix, repeated.matrix, atol=1e-9)
     np.testing.assert_allclose(weighted.mean, repeated.mean, atol=1e-12)
 
@@ -80,7 +84,9 @@ def test_row_weights_equal_repeated_rows():
 def test_mean_preserving_maps_ones_to_ones(d_t, d_s):
     table = _table(width=d_t)
     p = projection.pca_projection(table, d_s, mean_preserving=True)
-    np.testing.assert_allclose(p.matrix @ np.ones(d_s), np.sqrt(d_s / d_t) * np.ones(d_t), atol=1e-12)
+    np.testing.assert_allclose(
+        p.matrix @ np.ones(d_s), np.sqrt(d_s / d_t) * np.ones(d_t), atol=1e-12
+    )
     np.testing.assert_allclose(p.matrix.T @ p.matrix, np.eye(d_s), atol=1e-12)
 
 
@@ -107,7 +113,9 @@ def test_mean_preserving_directions_are_top_feature_centred_components():
     # The student span is {1} plus the top d_s - 1 feature-centred directions.
     span = np.concatenate([np.ones((d_t, 1)) / np.sqrt(d_t), ref], axis=1)
     np.testing.assert_allclose(p.matrix @ p.matrix.T, span @ span.T, atol=1e-8)
-    np.testing.assert_allclose(p.explained_variance, eigenvalues[: d_s - 1].sum() / eigenvalues.sum())
+    np.testing.assert_allclose(
+        p.explained_variance, eigenvalues[: d_s - 1].sum() / eigenvalues.sum()
+    )
 
 
 def test_selection_projection_is_identity_columns():
@@ -148,7 +156,9 @@ def test_float32_chunk_products_match_float64_closely():
     fast = projection.pca_projection(table, 6, precision="float32", chunk_rows=512)
     exact = projection.pca_projection(table, 6, precision="float64")
     np.testing.assert_allclose(fast.eigenvalues, exact.eigenvalues, rtol=1e-5)
-    np.testing.assert_allclose(np.abs(fast.matrix.T @ exact.matrix), np.eye(6), atol=1e-5)
+    np.testing.assert_allclose(
+        np.abs(fast.matrix.T @ exact.matrix), np.eye(6), atol=1e-5
+    )
     with pytest.raises(ValueError, match="precision='half'"):
         projection.pca_projection(table, 6, precision="half")
 
@@ -162,18 +172,24 @@ def test_project_table_matches_float64_product_by_blocks(dtype):
     reference = 1.5 * np.asarray(table[:999], np.float64) @ p.matrix
     assert out.dtype == np.dtype(dtype) and out.shape == (999, 6)
     tolerance = 1e-6 if dtype == "float32" else 1e-13
-    np.testing.assert_allclose(out, reference, rtol=tolerance, atol=tolerance * np.abs(reference).max())
+    np.testing.assert_allclose(
+        out, reference, rtol=tolerance, atol=tolerance * np.abs(reference).max()
+    )
 
 
 def test_project_table_bad_input_names_weight_and_shapes():
     table = _table(rows=50, width=8)
     p = projection.pca_projection(table, 3)
-    with pytest.raises(ValueError, match=r"`pos` would have 60 rows.*has 50 \(shape \(50, 8\)\)"):
+    with pytest.raises(
+        ValueError, match=r"`pos` would have 60 rows.*has 50 \(shape \(50, 8\)\)"
+    ):
         projection.project_table(table, p, num_rows=60, name="pos")
     with pytest.raises(ValueError, match=r"`tok` of shape \(50, 9\).*d_T = 8"):
         projection.project_table(np.zeros((50, 9)), p, name="tok")
     broken = table.copy()
     broken[7, 2] = np.inf
     broken[40, 0] = np.nan
-    with pytest.raises(ValueError, match=r"`tok` of shape \(50, 8\) holds 2 NaN or Inf"):
+    with pytest.raises(
+        ValueError, match=r"`tok` of shape \(50, 8\) holds 2 NaN or Inf"
+    ):
         projection.project_table(broken, p, chunk_rows=16, name="tok")

@@ -15,7 +15,9 @@ def test_every_pair_up_to_64_is_sorted_unique_in_range():
 
 def test_rule_matches_xu_et_al():
     np.testing.assert_array_equal(selection.uniform_indices(12, 4), [0, 3, 6, 9])
-    np.testing.assert_array_equal(selection.uniform_indices(10, 4), np.round(np.linspace(0, 9, 4)))
+    np.testing.assert_array_equal(
+        selection.uniform_indices(10, 4), np.round(np.linspace(0, 9, 4))
+    )
     np.testing.assert_array_equal(selection.uniform_indices(7, 7), np.arange(7))
 
 
@@ -24,7 +26,17 @@ def test_student_larger_than_teacher_is_refused():
         selection.uniform_indices(4, 5, "heads")
 
 
-@pytest.mark.parametrize("h_t,g_t,h_s,g_s", [(8, 2, 4, 1), (8, 2, 4, 2), (8, 8, 4, 4), (12, 4, 6, 2), (16, 4, 6, 3), (8, 2, 2, 2)])
+@pytest.mark.parametrize(
+    "h_t,g_t,h_s,g_s",
+    [
+        (8, 2, 4, 1),
+        (8, 2, 4, 2),
+        (8, 8, 4, 4),
+        (12, 4, 6, 2),
+        (16, 4, 6, 3),
+        (8, 2, 2, 2),
+    ],
+)
 def test_gqa_groups_stay_consistent(h_t, g_t, h_s, g_s):
     q, kv = selection.gqa_head_indices(h_t, g_t, h_s, g_s)
     assert q.shape == (h_s,) and kv.shape == (g_s,)

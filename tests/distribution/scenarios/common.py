@@ -15,13 +15,30 @@ from keras_guide import guide
 
 CONFIGS = {
     "gpt2": (
-        "GPT2CausalLM", "GPT2Backbone",
-        dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=16, dropout=0.0),
+        "GPT2CausalLM",
+        "GPT2Backbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=16,
+            dropout=0.0,
+        ),
         dict(hidden_dim=8, num_heads=2, intermediate_dim=16),
     ),
     "llama": (
-        "LlamaCausalLM", "LlamaBackbone",
-        dict(vocabulary_size=64, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=16, intermediate_dim=32),
+        "LlamaCausalLM",
+        "LlamaBackbone",
+        dict(
+            vocabulary_size=64,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+        ),
         dict(hidden_dim=8, num_heads=2, num_key_value_heads=2, intermediate_dim=16),
     ),
 }
@@ -81,7 +98,10 @@ def batches(count=3, seed=0):
 
 
 def host(model):
-    return {w.path: np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float64) for w in model.weights}
+    return {
+        w.path: np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float64)
+        for w in model.weights
+    }
 
 
 def max_diff(a, b):
@@ -103,5 +123,7 @@ def distill(family, weights, steps=3):
     x = {k: np.concatenate([b[0][k] for b in data]) for k in data[0][0]}
     y = np.concatenate([b[1] for b in data])
     w = np.concatenate([b[2] for b in data])
-    history = distiller.fit(x, y, sample_weight=w, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    history = distiller.fit(
+        x, y, sample_weight=w, batch_size=BATCH, epochs=1, shuffle=False, verbose=0
+    )
     return distiller, history.history["loss"][-1]

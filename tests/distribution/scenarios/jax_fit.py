@@ -41,7 +41,11 @@ def main():
         mismatches, sharded = [], 0
         for variable in model.teacher.weights + model.student.weights:
             layout = layouts[variable.path]
-            want = tuple(layout.axes) if layout is not None else (None,) * len(variable.shape)
+            want = (
+                tuple(layout.axes)
+                if layout is not None
+                else (None,) * len(variable.shape)
+            )
             sharded += any(axis is not None for axis in want)
             if spec(variable) != want:
                 mismatches.append(variable.path)
@@ -49,14 +53,16 @@ def main():
             not v.value.sharding.is_fully_replicated for v in model.optimizer.variables
         )
         student_sharded = sum(
-            not v.value.sharding.is_fully_replicated for v in model.student.trainable_weights
+            not v.value.sharding.is_fully_replicated
+            for v in model.student.trainable_weights
         )
         result[family] = {
             "moved": max_diff(initial, expected),
             "losses": [single_loss, data_loss, model_loss],
             "data_parallel_diff": max_diff(expected, host(data.student)),
             "model_parallel_diff": max_diff(expected, host(model.student)),
-            "teacher_unchanged": max_diff(host(single.teacher), host(model.teacher)) == 0.0,
+            "teacher_unchanged": max_diff(host(single.teacher), host(model.teacher))
+            == 0.0,
             "sharded_by_layout": sharded,
             "layout_mismatches": mismatches,
             "optimizer_slots_sharded": slots_sharded,

@@ -35,11 +35,19 @@ def pca_host_bytes(mesh):
     """Peak traced host bytes of the PCA of a vocabulary-sharded (V, d) table."""
     import keras_hub
 
-    config = dict(vocabulary_size=32768, num_layers=1, num_query_heads=2, num_key_value_heads=2,
-                  hidden_dim=16, intermediate_dim=8)
+    config = dict(
+        vocabulary_size=32768,
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=8,
+    )
     with keras.StatelessScope():
         plan = keras_hub.models.LlamaBackbone(**config)
-    distribution = keras.distribution.ModelParallel(layout_map=sharding_layouts(plan, plan, mesh), batch_dim_name="batch")
+    distribution = keras.distribution.ModelParallel(
+        layout_map=sharding_layouts(plan, plan, mesh), batch_dim_name="batch"
+    )
     with distribution.scope():
         teacher = keras_hub.models.LlamaBackbone(**config)
     table = teacher.get_layer("token_embedding").embeddings
@@ -54,14 +62,17 @@ def pca_host_bytes(mesh):
     rows = {
         "table_bytes": table_bytes,
         "peak_bytes": rows_peak,
-        "host_copy_kept_on_teacher": getattr(table.value, "_npy_value", None) is not None,
+        "host_copy_kept_on_teacher": getattr(table.value, "_npy_value", None)
+        is not None,
     }
     tracemalloc.start()
     pca_projection(table, 8)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     pca_kept = getattr(table.value, "_npy_value", None) is not None
-    reference = gram_matrix(np.asarray(table.numpy()), chunk_rows=4096, precision="float64")[0]
+    reference = gram_matrix(
+        np.asarray(table.numpy()), chunk_rows=4096, precision="float64"
+    )[0]
     rows["gram_max_diff"] = float(np.max(np.abs(reference - gram)))
     pca = {
         "table_bytes": table_bytes,
@@ -86,13 +97,21 @@ def main():
         with keras.StatelessScope():
             plan_t, plan_s, _ = build_pair(family, weights, task=False)
         layouts = sharding_layouts(plan_t, plan_s, mesh)
-        with keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch").scope():
+        with keras.distribution.ModelParallel(
+            layout_map=layouts, batch_dim_name="batch"
+        ).scope():
             teacher, student, _ = build_pair(family, weights, task=False)
         result[family] = {
             "data_parallel_diff": data,
             "model_parallel_diff": max_diff(expected, host(student)),
-            "sharded_student_weights": sum(not w.value.sharding.is_fully_replicated for w in student.weights),
-            "layout_mismatches": [w.path for w in teacher.weights + student.weights if not spec_matches(w, layouts)],
+            "sharded_student_weights": sum(
+                not w.value.sharding.is_fully_replicated for w in student.weights
+            ),
+            "layout_mismatches": [
+                w.path
+                for w in teacher.weights + student.weights
+                if not spec_matches(w, layouts)
+            ],
         }
     result["pca"], result["row_chunks"] = pca_host_bytes(mesh)
     emit(result)

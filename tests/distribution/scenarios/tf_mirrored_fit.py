@@ -1,4 +1,6 @@
-"""Distiller.fit on one device and inside MirroredStrategy over 2 logical CPUs (TensorFlow).
+"""Distiller.fit on one device and inside MirroredStrategy (TensorFlow).
+
+The strategy runs over 2 logical CPUs.
 
 Prints, per family, how far fit moved the student and the largest difference
 of the mirrored student from the one-device student.
@@ -8,7 +10,8 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    cpu,
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
 )
 
 from common import CONFIGS  # noqa: E402
@@ -37,7 +40,8 @@ def main():
             "strategy": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
             "mirrored_variables": sum(
-                type(w.value).__name__ == "MirroredVariable" for w in mirrored.student.weights
+                type(w.value).__name__ == "MirroredVariable"
+                for w in mirrored.student.weights
             ),
             "moved": max_diff(initial, expected),
             "losses": [single_loss, mirrored_loss],
