@@ -20,6 +20,7 @@ import numpy as np
 
 import keras_guide
 from keras_guide.distillation import Distiller
+from keras_guide.distillation import LogitsDistillation
 
 VOCAB, SEQ, BATCH = 2048, 128, 16
 
@@ -105,7 +106,7 @@ def _ours(teacher, regularize=None):
     student = _gpt2(128, 2, seed=2)
     if regularize is not None:
         keras_guide.guide(teacher, student, regularize=regularize)
-    ours = Distiller(teacher, student)
+    ours = Distiller(teacher, student, LogitsDistillation(2.0))  # as the peer
     ours.compile(optimizer="adam")
     return ours
 

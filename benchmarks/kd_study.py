@@ -19,6 +19,10 @@ import subprocess
 import sys
 
 KD = ["--kd", "on", "--temperature", "1", "--student-loss-weight", "0.5"]
+# SmolLM2 at full width with 12 of its 30 blocks (a variant's --size replaces
+# the study's --shape).
+SHORTGPT_SIZE = ("num_layers=12,hidden_dim=576,num_heads=9,num_key_value_heads=3,"
+                 "intermediate_dim=1536")
 # name: (extra compress arguments)
 VARIANTS = {
     "ce-seed0": ["--kd", "off", "--seed", "0"],
@@ -45,6 +49,13 @@ VARIANTS = {
     "slicegpt-kd-seed0": [*KD, "--projection", "activations", "--norm", "fold",
                           "--select", "uniform", "--layer-map", "uniform",
                           "--seed", "0"],
+    # ShortGPT: the 12 of the teacher's 30 blocks with the most influence,
+    # copied whole at full width; and GUIDE's data-aware start at the same
+    # parameter count (70,793,280), its shape chosen by compress's search.
+    "shortgpt-kd-seed0": [*KD, "--size", SHORTGPT_SIZE, "--projection", "select",
+                          "--select", "uniform", "--layer-map", "importance",
+                          "--norm", "diagonal", "--no-rescale", "--seed", "0"],
+    "guide-at-shortgpt-size-kd-seed0": [*KD, "--size", "70793280", "--seed", "0"],
     # Uniform weight selection (Xu et al. 2023): no data, every axis selected.
     "selection-kd-seed0": [*KD, "--projection", "select", "--select", "uniform",
                            "--layer-map", "first", "--norm", "diagonal",

@@ -42,7 +42,7 @@ def fit_arrays(batches, steps):
 def train_student(teacher, student, arrays, steps, batch_size, learning_rate,
                   regularize, verbose):
     """Distills `student` from `teacher` with `model.fit` (CE + KD + guide loss)."""
-    distiller = keras_guide.Distiller(teacher, student)  # α = 0.5, τ = 2, true KD
+    distiller = keras_guide.Distiller(teacher, student)  # α = 0.5, τ = 1, true KD
     distiller.compile(optimizer=training.adamw(learning_rate, steps, steps // 10))
     callbacks = []
     if regularize:
