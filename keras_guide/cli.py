@@ -508,50 +508,15 @@ def _compress(args):
     import keras
 
     from keras_guide.workflows import compress as compress_lib
-    from keras_guide.workflows import shapes
-    from keras_guide.workflows import text
 
     args.text = text_paths(args.text)
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
-    for option, paths in (("--text", args.text), ("--eval", args.eval or [])):
-        for path in paths:
-            if not os.path.exists(path):
-                raise UsageError(f"{option} {path}: no such file or folder.")
-    train_files = {inputs.real(f) for p in args.text for f in text.text_files(p)}
-    eval_files = {inputs.real(f) for p in (args.eval or []) for f in text.text_files(p)}
-    if train_files & eval_files:
-        raise UsageError(
-            "--eval and --text share "
-            f"{', '.join(sorted(train_files & eval_files))}: evaluation text must be "
-            "text training never sees.")
-    written = _folder_outputs(args.out, compress_lib.OUTPUTS)
-    inputs.check_not_input(args.out, written, {"TEACHER": args.teacher})
-    out = inputs.real(args.out)
-    for option, paths in (("TEACHER", [inputs.resolve_model(args.teacher)]),
-                          ("--text", args.text), ("--eval", args.eval or [])):
-        for path in paths:
-            if os.path.exists(path) and inputs.inside(inputs.real(path), out):
-                raise UsageError(
-                    f"--out {args.out} holds the input {option} {path}: pass a "
-                    "folder of its own for the run's outputs.")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out} is a file; pass a folder.")
-    previous = [p for p in written if os.path.exists(p)]
-    if args.resume and args.overwrite:
-        raise UsageError("--resume continues a run, --overwrite replaces it: pass "
-                         "one.")
-    if args.resume and not previous:
-        raise UsageError(f"--resume: {args.out} holds no run to continue.")
-    if previous and not (args.resume or args.overwrite):
-        raise UsageError(
-            f"--out {args.out} holds a previous run ({', '.join(previous)}); pass "
-            "--resume to continue it, --overwrite to replace it, or another --out.")
-    from keras_guide.workflows.distill import check_writable
-
-    check_writable(args.out)
-    if args.overwrite:
-        inputs.remove_outputs(previous)
+    inputs.check_texts(args.text, args.eval or [])
+    inputs.check_run_folder(
+        args.out, _folder_outputs(args.out, compress_lib.OUTPUTS),
+        {"TEACHER": [inputs.resolve_model(args.teacher)], "--text": args.text,
+         "--eval": args.eval or []}, args.resume, args.overwrite)
     given = [f"--{name.replace('_', '-')}" for name in
              ("temperature", "student_loss_weight", "top_k")
              if getattr(args, name) is not None]
@@ -569,15 +534,9 @@ def _compress(args):
     teacher_path = inputs.resolve_model(args.teacher)
     teacher = load_model(teacher_path)
     import_seconds = time.perf_counter() - started
-    total = shapes.count_parameters(teacher)
-    target = shapes.parse_size(args.size, total)
-    shape = None if target is not None else shapes.parse_shape(args.size, teacher)
-    encoder = get_encoder("auto", teacher)
-    text.check_vocabulary(encoder, teacher, "teacher")
-    windows = text.text_windows(args.text, encoder, args.sequence_length, args.eval)
-    if not len(windows[1][0]):
-        raise UsageError("The held-out text is empty: pass --eval or more --text.")
-    compress_lib.check_overlap(*windows)
+    target, shape = compress_lib.parse_size(args.size, teacher)
+    windows = compress_lib.windows(teacher, args.text, args.eval,
+                                   args.sequence_length)
     tokens_per_step = args.batch_size * args.sequence_length
     steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
              else args.steps)

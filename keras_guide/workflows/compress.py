@@ -37,6 +37,7 @@ from keras_guide.guide import options as options_lib
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
+from keras_guide.workflows import inputs
 from keras_guide.workflows import shapes as shapes_lib
 from keras_guide.workflows import text
 
@@ -75,6 +76,36 @@ class Budget:
     kd: dict = dataclasses.field(default_factory=lambda: dict(RECIPE))
     checkpoint_every: int = 25
     seed: int = 0
+
+
+def parse_size(size, teacher):
+    """`--size` for `teacher`: `(target, None)` for a parameter count or share,
+    `(None, sizes)` for a shape (`shapes.parse_size`, `shapes.parse_shape`)."""
+    target = shapes_lib.parse_size(size, shapes_lib.count_parameters(teacher))
+    return target, None if target is not None else shapes_lib.parse_shape(
+        size, teacher)
+
+
+def windows(teacher, train, held_out=None, sequence_length=128):
+    """The training and held-out windows of text files in `teacher`'s own
+    tokens (`text.text_windows`), checked: the tokenizer fits the teacher,
+    the held-out text is not empty and does not repeat the training text.
+
+    Args:
+        teacher: the loaded teacher.
+        train: training text files or folders.
+        held_out: held-out text files or folders, or `None` to hold back
+            part of `train`.
+        sequence_length: tokens per window.
+    """
+    encoder = inputs.get_encoder("auto", teacher)
+    text.check_vocabulary(encoder, teacher, "teacher")
+    result = text.text_windows(train, encoder, sequence_length, held_out)
+    if not len(result[1][0]):
+        raise inputs.InputError(
+            "The held-out text is empty: pass --eval or more --text.")
+    check_overlap(*result)
+    return result
 
 
 def _run_hashes(windows, length):

@@ -189,3 +189,56 @@ def check_outputs(out, written, inputs, overwrite, out_is_file=False):
 def remove_outputs(paths):
     for path in paths:
         (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+
+
+def check_texts(train, held_out):
+    """Text arguments exist, and the held-out text shares no file with the
+    training text (`--text`, `--eval`: lists of files or folders)."""
+    for option, paths in (("--text", train), ("--eval", held_out)):
+        for path in paths:
+            if not os.path.exists(path):
+                raise InputError(f"{option} {path}: no such file or folder.")
+    train_files = {real(f) for p in train for f in text.text_files(p)}
+    eval_files = {real(f) for p in held_out for f in text.text_files(p)}
+    if train_files & eval_files:
+        raise InputError(
+            "--eval and --text share "
+            f"{', '.join(sorted(train_files & eval_files))}: evaluation text must be "
+            "text training never sees.")
+
+
+def check_run_folder(out, written, inputs, resume, overwrite):
+    """`out` may take a run's outputs `written`: it holds none of `inputs`
+    (`{option: [paths]}`), is a writable folder, and a previous run in it is
+    continued (`resume`) or replaced (`overwrite`, whose old outputs are then
+    removed) only when asked.
+
+    Returns:
+        The previous run's outputs found in `out` (before any removal).
+    """
+    from keras_guide.workflows.distill import check_writable
+
+    folder = real(out)
+    for option, paths in inputs.items():
+        for path in paths:
+            check_not_input(out, written, {option: path})
+            if os.path.exists(path) and inside(real(path), folder):
+                raise InputError(
+                    f"--out {out} holds the input {option} {path}: pass a "
+                    "folder of its own for the run's outputs.")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} is a file; pass a folder.")
+    previous = [p for p in written if os.path.exists(p)]
+    if resume and overwrite:
+        raise InputError("--resume continues a run, --overwrite replaces it: pass "
+                         "one.")
+    if resume and not previous:
+        raise InputError(f"--resume: {out} holds no run to continue.")
+    if previous and not (resume or overwrite):
+        raise InputError(
+            f"--out {out} holds a previous run ({', '.join(previous)}); pass "
+            "--resume to continue it, --overwrite to replace it, or another --out.")
+    check_writable(out)
+    if overwrite:
+        remove_outputs(previous)
+    return previous
