@@ -194,6 +194,13 @@ def _add_init(commands):
     _add_export(init)
 
 
+def _add_top_k(parser):
+    parser.add_argument("--top-k", type=_POSITIVE_INT, default=None,
+                        help="distil from the teacher's top-k logits per token, "
+                             "stored once per window (its tail kept as one class), "
+                             "instead of the live teacher's full distribution")
+
+
 def _add_distill(commands):
     distill = commands.add_parser("distill", help="train a student with CE + KD")
     distill.add_argument("--teacher", required=True)
@@ -207,7 +214,8 @@ def _add_distill(commands):
                          help="α: loss = α·CE + (1 − α)·τ²·KL (default 0.5)")
     distill.add_argument("--temperature", type=_POSITIVE, default=None,
                          help="τ of the KD term (default 1.0, measured best on "
-                              "SmolLM2; the Distiller's own default is 2.0)")
+                              "SmolLM2)")
+    _add_top_k(distill)
     distill.add_argument("--checkpoint-every", type=_POSITIVE_INT, default=200)
     distill.add_argument("--seed", type=_number(int, 0, strict=False), default=0,
                          help="fixes the data order and the dropout masks")
@@ -269,10 +277,7 @@ def _add_compress(commands):
                           help="distil from the live teacher (τ = 1, α = 0.5), or "
                                "cross-entropy alone")
     compress.add_argument("--temperature", type=_POSITIVE, default=None)
-    compress.add_argument("--top-k", type=_POSITIVE_INT, default=None,
-                          help="distil from the teacher's top-k logits per token, "
-                               "stored once per window (its tail kept as one class), "
-                               "instead of the live teacher's full distribution")
+    _add_top_k(compress)
     compress.add_argument("--student-loss-weight", default=None,
                           type=_number(float, 0.0, strict=False, upper=1.0))
     compress.add_argument("--calibration-tokens", type=_POSITIVE_INT, default=4096)
@@ -617,7 +622,8 @@ def _distill(args):
     # The KD recipe measured best on a real teacher (README), as compress uses.
     kd = {**compress_lib.RECIPE,
           **{k: v for k, v in (("student_loss_weight", args.student_loss_weight),
-                               ("temperature", args.temperature)) if v is not None}}
+                               ("temperature", args.temperature),
+                               ("top_k", args.top_k)) if v is not None}}
     _check_inputs_exist(args, ("--teacher", "--student"))
     exports = _export_paths(os.path.join(args.out, "student"), args.export)
     inputs.check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS)
