@@ -120,15 +120,22 @@ def table(out):
             r = json.load(f)
         e = r["evaluation"]
         history = r["training"]
-        rows.append((name, e["student_loss"], e["kl"], e["top1_agreement"],
-                     history["train_seconds"], e["teacher_loss"]))
-    print("| variant | held-out loss | KL from teacher | top-1 agreement | "
-          "training s |")
-    print("|---|---|---|---|---|")
-    for name, loss, kl, top1, seconds, _ in rows:
-        print(f"| {name} | {loss:.3f} | {kl:.3f} | {top1:.1%} | {seconds:.0f} |")
+        with open(os.path.join(out, name, "distill.json")) as f:
+            curve = json.load(f)["history"]
+        # A resumed run's history starts where it resumed.
+        start = curve["eval_loss"][0] if curve["eval_steps"][0] == 0 else None
+        rows.append((name, r["student"]["parameters"], start, e["student_loss"],
+                     e["kl"], e["top1_agreement"], history["train_seconds"],
+                     e["teacher_loss"]))
+    print("| variant | parameters | after init (curve) | held-out loss | "
+          "KL from teacher | top-1 agreement | training s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, params, start, loss, kl, top1, seconds, _ in rows:
+        start = "–" if start is None else f"{start:.3f}"
+        print(f"| {name} | {params:,} | {start} | {loss:.3f} | {kl:.3f} | "
+              f"{top1:.1%} | {seconds:.0f} |")
     if rows:
-        print(f"teacher held-out loss {rows[0][5]:.3f}")
+        print(f"teacher held-out loss {rows[0][-1]:.3f}")
 
 
 def main():
