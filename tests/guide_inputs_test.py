@@ -255,3 +255,24 @@ def test_a_student_deeper_than_the_teacher_is_refused_by_a_named_map(layer_map):
     # An explicit map may repeat a teacher block; blocks="first" guides one.
     assert guide(teacher, student, layer_map=[0, 0]).layer_map == [0, 0]
     assert guide(teacher, student, layer_map="first", blocks="first").layer_map == [0]
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, True),  # every choice unset: the data-aware recipe
+    ({"projection": "activations", "select": "uniform", "layer_map": "first"}, True),
+    ({"projection": "select", "select": "uniform", "layer_map": "first"}, False),
+    ({"projection": "pca", "select": "uniform", "layer_map": "uniform"}, False),
+    ({"projection": "select", "select": "uniform"}, True),  # layer_map unset
+    ({"projection": "auto", "select": "uniform", "layer_map": "uniform"}, True),
+])
+def test_which_options_use_calibration_text(options, expected):
+    from keras_guide.guide.options import GuideOptions
+    from keras_guide.guide.options import takes_calibration
+
+    assert takes_calibration(options) is expected
+    # The options object agrees: calibration is accepted exactly when it is used.
+    if expected:
+        assert GuideOptions(**options, calibrated=True).needs_calibration
+    else:
+        with pytest.raises(ValueError, match="no choice uses it"):
+            GuideOptions(**options, calibrated=True)
