@@ -25,6 +25,7 @@ import time
 import keras
 import numpy as np
 
+from keras_guide.adapters import backbone_of
 from keras_guide.distillation import Distiller
 from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import teacher_top_k
@@ -84,13 +85,36 @@ class StoredTeacherBatches:
         teacher: the teacher (a KerasHub causal LM or a model to logits).
         top_k: logits kept per token.
         temperature: the Distiller's temperature.
+        num_steps: the steps the run trains (bounds the windows stored).
+
+    Raises:
+        ValueError: `top_k` above the teacher's vocabulary, or stored logits
+            that would take more than half of this machine's memory (before
+            anything is stored or any previous output removed).
     """
 
-    def __init__(self, batches, teacher, top_k, temperature):
+    def __init__(self, batches, teacher, top_k, temperature, num_steps):
         self.batches, self.teacher = batches, teacher
         self.top_k, self.temperature = int(top_k), float(temperature)
         self.stored = {}
         self.seconds = 0.0
+        vocabulary = getattr(backbone_of(teacher), "vocabulary_size", None)
+        if vocabulary is not None and self.top_k > vocabulary:
+            raise ValueError(
+                f"`top_k` ({self.top_k}) is more than the teacher's vocabulary "
+                f"({vocabulary}): pass at most {vocabulary} (all of it is the live "
+                "teacher's distribution).")
+        windows = min(len(batches.tokens), int(num_steps) * batches.batch_size)
+        tokens = windows * (batches.tokens.shape[1] - 1)
+        needed = tokens * (8 * self.top_k + 4)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if needed > memory // 2:
+            raise ValueError(
+                f"Storing the teacher's top {self.top_k} logits for the {windows} "
+                f"windows this run uses ({tokens} tokens) takes "
+                f"{needed / 2**30:.1f} GiB, more than half of this machine's "
+                f"{memory / 2**30:.1f} GiB: pass a smaller top_k, fewer steps, or "
+                "distil from the live teacher (no top_k).")
 
     def batch(self, step):
         x, y, weight = self.batches.batch(step)
@@ -313,7 +337,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
     if top_k:
         batches = StoredTeacherBatches(
-            batches, teacher, top_k, settings["temperature"])
+            batches, teacher, top_k, settings["temperature"], num_steps)
     held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16),
                              max_windows=eval_windows)
     directory = checkpoint.checkpoint_dir(out_dir)

@@ -38,7 +38,8 @@ def test_the_teacher_runs_once_per_window_and_its_targets_are_top_k():
     counting = _Counting(teacher)
     tokens, mask = _windows()
     batches = text.Batches(tokens, mask, batch_size=4, seed=0)
-    stored = distill.StoredTeacherBatches(batches, counting, top_k=5, temperature=2.0)
+    stored = distill.StoredTeacherBatches(batches, counting, top_k=5, temperature=2.0,
+                                          num_steps=100)
     epochs = 3
     for step in range(epochs * batches.batches_per_epoch):
         x, y, weight = stored.batch(step)
@@ -87,3 +88,25 @@ def test_stored_top_k_over_the_whole_vocabulary_trains_as_the_live_teacher(tmp_p
 def test_a_bad_top_k_is_refused(top_k):
     with pytest.raises(ValueError, match="must be a positive integer"):
         distill.distiller_arguments({"top_k": top_k})
+
+
+def test_a_top_k_beyond_the_vocabulary_or_the_memory_is_refused_up_front(
+        tmp_path, monkeypatch):
+    teacher = models.gpt2(seed=1)
+    batches = text.Batches(*_windows(), batch_size=4, seed=0)
+    with pytest.raises(ValueError, match=r"more than the teacher's vocabulary \(64\)"):
+        distill.StoredTeacherBatches(batches, teacher, models.VOCAB + 1, 1.0, 10)
+    # 12 windows x 8 tokens x (8 x 64 + 4) bytes against a machine of 64 KiB.
+    monkeypatch.setattr(distill.os, "sysconf", lambda name: {
+        "SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 16}[name])
+    with pytest.raises(ValueError, match="12 windows this run uses"):
+        distill.StoredTeacherBatches(batches, teacher, 64, 1.0, 10)
+    # A previous run's outputs are still there after the refusal.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / distill.STUDENT_FILE).write_text("previous")
+    with pytest.raises(ValueError, match="windows this run uses"):
+        distill.distill(teacher, models.gpt2(seed=2), (_windows(), _windows(6, 1)),
+                        str(out), num_steps=4, batch_size=4,
+                        kd_options={"top_k": 64}, overwrite=True, verbose=False)
+    assert (out / distill.STUDENT_FILE).read_text() == "previous"
