@@ -1,0 +1,12 @@
+"""How the project scores a language model on text.
+
+- `scores`: held-out cross-entropy (every table's number), logits,
+  perplexity of one text, a student against its teacher.
+"""
+
+from keras_guide.evaluation.scores import compare
+from keras_guide.evaluation.scores import heldout_cross_entropy
+from keras_guide.evaluation.scores import log_softmax
+from keras_guide.evaluation.scores import logits
+from keras_guide.evaluation.scores import perplexity
+from keras_guide.evaluation.scores import token_ids
