@@ -48,9 +48,16 @@ def write_atomic(path, write, before_rename=None):
             on disk, just before the rename (a test hook).
 
     Raises:
+        FileNotFoundError: `path`'s folder does not exist (nothing written).
         Whatever `write` raises; the temporary file is removed and `path` is
         left as it was.
     """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        # Named here: the write itself would name the temporary file.
+        raise FileNotFoundError(
+            f"Cannot write {path}: its folder {folder} does not exist. Create it "
+            "first, or pass a path in an existing folder.")
     tmp = temporary_path(path)
     try:
         write(tmp)

@@ -12,6 +12,8 @@ embeddings scaled by `√d`.
 import math
 
 from keras_guide.gguf import mapping
+from keras_guide.gguf.reader import EPSILON_LIMITS
+from keras_guide.gguf.reader import ROPE_BASE_LIMITS
 from keras_guide.gguf.reader import GGUFError
 
 CLASSES = {
@@ -68,8 +70,10 @@ def backbone_config(f):
         )
     if f.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
         raise GGUFError(f"`{f.path}`: key and value head widths differ.")
-    wavelength = f.positive(f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float)
-    local = f.positive(f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float)
+    wavelength = f.positive(f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float,
+                            ROPE_BASE_LIMITS)
+    local = f.positive(f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float,
+                       ROPE_BASE_LIMITS)
     if (wavelength, local) != (_GLOBAL_WAVELENGTH, _LOCAL_WAVELENGTH):
         raise GGUFError(
             f"`{f.path}` has RoPE bases {wavelength} (global) and {local} "
@@ -115,7 +119,8 @@ def backbone_config(f):
             if scaling == "linear" else 1.0
         ),
         layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon", kind=float),
+            f"{arch}.attention.layer_norm_rms_epsilon", kind=float,
+            limits=EPSILON_LIMITS),
     )
     f.check_shapes(tensor_shapes(config))
     return config

@@ -10,6 +10,8 @@ rotates pairs the way llama.cpp does, on the file's own layout.
 """
 
 from keras_guide.gguf import mapping
+from keras_guide.gguf.reader import EPSILON_LIMITS
+from keras_guide.gguf.reader import ROPE_BASE_LIMITS
 from keras_guide.gguf.reader import GGUFError
 
 # KerasHub Llama classes by the file's tokenizer model: byte-level BPE (Llama 3,
@@ -118,13 +120,15 @@ def backbone_config(f):
         num_key_value_heads=num_kv_heads,
         hidden_dim=hidden_dim,
         intermediate_dim=f.positive(f"{arch}.feed_forward_length"),
-        rope_max_wavelength=f.positive(f"{arch}.rope.freq_base", 10000.0, float),
+        rope_max_wavelength=f.positive(f"{arch}.rope.freq_base", 10000.0, float,
+                                       ROPE_BASE_LIMITS),
         rope_position_scaling_factor=(
             f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
             if scaling == "linear" else 1.0
         ),
         layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon", kind=float),
+            f"{arch}.attention.layer_norm_rms_epsilon", kind=float,
+            limits=EPSILON_LIMITS),
         tie_word_embeddings=not f.has_tensor("output.weight"),
     )
     f.check_shapes(tensor_shapes(config))

@@ -1,6 +1,7 @@
 """`load_gguf`: a llama.cpp checkpoint as a KerasHub causal language model."""
 
 import ctypes
+import os
 
 from keras_guide.gguf import gemma3
 from keras_guide.gguf import llama
@@ -74,6 +75,14 @@ def load_gguf(path, dtype=None):
         getattr(keras_hub.models, name) for name in arch.CLASSES[kind]
     )
     config = arch.backbone_config(f)
+    # Counted before the tokenizer is built from them: a file may declare
+    # millions of tokens its embedding table does not have.
+    declared = f.length("tokenizer.ggml.tokens")
+    if declared is not None and declared != config["vocabulary_size"]:
+        raise GGUFError(
+            f"`{f.path}`: the tokenizer has {declared} tokens but the embedding "
+            f"table {config['vocabulary_size']} rows."
+        )
     tokenizer = _tokenizer(f, kind, tokenizer_cls)
     if tokenizer.vocabulary_size() != config["vocabulary_size"]:
         raise GGUFError(
@@ -85,7 +94,10 @@ def load_gguf(path, dtype=None):
     preprocessor = preprocessor_cls(
         tokenizer, add_start_token=bool(f.get("tokenizer.ggml.add_bos_token", True))
     )
-    return task_cls(backbone=backbone, preprocessor=preprocessor)
+    task = task_cls(backbone=backbone, preprocessor=preprocessor)
+    # Where the weights came from: `save_gguf` refuses to write over it.
+    task._keras_guide_source = backbone._keras_guide_source = os.path.realpath(f.path)
+    return task
 
 
 def _tokenizer(f, kind, cls):

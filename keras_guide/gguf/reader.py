@@ -2,15 +2,22 @@
 
 GGUF is llama.cpp's checkpoint format: a header of typed key/value metadata
 (architecture, sizes, tokenizer), then tensors, each in its own quantization
-type. The `gguf` package (llama.cpp's own reader, NumPy only) parses the file
-and dequantizes every block format; this module adds what a user needs around
-it: errors that name the file, the tensor and what is supported, and tensors
-in NumPy's row-major layout (GGUF lists dimensions fastest-first, so a Linear
-weight stored as `[in, out]` reads as an `(out, in)` array, the PyTorch layout).
+type. The header is parsed here, bounded by the file itself: every count is
+checked against the bytes left before anything is allocated for it, arrays
+are kept as offsets into the file and decoded when a key is read (a file
+cannot make the reader hold much more than its own size), and the tensors
+must lie in the data section as llama.cpp requires: aligned, in order,
+neither overlapping nor aliasing each other. The `gguf` package (llama.cpp's
+own Python code, NumPy only) dequantizes every block format. Errors name the
+file, the key or tensor and what is supported; tensors come in NumPy's
+row-major layout (GGUF lists dimensions fastest-first, so a Linear weight
+stored as `[in, out]` reads as an `(out, in)` array, the PyTorch layout).
 """
 
 import math
+import mmap
 import os
+import struct
 
 import numpy as np
 
@@ -32,23 +39,258 @@ def _gguf():
     return gguf
 
 
-def _field_value(field):
-    """A metadata field as a Python value (str, int, float, bool or list)."""
+# GGUF's value types (gguf.GGUFValueType) by number: NumPy dtypes of the
+# fixed-size ones; 8 is a string (a u64 length, then UTF-8 bytes), 9 an
+# array (an item type, a u64 count, the items).
+_FIXED = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4",
+          7: "?", 10: "<u8", 11: "<i8", 12: "<f8"}
+_STRING, _ARRAY = 8, 9
+_VERSIONS = (2, 3)
+# llama.cpp's limits (ggml.h): at most 4 dimensions.
+_MAX_DIMS = 4
+_DEFAULT_ALIGNMENT = 32
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+# After this many equal string lengths in a row, the rest of the run is
+# checked at once (a vocabulary rarely repeats a length; a hostile array of
+# millions of empty strings does, and is then walked in ~0.1 s, not ~1 s).
+_RUN = 32
+_RUN_CHUNK = 1 << 16
+# What checkpoints use, with room: a rotary base (10^4 to 10^6 in Llama,
+# SmolLM2 and Gemma 3) and a norm epsilon (10^-6 to 10^-5) outside these make
+# the model's numbers meaningless, so the metadata is refused.
+ROPE_BASE_LIMITS = (1.0, 1e10)
+EPSILON_LIMITS = (1e-12, 0.1)
+
+
+class _Array:
+    """A metadata array left in the file: decoded when its key is read."""
+
+    def __init__(self, item_type, count, offset, end):
+        self.item_type, self.count, self.offset, self.end = (
+            item_type, count, offset, end)
+
+    def decode(self, path):
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.end - self.offset)
+        if self.item_type in _FIXED:
+            return np.frombuffer(data, _FIXED[self.item_type], self.count).tolist()
+        out, pos, unpack = [], 0, _U64.unpack_from
+        for _ in range(self.count):
+            (length,) = unpack(data, pos)
+            out.append(data[pos + 8: pos + 8 + length].decode("utf-8", "replace"))
+            pos += 8 + length
+        return out
+
+
+class _TensorInfo:
+    """Where a tensor lies in the file, and how its bytes read as an array."""
+
+    def __init__(self, name, tensor_type, dims, offset):
+        self.name, self.tensor_type, self.dims, self.offset = (
+            name, tensor_type, dims, offset)
+        self.data_offset = None
+
+    @property
+    def shape(self):
+        """Row-major (NumPy) order: GGUF lists dimensions fastest-first."""
+        return tuple(reversed(self.dims))
+
+
+class _Header:
+    """Parses a GGUF header from a read-only memory map of the file, each
+    read checked against the file's length."""
+
+    def __init__(self, path, buf, size):
+        self.path, self.buf, self.size, self.pos = path, buf, size, 0
+
+    def fail(self, what):
+        raise GGUFError(f"`{self.path}` is truncated or corrupted: {what}.")
+
+    def take(self, count, what):
+        start = self.pos
+        if count < 0 or start + count > self.size:
+            self.fail(f"{what} at byte {start} needs {count} bytes, but the file "
+                      f"has {self.size}")
+        self.pos = start + count
+        return start
+
+    def u32(self, what):
+        return _U32.unpack_from(self.buf, self.take(4, what))[0]
+
+    def u64(self, what):
+        return _U64.unpack_from(self.buf, self.take(8, what))[0]
+
+    def string(self, what):
+        length = self.u64(what)
+        start = self.take(length, what)
+        return self.buf[start: start + length].decode("utf-8", "replace")
+
+    def count(self, what, item_bytes):
+        """A u64 count of items of at least `item_bytes` bytes each, refused
+        when the rest of the file cannot hold them."""
+        count = self.u64(what)
+        if count * item_bytes > self.size - self.pos:
+            self.fail(f"{what} declares {count:,} items of at least {item_bytes} "
+                      f"bytes at byte {self.pos}, more than the "
+                      f"{self.size - self.pos:,} bytes left in the file")
+        return count
+
+    def value(self, value_type, key):
+        if value_type in _FIXED:
+            start = self.take(np.dtype(_FIXED[value_type]).itemsize, f"`{key}`")
+            return np.frombuffer(self.buf, _FIXED[value_type], 1, start).item()
+        if value_type == _STRING:
+            return self.string(f"`{key}`")
+        if value_type != _ARRAY:
+            self.fail(f"metadata `{key}` has unknown value type {value_type}")
+        item_type = self.u32(f"`{key}`'s item type")
+        if item_type == _ARRAY:
+            self.fail(f"metadata `{key}` is an array of arrays, which GGUF "
+                      "readers (llama.cpp's too) do not take")
+        if item_type not in _FIXED and item_type != _STRING:
+            self.fail(f"metadata `{key}` has unknown item type {item_type}")
+        item_bytes = np.dtype(_FIXED[item_type]).itemsize if (
+            item_type in _FIXED) else 8
+        count = self.count(f"metadata array `{key}`", item_bytes)
+        start = self.pos
+        if item_type in _FIXED:
+            self.take(count * item_bytes, f"`{key}`")
+        else:
+            self.skip_strings(count, key)
+        return _Array(item_type, count, start, self.pos)
+
+    def skip_strings(self, count, key):
+        """Walks past `count` strings, each length checked against the file."""
+        buf, size, unpack = self.buf, self.size, _U64.unpack_from
+        pos, done, last, run = self.pos, 0, -1, 0
+        while done < count:
+            if pos + 8 > size:
+                self.pos = pos
+                self.take(8, f"item {done} of `{key}`")
+            (length,) = unpack(buf, pos)
+            pos += 8 + length
+            if pos > size:
+                self.fail(f"item {done} of `{key}` declares {length:,} bytes, past "
+                          f"the end of the file ({size:,} bytes)")
+            done += 1
+            run = run + 1 if length == last else 0
+            last = length
+            if run >= _RUN and done < count:
+                skipped = self._equal_lengths(pos, length, count - done)
+                done += skipped
+                pos += skipped * (8 + length)
+                run = 0
+        self.pos = pos
+
+    def _equal_lengths(self, pos, length, most):
+        """How many strings from `pos` on, at most `most`, are `length` long."""
+        step = 8 + length
+        most = min(most, (self.size - pos) // step)
+        found = 0
+        while found < most:
+            chunk = min(_RUN_CHUNK, most - found)
+            view = np.ndarray((chunk,), "<u8", self.buf, pos + found * step,
+                              (step,))
+            differ = np.flatnonzero(view != length)
+            del view  # the map is closed after parsing: no view may outlive it
+            if len(differ):
+                return found + int(differ[0])
+            found += chunk
+        return found
+
+
+def _parse(path, size):
+    """`(version, metadata, value types, tensors)` of the file at `path`."""
     gguf = _gguf()
-    value_type = field.types[0]
-    if value_type == gguf.GGUFValueType.ARRAY:
-        item_type = field.types[-1]
-        if item_type == gguf.GGUFValueType.STRING:
-            return [
-                bytes(field.parts[i]).decode("utf-8", errors="replace")
-                for i in field.data
-            ]
-        return [field.parts[i].tolist()[0] for i in field.data]
-    if value_type == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-    return field.parts[field.data[0]].tolist()[0]
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0,
+                                           access=mmap.ACCESS_READ) as buf:
+        header = _Header(path, buf, size)
+        header.take(4, "the magic")
+        version = header.u32("the version")
+        if version not in _VERSIONS:
+            header.fail(f"GGUF version {version} (supported: {_VERSIONS}; a "
+                        "byte-swapped version is a big-endian file)")
+        # A tensor's info takes at least 32 bytes, a key/value at least 13.
+        num_tensors = header.count("the tensor count", 32)
+        num_keys = header.count("the metadata count", 13)
+        metadata, types = {}, {}
+        for _ in range(num_keys):
+            key = header.string("a metadata key")
+            if key in metadata:
+                header.fail(f"metadata key `{key}` appears twice")
+            value_type = header.u32(f"`{key}`'s type")
+            value = header.value(value_type, key)
+            metadata[key] = value
+            types[key] = (gguf.GGUFValueType(value_type),) + (
+                (gguf.GGUFValueType(value.item_type),)
+                if isinstance(value, _Array) else ())
+        tensors = {}
+        for _ in range(num_tensors):
+            name = header.string("a tensor name")
+            if name in tensors:
+                header.fail(f"tensor `{name}` appears twice")
+            n_dims = header.u32(f"tensor `{name}`'s rank")
+            if n_dims > _MAX_DIMS:
+                header.fail(f"tensor `{name}` has {n_dims} dimensions; GGUF "
+                            f"tensors have at most {_MAX_DIMS}")
+            dims = tuple(header.u64(f"tensor `{name}`'s shape")
+                         for _ in range(n_dims))
+            raw_type = header.u32(f"tensor `{name}`'s type")
+            try:
+                kind = gguf.GGMLQuantizationType(raw_type)
+                gguf.GGML_QUANT_SIZES[kind]
+            except (ValueError, KeyError):
+                header.fail(f"tensor `{name}` has unknown type {raw_type}")
+            tensors[name] = _TensorInfo(name, kind, dims,
+                                        header.u64(f"tensor `{name}`'s offset"))
+        data_start = header.pos
+    alignment = metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
+    if "general.alignment" in metadata and (
+            types["general.alignment"] != (gguf.GGUFValueType.UINT32,)
+            or alignment <= 0 or alignment & (alignment - 1)):
+        raise GGUFError(f"`{path}`: metadata `general.alignment` must be a uint32 "
+                        f"power of two. Received: {alignment!r}")
+    data_start += -data_start % alignment
+    _place_tensors(path, gguf, tensors.values(), data_start, size, alignment)
+    return version, metadata, types, tensors
 
 
+def _place_tensors(path, gguf, tensors, data_start, size, alignment):
+    """Checks each tensor's bytes as llama.cpp does: whole blocks per row,
+    offsets aligned and in order, no tensor overlapping (or aliasing) the one
+    before, every one inside the data section; sets `data_offset`."""
+    end = 0
+    for tensor in tensors:
+        block, block_bytes = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
+        kind = tensor.tensor_type.name
+        row = tensor.dims[0] if tensor.dims else 1
+        if row % block:
+            raise GGUFError(
+                f"`{path}`: tensor `{tensor.name}` of type {kind} has rows of "
+                f"{row} values, not whole blocks of {block}.")
+        n_bytes = math.prod(tensor.dims) // block * block_bytes
+        if tensor.offset % alignment or tensor.offset < end:
+            reason = (f"is not a multiple of the alignment {alignment}"
+                      if tensor.offset % alignment else
+                      f"lies inside the tensor before it, which ends at {end}")
+            raise GGUFError(
+                f"`{path}` is corrupted: tensor `{tensor.name}`'s data offset "
+                f"{tensor.offset} {reason}. llama.cpp refuses such a file: each "
+                "tensor's data follows the one before, aligned, never shared.")
+        end = tensor.offset + n_bytes
+        if data_start + end > size:
+            raise GGUFError(
+                f"`{path}` is truncated: tensor `{tensor.name}` ends at byte "
+                f"{data_start + end} but the file has {size} bytes.")
+        tensor.n_bytes = n_bytes
+        tensor.data_offset = data_start + tensor.offset
+
+
+# Dequantizing unquantized types is a cast from these NumPy types.
+_PLAIN = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I8": np.int8,
+          "I16": np.int16, "I32": np.int32, "I64": np.int64}
 # Rows dequantized at a time: the block decoders make several float32 copies of
 # their input, so a whole 49,152 x 576 table would briefly cost ~3x its size.
 _CHUNK_BYTES = 16 * 2**20
@@ -69,18 +311,24 @@ def _dequantize_rows(gguf, data, kind):
 
 
 class GGUFFile:
-    """A GGUF file opened for import (memory-mapped; tensors read on demand).
+    """A GGUF file opened for import (header parsed; tensors read on demand).
 
     Args:
-        path: the `.gguf` file.
+        path: the `.gguf` file (a `str` or `os.PathLike`).
 
     Raises:
-        GGUFError: the file does not exist, is not GGUF, or is truncated or
-            corrupted (its message names the file and what was found).
+        GGUFError: `path` is not a path, the file does not exist, is not
+            GGUF, or is truncated or corrupted: counts or lengths the file
+            cannot hold, tensors out of order, overlapping, unaligned or past
+            its end (the message names the file and what was found).
     """
 
     def __init__(self, path):
-        self.path = os.fspath(path)
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise GGUFError(
+                "`path` must be the path of a `.gguf` file (a str or os.PathLike). "
+                f"Received: path={path!r} of type {type(path).__name__}")
+        self.path = os.fsdecode(path)
         if not os.path.isfile(self.path):
             raise GGUFError(f"No GGUF file at `{self.path}`.")
         with open(self.path, "rb") as f:
@@ -90,37 +338,9 @@ class GGUFFile:
                 f"`{self.path}` is not a GGUF file: it starts with {magic!r}, "
                 "a GGUF file with b'GGUF'. Pass a llama.cpp `.gguf` checkpoint."
             )
-        gguf = _gguf()
-        try:
-            self._reader = gguf.GGUFReader(self.path)
-        except Exception as error:  # The reader raises many types on bad bytes.
-            raise GGUFError(
-                f"`{self.path}` could not be read as GGUF (truncated or "
-                f"corrupted?): {type(error).__name__}: {error}"
-            ) from error
-        self._tensors = {t.name: t for t in self._reader.tensors}
-        self._check_complete()
-        # Metadata as plain Python values; the reader's per-item NumPy views of
-        # it (a vocabulary is ~10^5 of them, ~150 MiB) are released.
-        self._metadata = {
-            key: _field_value(field) for key, field in self._reader.fields.items()
-        }
-        # Each key's GGUF value type (and item type for arrays), to copy a
-        # key verbatim into another file.
-        self._value_types = {
-            key: tuple(field.types) for key, field in self._reader.fields.items()
-        }
-        self._reader.fields.clear()
-
-    def _check_complete(self):
         size = os.path.getsize(self.path)
-        for tensor in self._reader.tensors:
-            end = int(tensor.data_offset) + int(tensor.n_bytes)
-            if end > size or tensor.data.nbytes != int(tensor.n_bytes):
-                raise GGUFError(
-                    f"`{self.path}` is truncated: tensor `{tensor.name}` ends at "
-                    f"byte {end} but the file has {size} bytes."
-                )
+        self.version, self._metadata, self._value_types, self._tensors = _parse(
+            self.path, size)
 
     @property
     def architecture(self):
@@ -128,7 +348,18 @@ class GGUFFile:
 
     def get(self, key, default=None):
         """The metadata value under `key`, or `default` when it is absent."""
-        return self._metadata.get(key, default)
+        value = self._metadata.get(key, default)
+        if isinstance(value, _Array):
+            value = self._metadata[key] = value.decode(self.path)
+        return value
+
+    def length(self, key):
+        """The number of items of the metadata array `key` (without reading
+        them), or `None` when `key` is absent or not an array."""
+        value = self._metadata.get(key)
+        if isinstance(value, _Array):
+            return value.count
+        return len(value) if isinstance(value, list) else None
 
     def keys(self):
         """The metadata keys, in the file's order."""
@@ -138,9 +369,10 @@ class GGUFFile:
         """Key `key`'s `GGUFValueType`s: `(type,)`, or `(ARRAY, item type)`."""
         return self._value_types[key]
 
-    def positive(self, key, default=None, kind=int):
+    def positive(self, key, default=None, kind=int, limits=None):
         """A metadata size or constant that must be a positive `kind`
-        (`int`: whole; `float`: finite); a `GGUFError` naming it otherwise."""
+        (`int`: whole; `float`: finite), within `limits` (`(low, high)`,
+        each inclusive) where given; a `GGUFError` naming it otherwise."""
         value = self.get(key, default) if default is not None else self.require(key)
         number = value
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -154,6 +386,13 @@ class GGUFFile:
                 f"`{self.path}`: metadata `{key}` must be a positive "
                 f"{'whole number' if kind is int else 'finite number'}. Received: "
                 f"{value!r}. The file is corrupted or not a llama.cpp checkpoint."
+            )
+        if limits is not None and not limits[0] <= number <= limits[1]:
+            raise GGUFError(
+                f"`{self.path}`: metadata `{key}` must lie in [{limits[0]:g}, "
+                f"{limits[1]:g}] (what checkpoints use; outside it the model's "
+                f"numbers are meaningless). Received: {value!r}. The file is "
+                "corrupted or not a llama.cpp checkpoint."
             )
         return kind(number)
 
@@ -180,7 +419,7 @@ class GGUFFile:
                 f"`{self.path}` has no metadata key `{key}`, which a "
                 f"{self.architecture!r} checkpoint needs."
             )
-        return self._metadata[key]
+        return self.get(key)
 
     def has_tensor(self, name):
         return name in self._tensors
@@ -198,7 +437,7 @@ class GGUFFile:
             raise GGUFError(
                 f"`{self.path}` ({self.architecture}) has no tensor `{name}`."
             )
-        return tuple(int(n) for n in reversed(self._tensors[name].shape.tolist()))
+        return tuple(int(n) for n in self._tensors[name].shape)
 
     def tensor(self, name):
         """Tensor `name` dequantized to a float32 array in row-major layout.
@@ -214,28 +453,17 @@ class GGUFFile:
                 f"`{self.path}` ({self.architecture}) has no tensor `{name}`."
             )
         kind = tensor.tensor_type
-        shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
-        # Read with a plain file read rather than through the reader's memory
-        # map, whose touched pages would stay in the process's memory.
-        data = (
-            np.fromfile(
-                self.path,
-                dtype=np.uint8,
-                count=int(tensor.n_bytes),
-                offset=int(tensor.data_offset),
-            )
-            .view(tensor.data.dtype)
-            .reshape(tensor.data.shape)
-        )
+        shape = self.tensor_shape(name)
+        # A plain file read rather than a memory map, whose touched pages
+        # would stay in the process's memory.
+        data = np.fromfile(self.path, dtype=np.uint8, count=tensor.n_bytes,
+                           offset=tensor.data_offset)
         try:
-            if kind in (
-                gguf.GGMLQuantizationType.F32,
-                gguf.GGMLQuantizationType.F64,
-                gguf.GGMLQuantizationType.F16,
-            ):
-                values = np.asarray(data, dtype=np.float32)
+            if kind.name in _PLAIN:
+                values = data.view(_PLAIN[kind.name]).astype(np.float32)
             else:
-                values = _dequantize_rows(gguf, data, kind)
+                rows = data.reshape(*shape[:-1], -1) if shape else data
+                values = _dequantize_rows(gguf, rows, kind)
         except (NotImplementedError, KeyError, ValueError) as error:
             raise GGUFError(
                 f"Tensor `{name}` of `{self.path}` is stored as {kind.name}, which "

@@ -82,7 +82,8 @@ def save_gguf(
         GGUFError: an unsupported family or configuration (the message says
             what llama.cpp lacks), a model without a tokenizer and no
             `metadata_from`, a vocabulary that does not match the model's,
-            or `path` existing without `overwrite`.
+            `path` existing without `overwrite`, in a folder that does not
+            exist, or the file the model was loaded from (`load_gguf`).
         ValueError: an unknown `dtype`.
     """
     from keras_guide.adapters import backbone_of
@@ -97,9 +98,21 @@ def save_gguf(
         raise GGUFError(
             f"`{path}` is `metadata_from` itself; write the student elsewhere."
         )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise GGUFError(
+            f"Cannot write `{path}`: its folder `{folder}` does not exist. Create "
+            "it first, or pass a path in an existing folder.")
+    backbone = backbone_of(model)
+    origin = getattr(model, "_keras_guide_source", None) or getattr(
+        backbone, "_keras_guide_source", None)
+    if origin is not None and _same_file(origin, path):
+        raise GGUFError(
+            f"`{path}` is the file this model was loaded from; write it "
+            "elsewhere (overwrite=True never replaces a model's own source, as "
+            "the command line never replaces an input).")
     if os.path.exists(path) and not overwrite:
         raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
-    backbone = backbone_of(model)
     kind = type(backbone).__name__
     if kind not in _ARCHITECTURES:
         raise GGUFError(
