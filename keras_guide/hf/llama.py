@@ -1,0 +1,92 @@
+"""KerasHub Llama and Llama 3 backbones as `transformers`' `LlamaForCausalLM`.
+
+Both rotate query/key halves `(i, i + ℓ/2)`, so the weights go across in the
+original layout (no row permutation, unlike llama.cpp's); a Keras kernel
+`(in, out)` is a PyTorch weight `(out, in)` transposed. KerasHub's linear
+RoPE scaling (`rope_position_scaling_factor`) is `transformers`' `linear`
+rope type, its Llama 3.1 frequency adjustment the `llama3` type.
+"""
+
+
+def _check(backbone):
+    d, h = backbone.hidden_dim, backbone.num_query_heads
+    if d % h:
+        raise ValueError(f"hidden_dim {d} is not a multiple of {h} query heads.")
+
+
+def config(backbone, context_length):
+    """The `config.json` fields of a Llama backbone (token ids aside)."""
+    _check(backbone)
+    rope = {"rope_type": "default", "rope_theta": float(backbone.rope_max_wavelength)}
+    factor = float(getattr(backbone, "rope_position_scaling_factor", 1.0) or 1.0)
+    adjustment = getattr(backbone, "rope_frequency_adjustment_factor", None)
+    if adjustment is not None:
+        if factor != 1.0:
+            raise ValueError(
+                "The model combines linear RoPE scaling with Llama 3.1's "
+                "frequency adjustment, which transformers' Llama cannot hold. "
+                f"Received: rope_position_scaling_factor={factor}"
+            )
+        rope.update(
+            rope_type="llama3",
+            factor=float(adjustment),
+            low_freq_factor=float(backbone.rope_low_freq_factor),
+            high_freq_factor=float(backbone.rope_high_freq_factor),
+            original_max_position_embeddings=int(
+                backbone.rope_pretraining_sequence_length
+            ),
+        )
+    elif factor != 1.0:
+        rope.update(rope_type="linear", factor=factor)
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": int(backbone.vocabulary_size),
+        "hidden_size": int(backbone.hidden_dim),
+        "intermediate_size": int(backbone.intermediate_dim),
+        "num_hidden_layers": int(backbone.num_layers),
+        "num_attention_heads": int(backbone.num_query_heads),
+        "num_key_value_heads": int(backbone.num_key_value_heads),
+        "head_dim": int(backbone.hidden_dim // backbone.num_query_heads),
+        "hidden_act": "silu",
+        "max_position_embeddings": int(context_length),
+        "rms_norm_eps": float(backbone.layer_norm_epsilon),
+        "rope_parameters": rope,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "pretraining_tp": 1,
+        "tie_word_embeddings": bool(backbone.token_embedding.tie_weights),
+        "use_cache": True,
+    }
+
+
+def tensors(read, backbone):
+    """Yields `(transformers name, float32 array)` for every weight.
+
+    Args:
+        read: `read(keras weight path)` → the weight as a NumPy array.
+        backbone: the Llama backbone.
+    """
+    d = backbone.hidden_dim
+    yield "model.embed_tokens.weight", read("token_embedding/embeddings")
+    for i in range(backbone.num_layers):
+        k, t = f"transformer_layer_{i}/", f"model.layers.{i}."
+        a = k + "self_attention/"
+        yield t + "input_layernorm.weight", read(k + "self_attention_layernorm/scale")
+        yield (t + "post_attention_layernorm.weight",
+               read(k + "feedforward_layernorm/scale"))
+        for name in ("query", "key", "value"):
+            # Keras (d, heads, ℓ) → (heads·ℓ, d).
+            yield (t + f"self_attn.{name[0]}_proj.weight",
+                   read(a + name + "/kernel").reshape(d, -1).T)
+        # Keras (heads, ℓ, d) → (d, heads·ℓ).
+        yield (t + "self_attn.o_proj.weight",
+               read(a + "attention_output/kernel").reshape(-1, d).T)
+        for keras_name, name in (("feedforward_gate_dense", "gate_proj"),
+                                 ("feedforward_intermediate_dense", "up_proj"),
+                                 ("feedforward_output_dense", "down_proj")):
+            yield t + f"mlp.{name}.weight", read(k + keras_name + "/kernel").T
+    yield "model.norm.weight", read("sequence_output_layernorm/scale")
+    if not backbone.token_embedding.tie_weights:
+        yield "lm_head.weight", read("token_embedding/reverse_embeddings").T

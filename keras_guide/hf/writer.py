@@ -1,0 +1,257 @@
+"""`save_hf`: a KerasHub Llama or Gemma 3 model as a Hugging Face folder.
+
+The folder holds what `transformers.AutoModelForCausalLM.from_pretrained`
+and `AutoTokenizer.from_pretrained` read: `config.json`, `model.safetensors`,
+`generation_config.json`, `tokenizer.json` and `tokenizer_config.json` (the
+special tokens, whether the start token is added, the chat template). The
+tokenizer is llama.cpp's description of the vocabulary (the GGUF file the
+model came from, or the one `save_gguf` would write for the model's own
+tokenizer) in the `tokenizers` library's terms (`keras_guide.hf.tokenizer`),
+so `transformers` gives the ids llama.cpp gives.
+"""
+
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+
+from keras_guide import _files
+from keras_guide.hf import gemma3
+from keras_guide.hf import llama
+from keras_guide.hf import tokenizer as hf_tokenizer
+
+# KerasHub backbone class → (GGUF architecture, module).
+FAMILIES = {
+    "LlamaBackbone": ("llama", llama),
+    "Llama3Backbone": ("llama", llama),
+    "Gemma3Backbone": ("gemma3", gemma3),
+}
+DTYPES = ("float32", "float16", "bfloat16")
+_SAFETENSORS_TYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+_DEFAULT_CONTEXT = 8192
+FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+
+
+def save_hf(model, folder, *, metadata_from=None, overwrite=False,
+            dtype="float32", context_length=None):
+    """Writes a KerasHub Llama or Gemma 3 model as a Hugging Face folder.
+
+    Everything is checked and the configuration and tokenizer files built
+    before anything is written; the folder is written under a temporary name
+    beside `folder` and renamed into place when complete, so `folder` never
+    holds half a checkpoint.
+
+    Args:
+        model: a KerasHub `CausalLM` (with a preprocessor, whose tokenizer is
+            written) or a backbone (then pass `metadata_from`). Supported:
+            `LlamaBackbone`/`Llama3Backbone` (`LlamaForCausalLM`, which also
+            runs SmolLM/SmolLM2) and the text-only `Gemma3Backbone`
+            (`Gemma3ForCausalLM`), of any size `build_student` makes.
+        folder: the folder to write.
+        metadata_from: a GGUF file (usually the teacher's) whose tokenizer
+            (vocabulary, merges or scores, token types, pre-tokenizer,
+            special tokens, chat template) and context length the folder
+            takes. `None` takes the model's own tokenizer. Defaults to None.
+        overwrite: replace an existing `folder` (once the new one is
+            complete). Defaults to False.
+        dtype: the weights' type in `model.safetensors`: `"float32"`,
+            `"float16"` or `"bfloat16"`. Defaults to `"float32"`.
+        context_length: `max_position_embeddings` and the tokenizer's
+            `model_max_length`; `None` takes `metadata_from`'s, else 8192.
+            Defaults to None.
+
+    Returns:
+        `folder`.
+
+    Raises:
+        ValueError: `folder` exists without `overwrite`, an unsupported family
+            or configuration (the message says what `transformers` lacks), a
+            model without a tokenizer and no `metadata_from`, a vocabulary
+            the tokenizer files cannot express or that is not the model's, an
+            unknown `dtype`, or a weight that is NaN, infinite or out of the
+            range of `dtype`.
+    """
+    from keras_guide.adapters import backbone_of
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not overwrite:
+        raise ValueError(f"`{folder}` exists; pass overwrite=True to replace it.")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"`{folder}` is a file; a Hugging Face checkpoint is a "
+                         "folder.")
+    backbone = backbone_of(model)
+    kind = type(backbone).__name__
+    if kind not in FAMILIES:
+        raise ValueError(
+            f"save_hf writes {sorted(FAMILIES)} (transformers' LlamaForCausalLM "
+            f"and Gemma3ForCausalLM); this model is a {kind}. Save it with "
+            "`model.save_to_preset(folder)` instead."
+        )
+    arch, family = FAMILIES[kind]
+    source = None
+    if metadata_from is not None:
+        from keras_guide.gguf.reader import GGUFFile
+
+        source = GGUFFile(metadata_from)
+    meta = _tokenizer_metadata(model, source, backbone.vocabulary_size)
+    context = int(
+        context_length
+        or (source is not None and source.get(f"{arch}.context_length"))
+        or _DEFAULT_CONTEXT
+    )
+    config = family.config(backbone, context)
+    tokenizer_json, tokenizer_config, ids = hf_tokenizer.files(meta, context)
+    stops = ids["stop_token_ids"]
+    token_ids = {
+        "bos_token_id": ids["bos_token_id"],
+        "eos_token_id": stops[0] if len(stops) == 1 else (stops or None),
+        "pad_token_id": ids["pad_token_id"],
+    }
+    config.update(token_ids, dtype=dtype)
+    generation = {**token_ids, "do_sample": False}
+    documents = {
+        "config.json": config,
+        "generation_config.json": generation,
+        "tokenizer.json": tokenizer_json,
+        "tokenizer_config.json": tokenizer_config,
+    }
+    variables = {v.path: v for v in backbone.weights}
+
+    def read(path):
+        return _to_numpy(variables[path])
+
+    _write_folder(folder, documents,
+                  lambda path: _write_safetensors(
+                      path, family.tensors(read, backbone), dtype))
+    return folder
+
+
+def _tokenizer_metadata(model, source, vocabulary_size):
+    """The GGUF `tokenizer.*` keys of the folder's tokenizer: `{key: value}`."""
+    if source is not None:
+        found = len(source.require("tokenizer.ggml.tokens"))
+        if found != vocabulary_size:
+            raise ValueError(
+                f"`{source.path}` has {found} tokens but the model's table "
+                f"{vocabulary_size} rows: it is not this model's tokenizer."
+            )
+        return {key: source.get(key) for key in source.keys()
+                if key.startswith("tokenizer.")}
+    preprocessor = getattr(model, "preprocessor", None)
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(
+            f"{type(model).__name__} has no preprocessor with a tokenizer, which a "
+            "Hugging Face folder must carry: pass the task model (e.g. the "
+            "CausalLM load_gguf returns, or build_student of it), or "
+            "metadata_from='teacher.gguf'."
+        )
+    from keras_guide.gguf import tokenizers
+
+    meta = tokenizers.gguf_metadata(
+        tokenizer, add_bos=bool(getattr(preprocessor, "add_start_token", False))
+    )
+    found = len(meta["tokenizer.ggml.tokens"])
+    if found != vocabulary_size:
+        raise ValueError(
+            f"The model's tokenizer has {found} tokens but its table "
+            f"{vocabulary_size} rows."
+        )
+    return meta
+
+
+def _to_numpy(variable):
+    import keras
+
+    value = keras.ops.convert_to_numpy(keras.ops.cast(variable.value, "float32"))
+    if not np.all(np.isfinite(value)):
+        raise ValueError(
+            f"Weight `{variable.path}` holds NaN or Inf; transformers would run a "
+            "broken model. Was training diverging?"
+        )
+    return value
+
+
+def _encode(name, value, dtype):
+    """`value` (float32) as the bytes of `dtype`, little-endian."""
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    if dtype == "float32":
+        return value.astype("<f4").tobytes()
+    if dtype == "float16":
+        scale = float(np.abs(value).max(initial=0.0))
+        if scale > np.finfo(np.float16).max:
+            raise ValueError(
+                f"Tensor `{name}` reaches {scale:.3g}, beyond float16's "
+                f"{np.finfo(np.float16).max:.0f}: write it with dtype='float32' "
+                "or 'bfloat16'."
+            )
+        return value.astype("<f2").tobytes()
+    # bfloat16: the upper half of float32, rounded to nearest even.
+    bits = value.view(np.uint32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return rounded.astype("<u2").tobytes()
+
+
+def _write_safetensors(path, tensors, dtype):
+    """`tensors` (`(name, float32 array)` pairs) as a safetensors file.
+
+    The format: an 8-byte little-endian header length, the JSON header
+    (`{name: {dtype, shape, data_offsets}}`, offsets into the data that
+    follows), then each tensor's bytes, row-major.
+    """
+    blobs, header, offset = [], {"__metadata__": {"format": "pt"}}, 0
+    for name, value in tensors:
+        data = _encode(name, value, dtype)
+        header[name] = {
+            "dtype": _SAFETENSORS_TYPES[dtype],
+            "shape": [int(n) for n in value.shape],
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+        blobs.append(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for data in blobs:
+            f.write(data)
+
+
+def _write_folder(folder, documents, write_weights):
+    """The JSON `documents` and the weights in a temporary folder beside
+    `folder`, renamed into place once complete (an old `folder` is removed
+    only then)."""
+    tmp = _files.temporary_path(folder)
+    old = tmp + "-old"
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        os.makedirs(tmp)
+        for name, document in documents.items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                # tokenizer.json (half a million merges for Gemma) on one line.
+                indent = None if name == "tokenizer.json" else 2
+                json.dump(document, f, indent=indent, ensure_ascii=False)
+                f.write("\n")
+        write_weights(os.path.join(tmp, "model.safetensors"))
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb+") as f:
+                os.fsync(f.fileno())
+        if os.path.exists(folder):
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    _files.fsync_dir(os.path.dirname(os.path.abspath(folder)))
