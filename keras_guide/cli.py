@@ -8,6 +8,8 @@
     keras-guide compare --teacher T --text PATH --out DIR --hidden-dim ...
     keras-guide compress TEACHER --size 25% --text TRAIN --out DIR [--eval TEXT]
     keras-guide export MODEL --out NAME.gguf|NAME.keras|PRESET_FOLDER
+    keras-guide eval MODEL [MODEL ...] --text TEXT [--context 512 2048]
+                     [--base MODEL]    llama-perplexity's numbers, where each runs
 
 The Keras backend follows `KERAS_BACKEND`; `--backend` overrides it (the
 command restarts itself on that backend).
@@ -319,6 +321,35 @@ def _add_export_command(commands):
     _add_common(export)
 
 
+def _add_eval(commands):
+    from keras_guide.evaluation import runners
+
+    evaluate = commands.add_parser(
+        "eval", help="perplexity with llama-perplexity's protocol, and KL against "
+                     "a base model, each model where it runs")
+    evaluate.add_argument("models", nargs="+", metavar="MODEL",
+                          help=".gguf files (run by llama.cpp), .keras files, "
+                               "preset folders or packaged names")
+    evaluate.add_argument("--text", nargs="+", required=True,
+                          help="text files or folders, joined as `cat` would; "
+                               "shakespeare:test names the demo's test plays")
+    evaluate.add_argument("--context", nargs="+", type=_number(int, 4, False),
+                          default=[512],
+                          help="tokens per chunk (llama-perplexity -c), default 512")
+    evaluate.add_argument("--chunks", type=_POSITIVE_INT, default=None,
+                          help="score the first N chunks only (--chunks)")
+    evaluate.add_argument("--base", default=None,
+                          help="a model the others are compared with: KL, same "
+                               "top p, ln PPL ratio (--kl-divergence)")
+    evaluate.add_argument("--runtime", choices=runners.RUNTIMES, default="auto",
+                          help="where .gguf files run: llama.cpp (auto) or Keras")
+    evaluate.add_argument("--threads", type=_POSITIVE_INT, default=None,
+                          help="llama.cpp's CPU threads (default: every core)")
+    evaluate.add_argument("--out", default=None,
+                          help="folder for eval.json and eval.md")
+    _add_common(evaluate)
+
+
 def build_parser():
     parser = _Parser(
         prog="keras-guide",
@@ -332,7 +363,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True,
                                      parser_class=_Parser)
     for add in (_add_demo, _add_init, _add_distill, _add_compare,
-                _add_compress, _add_export_command):
+                _add_compress, _add_export_command, _add_eval):
         add(commands)
     return parser
 
@@ -673,8 +704,30 @@ def _compare(args):
             meta={"teacher": args.teacher}, started=started)
 
 
+def _eval(args):
+    from keras_guide.workflows import evaluate
+
+    args.text = text_paths(args.text)
+    for model in args.models:
+        inputs.check_exist({"MODEL": model})
+    if args.base is not None:
+        inputs.check_exist({"--base": args.base})
+    for path in args.text:
+        inputs.check_exist({"--text": path})
+    if args.out is not None:
+        written = _folder_outputs(args.out, (evaluate.JSON_FILE, evaluate.TABLE_FILE))
+        inputs.check_outputs(args.out, written, {}, args.overwrite)
+    report = evaluate.evaluate(args.models, args.text, contexts=args.context,
+                               base=args.base, max_chunks=args.chunks,
+                               runtime=args.runtime, threads=args.threads)
+    print(evaluate.render(report))
+    if args.out is not None:
+        evaluate.write(report, args.out)
+        print(f"Wrote {args.out}")
+
+
 _COMMANDS = {"demo": _demo, "init": _init, "distill": _distill, "compare": _compare,
-             "compress": _compress, "export": _export}
+             "compress": _compress, "export": _export, "eval": _eval}
 
 
 # Errors a user can fix from the message alone (bad input, missing or

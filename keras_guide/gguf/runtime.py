@@ -143,3 +143,175 @@ def logits(path, sequences, kv_float32=False):
         _run_child(path, _LOGITS, stdin=json.dumps(request))
         with np.load(out) as saved:
             return [saved[str(i)] for i in range(len(sequences))]
+
+
+# A llama.cpp model kept loaded in a child process, answering one request per
+# line on stdin with one line on stdout: llama-perplexity's own calls (the
+# low-level API: a batch whose positions before `first` return no logits).
+_SESSION = r"""
+import ctypes, json, sys
+import numpy as np
+import llama_cpp as L
+
+def reply(**kwargs):
+    sys.stdout.write(json.dumps(kwargs) + "\n")
+    sys.stdout.flush()
+
+start = json.loads(sys.stdin.readline())
+L.llama_backend_init()
+model = L.llama_model_load_from_file(start["path"].encode(),
+                                     L.llama_model_default_params())
+if not model:
+    sys.exit("llama.cpp could not load the model")
+vocab = L.llama_model_get_vocab(model)
+n_vocab = L.llama_vocab_n_tokens(vocab)
+params = L.llama_context_default_params()
+params.n_ctx = params.n_batch = start["context"]
+params.n_ubatch = min(start["context"], 512)
+params.n_threads = params.n_threads_batch = start["threads"]
+if start["kv_float32"]:
+    params.type_k = params.type_v = 0
+ctx = L.llama_init_from_model(model, params)
+if not ctx:
+    sys.exit("llama.cpp could not create a context of %d tokens" % start["context"])
+batch = L.llama_batch_init(start["context"], 0, 1)
+reply(vocabulary_size=n_vocab, add_bos=bool(L.llama_vocab_get_add_bos(vocab)),
+      add_eos=bool(L.llama_vocab_get_add_eos(vocab)),
+      bos_id=int(L.llama_vocab_bos(vocab)),
+      context_length=int(L.llama_model_n_ctx_train(model)))
+for line in sys.stdin:
+    request = json.loads(line)
+    if request["op"] == "tokenize":
+        data = open(request["text"], "rb").read()
+        buffer = (L.llama_token * (len(data) + 8))()
+        count = L.llama_tokenize(vocab, data, len(data), buffer, len(buffer),
+                                 True, False)
+        np.save(request["out"], np.ctypeslib.as_array(buffer)[:count].astype(np.int32))
+        reply(tokens=count)
+        continue
+    tokens = np.load(request["tokens"])
+    first = request["first"]
+    L.llama_memory_clear(L.llama_get_memory(ctx), True)
+    batch.n_tokens = len(tokens)
+    for i, token in enumerate(tokens.tolist()):
+        batch.token[i], batch.pos[i] = token, i
+        batch.n_seq_id[i], batch.seq_id[i][0] = 1, 0
+        batch.logits[i] = i >= first
+    if L.llama_decode(ctx, batch):
+        sys.exit("llama_decode failed")
+    rows = len(tokens) - first
+    logits = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(rows, n_vocab))
+    out = np.lib.format.open_memmap(request["out"], mode="w+", dtype=np.float32,
+                                    shape=(rows, n_vocab))
+    out[:] = logits
+    out.flush()
+    del out
+    reply(rows=rows)
+"""
+
+
+class Session:
+    """A `.gguf` model loaded once by llama.cpp in a child process: its
+    tokenizer and its logits on sequences of up to `context` tokens, each
+    evaluated from an empty cache, as `llama-perplexity` evaluates a chunk.
+
+    Use it as a context manager; the process ends with the block.
+
+    Args:
+        path: str. The `.gguf` file.
+        context: int. The longest sequence (llama.cpp's `n_ctx`).
+        threads: int or None. CPU threads; defaults to every core.
+        kv_float32: bool. A float32 key/value cache instead of llama.cpp's
+            default float16 (what `llama-perplexity` uses). Defaults to False.
+
+    Attributes:
+        vocabulary_size, add_bos, bos_id, context_length: the file's
+            vocabulary size, whether its tokenizer adds the start token, that
+            token, and the context the model was trained for.
+
+    Raises:
+        ImportError: `llama-cpp-python` is not installed.
+        RuntimeError: llama.cpp failed (its message, or the signal).
+    """
+
+    def __init__(self, path, context, threads=None, kv_float32=False):
+        import tempfile
+
+        if not available():
+            raise ImportError("Running a GGUF file needs llama.cpp: pip install "
+                              "llama-cpp-python")
+        self.path = os.fspath(path)
+        self._folder = tempfile.TemporaryDirectory(prefix="keras-guide-llama-")
+        self._errors = open(os.path.join(self._folder.name, "stderr"), "w+")
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _SESSION], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._errors, text=True)
+        info = self._ask(path=self.path, context=int(context),
+                         threads=int(threads or os.cpu_count() or 1),
+                         kv_float32=bool(kv_float32))
+        self.context = int(context)
+        self.vocabulary_size = info["vocabulary_size"]
+        self.add_bos, self.bos_id = info["add_bos"], info["bos_id"]
+        self.context_length = info["context_length"]
+
+    def _ask(self, **request):
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self._process.wait()
+            code = self._process.returncode
+            if code is not None and code < 0:
+                raise RuntimeError(
+                    f"llama.cpp crashed on {self.path} "
+                    f"({signal.Signals(-code).name}).")
+            self._errors.seek(0)
+            tail = self._errors.read().strip().splitlines()[-1:] or [
+                f"exit code {code}"]
+            raise RuntimeError(f"llama.cpp could not run {self.path}: {tail[0]}")
+        return json.loads(line)
+
+    def tokenize(self, text):
+        """`text` in llama.cpp's token ids, as `llama-perplexity` tokenizes its
+        file: special tokens added (the start token where the vocabulary adds
+        one), special-token text not parsed. Returns an int32 array."""
+        import numpy as np
+
+        source = os.path.join(self._folder.name, "text")
+        with open(source, "w", encoding="utf-8") as f:
+            f.write(text)
+        out = os.path.join(self._folder.name, "tokens.npy")
+        self._ask(op="tokenize", text=source, out=out)
+        return np.load(out)
+
+    def logits(self, tokens, first=0):
+        """llama.cpp's float32 logits at positions `first ..` of `tokens`,
+        evaluated from an empty cache: `(len(tokens) - first, vocabulary)`."""
+        import numpy as np
+
+        tokens = np.asarray(tokens, np.int32)
+        if not 0 < len(tokens) <= self.context or not 0 <= first < len(tokens):
+            raise ValueError(
+                f"A sequence of 1 to {self.context} tokens, scored from a position "
+                f"inside it. Received: {len(tokens)} tokens, first={first}")
+        source = os.path.join(self._folder.name, "chunk.npy")
+        np.save(source, tokens)
+        out = os.path.join(self._folder.name, "logits.npy")
+        self._ask(op="logits", tokens=source, first=int(first), out=out)
+        return np.load(out)
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait()
+        self._errors.close()
+        self._folder.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -145,9 +145,11 @@ def write_llama(
     return path
 
 
-def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2):
+def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2,
+                 context_length=None):
     """A 6-block Gemma 3 (five sliding-window layers, one global), 32 wide,
-    heads 16 wide."""
+    heads 16 wide; `context_length`, where given, is written (llama.cpp
+    needs it)."""
     rng = np.random.default_rng(seed)
     d, kv_heads, head_dim, f_dim = 32, 1, 16, 64
     writer = gguf.GGUFWriter(path, "gemma3")
@@ -165,6 +167,7 @@ def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2):
         "tokenizer.ggml.eos_token_id": 1,
         "tokenizer.ggml.unknown_token_id": 3,
         "tokenizer.ggml.padding_token_id": 0,
+        **({"gemma3.context_length": context_length} if context_length else {}),
     }.items():
         writer.add_uint32(key, value)
     writer.add_float32("gemma3.rope.freq_base", 1_000_000.0)

@@ -1,0 +1,138 @@
+"""`keras-guide eval`: models and a text in, the numbers llama.cpp users
+compare out (`llama-perplexity`'s perplexity and `--kl-divergence` figures,
+`keras_guide.evaluation.llama_perplexity`), each model where it runs, one
+tokenization for all; `eval.json` and `eval.md` in `--out`.
+"""
+
+import json
+import os
+import time
+
+from keras_guide import _files
+from keras_guide.evaluation import llama_perplexity
+from keras_guide.evaluation import runners as runners_lib
+from keras_guide.workflows import text as text_lib
+
+JSON_FILE, TABLE_FILE = "eval.json", "eval.md"
+
+
+def read_text(paths):
+    """The text of `paths` (files or folders of `.txt` files, in order) as
+    `cat` would join them: the bytes as they are, nothing stripped, so
+    `llama-perplexity -f` on that file sees the same text.
+
+    Raises:
+        ValueError: a path holds no text.
+    """
+    files = [name for path in paths for name in text_lib.text_files(path)]
+    joined = "".join(text_lib.read_text(name) for name in files)
+    if not joined.strip():
+        raise ValueError(f"{', '.join(paths)}: no text to evaluate on (empty). Pass "
+                         "a text file of at least two chunks.")
+    return joined, files
+
+
+def evaluate(models, paths, contexts=(512,), base=None, max_chunks=None,
+             runtime="auto", threads=None, verbose=True):
+    """Every model on the text of `paths` at each context.
+
+    Args:
+        models: list of str. Model arguments (`.gguf`, `.keras`, preset
+            folders, packaged names); the first that tokenizes defines the
+            tokens (the base, if given, is first).
+        paths: list of str. Text files or folders.
+        contexts: ints. Chunk lengths (`llama-perplexity -c`). Defaults to
+            (512,).
+        base: str or None. The model the others are compared with
+            (`--kl-divergence`). Defaults to None.
+        max_chunks: int or None. The first chunks only (`--chunks`).
+        runtime: str. `runners.RUNTIMES`. Defaults to "auto".
+        threads: int or None. llama.cpp's threads.
+        verbose: bool. Progress bars. Defaults to True.
+
+    Returns:
+        dict: `text` (files, characters, tokens), `models` (name → runtime),
+        `base`, `results` (`{context: {name: figures}}`), `seconds`.
+
+    Raises:
+        ValueError: a context above a model's, a text shorter than two
+            chunks, models with different vocabularies.
+    """
+    started = time.perf_counter()
+    names = list(dict.fromkeys(([base] if base else []) + list(models)))
+    text, files = read_text(paths)
+    contexts = sorted({int(c) for c in contexts})
+    keras_models = {}
+    results, ids = {}, None
+    for context in contexts:
+        runners = {}
+        try:
+            for name in names:
+                if name in keras_models:
+                    runners[name] = keras_models[name]
+                    continue
+                runner = runners_lib.open_runner(name, context, runtime, threads)
+                if runner.runtime == "keras":
+                    keras_models[name] = runner
+                runners[name] = runner
+            llama_perplexity.check_context(runners, context)
+            if ids is None:
+                ids, bos = llama_perplexity.shared_tokens(runners, text)
+            if verbose:
+                print(f"Context {context}: {len(ids) // context} chunks of the "
+                      f"text's {len(ids):,} tokens")
+            results[str(context)] = llama_perplexity.measure(
+                runners, ids, context, bos, base=base, max_chunks=max_chunks,
+                verbose=verbose)
+        finally:
+            for runner in runners.values():
+                if runner.runtime != "keras":
+                    runner.close()
+    return {
+        "text": {"files": files, "characters": len(text), "tokens": int(len(ids))},
+        "models": {name: ("keras" if name in keras_models else "llama.cpp")
+                   for name in names},
+        "base": base,
+        "results": results,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def render(report):
+    """The report as Markdown: one table per context."""
+    lines = [f"Text: {', '.join(os.path.basename(f) for f in report['text']['files'])}"
+             f" ({report['text']['tokens']:,} tokens). llama-perplexity's protocol: "
+             "chunks of the context, the second half of each scored."]
+    for context, figures in report["results"].items():
+        rows = next(iter(figures.values()))
+        lines += ["", f"### Context {context} ({rows['chunks']} chunks, "
+                      f"{rows['tokens']:,} scored tokens)", ""]
+        header = "| model | runtime | PPL | ln PPL (nats/token) |"
+        rule = "|---|---|---|---|"
+        if report["base"]:
+            header += (f" ln(PPL/PPL base) | mean KL from {report['base']} | "
+                       "99 % KL | median KL | same top p | Δp RMS |")
+            rule += "---|---|---|---|---|---|"
+        lines += [header, rule]
+        for name, f in figures.items():
+            row = (f"| {name} | {report['models'][name]} | {f['perplexity']:.3f} ± "
+                   f"{f['perplexity_error']:.3f} | {f['nll']:.4f} |")
+            if report["base"]:
+                k = f.get("vs_base")
+                row += (" (base) | | | | | |" if k is None else
+                        f" {k['ln_ppl_ratio']:.4f} ± {k['ln_ppl_ratio_error']:.4f} | "
+                        f"{k['kl']:.4f} ± {k['kl_error']:.4f} | "
+                        f"{k['kl_percentiles']['99.0']:.4f} | "
+                        f"{k['kl_percentiles']['50.0']:.4f} | "
+                        f"{k['same_top']:.2%} | {k['delta_p_rms']:.2%} |")
+            lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def write(report, out):
+    """`eval.json` and `eval.md` in the folder `out` (created if missing)."""
+    os.makedirs(out, exist_ok=True)
+    _files.write_atomic(os.path.join(out, JSON_FILE), lambda tmp: open(
+        tmp, "w").write(json.dumps(report, indent=1)))
+    _files.write_atomic(os.path.join(out, TABLE_FILE),
+                        lambda tmp: open(tmp, "w").write(render(report)))
