@@ -9,11 +9,12 @@ The product, here: `guide` and `build_student` (initialize a student from a
 teacher), `weight_selection` (the peer baseline), `Distiller` (train it,
 with `LogitsDistillation` / `FeatureDistillation` terms), `GuidedInitializer`
 and `GuideRegularizer` (GUIDE as Keras initializers and regularizers),
-`load_gguf` / `save_gguf` (llama.cpp checkpoints in and out). The maths they
-are built from lives in the submodules: `keras_guide.initializers`
-(projections, selection, folding), `keras_guide.distillation` (losses,
-offline teachers), `keras_guide.regularizers`, `keras_guide.calibration`,
-`keras_guide.callbacks`, `keras_guide.distribution`, `keras_guide.evaluation`.
+`load_gguf` / `save_gguf` (llama.cpp checkpoints in and out) and `save_hf`
+(a Hugging Face folder `transformers` loads). The maths they are built from
+lives in the submodules: `keras_guide.initializers` (projections, selection,
+folding), `keras_guide.distillation` (losses, offline teachers),
+`keras_guide.regularizers`, `keras_guide.calibration`, `keras_guide.callbacks`,
+`keras_guide.distribution`, `keras_guide.evaluation`.
 
 Reference: Trinh, Menghani, Vee, arXiv 2510.06502.
 """
@@ -42,6 +43,12 @@ def __getattr__(name):
         from keras_guide import gguf
 
         return getattr(gguf, name)
+    # `save_hf` (`keras-guide[hf]`) builds its tokenizer files from the GGUF
+    # tokenizer classes, so it is imported on first use as well.
+    if name == "save_hf":
+        from keras_guide.hf import save_hf
+
+        return save_hf
     raise AttributeError(f"module 'keras_guide' has no attribute {name!r}")
 
 
@@ -58,6 +65,7 @@ __all__ = [
     "guide",
     "load_gguf",
     "save_gguf",
+    "save_hf",
     "set_guide_strength",
     "weight_selection",
 ]
