@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
+
 _RUN = r"""
 import json, sys, time
 import llama_cpp
@@ -175,6 +177,9 @@ ctx = L.llama_init_from_model(model, params)
 if not ctx:
     sys.exit("llama.cpp could not create a context of %d tokens" % start["context"])
 batch = L.llama_batch_init(start["context"], 0, 1)
+# The logits go through one file mapped by both processes.
+out = np.lib.format.open_memmap(start["logits"], mode="w+", dtype=np.float32,
+                                shape=(start["context"], n_vocab))
 reply(vocabulary_size=n_vocab, add_bos=bool(L.llama_vocab_get_add_bos(vocab)),
       add_eos=bool(L.llama_vocab_get_add_eos(vocab)),
       bos_id=int(L.llama_vocab_bos(vocab)),
@@ -189,23 +194,18 @@ for line in sys.stdin:
         np.save(request["out"], np.ctypeslib.as_array(buffer)[:count].astype(np.int32))
         reply(tokens=count)
         continue
-    tokens = np.load(request["tokens"])
-    first = request["first"]
+    tokens, first = request["tokens"], request["first"]
     L.llama_memory_clear(L.llama_get_memory(ctx), True)
     batch.n_tokens = len(tokens)
-    for i, token in enumerate(tokens.tolist()):
+    for i, token in enumerate(tokens):
         batch.token[i], batch.pos[i] = token, i
         batch.n_seq_id[i], batch.seq_id[i][0] = 1, 0
         batch.logits[i] = i >= first
     if L.llama_decode(ctx, batch):
         sys.exit("llama_decode failed")
     rows = len(tokens) - first
-    logits = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(rows, n_vocab))
-    out = np.lib.format.open_memmap(request["out"], mode="w+", dtype=np.float32,
-                                    shape=(rows, n_vocab))
-    out[:] = logits
-    out.flush()
-    del out
+    out[:rows] = np.ctypeslib.as_array(L.llama_get_logits(ctx),
+                                       shape=(rows, n_vocab))
     reply(rows=rows)
 """
 
@@ -246,9 +246,11 @@ class Session:
         self._process = subprocess.Popen(
             [sys.executable, "-c", _SESSION], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._errors, text=True)
+        logits = os.path.join(self._folder.name, "logits.npy")
         info = self._ask(path=self.path, context=int(context),
                          threads=int(threads or os.cpu_count() or 1),
-                         kv_float32=bool(kv_float32))
+                         kv_float32=bool(kv_float32), logits=logits)
+        self._logits = np.load(logits, mmap_mode="r")
         self.context = int(context)
         self.vocabulary_size = info["vocabulary_size"]
         self.add_bos, self.bos_id = info["add_bos"], info["bos_id"]
@@ -278,8 +280,6 @@ class Session:
         """`text` in llama.cpp's token ids, as `llama-perplexity` tokenizes its
         file: special tokens added (the start token where the vocabulary adds
         one), special-token text not parsed. Returns an int32 array."""
-        import numpy as np
-
         source = os.path.join(self._folder.name, "text")
         with open(source, "w", encoding="utf-8") as f:
             f.write(text)
@@ -290,20 +290,16 @@ class Session:
     def logits(self, tokens, first=0):
         """llama.cpp's float32 logits at positions `first ..` of `tokens`,
         evaluated from an empty cache: `(len(tokens) - first, vocabulary)`."""
-        import numpy as np
-
         tokens = np.asarray(tokens, np.int32)
         if not 0 < len(tokens) <= self.context or not 0 <= first < len(tokens):
             raise ValueError(
                 f"A sequence of 1 to {self.context} tokens, scored from a position "
                 f"inside it. Received: {len(tokens)} tokens, first={first}")
-        source = os.path.join(self._folder.name, "chunk.npy")
-        np.save(source, tokens)
-        out = os.path.join(self._folder.name, "logits.npy")
-        self._ask(op="logits", tokens=source, first=int(first), out=out)
-        return np.load(out)
+        rows = self._ask(op="logits", tokens=tokens.tolist(), first=int(first))["rows"]
+        return np.array(self._logits[:rows])
 
     def close(self):
+        self._logits = None
         if self._process.poll() is None:
             self._process.stdin.close()
             self._process.wait()

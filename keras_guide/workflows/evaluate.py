@@ -136,3 +136,57 @@ def write(report, out):
         tmp, "w").write(json.dumps(report, indent=1)))
     _files.write_atomic(os.path.join(out, TABLE_FILE),
                         lambda tmp: open(tmp, "w").write(render(report)))
+
+
+def teacher_and_student(teacher, student, text, contexts=(512, 2048),
+                        max_tokens=8192, verbose=True):
+    """Teacher and student with `llama-perplexity`'s protocol on `text`, the
+    student against the teacher as base, at each context the text and both
+    models allow: what `compress`'s report gives.
+
+    Args:
+        teacher, student: a `.gguf` path (run by llama.cpp, a session of each
+            context's size, as `llama-perplexity -c` runs it) or a Keras
+            model (run in Keras).
+        text: str. The held-out text.
+        contexts: ints. Chunk lengths. Defaults to (512, 2048).
+        max_tokens: int. Chunks up to this many tokens at each context
+            (at least two). Defaults to 8192.
+        verbose: bool. Progress bars. Defaults to True.
+
+    Returns:
+        dict `{context: {"teacher": figures, "student": figures}}`, or
+        `{context: {"skipped": why}}` where the text or a model's context
+        length does not allow two chunks.
+    """
+    models = {"teacher": teacher, "student": student}
+    in_keras = {name: runners_lib.KerasRunner(model, name)
+                for name, model in models.items()
+                if not isinstance(model, (str, os.PathLike))}
+    out, ids = {}, None
+    for context in contexts:
+        runners = {name: in_keras.get(name) or runners_lib.LlamaCppRunner(
+            model, context) for name, model in models.items()}
+        try:
+            if ids is None:
+                ids, bos = llama_perplexity.shared_tokens(runners, text)
+            limit = min([r.context_length for r in runners.values()
+                         if r.context_length] or [context])
+            if context > limit:
+                out[str(context)] = {"skipped": "above the models' context "
+                                                f"length ({limit})"}
+            elif len(ids) < 2 * context:
+                out[str(context)] = {"skipped": f"the held-out text has "
+                                                f"{len(ids)} tokens, fewer than "
+                                                "two chunks"}
+            else:
+                if verbose:
+                    print(f"llama-perplexity's protocol at a context of {context}")
+                out[str(context)] = llama_perplexity.measure(
+                    runners, ids, context, bos, base="teacher",
+                    max_chunks=max(2, max_tokens // context), verbose=verbose)
+        finally:
+            for name, runner in runners.items():
+                if name not in in_keras:
+                    runner.close()
+    return out

@@ -219,38 +219,50 @@ def eval_batches(tokens, mask, batch_size, max_windows=None):
     ]
 
 
-def text_windows(paths, encoder, sequence_length, held_out=None):
-    """Tokenizes text files into training and held-out windows.
+def split_documents(paths, held_out=None):
+    """The cleaned training and held-out documents of text files.
 
     The held-out text is `held_out` (files or folders) when given; otherwise
-    every tenth file (sorted) when there are at least ten, else the last 10 %
-    of each file's tokens. The rule is fixed: it never looks at results.
+    every tenth file (sorted) when there are at least ten, else the last
+    10 % of each file's characters, cut at a line start. The rule is fixed:
+    it never looks at results.
 
     Returns:
-        `(train, held_out)`, each `(tokens, mask)` from `make_windows`.
+        `(train, held_out)`: lists of strings (`strip_gutenberg`'s text).
     """
     files = sorted({f for p in paths for f in text_files(p)})
     held_files = sorted({f for p in (held_out or []) for f in text_files(p)})
 
     def docs(names):
-        texts = [strip_gutenberg(read_text(name)) for name in names]
-        return tokenize_documents(texts, encoder)
+        return [strip_gutenberg(read_text(name)) for name in names]
 
     if held_files:
-        train_docs = docs([f for f in files if f not in held_files])
-        held_docs = docs(held_files)
-    elif len(files) >= 10:
-        train_docs = docs([f for i, f in enumerate(files) if i % 10 != 9])
-        held_docs = docs([f for i, f in enumerate(files) if i % 10 == 9])
-    else:
-        train_docs, held_docs = [], []
-        for doc in docs(files):
-            cut = int(len(doc) * 0.9)
-            train_docs.append(doc[:cut])
-            held_docs.append(doc[cut:])
+        return docs([f for f in files if f not in held_files]), docs(held_files)
+    if len(files) >= 10:
+        return (docs([f for i, f in enumerate(files) if i % 10 != 9]),
+                docs([f for i, f in enumerate(files) if i % 10 == 9]))
+    train, held = [], []
+    for doc in docs(files):
+        cut = int(len(doc) * 0.9)
+        cut = doc.rfind("\n", 0, cut) + 1 or cut
+        train.append(doc[:cut])
+        held.append(doc[cut:])
+    return train, held
+
+
+def text_windows(paths, encoder, sequence_length, held_out=None):
+    """Tokenizes text files into training and held-out windows
+    (`split_documents`' split).
+
+    Returns:
+        `(train, held_out)`, each `(tokens, mask)` from `make_windows`.
+    """
+    train, held = split_documents(paths, held_out)
     pad, start = encoder.end_token_id, start_token_id(encoder)
-    return (make_windows(train_docs, sequence_length, pad, start),
-            make_windows(held_docs, sequence_length, pad, start))
+    return (make_windows(tokenize_documents(train, encoder), sequence_length, pad,
+                         start),
+            make_windows(tokenize_documents(held, encoder), sequence_length, pad,
+                         start))
 
 
 def sequence_length(model, requested=None):
