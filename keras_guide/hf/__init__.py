@@ -2,11 +2,13 @@
 
 `save_hf` writes a KerasHub Llama-family or Gemma 3 model (a student of any
 size) as a folder `transformers` loads (`AutoModelForCausalLM`,
-`AutoTokenizer`), whose tokenizer gives llama.cpp's token ids. The way back
-is KerasHub's own converter: `keras_hub.models.CausalLM.from_preset(folder)`.
+`AutoTokenizer`), whose tokenizer gives llama.cpp's token ids. `load_hf` is
+the way back: KerasHub's own converter, with what it drops of a Llama config
+put back and the tokenizer the folder describes.
 """
 
+from keras_guide.hf.reader import load_hf
 from keras_guide.hf.tokenizer import TokenizerError
 from keras_guide.hf.writer import save_hf
 
-__all__ = ["TokenizerError", "save_hf"]
+__all__ = ["TokenizerError", "load_hf", "save_hf"]

@@ -33,7 +33,9 @@ def resolve_model(path):
 def load_model(path):
     """Loads a teacher or student: a packaged checkpoint's name (`smollm2`,
     `gemma3`), a `.keras` file, a llama.cpp `.gguf` checkpoint (with its own
-    tokenizer) or a preset folder.
+    tokenizer), a KerasHub preset folder or a Hugging Face checkpoint folder
+    (`config.json` and safetensors, read by KerasHub's converter:
+    `keras_guide.hf.load_hf`).
 
     Raises:
         FileNotFoundError: if `path` does not exist.
@@ -77,6 +79,10 @@ def load_model(path):
             f"{path!r} is a folder without config.json: not a KerasHub preset. Pass "
             "a `.keras` file or a preset folder (`model.save_to_preset(folder)`)."
         )
+    from keras_guide.hf import reader
+
+    if reader.is_hf_folder(path):
+        return reader.load_hf(path)
     try:
         return keras_hub.models.CausalLM.from_preset(path)
     except Exception:  # noqa: BLE001 (a preset without a task: load the backbone)

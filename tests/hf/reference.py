@@ -63,7 +63,7 @@ import numpy as np
 import llama_cpp
 request = json.load(sys.stdin)
 llm = llama_cpp.Llama(model_path=request["path"], n_ctx=256, verbose=False,
-                      n_threads=2, type_k=0, type_v=0)
+                      n_threads=2, type_k=0, type_v=0, logits_all=True)
 prompt = llm.tokenize(request["prompt"].encode(), add_bos=True, special=True)
 llm.eval(prompt)
 out = []

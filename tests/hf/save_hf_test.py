@@ -19,120 +19,15 @@ import pytest
 
 pytest.importorskip("gguf", reason="the GGUF reader needs `pip install gguf`")
 
-import keras_guide  # noqa: E402
 from keras_guide import _files  # noqa: E402
-from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.hf import TokenizerError  # noqa: E402
 from keras_guide.hf import save_hf  # noqa: E402
 from keras_guide.hf import tokenizer as hf_tokenizer  # noqa: E402
 from keras_guide.hf import writer  # noqa: E402
-from tests.gguf.llama_cpp_test import TEXTS  # noqa: E402
 from tests.harness import gguf_files as tiny  # noqa: E402
 from tests.harness import models as tiny_models  # noqa: E402
+from tests.hf import cases  # noqa: E402
 from tests.hf import reference  # noqa: E402
-
-# Chat markers of both tiny vocabularies, and Gemma-style markup.
-HARD_TEXTS = TEXTS + [
-    "<|im_start|>system\nhi<|im_end|>\n<|im_start|>user\n",
-    "<bos><eos> <unk><pad>x",
-    "  \n\t x  ",
-]
-SEQ = 12  # longer than the tiny Gemma's sliding window of 3: both masks used
-
-
-def _teacher(tmp_path, name, write, **kwargs):
-    return write(tmp_path / f"{name}.gguf", quant=tiny.Q.F32, **kwargs)
-
-
-def _student(path, seed, **sizes):
-    teacher = load_gguf(path)
-    keras.utils.set_random_seed(seed)
-    student = keras_guide.build_student(teacher, **sizes)
-    keras_guide.guide(teacher, student)
-    return student
-
-
-def _rope_scaled_backbone(**rope):
-    """A random Llama 3 backbone over the tiny vocabulary, with RoPE scaling."""
-    import keras_hub
-
-    keras.utils.set_random_seed(3)
-    return keras_hub.models.Llama3Backbone(
-        vocabulary_size=len(tiny.bpe_vocabulary()[0]), num_layers=1,
-        num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
-        intermediate_dim=32, tie_word_embeddings=False, **rope)
-
-
-def _cases(tmp_path):
-    """`{name: (model, metadata_from)}` of the tiny models written."""
-    bpe = _teacher(tmp_path, "bpe", tiny.write_llama)
-    untied = _teacher(tmp_path, "untied", tiny.write_llama, tied=False)
-    spm = _teacher(tmp_path, "spm", tiny.write_llama, tokenizer="llama",
-                   metadata={"tokenizer.ggml.unknown_token_id": 3})
-    gemma = _teacher(tmp_path, "gemma", tiny.write_gemma3, layers=8)
-    return {
-        # Two query heads share one key-value head; the head is the table.
-        "llama-gqa-tied": (_student(bpe, 0, num_layers=2, hidden_dim=16,
-                                    num_heads=2, num_key_value_heads=1,
-                                    intermediate_dim=40), None),
-        "llama-untied": (_student(untied, 1, num_layers=1, hidden_dim=32,
-                                  num_heads=4, num_key_value_heads=2,
-                                  intermediate_dim=40), None),
-        # SentencePiece (Llama 2), untied from a tied teacher.
-        "llama-sentencepiece": (_student(spm, 2, tie_embeddings=False,
-                                         num_layers=1, hidden_dim=16, num_heads=2,
-                                         num_key_value_heads=2,
-                                         intermediate_dim=40), None),
-        # Seven blocks: five sliding-window, a global one, a sliding one; heads
-        # 16 wide in a 24-wide model.
-        "gemma3": (_student(gemma, 3, num_layers=7, hidden_dim=24, num_heads=2,
-                            num_key_value_heads=1, intermediate_dim=40), None),
-        # Backbones (the tokenizer from the GGUF file).
-        "llama3-rope-llama3": (_rope_scaled_backbone(
-            rope_frequency_adjustment_factor=8.0, rope_low_freq_factor=1.0,
-            rope_high_freq_factor=4.0, rope_pretraining_sequence_length=16), bpe),
-        "llama3-rope-linear": (_rope_scaled_backbone(
-            rope_position_scaling_factor=4.0), bpe),
-    }
-
-
-def _ids(model):
-    backbone = getattr(model, "backbone", model)
-    return tiny.token_ids(backbone.vocabulary_size, seed=1, length=SEQ).tolist()
-
-
-def keras_logits(model, ids):
-    x = {"token_ids": np.asarray([ids], "int32"),
-         "padding_mask": np.ones((1, len(ids)), "int32")}
-    out = model(x)
-    if not hasattr(model, "backbone"):  # a backbone: its hidden states
-        out = model.token_embedding(out, reverse=True)
-    return keras.ops.convert_to_numpy(out).astype(np.float64)[0]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Every case written by `save_hf`, and what transformers makes of it."""
-    tmp_path = tmp_path_factory.mktemp("hf")
-    cases = _cases(tmp_path)
-    jobs, ours = [], {}
-    for name, (model, source) in cases.items():
-        folder = save_hf(model, tmp_path / name, metadata_from=source)
-        ids = _ids(model)
-        ours[name] = keras_logits(model, ids)
-        job = {"folder": os.fspath(folder), "ids": ids}
-        if source is None and name != "llama-untied":  # one per vocabulary
-            job["texts"] = HARD_TEXTS
-        jobs.append(job)
-    answers, logits = reference.transformers_answers(jobs, tmp_path)
-    teachers = {"llama-gqa-tied": tmp_path / "bpe.gguf",
-                "llama-sentencepiece": tmp_path / "spm.gguf",
-                "gemma3": tmp_path / "gemma.gguf"}
-    return {name: dict(answer=answer, theirs=z, ours=ours[name],
-                       folder=tmp_path / name, model=cases[name][0],
-                       teacher=teachers.get(name))
-            for name, answer, z in zip(cases, answers, logits)}
-
 
 CASES = ["llama-gqa-tied", "llama-untied", "llama-sentencepiece", "gemma3",
          "llama3-rope-llama3", "llama3-rope-linear"]
@@ -173,9 +68,9 @@ def test_the_config_says_what_the_model_is(exported):
                                   "gemma3"])
 def test_auto_tokenizer_gives_llama_cpps_ids(exported, name):
     case = exported[name]
-    want = reference.llama_cpp_ids(case["teacher"], HARD_TEXTS)
+    want = reference.llama_cpp_ids(case["teacher"], cases.HARD_TEXTS)
     answer = case["answer"]
-    for index, text in enumerate(HARD_TEXTS):
+    for index, text in enumerate(cases.HARD_TEXTS):
         # Special tokens in the text read as tokens (transformers' default),
         # and as text (llama.cpp's parse_special=False).
         assert answer["ids"][index] == want[True][index], (name, text)
