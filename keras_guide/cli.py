@@ -131,10 +131,11 @@ def _add_budget(parser, steps, batch_size, learning_rate):
 
 def _add_export(parser):
     group = parser.add_argument_group("export (where the student runs next)")
-    group.add_argument("--export", nargs="+", choices=("gguf", "preset"),
+    group.add_argument("--export", nargs="+", choices=("gguf", "preset", "hf"),
                        default=(),
-                       help="also write the student as a llama.cpp .gguf file "
-                            "and/or a KerasHub preset folder, next to it")
+                       help="also write the student as a llama.cpp .gguf file, "
+                            "a KerasHub preset folder and/or a Hugging Face "
+                            "folder (transformers), next to it")
     group.add_argument("--gguf-dtype", default="float32",
                        choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
                        help="tensor type of the .gguf file, default float32")
@@ -306,15 +307,22 @@ def _add_compress(commands):
 def _add_export_command(commands):
     export = commands.add_parser(
         "export", help="write a model as a llama.cpp .gguf file, a KerasHub preset "
-                       "folder or a .keras file")
+                       "folder, a Hugging Face folder or a .keras file")
     export.add_argument("model", help="a .keras file, a .gguf file, a KerasHub "
                                       "preset folder or a packaged checkpoint name")
     export.add_argument("--out", required=True,
                         help="NAME.gguf (llama.cpp), NAME.keras, or a folder for a "
-                             "KerasHub preset")
+                             "KerasHub preset (or, with --format hf, a Hugging Face "
+                             "checkpoint)")
+    export.add_argument("--format", choices=("gguf", "keras", "preset", "hf"),
+                        default=None,
+                        help="what to write; default: by --out's name (.gguf, "
+                             ".keras, else a preset folder)")
     export.add_argument("--dtype", default="float32",
                         choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
-                        help="tensor type of a .gguf file, default float32")
+                        help="tensor type of a .gguf file (of a Hugging Face "
+                             "folder: float32, float16 or bfloat16), default "
+                             "float32")
     export.add_argument("--tokenizer-from", default=None, metavar="GGUF",
                         help="copy this GGUF file's tokenizer and context length "
                              "(default: the model's own tokenizer)")
@@ -592,14 +600,24 @@ def _compress(args):
     print(compress_lib.render(report))
 
 
+# The weight types a Hugging Face folder holds (`keras_guide.hf.save_hf`).
+_HF_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def _export(args):
     from keras_guide.workflows import export
 
     out = args.out
-    kind = ("gguf" if out.endswith(".gguf") else
-            "keras" if out.endswith(".keras") else "preset")
-    base = {"gguf": out[: -len(".gguf")], "keras": out[: -len(".keras")],
-            "preset": out}[kind]
+    kind = args.format or ("gguf" if out.endswith(".gguf") else
+                           "keras" if out.endswith(".keras") else "preset")
+    suffix = {"gguf": ".gguf", "keras": ".keras"}.get(kind, "")
+    if not out.endswith(suffix):
+        raise UsageError(f"--format {kind} writes a {suffix} file: name --out "
+                         f"NAME{suffix}. Received: --out {out}")
+    if kind == "hf" and args.dtype not in _HF_DTYPES:
+        raise UsageError(f"--format hf writes {', '.join(_HF_DTYPES)} weights. "
+                         f"Received: --dtype {args.dtype}")
+    base = out[: len(out) - len(suffix)]
     inputs.check_exist({"MODEL": args.model})
     if args.tokenizer_from is not None:
         inputs.check_exist({"--tokenizer-from": args.tokenizer_from})
@@ -612,11 +630,16 @@ def _export(args):
 
     check_writable(parent)
     model = load_model(args.model)
+    source = (inputs.resolve_model(args.tokenizer_from) if args.tokenizer_from
+              else None)
     if kind == "preset":
         export.write_preset(model, out, overwrite=args.overwrite)
+    elif kind == "hf":
+        from keras_guide.hf import save_hf
+
+        save_hf(model, out, metadata_from=source, overwrite=args.overwrite,
+                dtype=args.dtype)
     else:
-        source = (inputs.resolve_model(args.tokenizer_from) if args.tokenizer_from
-                  else None)
         export.export(model, base, [kind], gguf_dtype=args.dtype,
                       metadata_from=source, overwrite=args.overwrite)
     print(f"Wrote {out}")

@@ -1,8 +1,9 @@
 """A model written where other runtimes open it: a llama.cpp GGUF file, a
-KerasHub preset folder, or a `.keras` file; each whole or not at all.
+KerasHub preset folder, a Hugging Face folder (`transformers`), or a `.keras`
+file; each whole or not at all.
 
-`export(model, base, formats)` writes `base.gguf`, `base_preset/` and/or
-`base.keras` side by side; the CLI's `init`, `distill`, `compress` and
+`export(model, base, formats)` writes `base.gguf`, `base_preset/`, `base_hf/`
+and/or `base.keras` side by side; the CLI's `init`, `distill`, `compress` and
 `export` commands call it.
 """
 
@@ -11,8 +12,8 @@ import shutil
 
 from keras_guide import _files
 
-FORMATS = ("gguf", "preset", "keras")
-_SUFFIX = {"gguf": ".gguf", "preset": "_preset", "keras": ".keras"}
+FORMATS = ("gguf", "preset", "hf", "keras")
+_SUFFIX = {"gguf": ".gguf", "preset": "_preset", "hf": "_hf", "keras": ".keras"}
 
 
 def paths(base, formats):
@@ -63,11 +64,12 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
     Args:
         model: a KerasHub task model (its tokenizer goes with it).
         base: the path without extension: `base.gguf`, `base_preset/`,
-            `base.keras`.
+            `base_hf/`, `base.keras`.
         formats: any of `FORMATS`.
         gguf_dtype: the GGUF file's tensor type (`keras_guide.save_gguf`).
         metadata_from: a GGUF file whose tokenizer and context length the
-            GGUF file copies (the teacher's, when it came as one).
+            GGUF file and the Hugging Face folder take (the teacher's, when
+            it came as one).
         overwrite: replace what a previous export wrote.
 
     Returns:
@@ -82,6 +84,10 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
                       overwrite=overwrite)
         elif kind == "preset":
             write_preset(model, path, overwrite=overwrite)
+        elif kind == "hf":
+            from keras_guide.hf import save_hf
+
+            save_hf(model, path, metadata_from=metadata_from, overwrite=overwrite)
         else:
             if os.path.exists(path) and not overwrite:
                 raise ValueError(f"{path} exists; pass --overwrite to replace it.")
