@@ -19,6 +19,7 @@ folding), `keras_guide.distillation` (losses, offline teachers),
 Reference: Trinh, Menghani, Vee, arXiv 2510.06502.
 """
 
+from keras_guide import _saving
 from keras_guide import callbacks
 from keras_guide import distribution
 from keras_guide.distillation import Distiller
@@ -33,6 +34,11 @@ from keras_guide.regularizers import GuideRegularizer
 from keras_guide.regularizers import set_guide_strength
 
 __version__ = "0.1.0"
+
+# Every class keras_guide's files name is found by Keras from here on; the
+# GGUF tokenizers' module (KerasHub, TensorFlow) is imported when a file
+# needs one.
+_saving.register()
 
 
 def __getattr__(name):

@@ -3,12 +3,28 @@
 `load_gguf` imports a checkpoint as a KerasHub model whose tokenizer gives
 llama.cpp's token ids; `save_gguf` writes a KerasHub Llama or Gemma 3 model
 (a student of any size) as a file llama.cpp runs.
+
+The names are imported on first use: the tokenizers import KerasHub and
+TensorFlow, which `import keras_guide` leaves out.
 """
 
-from keras_guide.gguf.llama_cpp_tokenizer import LlamaCppTokenizer
-from keras_guide.gguf.loader import load_gguf
-from keras_guide.gguf.reader import GGUFError
-from keras_guide.gguf.reader import GGUFFile
-from keras_guide.gguf.writer import save_gguf
+import importlib
 
-__all__ = ["GGUFError", "GGUFFile", "LlamaCppTokenizer", "load_gguf", "save_gguf"]
+# Public name → the module defining it.
+_NAMES = {
+    "GGUFError": "reader",
+    "GGUFFile": "reader",
+    "LlamaCppTokenizer": "llama_cpp_tokenizer",
+    "load_gguf": "loader",
+    "save_gguf": "writer",
+}
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        module = importlib.import_module(f"keras_guide.gguf.{_NAMES[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'keras_guide.gguf' has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -39,7 +39,7 @@ def load_gguf(path, dtype=None):
         Its tokenizer gives llama.cpp's token ids (`GGUFBytePairTokenizer`,
         `GGUFGemma3Tokenizer` or `GGUFLlamaTokenizer`: KerasHub's classes,
         tokenizing with llama.cpp's algorithm). Saved with `model.save(...)`
-        or `save_to_preset`, it loads again once `keras_guide.gguf` is
+        or `save_to_preset`, it loads again once `keras_guide` is
         imported.
 
     Raises:
@@ -106,7 +106,9 @@ def _tokenizer(f, kind, cls):
         if kind == "gpt2":
             return tokenizers.byte_pair_tokenizer(f, cls)
         return cls(
-            proto=tokenizers.sentencepiece_proto(f), **_tokenizer_options(cls, f)
+            proto=tokenizers.sentencepiece_proto(f),
+            gguf_settings=tokenizers.kept_settings(f),
+            **_tokenizer_options(cls, f),
         )
     except ValueError as error:  # KerasHub's check for its family's special tokens.
         raise GGUFError(

@@ -13,13 +13,20 @@ llama.cpp (runs of spaces, indented code, digits, Gemma's whitespace tokens),
 so the classes here keep KerasHub's class (its preprocessors, `generate`,
 `detokenize`, presets) but `tokenize` through `LlamaCppTokenizer`, the port
 of llama.cpp's algorithm, built from the tokenizer's own vocabulary. A model
-or preset holding one loads once `keras_guide.gguf` is imported.
+or preset holding one loads once `keras_guide` is imported (`_saving.py`);
+its config ends with the line saying so (`requires`), which Keras prints where
+the package is missing.
+
+Each keeps the file's scalar tokenizer settings (`gguf_settings`: the chat
+template, the pre-tokenizer, ...) so that a `.keras` file, a preset and a
+GGUF file written from it carry them on.
 """
 
 import keras
 import keras_hub
 import numpy as np
 
+from keras_guide import _saving
 from keras_guide.gguf.llama_cpp_tokenizer import LlamaCppTokenizer
 from keras_guide.gguf.reader import GGUFError
 
@@ -66,7 +73,28 @@ class _LlamaCppIds:
 
     Start and end tokens are left to the preprocessor, as KerasHub's own
     `tokenize` does; `sequence_length` pads or truncates the same way.
+    `gguf_settings` holds the file's scalar `tokenizer.*` keys a GGUF file
+    written from the model carries on (`_KEPT_KEYS`).
     """
+
+    def __init__(self, *args, gguf_settings=None, **kwargs):
+        self.gguf_settings = dict(gguf_settings or {})
+        super().__init__(*args, **kwargs)
+
+    def _extra_config(self):
+        return {}
+
+    def get_config(self):
+        # `requires` last: Keras' error where keras_guide is missing prints
+        # this config, so its message ends with what to install.
+        return {**super().get_config(), **self._extra_config(),
+                "gguf_settings": self.gguf_settings,
+                "requires": _saving.REQUIRES}
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(
+            {k: v for k, v in config.items() if k != "requires"})
 
     def llama_cpp_tokenizer(self):
         """The `LlamaCppTokenizer` of this vocabulary (built once)."""
@@ -128,7 +156,6 @@ class GGUFBytePairTokenizer(_LlamaCppIds, keras_hub.models.Llama3Tokenizer):
         eos_token=None,
         misc_special_tokens=(),
         token_types=None,
-        gguf_settings=None,
         **kwargs,
     ):
         self._specials = dict(
@@ -136,7 +163,6 @@ class GGUFBytePairTokenizer(_LlamaCppIds, keras_hub.models.Llama3Tokenizer):
             eos_token=eos_token,
             misc_special_tokens=sorted(misc_special_tokens),
             token_types=dict(token_types or {}),
-            gguf_settings=dict(gguf_settings or {}),
         )
         super().__init__(
             vocabulary=vocabulary,
@@ -147,13 +173,11 @@ class GGUFBytePairTokenizer(_LlamaCppIds, keras_hub.models.Llama3Tokenizer):
             **kwargs,
         )
 
-    def get_config(self):
-        return {**super().get_config(), **self._specials}
+    def _extra_config(self):
+        return dict(self._specials)
 
     def _build_llama_cpp(self):
-        return _bpe_tokenizer(
-            self, self._specials["token_types"], self._specials["gguf_settings"]
-        )
+        return _bpe_tokenizer(self, self._specials["token_types"], self.gguf_settings)
 
 
 def _bpe_tokenizer(tokenizer, token_types=None, settings=None):
@@ -231,6 +255,12 @@ GGUF_CLASSES = {
 }
 
 
+def kept_settings(f):
+    """The file's scalar `tokenizer.*` keys a tokenizer keeps (`_KEPT_KEYS`:
+    the chat template, the pre-tokenizer, ...), for `gguf_settings`."""
+    return {k: f.get(k) for k in _KEPT_KEYS if f.get(k) is not None}
+
+
 def byte_pair_tokenizer(f, cls=None):
     """A byte-level BPE tokenizer (`GGUFBytePairTokenizer`).
 
@@ -260,7 +290,7 @@ def byte_pair_tokenizer(f, cls=None):
         misc_special_tokens=control,
         token_types={t: int(k) for t, k in zip(tokens, types) if k != _NORMAL},
         gguf_settings={
-            **{k: f.get(k) for k in _KEPT_KEYS if f.get(k) is not None},
+            **kept_settings(f),
             # llama.cpp's pre-tokenizer when the file names none.
             "tokenizer.ggml.pre": f.get("tokenizer.ggml.pre") or "default",
         },
@@ -349,8 +379,8 @@ def gguf_metadata(tokenizer, add_bos):
                 f"supported: {sorted(GGUF_CLASSES)} and their GGUF variants. Pass "
                 "metadata_from='teacher.gguf' to copy the teacher's tokenizer."
             )
-    if isinstance(tokenizer, GGUFBytePairTokenizer):
-        settings = tokenizer._specials["gguf_settings"]
+    if isinstance(tokenizer, _LlamaCppIds):
+        settings = tokenizer.gguf_settings
     meta = {
         "tokenizer.ggml.model": encoder.model,
         "tokenizer.ggml.pre": encoder.pre if encoder.model == "gpt2" else "default",

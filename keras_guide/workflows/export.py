@@ -11,6 +11,7 @@ import os
 import shutil
 
 from keras_guide import _files
+from keras_guide import _saving
 
 FORMATS = ("gguf", "preset", "hf", "keras")
 _SUFFIX = {"gguf": ".gguf", "preset": "_preset", "hf": "_hf", "keras": ".keras"}
@@ -29,7 +30,8 @@ def write_preset(model, folder, overwrite=False):
 
     The preset is written into a temporary folder beside `folder` and renamed
     into place; an existing `folder` is replaced only with `overwrite`, and
-    only once the new one is complete.
+    only once the new one is complete. A preset that names keras_guide's
+    classes (a GGUF vocabulary's tokenizer) says so in its `metadata.json`.
 
     Raises:
         ValueError: `folder` exists and `overwrite` is false, or `model`
@@ -47,6 +49,7 @@ def write_preset(model, folder, overwrite=False):
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_to_preset(tmp)
+        _saving.mark_preset(tmp)
         if os.path.exists(folder):
             os.replace(folder, old)
         os.replace(tmp, folder)
@@ -91,6 +94,6 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
         else:
             if os.path.exists(path) and not overwrite:
                 raise ValueError(f"{path} exists; pass --overwrite to replace it.")
-            _files.write_atomic(path, model.save)
+            _files.write_atomic(path, lambda tmp: _saving.save_keras(model, tmp))
         written[kind] = path
     return written

@@ -146,7 +146,7 @@ def write_llama(
 
 
 def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2,
-                 context_length=None):
+                 context_length=None, strings=None):
     """A 6-block Gemma 3 (five sliding-window layers, one global), 32 wide,
     heads 16 wide; `context_length`, where given, is written (llama.cpp
     needs it)."""
@@ -175,6 +175,8 @@ def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2,
     writer.add_bool("tokenizer.ggml.add_bos_token", True)
     writer.add_bool("tokenizer.ggml.add_space_prefix", False)
     writer.add_string("tokenizer.ggml.model", "llama")
+    for key, value in (strings or {}).items():  # e.g. a chat template
+        writer.add_string(key, value)
     writer.add_array("tokenizer.ggml.tokens", tokens)
     writer.add_array("tokenizer.ggml.scores", scores)
     writer.add_array("tokenizer.ggml.token_type", types)
