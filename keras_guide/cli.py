@@ -28,6 +28,7 @@ import os
 import sys
 import time
 
+from keras_guide.gguf.dtypes import DTYPES as GGUF_DTYPES
 from keras_guide.workflows import inputs
 
 _BACKENDS = ("jax", "tensorflow", "torch")
@@ -136,8 +137,7 @@ def _add_export(parser):
                        help="also write the student as a llama.cpp .gguf file, "
                             "a KerasHub preset folder and/or a Hugging Face "
                             "folder (transformers), next to it")
-    group.add_argument("--gguf-dtype", default="float32",
-                       choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+    group.add_argument("--gguf-dtype", default="float32", choices=GGUF_DTYPES,
                        help="tensor type of the .gguf file, default float32")
 
 
@@ -290,8 +290,7 @@ def _add_compress(commands):
                                "default 4096")
     compress.add_argument("--candidates", type=_POSITIVE_INT, default=5,
                           help="student shapes scored, default 5")
-    compress.add_argument("--gguf-dtype", default="q8_0",
-                          choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+    compress.add_argument("--gguf-dtype", default="q8_0", choices=GGUF_DTYPES,
                           help="tensor type of a .gguf student, default q8_0 (the "
                                "report gives its KL from the Keras student in "
                                "llama.cpp)")
@@ -318,8 +317,7 @@ def _add_export_command(commands):
                         default=None,
                         help="what to write; default: by --out's name (.gguf, "
                              ".keras, else a preset folder)")
-    export.add_argument("--dtype", default="float32",
-                        choices=("float32", "float16", "bfloat16", "q8_0", "q4_0"),
+    export.add_argument("--dtype", default="float32", choices=GGUF_DTYPES,
                         help="tensor type of a .gguf file (of a Hugging Face "
                              "folder: float32, float16 or bfloat16), default "
                              "float32")

@@ -2,10 +2,13 @@
 
 `load_gguf` imports a checkpoint as a KerasHub model whose tokenizer gives
 llama.cpp's token ids; `save_gguf` writes a KerasHub Llama or Gemma 3 model
-(a student of any size) as a file llama.cpp runs.
+(a student of any size) as a file llama.cpp runs, in any type of
+`dtypes.DTYPES` (K-quants through llama.cpp's own quantizer,
+`quantize_gguf`).
 
-The names are imported on first use: the tokenizers import KerasHub and
-TensorFlow, which `import keras_guide` leaves out.
+The names are imported on first use: `keras_guide.gguf.dtypes` (the type
+table the command line reads) costs nothing, while the tokenizers import
+KerasHub and TensorFlow, which `import keras_guide` leaves out.
 """
 
 import importlib
@@ -16,6 +19,7 @@ _NAMES = {
     "GGUFFile": "reader",
     "LlamaCppTokenizer": "llama_cpp_tokenizer",
     "load_gguf": "loader",
+    "quantize_gguf": "quantize",
     "save_gguf": "writer",
 }
 

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from keras_guide import _files
+from keras_guide.gguf import dtypes as dtypes_lib
 from keras_guide.gguf import gemma3
 from keras_guide.gguf import llama
 from keras_guide.gguf import tokenizers
@@ -26,18 +27,11 @@ _ARCHITECTURES = {
     "Llama3Backbone": ("llama", llama),
     "Gemma3Backbone": ("gemma3", gemma3),
 }
-# Tensor types by `dtype`: (tensor type of matrices, llama.cpp file type).
-# Vectors (norm gains) are always float32, as llama.cpp's converter writes
-# them; a matrix whose rows do not split into whole quantization blocks is
-# written as float16 (as llama.cpp's converter falls back).
-_TYPES = {
-    "float32": ("F32", "ALL_F32"),
-    "float16": ("F16", "MOSTLY_F16"),
-    "bfloat16": ("BF16", "MOSTLY_BF16"),
-    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
-    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
-}
-DTYPES = tuple(_TYPES)
+# The types `dtype` takes (`dtypes.py`). Vectors (norm gains) are always
+# float32, as llama.cpp's converter writes them; a matrix whose rows do not
+# split into whole quantization blocks is written as float16 by the `gguf`
+# package (as llama.cpp's converter falls back).
+DTYPES = dtypes_lib.DTYPES
 _DEFAULT_CONTEXT = 8192
 
 
@@ -63,8 +57,14 @@ def save_gguf(
             any size `build_student` makes.
         path: the `.gguf` file to write.
         dtype: `"float32"`, `"float16"`, `"bfloat16"` (matrices; norm gains
-            stay float32), or a llama.cpp quantization type the `gguf`
-            package writes: `"q8_0"` or `"q4_0"`.
+            stay float32), a quantization type the `gguf` package writes
+            (`"q8_0"`, `"q4_0"`: every matrix in it), or one llama.cpp's
+            quantizer writes (`"q6_k"`, `"q5_k_m"`, `"q4_k_m"`, ... :
+            `dtypes.DTYPES`): the model is written as float32 under a
+            temporary name and quantized by `quantize_gguf` in a child
+            process, with llama.cpp's mix of types and its fallback for
+            matrices whose rows are not a multiple of 256 (32-wide types,
+            e.g. `Q5_0` for `Q4_K`; float16 below 32).
         metadata_from: a GGUF file (usually the teacher's) whose tokenizer
             (`tokenizer.*`: vocabulary, merges or scores, token types,
             pre-tokenizer, special tokens, chat template) and context length
@@ -85,11 +85,14 @@ def save_gguf(
             `path` existing without `overwrite`, in a folder that does not
             exist, or the file the model was loaded from (`load_gguf`).
         ValueError: an unknown `dtype`.
+        ImportError: a llama.cpp type without `llama-cpp-python` installed.
+        RuntimeError: llama.cpp's quantizer failed (its message).
     """
     from keras_guide.adapters import backbone_of
+    from keras_guide.gguf import quantize
 
-    if dtype not in _TYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
+    kind_of_file = dtypes_lib.get(dtype)
+    quantize.check_available(dtype)
     path = os.fspath(path)
     if not path.endswith(".gguf"):
         raise GGUFError(f"A GGUF file's name ends in `.gguf`. Received: {path!r}")
@@ -136,12 +139,17 @@ def save_gguf(
         return _to_numpy(variables[keras_path])
 
     tensors = module.tensors(read, config, backbone)
-    _files.write_atomic(
-        path,
-        lambda tmp: _write(
-            tmp, arch, name or backbone.name, dtype, meta, tokenizer_meta, tensors
-        ),
-    )
+    # llama.cpp quantizes from the float32 file.
+    written = "float32" if kind_of_file.producer == "llama.cpp" else dtype
+
+    def write(tmp):
+        _write(tmp, arch, name or backbone.name, written, meta, tokenizer_meta,
+               tensors)
+
+    if written != dtype:
+        quantize.write_quantized(path, dtype, write)
+    else:
+        _files.write_atomic(path, write)
     return path
 
 
@@ -201,7 +209,7 @@ def _tensor_type(gguf, name, value, dtype):
     kinds = gguf.GGMLQuantizationType
     if value.ndim == 1 or dtype == "float32":
         return kinds.F32, value.astype(np.float32)
-    kind = getattr(kinds, _TYPES[dtype][0])
+    kind = getattr(kinds, dtypes_lib.TYPES[dtype].tensor_type)
     block = gguf.GGML_QUANT_SIZES[kind][0]
     if value.shape[-1] % block:
         kind = kinds.F16
@@ -247,7 +255,8 @@ def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors):
     writer = gguf.GGUFWriter(tmp, arch)
     try:
         writer.add_name(name)
-        writer.add_file_type(int(getattr(gguf.LlamaFileType, _TYPES[dtype][1])))
+        writer.add_file_type(
+            int(getattr(gguf.LlamaFileType, dtypes_lib.TYPES[dtype].file_type)))
         if dtype.startswith("q"):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for key, value in meta.items():

@@ -6,7 +6,10 @@ Candidates keep the family's constraints: every head as wide as the
 teacher's (a rotary head may not narrow; `build_student` refuses it), the
 teacher's ratio of query to key/value heads where it divides, the MLP's ratio
 to the width, a tied head stays tied; widths are multiples of the head width
-(and of 32, llama.cpp's quantization block). For each depth in a spread of
+(and of 32, `gguf.dtypes.FALLBACK_BLOCK`: every matrix then splits into whole
+blocks of `q8_0`, `q4_0` and the 32-wide types llama.cpp's K-quants fall back
+to, so no type leaves a matrix in float16; rows that are also multiples of
+256 take the K-quant itself). For each depth in a spread of
 depths the widest shape within the target is kept, so the candidates trade
 depth for width at about the same size.
 
@@ -20,6 +23,7 @@ import re
 
 from keras_guide.adapters import adapter_for
 from keras_guide.adapters import backbone_of
+from keras_guide.gguf.dtypes import FALLBACK_BLOCK
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
 # Depths tried, as shares of the teacher's.
@@ -208,7 +212,8 @@ def _width_sizes(dims, adapter, width):
     units = getattr(adapter, "intermediate_units", 1)
     config_intermediate = dims.intermediate_dim * units
     intermediate = min(config_intermediate,
-                       _round_to(config_intermediate * ratio, 32 * units))
+                       _round_to(config_intermediate * ratio,
+                                 FALLBACK_BLOCK * units))
     sizes = {"hidden_dim": width, "num_heads": heads,
              "num_key_value_heads": kv_heads, "intermediate_dim": intermediate}
     return {k: v for k, v in sizes.items() if k in adapter.config_keys}
@@ -232,11 +237,11 @@ def candidate_shapes(teacher, target, max_candidates=5):
     """
     counter = _Counter(teacher)
     dims, adapter = counter.dims, counter.adapter
-    # Widths in whole heads (and whole quantization blocks of 32 where the
-    # teacher is wide enough to leave a choice of several).
+    # Widths in whole heads (and whole quantization blocks where the teacher
+    # is wide enough to leave a choice of several).
     unit = dims.head_dim if "head_dim" not in adapter.config_keys else 8
-    if dims.hidden_dim >= 8 * math.lcm(unit, 32):
-        unit = math.lcm(unit, 32)
+    if dims.hidden_dim >= 8 * math.lcm(unit, FALLBACK_BLOCK):
+        unit = math.lcm(unit, FALLBACK_BLOCK)
     widths = [w for w in range(unit, dims.hidden_dim + 1, unit)
               if _width_sizes(dims, adapter, w) is not None]
     depths = sorted({max(1, round(dims.num_layers * share)) for share in _DEPTHS},
