@@ -2,6 +2,9 @@
 
 - `scores`: held-out cross-entropy (every table's number), logits,
   perplexity of one text, a student against its teacher.
+- `harness` (imported on its own: it needs the `eval` extra, lm-eval):
+  `KerasLM`, an lm-evaluation-harness model over a Keras causal LM, and
+  `evaluate_tasks`, lm-eval tasks scored on it.
 """
 
 from keras_guide.evaluation.scores import compare

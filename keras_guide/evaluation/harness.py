@@ -1,0 +1,618 @@
+"""lm-evaluation-harness on Keras causal LMs: `KerasLM` and `evaluate_tasks`.
+
+`KerasLM` is an `lm_eval.api.model.LM` over any KerasHub causal LM this
+project makes or imports (`keras_guide.load_gguf` models, `.keras` students
+of `keras-guide compress`, presets), so `lm_eval.simple_evaluate` scores a
+teacher and its student on the same tasks. It follows lm-eval's
+`HFLM` (`lm_eval/models/huggingface.py`) wherever a score depends on it:
+
+- tokens: a GGUF vocabulary is encoded with llama.cpp's algorithm (the ids
+  llama.cpp gives), any other KerasHub tokenizer on the whole string; the
+  start token opens a sequence where the preprocessor adds one;
+- `loglikelihood(context, continuation)`: the whole string and the context
+  are encoded, the continuation is the difference, trailing whitespace of
+  the context moves to the continuation; an empty context is the prefix
+  token (the start token where the tokenizer adds one, else the end token);
+  a pair longer than `max_length + 1` tokens loses tokens from the left;
+- `loglikelihood_rolling`: the text in disjoint windows of `max_length`
+  (`lm_eval.utils.get_rolling_token_windows`, `make_disjoint_window`), the
+  first conditioned on the prefix token; every token is scored once;
+- `generate_until`: greedy, to the end token, one of `until` or
+  `max_gen_toks`; the context keeps its last `max_length - max_gen_toks`.
+
+Requests are sorted by length (longest first) and run in right-padded
+batches of `batch_size`, one forward pass per batch (per generated token in
+`generate_until`), with lengths rounded up to a few sizes so a compiled
+backend traces a handful of shapes. Right padding never changes a causal
+model's logits at the real positions. Per-token log-probabilities are
+computed in float32 where the model runs (`log softmax(z)[y] = z_y −
+logsumexp(z)`); only `(batch, length)` values come back, summed in float64
+on the host.
+
+lm-eval is an optional extra: `pip install 'keras-guide[eval]'`.
+"""
+
+import difflib
+import os
+import re
+
+import keras
+import numpy as np
+
+_INSTALL = (
+    "keras_guide.evaluation.harness needs lm-evaluation-harness, which is not "
+    "installed. Install it with: pip install 'keras-guide[eval]' (or pip install "
+    "lm-eval)"
+)
+
+try:
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.models.utils import handle_stop_sequences
+    from lm_eval.models.utils import normalize_gen_kwargs
+    from lm_eval.models.utils import postprocess_generated_text
+    from lm_eval.utils import get_rolling_token_windows
+    from lm_eval.utils import make_disjoint_window
+except ImportError as error:  # pragma: no cover (the extra is installed in CI)
+    raise ImportError(_INSTALL) from error
+
+# lm-eval's HFLM falls back to this context when a model states none.
+DEFAULT_MAX_LENGTH = 2048
+
+
+def padded_length(n, max_length):
+    """The length a batch whose longest row has `n` tokens is padded to: the
+    smallest of 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5 times them)
+    that holds `n`, at most `max(n, max_length)`.
+
+    A compiled backend (JAX, `tf.function`) traces once per input shape, so
+    a handful of lengths keeps tracing time bounded; padding wastes at most a
+    third of a batch.
+    """
+    size = 16
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return max(n, min(size, max_length))
+
+
+def _logits_model(lm):
+    """`lm`'s graph from token ids to logits, without its preprocessor.
+
+    A KerasHub task tracks its preprocessor, whose tokenizer does not
+    support XLA, so Keras would run a model holding it eagerly, op by op (on
+    JAX: a compilation per operation and shape). A functional model over the
+    same layers and weights is compiled whole.
+    """
+    try:
+        inputs, outputs = lm.input, lm.output
+    except (AttributeError, ValueError):
+        return lm
+    return keras.Model(inputs, outputs, name="keras_lm_logits")
+
+
+class _Scorer(keras.Model):
+    """`{token_ids, padding_mask, targets} -> (log p(target), argmax)` per
+    position, both `(batch, length)`: the vocabulary axis never leaves the
+    device."""
+
+    def __init__(self, lm, **kwargs):
+        super().__init__(**kwargs)
+        self.lm = _logits_model(lm)
+
+    def call(self, inputs):
+        logits = self.lm(
+            {"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}
+        )
+        logits = keras.ops.cast(logits, "float32")
+        target = keras.ops.expand_dims(inputs["targets"], -1)
+        picked = keras.ops.take_along_axis(logits, target, axis=-1)[..., 0]
+        log_prob = picked - keras.ops.logsumexp(logits, axis=-1)
+        return log_prob, keras.ops.cast(keras.ops.argmax(logits, axis=-1), "int32")
+
+
+def _text(value):
+    """A detokenized value (tensor, NumPy array, bytes or str) as a `str`."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+class KerasLM(TemplateLM):
+    """An lm-evaluation-harness model over a Keras causal LM.
+
+    Args:
+        model: a KerasHub `CausalLM` (any Keras model mapping
+            `{"token_ids", "padding_mask"}` to logits) whose
+            `preprocessor.tokenizer` is its tokenizer, or with `tokenizer`.
+        batch_size: int, requests per forward pass. Defaults to 8.
+        max_length: int, the longest sequence the model sees (the context
+            lm-eval's truncation and rolling windows use). Defaults to the
+            backbone's `max_sequence_length`, else 2048 (HFLM's default).
+        max_gen_toks: int, tokens `generate_until` generates when a task does
+            not say. Defaults to 256 (HFLM's).
+        tokenizer: a KerasHub tokenizer, for a model without a preprocessor.
+            Defaults to `model.preprocessor.tokenizer`.
+        add_start_token: bool, whether sequences open with the tokenizer's
+            start token. Defaults to the preprocessor's `add_start_token`
+            (False without a preprocessor).
+        progress: bool, show a progress bar per request type. Defaults to
+            True.
+
+    Raises:
+        ValueError: the model has no tokenizer, or an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        model,
+        batch_size=8,
+        max_length=None,
+        max_gen_toks=256,
+        tokenizer=None,
+        add_start_token=None,
+        progress=True,
+    ):
+        super().__init__()
+        preprocessor = getattr(model, "preprocessor", None)
+        if tokenizer is None:
+            tokenizer = getattr(preprocessor, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(
+                "`model` has no preprocessor with a tokenizer: pass the tokenizer "
+                "it was trained with (KerasLM(model, tokenizer=...)). Received: "
+                f"model={type(model).__name__}"
+            )
+        for name, value in (("batch_size", batch_size), ("max_gen_toks", max_gen_toks),
+                            ("max_length", max_length)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"`{name}` must be a positive integer. Received: {name}={value!r}"
+                )
+        if add_start_token is None:
+            add_start_token = bool(getattr(preprocessor, "add_start_token", False))
+        self.model = model
+        self.tokenizer = tokenizer
+        self._batch_size = int(batch_size)
+        self._max_gen_toks = int(max_gen_toks)
+        self._progress = bool(progress)
+        backbone = getattr(model, "backbone", None)
+        stated = (backbone.get_config().get("max_sequence_length")
+                  if backbone is not None else None)
+        self._max_length = int(max_length or stated or DEFAULT_MAX_LENGTH)
+        build = getattr(tokenizer, "llama_cpp_tokenizer", None)
+        self._llama_cpp = build() if build is not None else None
+        self._start = getattr(tokenizer, "start_token_id", None) if add_start_token \
+            else None
+        end = getattr(tokenizer, "end_token_id", None)
+        self._end = end if end is not None else getattr(tokenizer, "pad_token_id", 0)
+        self._scorer = _Scorer(model, name="keras_lm_scorer")
+
+    # ------------------------------------------------------------ properties
+    @property
+    def eot_token_id(self):
+        return self._end
+
+    @property
+    def prefix_token_id(self):
+        return self._start if self._start is not None else self._end
+
+    @property
+    def max_length(self):
+        return self._max_length
+
+    @property
+    def max_gen_toks(self):
+        return self._max_gen_toks
+
+    @property
+    def batch_size(self):
+        return self._batch_size
+
+    @property
+    def tokenizer_name(self):
+        return type(self.tokenizer).__name__
+
+    def get_model_info(self):
+        return {
+            "model_class": type(self.model).__name__,
+            "model_num_parameters": int(self.model.count_params()),
+            "max_length": self.max_length,
+        }
+
+    # ------------------------------------------------------------ tokens
+    def tok_encode(self, string, add_special_tokens=None, **kwargs):
+        """`string`'s ids; with the start token first where the tokenizer adds
+        one, unless `add_special_tokens` is False."""
+        if self._llama_cpp is not None:
+            ids = self._llama_cpp.encode(string, add_special=False)
+        elif string:
+            ids = np.asarray(keras.ops.convert_to_numpy(self.tokenizer(string)))
+            ids = [int(i) for i in ids.reshape(-1)]
+        else:
+            ids = []
+        if self._start is not None and add_special_tokens is not False:
+            ids = [self._start] + ids
+        return ids
+
+    def tok_decode(self, ids):
+        """The text of `ids`."""
+        if not len(ids):
+            return ""
+        return _text(self.tokenizer.detokenize(np.asarray(ids, "int32")))
+
+    # ------------------------------------------------------------ scoring
+    def _forward(self, rows, targets):
+        """Runs one padded batch.
+
+        Args:
+            rows: lists of input ids, each at most `max_length` long.
+            targets: lists of the same lengths (the next token per position).
+
+        Returns:
+            `[(log_probs, argmax)]` per row, NumPy arrays of the row's length.
+        """
+        width = padded_length(max(len(r) for r in rows), self.max_length)
+        count = max(len(rows), self.batch_size)
+        ids = np.zeros((count, width), "int32")
+        mask = np.zeros((count, width), "int32")
+        target = np.zeros((count, width), "int32")
+        for i in range(count):
+            # Filler rows repeat the first one: an all-padding row could give NaN.
+            j = i if i < len(rows) else 0
+            row, goal = rows[j], targets[j]
+            ids[i, : len(row)], target[i, : len(row)] = row, goal
+            mask[i, : len(row)] = 1
+        log_prob, greedy = self._scorer.predict_on_batch(
+            {"token_ids": ids, "padding_mask": mask, "targets": target}
+        )
+        log_prob, greedy = np.asarray(log_prob), np.asarray(greedy)
+        return [(log_prob[i, : len(r)], greedy[i, : len(r)])
+                for i, r in enumerate(rows)]
+
+    def _bar(self, total, desc, disable):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, disable=disable or not self._progress)
+
+    def _score_pairs(self, pairs, desc, disable=False):
+        """`(sum log p(continuation), greedy)` per `(context_ids, continuation_ids)`,
+        in the order given."""
+        for context, continuation in pairs:
+            if not context or not continuation:
+                raise ValueError(
+                    "A loglikelihood request needs at least one context and one "
+                    f"continuation token. Received: {len(context)} context and "
+                    f"{len(continuation)} continuation tokens"
+                )
+            if len(continuation) > self.max_length:
+                raise ValueError(
+                    f"A continuation of {len(continuation)} tokens does not fit the "
+                    f"model's max_length ({self.max_length}). Pass a larger "
+                    "max_length if the model takes it."
+                )
+        full = [(c + x)[-(self.max_length + 1):] for c, x in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: (-len(full[i]), full[i]))
+        results = [None] * len(pairs)
+        with self._bar(len(pairs), desc, disable) as bar:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start: start + self.batch_size]
+                outputs = self._forward([full[i][:-1] for i in chunk],
+                                        [full[i][1:] for i in chunk])
+                for i, (log_prob, greedy) in zip(chunk, outputs):
+                    n = len(pairs[i][1])
+                    wanted = np.asarray(pairs[i][1])
+                    results[i] = (
+                        float(np.sum(log_prob[-n:], dtype=np.float64)),
+                        bool(np.array_equal(greedy[-n:], wanted)),
+                    )
+                bar.update(len(chunk))
+        return results
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm=False, **kwargs):
+        results = self._score_pairs([(c, x) for _, c, x in requests],
+                                    "loglikelihood", disable_tqdm)
+        for (request, _, _), answer in zip(requests, results):
+            if request is not None:
+                self.cache_hook.add_partial("loglikelihood", request, answer)
+        return results
+
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        windows, owner = [], []
+        for index, request in enumerate(requests):
+            (string,) = request.args
+            tokens = self.tok_encode(string, add_special_tokens=False)
+            for window in get_rolling_token_windows(
+                token_list=tokens,
+                prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length,
+                context_len=1,
+            ):
+                windows.append(make_disjoint_window(window))
+                owner.append(index)
+        scores = self._score_pairs(windows, "loglikelihood_rolling", disable_tqdm)
+        totals = np.zeros(len(requests), np.float64)
+        for index, (log_prob, _) in zip(owner, scores):
+            totals[index] += log_prob
+        results = [float(t) for t in totals]
+        for request, total in zip(requests, results):
+            self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
+        return results
+
+    # ------------------------------------------------------------ generation
+    def _generation_settings(self, gen_kwargs):
+        kwargs = normalize_gen_kwargs(dict(gen_kwargs or {}), self.max_gen_toks)
+        if kwargs.get("do_sample"):
+            raise ValueError(
+                "KerasLM generates greedily; a task asks for sampling. Set "
+                "`do_sample: false` in its generation_kwargs. Received: "
+                f"{gen_kwargs}"
+            )
+        eos = self.tok_decode([self.eot_token_id])
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+        steps = int(kwargs.pop("max_gen_toks"))
+        if steps >= self.max_length:
+            raise ValueError(
+                f"`max_gen_toks` ({steps}) must be below the model's max_length "
+                f"({self.max_length}) to leave room for the context. Received: "
+                f"max_gen_toks={steps}"
+            )
+        return until, steps
+
+    def generate_until(self, requests, disable_tqdm=False):
+        jobs = []
+        for request in requests:
+            context, gen_kwargs = request.args
+            until, steps = self._generation_settings(gen_kwargs)
+            ids = self.tok_encode(context)[-(self.max_length - steps):]
+            jobs.append({"ids": ids, "until": until, "steps": steps, "new": []})
+        order = sorted(range(len(jobs)),
+                       key=lambda i: (-len(jobs[i]["ids"]), requests[i].args[0]))
+        results = [None] * len(jobs)
+        with self._bar(len(jobs), "generate_until", disable_tqdm) as bar:
+            for start in range(0, len(order), self.batch_size):
+                chunk = [jobs[i] for i in order[start: start + self.batch_size]]
+                self._greedy(chunk)
+                for i, job in zip(order[start: start + self.batch_size], chunk):
+                    text = postprocess_generated_text(
+                        self.tok_decode(job["new"]), job["until"], None
+                    )
+                    results[i] = text
+                    self.cache_hook.add_partial("generate_until", requests[i].args,
+                                                text)
+                bar.update(len(chunk))
+        return results
+
+    def _greedy(self, jobs):
+        """Extends each job's `new` greedily, one forward pass per token for
+        the rows still running."""
+        running = list(jobs)
+        while running:
+            rows = [job["ids"] + job["new"] for job in running]
+            outputs = self._forward(rows, rows)
+            still = []
+            for job, row, (_, greedy) in zip(running, rows, outputs):
+                token = int(greedy[len(row) - 1])
+                if token == self.eot_token_id:
+                    continue
+                job["new"].append(token)
+                if len(job["new"]) >= job["steps"]:
+                    continue
+                text = self.tok_decode(job["new"])
+                if any(stop and stop in text for stop in job["until"]):
+                    continue
+                still.append(job)
+            running = still
+
+
+# ---------------------------------------------------------------- tasks
+def _offline_flags(offline):
+    """Sets the Hugging Face Hub's offline switches (environment and the
+    already imported modules' copies); returns the previous values."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved = {
+        "env": {name: os.environ.get(name) for name in names},
+        "hub": huggingface_hub.constants.HF_HUB_OFFLINE,
+        "datasets": (datasets.config.HF_HUB_OFFLINE,
+                     datasets.config.HF_DATASETS_OFFLINE),
+    }
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+    return saved
+
+
+def _restore_flags(saved):
+    import datasets.config
+    import huggingface_hub.constants
+
+    for key, value in saved["env"].items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    huggingface_hub.constants.HF_HUB_OFFLINE = saved["hub"]
+    datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = (
+        saved["datasets"])
+
+
+_LOCAL_TASK = (
+    "write a task YAML (`task: NAME`, `dataset_path: json`, `dataset_kwargs: "
+    "{data_files: {test: /path/data.jsonl}}`, `test_split: test`, `output_type`, "
+    "`doc_to_text`, `doc_to_target`, ...) into a folder and pass that folder as "
+    "include_path (keras-guide eval --task-path)"
+)
+
+
+class UnknownTaskError(ValueError):
+    """A task, group or tag name lm-eval's index does not hold."""
+
+
+def _unknown_task(name, manager, inside=None):
+    close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+    hint = f" (close: {', '.join(close)})" if close else ""
+    where = f" (named by {inside!r})" if inside else ""
+    return UnknownTaskError(
+        f"lm-eval knows no task {name!r}{where}{hint}. To add one, {_LOCAL_TASK}. "
+        f"Received: tasks=[..., {inside or name!r}, ...]"
+    )
+
+
+def _missing_data(name, entry, error):
+    config = (getattr(entry, "cfg", None) or {}) if entry is not None else {}
+    dataset = config.get("dataset_path")
+    if dataset:
+        subset = config.get("dataset_name")
+        files = (config.get("dataset_kwargs") or {}).get("data_files")
+        dataset = repr(dataset) + (f" ({subset})" if subset else "") + (
+            f" with data_files={files!r}" if files else "")
+    else:
+        dataset = "its data set"
+    reason = (str(error).strip().splitlines() or [""])[0]
+    return ValueError(
+        f"Task {name!r} needs {dataset}, which this machine cannot load "
+        f"({type(error).__name__}: {reason}). lm-eval reads data sets from the "
+        "Hugging Face Hub or its local cache (offline here: HF_DATASETS_OFFLINE=1); "
+        f"to use a local file instead, {_LOCAL_TASK}."
+    )
+
+
+def _load_tasks(manager, tasks):
+    """Builds each named task (reading its data) and returns what to pass to
+    `simple_evaluate`: a group as its `Group`, a task or tag as its tasks."""
+    built = []
+    for name in tasks:
+        entry = manager.task_index.get(name)
+        if entry is None and not (str(name).endswith((".yaml", ".yml"))
+                                  and os.path.isfile(name)):
+            raise _unknown_task(name, manager)
+        try:
+            loaded = manager.load([name])
+        except KeyError as error:
+            # A group or include naming a task the index lacks.
+            missing = re.search(r"'([^']+)'", str(error))
+            raise _unknown_task(missing.group(1) if missing else name, manager,
+                                inside=name if missing else None) from error
+        except (OSError, ValueError) as error:
+            # datasets raises ConnectionError (an OSError) for an unreachable
+            # Hub, FileNotFoundError for a missing file and DatasetNotFoundError
+            # (a ValueError in some releases) for an unknown one.
+            raise _missing_data(name, entry, error) from error
+        groups = loaded.get("groups") or {}
+        if name in groups:
+            built.append(groups[name])
+        else:
+            built.extend(loaded["tasks"].values())
+    return built
+
+
+def _metrics(results):
+    """`{task: {metric: value}}` from lm-eval's `results["results"]`: the
+    default filter's metrics under their own names (`acc`, `acc_stderr`),
+    others as `metric,filter`."""
+    table = {}
+    for task, values in results["results"].items():
+        row = {}
+        for key, value in values.items():
+            if "," not in key or isinstance(value, str) or value is None:
+                continue
+            metric, _, kind = key.partition(",")
+            row[metric if kind == "none" else key] = float(value)
+        table[task] = row
+    return table
+
+
+def evaluate_tasks(
+    model,
+    tasks,
+    *,
+    include_path=None,
+    num_fewshot=None,
+    limit=None,
+    batch_size=8,
+    max_length=None,
+    offline=True,
+    bootstrap_iters=100000,
+    progress=True,
+):
+    """Scores `model` on lm-eval tasks with `lm_eval.simple_evaluate`.
+
+    Args:
+        model: a Keras causal LM with a tokenizer (`KerasLM`'s `model`), or a
+            `KerasLM`.
+        tasks: list of str, lm-eval task, group or tag names (`hellaswag`,
+            `arc_easy`, a task of `include_path`) or task YAML files.
+        include_path: str or list of str, folders of local task YAML files.
+            Defaults to None (lm-eval's own tasks only).
+        num_fewshot: int, few-shot examples per prompt. Defaults to each
+            task's own setting (0 when it has none).
+        limit: int or float, examples per task (a fraction below 1). Defaults
+            to None (all).
+        batch_size: int, requests per forward pass. Defaults to 8.
+        max_length: int, the model's context (`KerasLM`). Defaults to the
+            backbone's `max_sequence_length`, else 2048.
+        offline: bool, keep the Hugging Face Hub off (set HF_HUB_OFFLINE and
+            HF_DATASETS_OFFLINE for the call) so a data set that is not on
+            this machine fails at once rather than after network retries.
+            Defaults to True.
+        bootstrap_iters: int, lm-eval's bootstrap draws for the standard
+            errors that need them; 0 computes no standard error. Defaults to
+            100000 (lm-eval's).
+        progress: bool, progress bars. Defaults to True.
+
+    Returns:
+        dict `{task: {metric: value}}` for every task and group, e.g.
+        `{"arc_easy": {"acc": 0.41, "acc_stderr": 0.01, "acc_norm": 0.39,
+        "acc_norm_stderr": 0.01}}`; a metric under a filter other than the
+        default is keyed `metric,filter` (`exact_match,strict-match`).
+
+    Raises:
+        ValueError: an unknown task (naming it and how to add one from a
+            local YAML file) or one whose data this machine cannot load
+            (naming the task and its data set).
+        ImportError: lm-eval is not installed (at import of this module).
+    """
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if not tasks:
+        raise ValueError(f"`tasks` must name at least one task. Received: {tasks!r}")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    lm = model if isinstance(model, KerasLM) else KerasLM(
+        model, batch_size=batch_size, max_length=max_length, progress=progress)
+    saved = _offline_flags(offline)
+    try:
+        manager = None
+        if include_path:
+            # Indexing lm-eval's own tasks takes seconds; local tasks need none.
+            manager = TaskManager(include_path=include_path, include_defaults=False)
+            if not all(name in manager.task_index for name in tasks):
+                manager = None
+        if manager is not None:
+            try:
+                loaded = _load_tasks(manager, list(tasks))
+            except UnknownTaskError:
+                manager = None  # e.g. a local group of built-in tasks
+        if manager is None:
+            manager = TaskManager(include_path=include_path)
+            loaded = _load_tasks(manager, list(tasks))
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=loaded,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            bootstrap_iters=bootstrap_iters,
+            log_samples=False,
+            torch_random_seed=None,
+        )
+    finally:
+        _restore_flags(saved)
+    return _metrics(results)
