@@ -29,6 +29,14 @@ CHAT_TEMPLATE = (
 )
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+# Gemma's, carried by the SentencePiece teacher's.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + "
+    "message['role'] + '\\n' + message['content'] + '<end_of_turn>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}"
+    "{% endif %}"
+)
+GEMMA_CHAT = "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
 
 
 def _teacher(tmp_path, name, write, **kwargs):
@@ -61,7 +69,8 @@ def build(tmp_path):
     untied = _teacher(tmp_path, "untied", tiny.write_llama, tied=False)
     spm = _teacher(tmp_path, "spm", tiny.write_llama, tokenizer="llama",
                    metadata={"tokenizer.ggml.unknown_token_id": 3})
-    gemma = _teacher(tmp_path, "gemma", tiny.write_gemma3, layers=8)
+    gemma = _teacher(tmp_path, "gemma", tiny.write_gemma3, layers=8,
+                     strings={"tokenizer.chat_template": GEMMA_CHAT_TEMPLATE})
     return {
         # Two query heads share one key-value head; the head is the table.
         "llama-gqa-tied": (_student(bpe, 0, num_layers=2, hidden_dim=16,

@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
         job = {"folder": os.fspath(folder), "ids": ids}
         if source is None and name != "llama-untied":  # one per vocabulary
             job["texts"] = cases.HARD_TEXTS
-        if name == "llama-gqa-tied":
+        if name in ("llama-gqa-tied", "gemma3"):
             job["messages"] = cases.MESSAGES
         if name == cases.GENERATOR:
             job.update(prompt=cases.PROMPT, steps=cases.STEPS)

@@ -52,20 +52,25 @@ def test_a_written_folder_loads_back_as_the_same_model(exported, name):
         case["model"].preprocessor.add_start_token)
 
 
-def test_the_chat_template_survives_every_format(exported, tmp_path):
-    case = exported["llama-gqa-tied"]
+@pytest.mark.parametrize("name, template, chat", [
+    ("llama-gqa-tied", cases.CHAT_TEMPLATE, cases.CHAT),
+    ("gemma3", cases.GEMMA_CHAT_TEMPLATE, cases.GEMMA_CHAT),
+])
+def test_the_chat_template_survives_every_format(exported, tmp_path, name,
+                                                 template, chat):
+    case = exported[name]
     # GGUF teacher → Keras student → Hugging Face folder, rendered by
     # transformers as the template says.
     config = json.load(open(case["folder"] / "tokenizer_config.json"))
-    assert config["chat_template"] == cases.CHAT_TEMPLATE
-    assert case["answer"]["chat"] == cases.CHAT
+    assert config["chat_template"] == template
+    assert case["answer"]["chat"] == chat
     # → GGUF again, from the student's own tokenizer.
     path = save_gguf(case["model"], tmp_path / "student.gguf")
-    assert GGUFFile(path).get("tokenizer.chat_template") == cases.CHAT_TEMPLATE
+    assert GGUFFile(path).get("tokenizer.chat_template") == template
     # Hugging Face folder → Keras → GGUF.
     back = inputs.load_model(str(case["folder"]))
     path = save_gguf(back, tmp_path / "back.gguf")
-    assert GGUFFile(path).get("tokenizer.chat_template") == cases.CHAT_TEMPLATE
+    assert GGUFFile(path).get("tokenizer.chat_template") == template
 
 
 def test_a_tokenizer_json_of_another_origin_is_read_by_kerashub(exported, tmp_path):
