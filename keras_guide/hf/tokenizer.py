@@ -31,6 +31,10 @@ from keras_guide.gguf.llama_cpp_tokenizer import PRE_TOKENIZERS
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
 _SPECIAL_TYPES = (_CONTROL, _UNKNOWN, _USER_DEFINED)
 _SPACE = "▁"
+# Control tokens llama.cpp ends generation at whatever the file's ids say
+# (`llama-vocab.cpp`; the texts every version since 2024 lists).
+END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+               "<|endoftext|>", "<|eom_id|>", "<EOT>")
 
 
 class TokenizerError(ValueError):
@@ -211,7 +215,10 @@ def files(meta, context_length):
     Returns:
         `(tokenizer_json, tokenizer_config, special_ids)`: two dicts to write
         as JSON, and `{"bos_token_id", "eos_token_id", "pad_token_id",
-        "stop_token_ids"}` for the model and generation configs.
+        "stop_token_ids"}` for the model and generation configs; the stop
+        tokens are the end, end-of-turn and end-of-message tokens the file
+        names, and the control tokens llama.cpp ends generation at by their
+        text (`END_OF_TURN`), so `generate` stops where llama.cpp does.
 
     Raises:
         TokenizerError: a vocabulary these files cannot express.
@@ -236,7 +243,7 @@ def files(meta, context_length):
         )
     bos, eos = _token(meta, tokens, "bos"), _token(meta, tokens, "eos")
     pad, unk = _token(meta, tokens, "padding"), _token(meta, tokens, "unknown")
-    eot = _token(meta, tokens, "eot")
+    ends = [_token(meta, tokens, name)[0] for name in ("eos", "eot", "eom")]
     add_bos = meta.get("tokenizer.ggml.add_bos_token")
     if add_bos is None:  # llama.cpp's defaults, as `LlamaCppTokenizer.from_gguf`
         pre = meta.get("tokenizer.ggml.pre") or "default"
@@ -281,7 +288,9 @@ def files(meta, context_length):
     template = meta.get("tokenizer.chat_template")
     if template:
         config["chat_template"] = template
-    stops = [i for i in (eos[0], eot[0]) if i is not None]
+    stops = [i for i in ends if i is not None] + [
+        i for i in (vocab.get(t) for t in END_OF_TURN)
+        if i is not None and types[i] == _CONTROL]
     special_ids = {
         "bos_token_id": bos[0],
         "eos_token_id": eos[0],

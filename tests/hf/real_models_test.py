@@ -37,7 +37,7 @@ def test_real_vocabularies_give_llama_cpps_ids(tmp_path, name):
     path = real_checkpoints.path(name)
     f = GGUFFile(path)
     meta = {key: f.get(key) for key in f.keys() if key.startswith("tokenizer.")}
-    tokenizer_json, config, _ = hf_tokenizer.files(meta, 8192)
+    tokenizer_json, config, ids = hf_tokenizer.files(meta, 8192)
     folder = tmp_path / name
     folder.mkdir()
     for file, document in (("tokenizer.json", tokenizer_json),
@@ -52,3 +52,8 @@ def test_real_vocabularies_give_llama_cpps_ids(tmp_path, name):
         assert answer["ids_split_special"][index] == want[False][index], (name, text)
         assert answer["ids_with_specials"][index] == want["with_bos"][index], (
             name, text)
+    # Generation stops at the end of a turn too (<|im_end|> is SmolLM2's end
+    # token, <|endoftext|> its end of text; Gemma's <eos> and <end_of_turn>),
+    # all tokens llama.cpp ends generation at.
+    assert ids["stop_token_ids"] == {"smollm2": [2, 0], "gemma3": [1, 106]}[name]
+    assert set(ids["stop_token_ids"]) <= set(want["eog"])

@@ -43,18 +43,23 @@ out = {str(special): [llm.tokenize(t.encode(), add_bos=False, special=special)
                       for t in request["texts"]] for special in (False, True)}
 out["with_bos"] = [llm.tokenize(t.encode(), add_bos=True, special=True)
                    for t in request["texts"]]
+vocab = llama_cpp.llama_model_get_vocab(llm.model)
+out["eog"] = [i for i in range(llama_cpp.llama_vocab_n_tokens(vocab))
+              if llama_cpp.llama_vocab_is_eog(vocab, i)]
 print(json.dumps(out))
 """
 
 
 def llama_cpp_ids(path, texts):
     """llama.cpp's ids for `texts`: `{False: ..., True: ...}` by whether
-    special tokens written in the text are parsed (`parse_special`), and
-    `"with_bos"` (parsed, the start token added where the file says so)."""
+    special tokens written in the text are parsed (`parse_special`),
+    `"with_bos"` (parsed, the start token added where the file says so), and
+    `"eog"`: the tokens llama.cpp ends generation at."""
     done = runtime._run_child(path, _TOKENIZE, stdin=json.dumps(
         {"path": os.fspath(path), "texts": list(texts)}))
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return {False: out["False"], True: out["True"], "with_bos": out["with_bos"]}
+    return {False: out["False"], True: out["True"], "with_bos": out["with_bos"],
+            "eog": out["eog"]}
 
 
 _GENERATE = r"""

@@ -76,6 +76,10 @@ def test_auto_tokenizer_gives_llama_cpps_ids(exported, name):
         assert answer["ids"][index] == want[True][index], (name, text)
         assert answer["ids_split_special"][index] == want[False][index], (name, text)
         assert answer["ids_with_specials"][index] == want["with_bos"][index], text
+    # transformers' generate stops at tokens llama.cpp ends generation at.
+    stops = json.load(open(case["folder"] / "generation_config.json"))["eos_token_id"]
+    stops = stops if isinstance(stops, list) else [stops]
+    assert set(stops) <= set(want["eog"]), (stops, want["eog"])
 
 
 def test_written_from_the_gguf_or_from_the_model_the_tokenizer_is_the_same(
