@@ -767,7 +767,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     _set_backend(args.backend, argv)
     try:
-        _COMMANDS[args.command](args)
+        with inputs.run_folder_scope():  # a run folder is the command's alone
+            _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         if args.debug:
             raise

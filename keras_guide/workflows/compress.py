@@ -322,6 +322,7 @@ def render(report):
     return "\n".join(lines)
 
 
+@inputs.owns_run_folder("out_dir")
 def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,

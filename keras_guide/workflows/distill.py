@@ -31,6 +31,7 @@ from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import teacher_top_k
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import checkpoint
+from keras_guide.workflows import inputs
 from keras_guide.workflows import text
 from keras_guide.workflows import training
 
@@ -176,15 +177,18 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
 
 def check_output(out_dir, resume=False, overwrite=False):
     """Checks `out_dir` before anything is loaded or trained; changes nothing
-    but creating the folder.
+    but creating the folder and taking it for this process
+    (`inputs.lock_run_folder`: a folder another running process owns is
+    refused, naming its pid).
 
     Returns:
         The names of a previous run's outputs in `out_dir` (what
         `overwrite=True` will replace).
 
     Raises:
-        ValueError: `out_dir` is a file or not writable, holds a previous
-            run and neither `resume` nor `overwrite` is set, or both are.
+        ValueError: `out_dir` is a file or not writable, is owned by another
+            running process, holds a previous run and neither `resume` nor
+            `overwrite` is set, or both are.
         checkpoint.ResumeError: `resume` into a folder without a complete
             checkpoint, or into a finished run.
     """
@@ -198,6 +202,10 @@ def check_output(out_dir, resume=False, overwrite=False):
             f"`out_dir` must be a folder, but {out_dir} is a file. Pass a folder "
             f"(it is created if missing). Received: out_dir={out_dir!r}"
         )
+    if os.path.isdir(out_dir):
+        # A running run's folder is refused as such, before its files count
+        # as a previous run's.
+        inputs.lock_run_folder(out_dir)
     previous = [name for name in OUTPUTS if os.path.exists(os.path.join(out_dir, name))]
     if resume:
         _check_resumable(out_dir)
@@ -208,6 +216,7 @@ def check_output(out_dir, resume=False, overwrite=False):
             f"--out. Received: out_dir={out_dir!r}"
         )
     check_writable(out_dir)
+    inputs.lock_run_folder(out_dir)
     return previous
 
 
@@ -279,6 +288,7 @@ def seed_dropout(model, seed):
         variable.assign(np.asarray([first, 0]).astype(variable.dtype))
 
 
+@inputs.owns_run_folder("out_dir")
 def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
             learning_rate=1e-3, warmup_steps=None, kd_options=None,
             checkpoint_every=200, seed=0, resume=False, overwrite=False,
@@ -320,7 +330,9 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
 
     Raises:
         ValueError: an option out of range, or an `out_dir` that cannot be
-            written or holds a run it was not asked to resume or overwrite.
+            written, is owned by another running process (`out_dir` is this
+            run's for the call: `inputs.lock_run_folder`), or holds a run it
+            was not asked to resume or overwrite.
         checkpoint.ResumeError: nothing to resume, a finished run, or
             settings that differ from the checkpoint's (each listed).
     """

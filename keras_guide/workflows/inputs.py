@@ -8,8 +8,15 @@ parses its arguments and calls these; they raise `InputError` (a
 `ValueError`) with one line that says what was wrong and what to do.
 """
 
+import atexit
+import contextlib
+import functools
+import inspect
+import json
 import os
 import shutil
+import socket
+import time
 
 import numpy as np
 
@@ -18,6 +25,160 @@ from keras_guide.workflows import text
 
 class InputError(ValueError):
     """An input or output argument that cannot be used, with what to do."""
+
+
+# A run folder is owned by one process at a time: it holds this file, locked
+# (`fcntl.flock`, released by the system when the process ends, however it
+# ends) and naming the owner's process and host.
+LOCK_FILE = ".keras-guide-run.lock"
+# Real folder → (file descriptor, lock path) of the folders this process owns.
+_OWNED = {}
+
+
+def _owner(fd):
+    """The owner a lock file names, `{}` when it names none."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        record = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True
+    return True
+
+
+def _describe(owner):
+    return (f"process {owner.get('pid', '?')} on {owner.get('host', '?')}, since "
+            f"{owner.get('started', '?')}")
+
+
+def lock_run_folder(out):
+    """Makes this process the one owner of the run folder `out` (created if
+    missing) until `release_run_folder`, or until it ends.
+
+    The lock is `out/.keras-guide-run.lock`, taken atomically with
+    `fcntl.flock` (which the system releases when its process ends, even
+    by SIGKILL) and holding the owner's pid, host and start time. A lock
+    file left by a process of this host that is no longer running is taken
+    over, with a line saying so.
+
+    Returns:
+        True if taken now, False if this process owned `out` already.
+
+    Raises:
+        InputError: another running process owns `out` (naming the folder,
+            its pid and host), or a process of another host named in the
+            lock (whose liveness cannot be checked from here).
+    """
+    import fcntl
+
+    folder = real(out)
+    if folder in _OWNED:
+        return False
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = _owner(fd)
+            os.close(fd)
+            raise InputError(
+                f"--out {out} is in use by another run ({_describe(owner)}): "
+                "wait for it to end, or pass another --out (--overwrite never "
+                "replaces a running run's files).") from None
+        # Its owner may have removed the file between our open and lock.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    owner = _owner(fd)
+    host = socket.gethostname()
+    if owner.get("pid") is not None and owner.get("host") != host:
+        os.close(fd)
+        raise InputError(
+            f"--out {out} names {_describe(owner)} as its run: this host cannot "
+            f"tell whether it still runs. If it has ended, remove {path}.")
+    if owner.get("pid") is not None and owner.get("pid") != os.getpid():
+        state = ("which is no longer running" if not _alive(owner["pid"]) else
+                 "which no longer holds it")
+        print(f"Taking over {out}: its lock names {_describe(owner)}, {state} "
+              "(a run that crashed or was killed).")
+    record = {"pid": os.getpid(), "host": host,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    os.fsync(fd)
+    _OWNED[folder] = (fd, path)
+    return True
+
+
+def release_run_folder(out):
+    """Ends this process's ownership of `out` (a no-op if it has none): the
+    lock file is removed, then unlocked."""
+    fd, path = _OWNED.pop(real(out), (None, None))
+    if fd is None:
+        return
+    try:
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            os.remove(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def release_run_folders(keep=()):
+    """Releases every run folder this process owns but those in `keep`."""
+    for folder in [f for f in _OWNED if f not in keep]:
+        release_run_folder(folder)
+
+
+atexit.register(release_run_folders)
+
+
+@contextlib.contextmanager
+def run_folder_scope():
+    """Releases, on leaving, the run folders locked inside it (a command's)."""
+    before = set(_OWNED)
+    try:
+        yield
+    finally:
+        release_run_folders(keep=before)
+
+
+def owns_run_folder(argument):
+    """Decorates a run function: the folder passed as `argument` is locked
+    (`lock_run_folder`) for the call, and released after it unless the
+    caller already owned it."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            out = signature.bind(*args, **kwargs).arguments[argument]
+            taken = lock_run_folder(out)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if taken:
+                    release_run_folder(out)
+
+        return run
+
+    return decorate
 
 
 def resolve_model(path):
@@ -215,9 +376,10 @@ def check_texts(train, held_out):
 
 def check_run_folder(out, written, inputs, resume, overwrite):
     """`out` may take a run's outputs `written`: it holds none of `inputs`
-    (`{option: [paths]}`), is a writable folder, and a previous run in it is
-    continued (`resume`) or replaced (`overwrite`, whose old outputs are then
-    removed) only when asked.
+    (`{option: [paths]}`), is a writable folder that no other running
+    process owns (this one then owns it: `lock_run_folder`), and a previous
+    run in it is continued (`resume`) or replaced (`overwrite`, whose old
+    outputs are then removed) only when asked.
 
     Returns:
         The previous run's outputs found in `out` (before any removal).
@@ -234,6 +396,10 @@ def check_run_folder(out, written, inputs, resume, overwrite):
                     "folder of its own for the run's outputs.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {out} is a file; pass a folder.")
+    if os.path.isdir(out):
+        # A running run's folder is refused as such, before its files count
+        # as a previous run's.
+        lock_run_folder(out)
     previous = [p for p in written if os.path.exists(p)]
     if resume and overwrite:
         raise InputError("--resume continues a run, --overwrite replaces it: pass "
@@ -245,6 +411,7 @@ def check_run_folder(out, written, inputs, resume, overwrite):
             f"--out {out} holds a previous run ({', '.join(previous)}); pass "
             "--resume to continue it, --overwrite to replace it, or another --out.")
     check_writable(out)
+    lock_run_folder(out)
     if overwrite:
         remove_outputs(previous)
     return previous
