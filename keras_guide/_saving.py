@@ -91,10 +91,14 @@ def package_classes(config):
 
 
 def _note(classes, load):
-    from keras_guide import __version__
+    from importlib import metadata
 
+    try:
+        version = metadata.version("keras-guide")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        version = None
     return {"requires": REQUIRES, "load": load, "classes": classes,
-            "version": __version__}
+            "version": version}
 
 
 def mark_keras_file(path):
