@@ -250,8 +250,48 @@ def _sets(directory):
     return [os.path.join(directory, n) for n in sorted(names, reverse=True)]
 
 
+def _check_links(path):
+    """Refuses a set that is, or holds, a link: its files must be its own."""
+    for file in (path, *(os.path.join(path, n) for n in (MANIFEST_FILE, *SET_FILES))):
+        if os.path.islink(file):
+            target = os.path.realpath(file)
+            where = ("outside the checkpoint" if not target.startswith(
+                os.path.realpath(os.path.dirname(path)) + os.sep) else
+                "not a file of its own")
+            name = os.path.relpath(file, os.path.dirname(path))
+            raise ValueError(f"{name} is a link to {target}, {where}")
+
+
+def _check_state(path, step, num_steps):
+    """Compares the manifest's step with what the set holds (`state.json`).
+
+    Raises:
+        ResumeError: they differ: the manifest was edited (a save writes
+            the manifest last, from the same step), so the set is refused
+            rather than skipped.
+    """
+    try:
+        with open(os.path.join(path, STATE_FILE)) as f:
+            state = json.load(f)
+        held = (state["step"], state["num_steps"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"unreadable {STATE_FILE} ({error})") from None
+    if held != (step, num_steps):
+        raise ResumeError(
+            f"The checkpoint {path} claims step {step} of {num_steps} in its "
+            f"{MANIFEST_FILE}, but its {STATE_FILE} holds step {held[0]} of "
+            f"{held[1]}: the manifest was edited or copied from elsewhere. "
+            "Remove that set to resume from an older one, or start a new run "
+            "(another --out, or --overwrite).")
+
+
 def _check_set(path):
-    """The manifest of a complete set, or raises `ValueError` saying what is wrong."""
+    """The manifest of a complete set, or raises `ValueError` saying what is wrong.
+
+    Raises:
+        ResumeError: a manifest whose step is not what the set holds.
+    """
+    _check_links(path)
     manifest_path = os.path.join(path, MANIFEST_FILE)
     if not os.path.exists(manifest_path):
         raise ValueError("no manifest (the save did not finish)")
@@ -280,21 +320,144 @@ def _check_set(path):
             raise ValueError(f"{name} is missing")
         if file_digest(file) != expected:
             raise ValueError(f"{name} does not match its hash")
+    _check_state(path, step, num_steps)
     return manifest
 
 
 def latest(directory):
-    """The newest complete set in `directory` as a `Checkpoint`, or `None`."""
+    """The newest complete set in `directory` as a `Checkpoint`, or `None`.
+
+    Raises:
+        ResumeError: the newest set whose files match its manifest holds
+            another step than the manifest says (an edited manifest).
+    """
     skipped = []
     for path in _sets(directory):
         try:
             manifest = _check_set(path)
+        except ResumeError:
+            raise
         except ValueError as reason:
             skipped.append((path, str(reason)))
             continue
         return Checkpoint(path, int(manifest["step"]), int(manifest["num_steps"]),
                           manifest.get("settings") or {}, tuple(skipped))
     return None
+
+
+def skipped_sets(directory):
+    """`(set folder, why it does not count)` for every set in `directory`
+    that is not complete, newest first."""
+    skipped = []
+    for path in _sets(directory):
+        try:
+            _check_set(path)
+        except ResumeError:
+            raise
+        except ValueError as reason:
+            skipped.append((path, str(reason)))
+    return skipped
+
+
+# What `compress` records of a run before it starts (`same_run`), as the
+# command line names each setting.
+RUN_FILE = "run.json"
+_COMPRESS_OPTIONS = {
+    "teacher": "TEACHER", "size": "--size", "text": "--text", "eval_text": "--eval",
+    "sequence_length": "--sequence-length", "kd": "--kd/--temperature/"
+    "--student-loss-weight/--top-k", "guide_options": "the GUIDE options",
+    "steps": "--steps", "batch_size": "--batch-size",
+    "learning_rate": "--learning-rate", "warmup_steps": "warm-up steps",
+    "checkpoint_every": "--checkpoint-every", "seed": "--seed",
+    "candidates": "--candidates", "calibration_tokens": "--calibration-tokens",
+    "eval_windows": "--eval-tokens", "backend": "the Keras backend",
+}
+
+
+def _windows_summary(windows):
+    tokens, mask = windows
+    return (f"{int(np.asarray(mask).sum()):,} tokens in {len(tokens)} windows "
+            f"(sha256 {array_digest(tokens, mask)[:12]})")
+
+
+def compress_settings(teacher, windows, target, shape, budget, calibration_tokens,
+                      max_candidates, guide_options, eval_windows):
+    """Every setting that shapes a `compress` run's result, as JSON values.
+
+    Args:
+        teacher: the teacher (by content, `model_digest`).
+        windows: `(train, held_out)` windows (by content: the text, the
+            tokenizer and the sequence length).
+        target, shape: the size asked for (a parameter count, or sizes).
+        budget: the run's `compress.Budget`.
+        calibration_tokens, max_candidates, guide_options, eval_windows:
+            `compress`'s arguments of those names.
+
+    Returns:
+        A dict keyed as `same_run` names the settings.
+    """
+    import keras
+
+    train, held = windows
+    return json.loads(json.dumps({
+        "teacher": f"sha256 {model_digest(teacher)[:12]}",
+        "size": (f"{int(target):,} parameters" if target is not None else
+                 ", ".join(f"{k}={v}" for k, v in sorted(dict(shape).items()))),
+        "text": _windows_summary(train),
+        "eval_text": _windows_summary(held),
+        "sequence_length": int(train[0].shape[1] - 1),
+        "kd": budget.kd,
+        "guide_options": dict(sorted((guide_options or {}).items())),
+        **{name: getattr(budget, name) for name in (
+            "steps", "batch_size", "learning_rate", "warmup_steps",
+            "checkpoint_every", "seed")},
+        "candidates": int(max_candidates),
+        "calibration_tokens": int(calibration_tokens),
+        "eval_windows": eval_windows,
+        "backend": keras.backend.backend(),
+    }, default=str))
+
+
+def same_run(out_dir, resume, settings):
+    """Records a run's settings in `out_dir/run.json`, or on `resume`
+    compares them with the recorded ones first.
+
+    A resume takes what the interrupted run decided (its chosen student,
+    its training) as they are, so any setting that would have decided them
+    otherwise is refused rather than ignored. A run without a record (made
+    before runs kept one) gets one.
+
+    Args:
+        out_dir: the run folder.
+        resume: whether the run continues the one in `out_dir`.
+        settings: `compress_settings(...)`.
+
+    Raises:
+        ResumeError: a setting differs, naming it (as the command line
+            does) and both values; nothing is changed then.
+    """
+    path = os.path.join(out_dir, RUN_FILE)
+    if resume and os.path.exists(path):
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ResumeError(f"--resume: {path} cannot be read ({error}); start "
+                              "a new run (another --out, or --overwrite).") from None
+        missing = "(not set)"
+        changed = [
+            f"{_COMPRESS_OPTIONS.get(name, name)}: {stored.get(name, missing)!r} "
+            f"-> {settings.get(name, missing)!r}"
+            for name in dict.fromkeys([*stored, *settings])
+            if stored.get(name, missing) != settings.get(name, missing)]
+        if changed:
+            raise ResumeError(
+                f"--resume: the run in {out_dir} was made with other settings: "
+                f"{'; '.join(changed)}. A resume keeps what the run decided, so "
+                "resume with the same options, or start a new run (another "
+                "--out, or --overwrite).")
+        return
+    write_json(path, settings)
 
 
 def settings_differences(stored, current):
@@ -372,8 +535,9 @@ def restore(directory, student, settings=None):
         settings: the resuming run's settings; `None` skips the comparison.
 
     Raises:
-        ResumeError: if the set's settings differ from `settings`, listing
-            every difference; nothing is loaded then.
+        ResumeError: if the set's settings (or its run length) differ from
+            `settings`, listing every difference, or its manifest is not what
+            it holds; nothing is loaded then.
     """
     found = latest(directory)
     if found is None:
@@ -387,6 +551,12 @@ def restore(directory, student, settings=None):
                 "inputs and options, or start a new run (another --out, or "
                 f"--overwrite). Received: {len(differences)} differences"
             )
+        if settings.get("num_steps", found.num_steps) != found.num_steps:
+            raise ResumeError(
+                f"The checkpoint at {found.path} was taken in a run of "
+                f"{found.num_steps} steps (its manifest); this run has "
+                f"{settings['num_steps']}. Resume with the same --steps, or start "
+                "a new run (another --out, or --overwrite).")
     with open(os.path.join(found.path, STATE_FILE)) as f:
         state = json.load(f)
     stored = state.get("seed_states", [])

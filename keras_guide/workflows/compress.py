@@ -46,7 +46,8 @@ INITIAL_FILE = "initial_student.keras"
 REPORT_FILE = "report.json"
 REPORT_TEXT = "report.md"
 CURVE_FILE = "curve.png"
-OUTPUTS = (SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT, CURVE_FILE,
+OUTPUTS = (checkpoint.RUN_FILE, SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT,
+           CURVE_FILE,
            "student.gguf", "student_preset", *distill_lib.OUTPUTS)
 # The distillation recipe: the live teacher's full distribution at τ = 1,
 # weighted equally with the data's cross-entropy (README, "Distillation on
@@ -101,9 +102,7 @@ def windows(teacher, train, held_out=None, sequence_length=128):
     encoder = inputs.get_encoder("auto", teacher)
     text.check_vocabulary(encoder, teacher, "teacher")
     result = text.text_windows(train, encoder, sequence_length, held_out)
-    if not len(result[1][0]):
-        raise inputs.InputError(
-            "The held-out text is empty: pass --eval or more --text.")
+    inputs.check_held_out(result[1], given=held_out is not None)
     check_overlap(*result)
     return result
 
@@ -357,6 +356,10 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     seconds = {"import": float(import_seconds)}
     train, held = windows
     os.makedirs(out_dir, exist_ok=True)
+    inputs.check_held_out(held)
+    checkpoint.same_run(out_dir, resume, checkpoint.compress_settings(
+        teacher, windows, target, shape, budget, calibration_tokens,
+        max_candidates, guide_options, eval_windows))
     search_path = os.path.join(out_dir, SEARCH_FILE)
     initial_path = os.path.join(out_dir, INITIAL_FILE)
     started = time.perf_counter()

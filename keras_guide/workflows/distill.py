@@ -230,10 +230,13 @@ def _check_resumable(out_dir):
             f"again, or another --out. Received: out_dir={out_dir!r}"
         )
     directory = checkpoint.checkpoint_dir(out_dir)
-    if checkpoint.latest(directory) is None:
-        torn = checkpoint._sets(directory)
-        detail = (f" ({len(torn)} incomplete sets: every save was interrupted)"
-                  if torn else "")
+    found = checkpoint.latest(directory)
+    if found is None:
+        # Each set's own reason: an interrupted save, a link out of the
+        # checkpoint, a manifest that does not fit its set.
+        torn = checkpoint.skipped_sets(directory)
+        reasons = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in torn)
+        detail = f" ({len(torn)} incomplete sets: {reasons})" if torn else ""
         raise checkpoint.ResumeError(
             f"--resume: {out_dir} has no complete checkpoint to resume"
             f"{detail}. Run without --resume to start (add --overwrite if "

@@ -358,6 +358,32 @@ def remove_outputs(paths):
         (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
 
 
+def check_held_out(windows, given=True):
+    """Refuses held-out windows too short to measure a model on: fewer
+    tokens to predict than one window holds.
+
+    Args:
+        windows: `(tokens, mask)` held-out windows (`text.text_windows`).
+        given: whether the held-out text was given (`--eval`) or held back
+            from `--text`, for the message.
+
+    Raises:
+        InputError: with the count and what is needed.
+    """
+    tokens, mask = windows
+    length = int(tokens.shape[1]) - 1 if np.ndim(tokens) == 2 else 0
+    # Each window predicts every real token after its first.
+    count = int(np.maximum(np.asarray(mask).sum(-1) - 1, 0).sum()) if length else 0
+    if count < max(length, 1):
+        source = ("--eval" if given else
+                  "the held-out share of --text (every tenth file, or the last "
+                  "tenth of each)")
+        raise InputError(
+            f"{source} holds {count} tokens to predict; measuring loss, KL and "
+            f"agreement needs at least {max(length, 1)} (one window of "
+            f"--sequence-length {length}). Pass more held-out text.")
+
+
 def check_texts(train, held_out):
     """Text arguments exist, and the held-out text shares no file with the
     training text (`--text`, `--eval`: lists of files or folders)."""
