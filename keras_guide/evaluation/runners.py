@@ -49,26 +49,27 @@ class KerasRunner:
     """A Keras causal LM (a KerasHub task model, e.g. from `load_gguf`, a
     `.keras` file or a preset folder).
 
-    Text is tokenized by its preprocessor's tokenizer (for a GGUF vocabulary,
-    llama.cpp's own algorithm), with the start token first where the
-    preprocessor adds one.
+    Text is tokenized by `encoder` (`keras_guide.workflows.text.model_encoder`
+    gives the preprocessor's tokenizer: for a GGUF vocabulary, llama.cpp's own
+    algorithm), with the start token first where it sets `start_token_id`.
 
     Args:
         model: the model.
         path: str. Where it came from (for messages). Defaults to "model".
+        encoder: an encoder (`encode(text)`, `start_token_id`), or None for a
+            model that reads another model's tokens. Defaults to None.
     """
 
     runtime = "keras"
 
-    def __init__(self, model, path="model"):
+    def __init__(self, model, path="model", encoder=None):
         from keras_guide._predict import predictor
         from keras_guide.adapters import backbone_of
-        from keras_guide.workflows import text
 
         self.path = os.fspath(path)
         self._model = model
         self._predict = predictor(model)
-        self._encoder = text.model_encoder(model)
+        self._encoder = encoder
         backbone = backbone_of(model)
         self.vocabulary_size = int(backbone.vocabulary_size)
         start = getattr(self._encoder, "start_token_id", None)
@@ -93,34 +94,3 @@ class KerasRunner:
 
     def close(self):
         pass
-
-
-def open_runner(path, context, runtime="auto", threads=None):
-    """The runner for a model argument (a path or a packaged name).
-
-    Args:
-        path: str. A `.gguf` file, a `.keras` file, a preset folder, or a
-            packaged name (`smollm2`, `gemma3`).
-        context: int. The chunk length.
-        runtime: str. `"auto"` (llama.cpp for a `.gguf` file, Keras for the
-            rest), `"keras"` (a `.gguf` file imported by `load_gguf`) or
-            `"llama.cpp"` (a `.gguf` file only). Defaults to "auto".
-        threads: int or None. llama.cpp's CPU threads.
-
-    Raises:
-        ValueError: `runtime` is unknown, or llama.cpp asked for a model that
-            is not a `.gguf` file.
-    """
-    from keras_guide.workflows import inputs
-
-    if runtime not in RUNTIMES:
-        raise ValueError(f"`runtime` must be one of {RUNTIMES}. Received: "
-                         f"runtime={runtime!r}")
-    resolved = os.fspath(inputs.resolve_model(path))
-    is_gguf = resolved.endswith(".gguf")
-    if runtime == "llama.cpp" and not is_gguf:
-        raise ValueError(f"{path}: llama.cpp runs .gguf files only; run it in Keras "
-                         "(--runtime keras or auto) or export it first.")
-    if is_gguf and runtime != "keras":
-        return LlamaCppRunner(resolved, context, threads=threads)
-    return KerasRunner(inputs.load_model(resolved), path)

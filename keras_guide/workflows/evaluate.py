@@ -11,9 +11,44 @@ import time
 from keras_guide import _files
 from keras_guide.evaluation import llama_perplexity
 from keras_guide.evaluation import runners as runners_lib
+from keras_guide.workflows import inputs
 from keras_guide.workflows import text as text_lib
 
 JSON_FILE, TABLE_FILE = "eval.json", "eval.md"
+
+
+def keras_runner(model, path="model"):
+    """`runners.KerasRunner` over `model` with its own tokenizer."""
+    return runners_lib.KerasRunner(model, path, text_lib.model_encoder(model))
+
+
+def open_runner(path, context, runtime="auto", threads=None):
+    """The runner for a model argument (a path or a packaged name).
+
+    Args:
+        path: str. A `.gguf` file, a `.keras` file, a preset folder, a Hugging
+            Face folder, or a packaged name (`smollm2`, `gemma3`).
+        context: int. The chunk length.
+        runtime: str. `"auto"` (llama.cpp for a `.gguf` file, Keras for the
+            rest), `"keras"` (a `.gguf` file imported by `load_gguf`) or
+            `"llama.cpp"` (a `.gguf` file only). Defaults to "auto".
+        threads: int or None. llama.cpp's CPU threads. Defaults to every core.
+
+    Raises:
+        ValueError: `runtime` is unknown, or llama.cpp asked for a model that
+            is not a `.gguf` file.
+    """
+    if runtime not in runners_lib.RUNTIMES:
+        raise ValueError(f"`runtime` must be one of {runners_lib.RUNTIMES}. "
+                         f"Received: runtime={runtime!r}")
+    resolved = os.fspath(inputs.resolve_model(path))
+    is_gguf = resolved.endswith(".gguf")
+    if runtime == "llama.cpp" and not is_gguf:
+        raise ValueError(f"{path}: llama.cpp runs .gguf files only; run it in Keras "
+                         "(--runtime keras or auto) or export it first.")
+    if is_gguf and runtime != "keras":
+        return runners_lib.LlamaCppRunner(resolved, context, threads=threads)
+    return keras_runner(inputs.load_model(resolved), path)
 
 
 def read_text(paths):
@@ -71,7 +106,7 @@ def evaluate(models, paths, contexts=(512,), base=None, max_chunks=None,
                 if name in keras_models:
                     runners[name] = keras_models[name]
                     continue
-                runner = runners_lib.open_runner(name, context, runtime, threads)
+                runner = open_runner(name, context, runtime, threads)
                 if runner.runtime == "keras":
                     keras_models[name] = runner
                 runners[name] = runner
@@ -160,7 +195,7 @@ def teacher_and_student(teacher, student, text, contexts=(512, 2048),
         length does not allow two chunks.
     """
     models = {"teacher": teacher, "student": student}
-    in_keras = {name: runners_lib.KerasRunner(model, name)
+    in_keras = {name: keras_runner(model, name)
                 for name, model in models.items()
                 if not isinstance(model, (str, os.PathLike))}
     out, ids = {}, None

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from keras_guide.evaluation import llama_perplexity
-from keras_guide.evaluation import runners
 from keras_guide.workflows import evaluate
 from tests.harness import gguf_files
 
@@ -71,7 +70,7 @@ def reference_nll(path, text, context, chunks):
 
 
 def run(paths_by_name, text, context, chunks, base=None, runtime="auto"):
-    opened = {name: runners.open_runner(path, context, runtime)
+    opened = {name: evaluate.open_runner(path, context, runtime)
               for name, path in paths_by_name.items()}
     try:
         ids, bos = llama_perplexity.shared_tokens(opened, text)
@@ -101,8 +100,8 @@ def test_perplexity_is_llama_cpps_own(tmp_path, writer):
 @pytest.mark.parametrize("writer", ["llama", "gemma3"])
 def test_keras_and_llama_cpp_agree_on_the_same_model(tmp_path, writer):
     path = write(writer, tmp_path / "m.gguf", quant=gguf_files.Q.F32)
-    opened = {"llama.cpp": runners.open_runner(path, 32),
-              "keras": runners.open_runner(path, 32, runtime="keras")}
+    opened = {"llama.cpp": evaluate.open_runner(path, 32),
+              "keras": evaluate.open_runner(path, 32, runtime="keras")}
     try:
         assert [r.runtime for r in opened.values()] == ["llama.cpp", "keras"]
         ids, bos = llama_perplexity.shared_tokens(opened, TEXT)
@@ -124,7 +123,7 @@ def test_a_context_above_the_models_is_refused(tmp_path):
                  metadata={"llama.context_length": 64})
     with pytest.raises(ValueError, match=r"--context 128 is above m's context length "
                                          r"\(64 tokens\)"):
-        opened = {"m": runners.open_runner(path, 128)}
+        opened = {"m": evaluate.open_runner(path, 128)}
         try:
             llama_perplexity.check_context(opened, 128)
         finally:
@@ -150,7 +149,7 @@ def test_models_with_other_vocabularies_are_refused(tmp_path):
 
 def test_llama_cpp_runs_gguf_files_only(tmp_path):
     with pytest.raises(ValueError, match="llama.cpp runs .gguf files only"):
-        runners.open_runner(str(tmp_path / "model.keras"), 32, runtime="llama.cpp")
+        evaluate.open_runner(str(tmp_path / "model.keras"), 32, runtime="llama.cpp")
 
 
 def test_evaluate_writes_the_report_and_its_table(tmp_path):
