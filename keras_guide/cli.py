@@ -336,7 +336,7 @@ def _add_eval(commands):
     evaluate.add_argument("models", nargs="+", metavar="MODEL",
                           help=".gguf files (run by llama.cpp), .keras files, "
                                "preset folders or packaged names")
-    evaluate.add_argument("--text", nargs="+", required=True,
+    evaluate.add_argument("--text", nargs="+", default=None,
                           help="text files or folders, joined as `cat` would; "
                                "shakespeare:test names the demo's test plays")
     evaluate.add_argument("--context", nargs="+", type=_number(int, 4, False),
@@ -353,6 +353,18 @@ def _add_eval(commands):
                           help="llama.cpp's CPU threads (default: every core)")
     evaluate.add_argument("--out", default=None,
                           help="folder for eval.json and eval.md")
+    tasks = evaluate.add_argument_group(
+        "lm-evaluation-harness (pip install 'keras-guide[eval]'; models run in "
+        "Keras)")
+    tasks.add_argument("--tasks", nargs="+", default=None,
+                       help="lm-eval task names or task YAML files")
+    tasks.add_argument("--task-path", nargs="+", default=None,
+                       help="folders of local task YAML files (data on this "
+                            "machine)")
+    tasks.add_argument("--num-fewshot", type=_number(int, 0, False), default=None)
+    tasks.add_argument("--limit", type=_POSITIVE, default=None,
+                       help="examples per task (a share below 1)")
+    tasks.add_argument("--batch-size", type=_POSITIVE_INT, default=8)
     _add_common(evaluate)
 
 
@@ -594,6 +606,7 @@ def _compress(args):
         max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
         held_out=held_out, resume=args.resume, import_seconds=import_seconds,
         teacher_name=args.teacher, guide_options=_guide_options(args),
+        held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
         eval_windows=max(1, args.eval_tokens // args.sequence_length))
     print(compress_lib.render(report))
 
@@ -728,19 +741,30 @@ def _compare(args):
 def _eval(args):
     from keras_guide.workflows import evaluate
 
-    args.text = text_paths(args.text)
+    if not args.text and not args.tasks:
+        raise UsageError("eval: give --text (perplexity with llama-perplexity's "
+                         "protocol) and/or --tasks (lm-evaluation-harness).")
+    if args.base is not None and not args.text:
+        raise UsageError("--base compares models on --text: pass --text too.")
+    args.text = text_paths(args.text or [])
     for model in args.models:
         inputs.check_exist({"MODEL": model})
     if args.base is not None:
         inputs.check_exist({"--base": args.base})
-    for path in args.text:
-        inputs.check_exist({"--text": path})
+    for path in args.text + (args.task_path or []):
+        inputs.check_exist({"--text" if path in args.text else "--task-path": path})
     if args.out is not None:
         written = _folder_outputs(args.out, (evaluate.JSON_FILE, evaluate.TABLE_FILE))
         inputs.check_outputs(args.out, written, {}, args.overwrite)
-    report = evaluate.evaluate(args.models, args.text, contexts=args.context,
-                               base=args.base, max_chunks=args.chunks,
-                               runtime=args.runtime, threads=args.threads)
+    report = evaluate.evaluate(
+        args.models, args.text, contexts=args.context, base=args.base,
+        max_chunks=args.chunks, runtime=args.runtime,
+        threads=args.threads) if args.text else {}
+    if args.tasks:
+        report["tasks"] = evaluate.evaluate_tasks(
+            args.models, args.tasks, include_path=args.task_path,
+            num_fewshot=args.num_fewshot, limit=args.limit,
+            batch_size=args.batch_size)
     print(evaluate.render(report))
     if args.out is not None:
         evaluate.write(report, args.out)

@@ -46,8 +46,14 @@ INITIAL_FILE = "initial_student.keras"
 REPORT_FILE = "report.json"
 REPORT_TEXT = "report.md"
 CURVE_FILE = "curve.png"
+# The held-out text as one file: what `llama-perplexity -f` reads to give the
+# report's numbers again.
+HELD_OUT_TEXT = "heldout.txt"
+# The report's llama-perplexity contexts, and the tokens scored at each.
+PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
 OUTPUTS = (checkpoint.RUN_FILE, SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT,
            CURVE_FILE,
+           HELD_OUT_TEXT,
            "student.gguf", "student_preset", *distill_lib.OUTPUTS)
 # The distillation recipe: the live teacher's full distribution at τ = 1,
 # weighted equally with the data's cross-entropy (README, "Distillation on
@@ -77,6 +83,12 @@ class Budget:
     kd: dict = dataclasses.field(default_factory=lambda: dict(RECIPE))
     checkpoint_every: int = 25
     seed: int = 0
+
+
+def held_out_as_text(train, held_out=None):
+    """The held-out documents of `text.split_documents` as one text, a blank
+    line between documents."""
+    return "\n\n".join(text.split_documents(train, held_out)[1])
 
 
 def parse_size(size, teacher):
@@ -299,6 +311,7 @@ def render(report):
             f"| the student's .gguf in llama.cpp vs the Keras student | | KL "
             f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
             f"({parity['tokens']} tokens) |")
+    lines += _perplexity_rows(report.get("llama_perplexity"))
     search = report["search"]
     lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
               "", "## Shape", "",
@@ -321,12 +334,64 @@ def render(report):
     return "\n".join(lines)
 
 
+def _perplexity_rows(measured):
+    """The report's rows for `llama-perplexity`'s protocol."""
+    if not measured:
+        return []
+    if "error" in measured:
+        return [f"| perplexity, llama-perplexity's protocol | not measured: "
+                f"{measured['error']} | |"]
+    where, lines, kl = measured["runtime"], [], None
+    for context, figures in measured["contexts"].items():
+        label = f"{where} perplexity, {int(context):,}-token chunks"
+        if "skipped" in figures:
+            lines.append(f"| {label} | not measured: {figures['skipped']} | |")
+            continue
+        t, s = figures["teacher"], figures["student"]
+        lines.append(
+            f"| {label} | {t['perplexity']:.2f} ± {t['perplexity_error']:.2f} "
+            f"({t['nll']:.3f} nats) | {s['perplexity']:.2f} ± "
+            f"{s['perplexity_error']:.2f} ({s['nll']:.3f} nats) |")
+        kl = kl or (context, s["vs_base"])
+    if kl:
+        context, k = kl
+        lines.append(
+            f"| {where} KL from the teacher, same top p ({int(context):,}-token "
+            f"chunks) | | {k['kl']:.3f} ± {k['kl_error']:.3f}, {k['same_top']:.1%} |")
+    return lines
+
+
+def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir,
+                      verbose):
+    """The report's `llama-perplexity` figures on the held-out text, written
+    to `out_dir` as one file: in llama.cpp on the written files where the
+    student was written as GGUF, else in Keras."""
+    from keras_guide.gguf import runtime
+    from keras_guide.workflows import evaluate
+
+    path = os.path.join(out_dir, HELD_OUT_TEXT)
+    _files.write_atomic(path, lambda tmp: open(
+        tmp, "w", encoding="utf-8", newline="").write(text_))
+    on_files = "gguf" in written and runtime.available()
+    pair = (teacher_path, written["gguf"]) if on_files else (teacher, student)
+    try:
+        contexts = evaluate.teacher_and_student(
+            *pair, text_, PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS, verbose=verbose)
+    except (RuntimeError, ValueError) as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"runtime": "llama.cpp" if on_files else "Keras", "text": path,
+            "protocol": "llama-perplexity: chunks of the context, the second half "
+                        "of each scored, the start token first where the "
+                        "vocabulary adds one",
+            "contexts": contexts}
+
+
 @inputs.owns_run_folder("out_dir")
 def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
              import_seconds=0.0, eval_windows=None, teacher_name=None,
-             guide_options=None, verbose=True):
+             guide_options=None, held_out_text=None, verbose=True):
     """The whole run; see the module docstring.
 
     Args:
@@ -349,6 +414,10 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         teacher_name: how the teacher was named (default: its path).
         guide_options: keyword arguments of `keras_guide.guide`; those left
             out take the data-aware recipe.
+        held_out_text: the held-out text as one string (`held_out_as_text`):
+            teacher and student are scored on it with `llama-perplexity`'s
+            protocol, and it is written to `out_dir/heldout.txt`; `None`
+            skips that.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -437,6 +506,12 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
             report["llama_cpp"]["parity"] = _llama_cpp_parity(
                 student, written["gguf"], held)
         seconds["llama.cpp checks"] = time.perf_counter() - started
+    if held_out_text:
+        started = time.perf_counter()
+        report["llama_perplexity"] = _llama_perplexity(
+            teacher, student, teacher_path, written, held_out_text, out_dir, verbose)
+        report["outputs"].append(os.path.join(out_dir, HELD_OUT_TEXT))
+        seconds["perplexity protocol"] = time.perf_counter() - started
     with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
         history = json.load(f)["history"]
     _plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))

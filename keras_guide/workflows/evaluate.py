@@ -133,12 +133,48 @@ def evaluate(models, paths, contexts=(512,), base=None, max_chunks=None,
     }
 
 
+def evaluate_tasks(models, tasks, include_path=None, num_fewshot=None,
+                   limit=None, batch_size=8, verbose=True):
+    """Every model on lm-evaluation-harness tasks, in Keras
+    (`keras_guide.evaluation.harness`; `pip install "keras-guide[eval]"`).
+
+    Returns:
+        dict `{model: {task: {metric: value}}}`.
+    """
+    from keras_guide.evaluation import harness
+
+    return {name: harness.evaluate_tasks(
+        inputs.load_model(name), tasks, include_path=include_path,
+        num_fewshot=num_fewshot, limit=limit, batch_size=batch_size,
+        progress=verbose) for name in models}
+
+
+def _task_lines(scores):
+    lines = ["", "### lm-evaluation-harness", "", "| model | task | metric | value |",
+             "|---|---|---|---|"]
+    for name, tasks in scores.items():
+        for task, metrics in tasks.items():
+            for metric, value in metrics.items():
+                if metric.endswith("_stderr") or "_stderr," in metric:
+                    continue
+                error = metrics.get(metric.replace(",", "_stderr,", 1) if "," in
+                                    metric else metric + "_stderr")
+                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                if isinstance(error, float):
+                    shown += f" ± {error:.4f}"
+                lines.append(f"| {name} | {task} | {metric} | {shown} |")
+    return lines
+
+
 def render(report):
-    """The report as Markdown: one table per context."""
-    lines = [f"Text: {', '.join(os.path.basename(f) for f in report['text']['files'])}"
-             f" ({report['text']['tokens']:,} tokens). llama-perplexity's protocol: "
-             "chunks of the context, the second half of each scored."]
-    for context, figures in report["results"].items():
+    """The report as Markdown: one table per context, and the tasks'."""
+    lines = []
+    if report.get("text"):
+        files = ", ".join(os.path.basename(f) for f in report["text"]["files"])
+        lines.append(f"Text: {files} ({report['text']['tokens']:,} tokens). "
+                     "llama-perplexity's protocol: chunks of the context, the "
+                     "second half of each scored.")
+    for context, figures in report.get("results", {}).items():
         rows = next(iter(figures.values()))
         lines += ["", f"### Context {context} ({rows['chunks']} chunks, "
                       f"{rows['tokens']:,} scored tokens)", ""]
@@ -161,6 +197,8 @@ def render(report):
                         f"{k['kl_percentiles']['50.0']:.4f} | "
                         f"{k['same_top']:.2%} | {k['delta_p_rms']:.2%} |")
             lines.append(row)
+    if report.get("tasks"):
+        lines += _task_lines(report["tasks"])
     return "\n".join(lines) + "\n"
 
 

@@ -81,7 +81,12 @@ def test_sizes_no_shape_meets(workspace, tmp_path, capsys, size, message):
     assert message in capsys.readouterr().err
 
 
-def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path):
+def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
+                                                           monkeypatch):
+    # The tiny teacher's context is 64 tokens: the protocol at 16 and 32
+    # (and the default 512 refused by the model, 3,000 words by the text).
+    monkeypatch.setattr(compress, "PERPLEXITY_CONTEXTS", (16, 32, 128))
+    monkeypatch.setattr(compress, "PERPLEXITY_TOKENS", 128)
     out = tmp_path / "out"
     assert _run(workspace, out) == 0
     report = json.loads((out / "report.json").read_text())
@@ -97,13 +102,36 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path)
         assert np.isfinite(scores[key])
     assert set(report["seconds"]) == {"import", "calibration", "candidate search",
                                       "training", "evaluation", "export",
-                                      "llama.cpp checks"}
+                                      "llama.cpp checks", "perplexity protocol"}
     # llama.cpp ran both files, and the student's file agrees with the Keras
     # student (q8_0: within quantization error).
     assert report["llama_cpp"]["teacher"]["prompt_tokens_per_s"] > 0
     assert report["llama_cpp"]["parity"]["kl"] < 0.05
     text = (out / "report.md").read_text()
     assert "**(chosen)**" in text and "Where the time went" in text
+    # Teacher and student with llama-perplexity's protocol on the written
+    # files, on the held-out text written beside them; `keras-guide eval` on
+    # those files gives the same numbers.
+    measured = report["llama_perplexity"]
+    assert measured["runtime"] == "llama.cpp"
+    assert (out / "heldout.txt").read_text() == (workspace / "eval" /
+                                                 "eval0.txt").read_text() + "\n"
+    assert measured["contexts"]["128"] == {
+        "skipped": "above the models' context length (64)"}
+    figures = measured["contexts"]["32"]
+    assert figures["student"]["vs_base"]["ln_ppl_ratio"] == pytest.approx(
+        figures["student"]["nll"] - figures["teacher"]["nll"])
+    assert "| llama.cpp perplexity, 32-token chunks |" in text
+    assert cli.main(["eval", str(out / "student.gguf"), "--base",
+                     str(workspace / "teacher.gguf"), "--text",
+                     str(out / "heldout.txt"), "--context", "32", "--chunks",
+                     str(figures["teacher"]["chunks"]), "--out",
+                     str(tmp_path / "eval")]) == 0
+    again = json.loads((tmp_path / "eval" / "eval.json").read_text())["results"]
+    for name, role in ((str(workspace / "teacher.gguf"), "teacher"),
+                       (str(out / "student.gguf"), "student")):
+        assert again["32"][name]["nll"] == pytest.approx(figures[role]["nll"],
+                                                         rel=1e-9)
     assert (out / "curve.png").stat().st_size > 0
     # The student as the teacher came: a GGUF file (q8_0 by default) with the
     # teacher's tokenizer, holding the Keras student.
