@@ -290,10 +290,16 @@ def _add_compress(commands):
                                "default 4096")
     compress.add_argument("--candidates", type=_POSITIVE_INT, default=5,
                           help="student shapes scored, default 5")
-    compress.add_argument("--gguf-dtype", default="q8_0", choices=GGUF_DTYPES,
-                          help="tensor type of a .gguf student, default q8_0 (the "
-                               "report gives its KL from the Keras student in "
-                               "llama.cpp)")
+    compress.add_argument("--gguf-dtype", nargs="+", default=["q8_0"],
+                          choices=GGUF_DTYPES, metavar="DTYPE",
+                          help="tensor types of a .gguf student, one file each "
+                               "(student.gguf, then student.TYPE.gguf), default "
+                               f"q8_0; any of {', '.join(GGUF_DTYPES)}")
+    compress.add_argument("--export", nargs="+", choices=("hf", "preset", "gguf"),
+                          default=(),
+                          help="also write the student as a Hugging Face folder "
+                               "(transformers), a KerasHub preset or a .gguf "
+                               "file, beside the format the teacher came in")
     compress.add_argument("--checkpoint-every", type=_POSITIVE_INT, default=25)
     compress.add_argument("--seed", type=_number(int, 0, strict=False), default=0)
     compress.add_argument("--resume", action="store_true",
@@ -537,10 +543,10 @@ def _init(args):
     _write_exports(student, args.out[: -len(".keras")], args, args.teacher)
 
 
-def _export_paths(base, formats):
+def _export_paths(base, formats, gguf_dtype="float32"):
     from keras_guide.workflows import export
 
-    return export.paths(base, formats)
+    return export.paths(base, formats, gguf_dtype)
 
 
 def _write_exports(student, base, args, teacher_path):
@@ -567,8 +573,11 @@ def _compress(args):
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
     inputs.check_texts(args.text, args.eval or [])
+    written = _folder_outputs(args.out, compress_lib.OUTPUTS) + list(
+        _export_paths(os.path.join(args.out, "student"), ["gguf", *args.export],
+                      args.gguf_dtype).values())
     inputs.check_run_folder(
-        args.out, _folder_outputs(args.out, compress_lib.OUTPUTS),
+        args.out, list(dict.fromkeys(written)),
         {"TEACHER": [inputs.resolve_model(args.teacher)], "--text": args.text,
          "--eval": args.eval or []}, args.resume, args.overwrite)
     given = [f"--{name.replace('_', '-')}" for name in
@@ -607,6 +616,7 @@ def _compress(args):
         held_out=held_out, resume=args.resume, import_seconds=import_seconds,
         teacher_name=args.teacher, guide_options=_guide_options(args),
         held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
+        exports=args.export,
         eval_windows=max(1, args.eval_tokens // args.sequence_length))
     print(compress_lib.render(report))
 

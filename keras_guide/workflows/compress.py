@@ -54,7 +54,7 @@ PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
 OUTPUTS = (checkpoint.RUN_FILE, SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT,
            CURVE_FILE,
            HELD_OUT_TEXT,
-           "student.gguf", "student_preset", *distill_lib.OUTPUTS)
+           "student.gguf", "student_preset", "student_hf", *distill_lib.OUTPUTS)
 # The distillation recipe: the live teacher's full distribution at τ = 1,
 # weighted equally with the data's cross-entropy (README, "Distillation on
 # real teachers").
@@ -312,6 +312,7 @@ def render(report):
             f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
             f"({parity['tokens']} tokens) |")
     lines += _perplexity_rows(report.get("llama_perplexity"))
+    lines += _gguf_types_rows(report)
     search = report["search"]
     lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
               "", "## Shape", "",
@@ -334,6 +335,33 @@ def render(report):
     return "\n".join(lines)
 
 
+def _gguf_types_rows(report):
+    """A table of the student's GGUF files where there are several: size,
+    llama.cpp speed and memory, and the protocol's figures at its first
+    context."""
+    speeds = report.get("llama_cpp") or {}
+    files = [name for name in speeds if name.startswith("student")]
+    if len(files) < 2:
+        return []
+    contexts = (report.get("llama_perplexity") or {}).get("contexts", {})
+    context, figures = next(((c, f) for c, f in contexts.items()
+                             if "skipped" not in f), (None, {}))
+    lines = ["", "## The student's GGUF files", "",
+             f"| file | MiB | prompt / generated tokens/s | peak MiB | PPL, KL from "
+             f"the teacher, same top p ({context}-token chunks) |",
+             "|---|---|---|---|---|"]
+    for name in files:
+        speed, f = speeds[name], figures.get(name)
+        quality = (f"{f['perplexity']:.2f}, {f['vs_base']['kl']:.3f}, "
+                   f"{f['vs_base']['same_top']:.1%}" if f else "")
+        label = "student.gguf" if name == "student" else f"{name}.gguf"
+        lines.append(f"| {label} | {speed['file_mib']:.1f} | "
+                     f"{speed['prompt_tokens_per_s']:.0f} / "
+                     f"{speed['generate_tokens_per_s']:.1f} | "
+                     f"{speed['peak_rss_mib']:.0f} | {quality} |")
+    return lines
+
+
 def _perplexity_rows(measured):
     """The report's rows for `llama-perplexity`'s protocol."""
     if not measured:
@@ -347,17 +375,24 @@ def _perplexity_rows(measured):
         if "skipped" in figures:
             lines.append(f"| {label} | not measured: {figures['skipped']} | |")
             continue
-        t, s = figures["teacher"], figures["student"]
-        lines.append(
-            f"| {label} | {t['perplexity']:.2f} ± {t['perplexity_error']:.2f} "
-            f"({t['nll']:.3f} nats) | {s['perplexity']:.2f} ± "
-            f"{s['perplexity_error']:.2f} ({s['nll']:.3f} nats) |")
-        kl = kl or (context, s["vs_base"])
+        def shown(f):
+            return (f"{f['perplexity']:.2f} ± {f['perplexity_error']:.2f} "
+                    f"({f['nll']:.3f} nats)")
+
+        lines.append(f"| {label} | {shown(figures['teacher'])} | "
+                     f"{shown(figures['student'])} |")
+        kl = kl or (context, figures)
     if kl:
-        context, k = kl
-        lines.append(
-            f"| {where} KL from the teacher, same top p ({int(context):,}-token "
-            f"chunks) | | {k['kl']:.3f} ± {k['kl_error']:.3f}, {k['same_top']:.1%} |")
+        context, figures = kl
+        for name, f in figures.items():
+            if name == "teacher":
+                continue
+            k, what = f["vs_base"], name.replace("student", "the student", 1)
+            size = "" if name == "student" else f"; PPL {f['perplexity']:.2f}"
+            lines.append(
+                f"| {where} KL of {what} from the teacher, same top p "
+                f"({int(context):,}-token chunks) | | {k['kl']:.3f} ± "
+                f"{k['kl_error']:.3f}, {k['same_top']:.1%}{size} |")
     return lines
 
 
@@ -373,10 +408,16 @@ def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir,
     _files.write_atomic(path, lambda tmp: open(
         tmp, "w", encoding="utf-8", newline="").write(text_))
     on_files = "gguf" in written and runtime.available()
-    pair = (teacher_path, written["gguf"]) if on_files else (teacher, student)
+    if on_files:
+        first, students = teacher_path, {
+            "student" + kind[len("gguf"):]: path
+            for kind, path in written.items() if kind.startswith("gguf")}
+    else:
+        first, students = teacher, {"student": student}
     try:
-        contexts = evaluate.teacher_and_student(
-            *pair, text_, PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS, verbose=verbose)
+        contexts = evaluate.teacher_and_students(
+            first, students, text_, PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS,
+            verbose=verbose)
     except (RuntimeError, ValueError) as error:
         return {"error": f"{type(error).__name__}: {error}"}
     return {"runtime": "llama.cpp" if on_files else "Keras", "text": path,
@@ -391,7 +432,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
              import_seconds=0.0, eval_windows=None, teacher_name=None,
-             guide_options=None, held_out_text=None, verbose=True):
+             guide_options=None, held_out_text=None, exports=(), verbose=True):
     """The whole run; see the module docstring.
 
     Args:
@@ -404,7 +445,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         budget: a `Budget`.
         calibration_tokens: tokens of the training text for calibration.
         max_candidates: shapes scored.
-        gguf_dtype: the student `.gguf` file's type.
+        gguf_dtype: the student `.gguf` file's type, or a list of types (one
+            file each: `student.gguf`, then `student.<type>.gguf`).
         held_out: how the held-out text was chosen (for the report).
         eval_windows: held-out windows scored (evenly spaced; the learning
             curve uses a quarter of them); `None` for all.
@@ -418,6 +460,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
             teacher and student are scored on it with `llama-perplexity`'s
             protocol, and it is written to `out_dir/heldout.txt`; `None`
             skips that.
+        exports: further formats of `export.FORMATS` to write the student
+            in (`"hf"`: a Hugging Face folder), beside the teacher's own.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -474,6 +518,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     is_gguf = str(teacher_path).endswith(".gguf")
     formats = ["gguf"] if is_gguf else (
         ["preset"] if hasattr(student, "save_to_preset") else [])
+    formats = list(dict.fromkeys(formats + list(exports)))
     written = export_lib.export(
         student, os.path.join(out_dir, "student"), formats, gguf_dtype=gguf_dtype,
         metadata_from=teacher_path if is_gguf else None, overwrite=True)
@@ -501,7 +546,9 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     }
     if "gguf" in written:
         started = time.perf_counter()
-        report["llama_cpp"] = _llama_cpp_speeds(teacher_path, written["gguf"])
+        report["llama_cpp"] = _llama_cpp_speeds(teacher_path, {
+            "student" + kind[len("gguf"):]: path for kind, path in written.items()
+            if kind.startswith("gguf")})
         if report["llama_cpp"] is not None:
             report["llama_cpp"]["parity"] = _llama_cpp_parity(
                 student, written["gguf"], held)
@@ -563,15 +610,17 @@ def _llama_cpp_parity(student, path, held, windows=4):
     return {"kl": kls / count, "top1_agreement": agree / count, "tokens": count}
 
 
-def _llama_cpp_speeds(teacher_path, student_path):
-    """Both files' llama.cpp speed; `None` without llama.cpp, and the reason
-    where llama.cpp cannot run one of them (the run's results stand)."""
+def _llama_cpp_speeds(teacher_path, students):
+    """The teacher's and each student file's llama.cpp speed
+    (`{"teacher": ..., "student": ..., "student.q4_k_m": ...}`); `None`
+    without llama.cpp, and the reason where llama.cpp cannot run one of them
+    (the run's results stand)."""
     from keras_guide.gguf import runtime
 
     if not runtime.available():
         return None
     try:
         return {"teacher": runtime.speed(teacher_path),
-                "student": runtime.speed(student_path)}
+                **{name: runtime.speed(path) for name, path in students.items()}}
     except RuntimeError as error:
         return {"error": str(error)}

@@ -211,16 +211,18 @@ def write(report, out):
                         lambda tmp: open(tmp, "w").write(render(report)))
 
 
-def teacher_and_student(teacher, student, text, contexts=(512, 2048),
-                        max_tokens=8192, verbose=True):
-    """Teacher and student with `llama-perplexity`'s protocol on `text`, the
-    student against the teacher as base, at each context the text and both
-    models allow: what `compress`'s report gives.
+def teacher_and_students(teacher, students, text, contexts=(512, 2048),
+                         max_tokens=8192, verbose=True):
+    """A teacher and its students with `llama-perplexity`'s protocol on
+    `text`, each student against the teacher as base, at each context the
+    text and every model allow: what `compress`'s report gives.
 
     Args:
-        teacher, student: a `.gguf` path (run by llama.cpp, a session of each
+        teacher: a `.gguf` path (run by llama.cpp, a session of each
             context's size, as `llama-perplexity -c` runs it) or a Keras
             model (run in Keras).
+        students: dict `{name: model}`, each as `teacher` (e.g. the student
+            written at several GGUF types).
         text: str. The held-out text.
         contexts: ints. Chunk lengths. Defaults to (512, 2048).
         max_tokens: int. Chunks up to this many tokens at each context
@@ -228,11 +230,11 @@ def teacher_and_student(teacher, student, text, contexts=(512, 2048),
         verbose: bool. Progress bars. Defaults to True.
 
     Returns:
-        dict `{context: {"teacher": figures, "student": figures}}`, or
+        dict `{context: {"teacher": figures, name: figures, ...}}`, or
         `{context: {"skipped": why}}` where the text or a model's context
         length does not allow two chunks.
     """
-    models = {"teacher": teacher, "student": student}
+    models = {"teacher": teacher, **students}
     in_keras = {name: keras_runner(model, name)
                 for name, model in models.items()
                 if not isinstance(model, (str, os.PathLike))}

@@ -88,7 +88,8 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     monkeypatch.setattr(compress, "PERPLEXITY_CONTEXTS", (16, 32, 128))
     monkeypatch.setattr(compress, "PERPLEXITY_TOKENS", 128)
     out = tmp_path / "out"
-    assert _run(workspace, out) == 0
+    assert _run(workspace, out, "--gguf-dtype", "q8_0", "q4_k_m", "--export",
+                "hf") == 0
     report = json.loads((out / "report.json").read_text())
     search = report["search"]
     assert search["chosen"] == min(search["candidates"], key=lambda r: r["score"])
@@ -122,6 +123,12 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     assert figures["student"]["vs_base"]["ln_ppl_ratio"] == pytest.approx(
         figures["student"]["nll"] - figures["teacher"]["nll"])
     assert "| llama.cpp perplexity, 32-token chunks |" in text
+    # Every GGUF type asked for is measured in llama.cpp; the Hugging Face
+    # folder is written beside them.
+    assert set(report["llama_cpp"]) >= {"teacher", "student", "student.q4_k_m"}
+    assert figures["student.q4_k_m"]["vs_base"]["kl"] > 0
+    assert "| student.q4_k_m.gguf |" in text
+    assert (out / "student_hf" / "config.json").exists()
     assert cli.main(["eval", str(out / "student.gguf"), "--base",
                      str(workspace / "teacher.gguf"), "--text",
                      str(out / "heldout.txt"), "--context", "32", "--chunks",
