@@ -54,6 +54,20 @@ def real_array(value, name, ndim=None, finite=True, role="Argument"):
     return array
 
 
+def array_like(value, name, role="Argument"):
+    """A nested list or tuple of numbers as a NumPy array; arrays, tensors
+    and variables are returned as they are (read later, where needed)."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(
+            f"{role} `{name}` given as a list must be rectangular (every row "
+            "of the same length). Pass a NumPy array."
+        ) from None
+
+
 def real_dtype(value, name, role="Teacher weight"):
     """Refuses a complex, string or object array (or variable) without
     reading its values."""

@@ -33,7 +33,7 @@ def _as_inputs(item, input_names):
     return {name: x[name] for name in input_names}
 
 
-def _check(x, vocabulary_size, index, max_length=None):
+def _check(x, vocabulary_size, index, max_length=None, num_segments=None):
     ids = x["token_ids"]
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(
@@ -67,16 +67,32 @@ def _check(x, vocabulary_size, index, max_length=None):
             f"vocabulary [0, {vocabulary_size}): e.g. {int(ids[bad & real][0])}. "
             "Tokenize the calibration text with the teacher's tokenizer."
         )
+    segments = x.get("segment_ids")
+    if segments is not None:
+        if not np.issubdtype(segments.dtype, np.integer):
+            raise ValueError(
+                f"Calibration batch {index}: `segment_ids` must be integers. "
+                f"Received: dtype {segments.dtype}")
+        high = num_segments if num_segments is not None else np.inf
+        wrong = (segments < 0) | (segments >= high)
+        if np.any(wrong):
+            bound = f"[0, {num_segments})" if num_segments is not None else "≥ 0"
+            raise ValueError(
+                f"Calibration batch {index}: `segment_ids` must lie in {bound} "
+                f"(the teacher's segments), but {int(wrong.sum())} of its "
+                f"{segments.size} values do not (min {int(segments.min())}, max "
+                f"{int(segments.max())}); -1 would wrap to the last segment.")
 
 
 def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
-                        max_length=None):
+                        max_length=None, num_segments=None):
     """Checks calibration data and returns it as a list of input dicts.
 
     Args:
         calibration: token ids `(num_sequences, length)` (one array, or a list
-            of them), or an iterable of batches: arrays of token ids, input
-            dicts (`token_ids`, optionally `padding_mask`, `segment_ids`), or
+            of them), one input dict, or an iterable of batches: arrays of
+            token ids, input dicts (`token_ids`, optionally `padding_mask`,
+            `segment_ids`), or
             `(x, y[, sample_weight])` tuples whose `x` is one of those (a
             `tf.data.Dataset` of such elements works). Plain arrays have no
             padding.
@@ -87,16 +103,33 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
             at a time, so its activations stay one batch's size).
         max_length: the teacher's longest sequence (its position table),
             or `None`.
+        num_segments: the teacher's segments (`segment_ids` lie in
+            `[0, num_segments)`), or `None` (then only negatives are refused).
 
     Returns:
         A list of input dicts with int32 arrays, every input the teacher needs.
 
     Raises:
-        ValueError: no tokens, ids outside the vocabulary, a padding mask
-            that is not 0/1, sequences longer than the teacher takes, or a
-            batch in a layout the teacher cannot take (the message names the
-            batch).
+        ValueError: no tokens, ids of real tokens outside the vocabulary
+            (padding may hold any id), segment ids outside the segments, a padding mask
+            that is not 0/1, sequences longer than the teacher takes, data
+            that is not one of the forms above, or a batch in a layout the
+            teacher cannot take (the message names the batch).
     """
+    if isinstance(calibration, dict):
+        calibration = [calibration]  # one batch of inputs
+    if isinstance(calibration, (list, tuple)) and calibration and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            for v in calibration):
+        calibration = np.asarray(calibration)  # one sequence of token ids
+    if isinstance(calibration, np.ndarray) and calibration.ndim == 0 or (
+            isinstance(calibration, (str, bytes)) or not (
+            isinstance(calibration, np.ndarray) or hasattr(calibration, "__iter__"))):
+        raise ValueError(
+            "`calibration` must be token ids of shape (num_sequences, length), a "
+            "list of such arrays, or an iterable of batches (input dicts or "
+            f"(x, y) tuples). Received: calibration={calibration!r} of type "
+            f"{type(calibration).__name__}")
     if isinstance(calibration, np.ndarray):
         rows = calibration if calibration.ndim == 2 else calibration[None]
         calibration = [
@@ -107,8 +140,14 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
         if hasattr(item, "numpy") and not isinstance(item, dict):
             item = item.numpy()
         x = _as_inputs(item, input_names)
-        _check(x, vocabulary_size, index, max_length)
+        _check(x, vocabulary_size, index, max_length, num_segments)
         rows = len(x["token_ids"])
+        # Padding may hold any id; the teacher still looks it up (an index
+        # error on some backends), so an id outside the vocabulary is
+        # replaced by 0 there, in the copies: masked, it changes nothing.
+        outside = (x["token_ids"] < 0) | (x["token_ids"] >= vocabulary_size)
+        if np.any(outside):
+            x = {**x, "token_ids": np.where(outside, 0, x["token_ids"])}
         for start in range(0, rows, batch_size):
             batches.append({k: v[start: start + batch_size].astype("int32")
                             for k, v in x.items()})

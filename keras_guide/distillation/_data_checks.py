@@ -12,6 +12,7 @@ host, before the batch reaches the step.
 One-time host code: NumPy only.
 """
 
+import itertools
 import sys
 
 import keras
@@ -26,10 +27,17 @@ def _numpy(value):
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _check_ids(value, name, vocabulary_size, what="token ids"):
+def _check_ids(value, name, vocabulary_size, what="token ids", integers=True):
+    """Ids in `[0, vocabulary_size)`; with `integers`, of an integer dtype
+    (a model or a sparse loss truncates a float id to another one)."""
     ids = _numpy(value)
     if ids.size == 0:
         return
+    if integers and ids.dtype.kind not in "iub":
+        raise ValueError(
+            f"`{name}` must hold integer {what}, but its dtype is {ids.dtype}: a "
+            "float id is truncated (2.7 becomes 2) without a word. Pass integers "
+            f"(e.g. astype('int32')). Received: {name} of shape {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer):
         if np.issubdtype(ids.dtype, np.floating) and not np.all(np.isfinite(ids)):
             raise ValueError(f"`{name}` holds NaN or Inf. Received: {name} of "
@@ -97,7 +105,8 @@ def _token_ids(x):
 
 
 def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
-                num_classes=None, num_segments=None):
+                num_classes=None, num_segments=None, token_model=True,
+                logits_rank=None):
     """Raises a `ValueError` naming the input when a batch cannot be trained on.
 
     Checks: token ids (`x`, or `x["token_ids"]`) in `[0, vocabulary_size)`;
@@ -106,12 +115,15 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
     `[0, num_classes)` (the logits' width: the vocabulary for a language
     model, the classes for a classifier; `vocabulary_size` when not given);
     the offline teacher's logits finite; the sample weights finite,
-    non-negative and within what float32 sums hold.
+    non-negative and within what float32 sums hold. Ids and sparse labels
+    must be integers (token ids in a plain array `x` only for a
+    `token_model`; labels of the logits' rank are a distribution, any float).
     """
     num_classes = vocabulary_size if num_classes is None else num_classes
     ids = _token_ids(x)
     if ids is not None:
-        _check_ids(ids, "token_ids" if isinstance(x, dict) else "x", vocabulary_size)
+        _check_ids(ids, "token_ids" if isinstance(x, dict) else "x", vocabulary_size,
+                   integers=isinstance(x, dict) or token_model)
     if isinstance(x, dict):
         if x.get("segment_ids") is not None:
             _check_ids(x["segment_ids"], "segment_ids", num_segments, "segment ids")
@@ -129,7 +141,9 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
                              "recompute the offline teacher's top-k logits.")
     elif y is not None and not isinstance(y, (list, tuple)):
         labels = _numpy(y)
-        if np.issubdtype(labels.dtype, np.integer):
+        dense = labels.ndim == logits_rank if logits_rank is not None else (
+            labels.ndim >= 1 and labels.shape[-1] == num_classes)
+        if np.issubdtype(labels.dtype, np.integer) or not dense:
             _check_ids(labels, "y", num_classes, "labels")
         elif np.issubdtype(labels.dtype, np.floating) and not np.all(
                 np.isfinite(labels)):
@@ -224,6 +238,38 @@ class Recorder:
     def reraise(self, error):
         if self.error is not None and self.error is not error:
             raise self.error from None
+
+
+def first_batch(x, y=None, sample_weight=None, batch_size=None):
+    """The first batch `fit` draws from its data, and the data to train on.
+
+    Arrays give their first `batch_size` rows (Keras' default, 32, when
+    `None`); a `tf.data.Dataset`, a `PyDataset` or a sized re-iterable (a
+    `DataLoader`) give their first element without consuming anything; a
+    generator gives its first element and is returned re-chained with it.
+
+    Returns:
+        `((x, y, sample_weight) or None, x)`.
+    """
+    if _is_array(x) and _is_array(y) and _is_array(sample_weight):
+        if isinstance(x, tuple):
+            return None, x
+        rows = 32 if batch_size is None else int(batch_size)
+        return keras.tree.map_structure(
+            lambda a: None if a is None else _numpy(a)[:rows], (x, y, sample_weight)
+        ), x
+    if isinstance(x, keras.utils.PyDataset):
+        return _unpack(x[0]), x
+    if hasattr(x, "__next__"):
+        try:
+            first = next(x)
+        except StopIteration:
+            return None, iter(())
+        return _unpack(first), itertools.chain([first], x)
+    if hasattr(x, "__iter__"):
+        for first in x:
+            return _unpack(keras.tree.map_structure(_numpy, first)), x
+    return None, x
 
 
 def checked(x, y, sample_weight, check):

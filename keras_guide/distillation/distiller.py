@@ -15,6 +15,8 @@ from keras_guide.distillation._features import feature_model
 from keras_guide.distillation.terms import LogitsDistillation
 from keras_guide.distillation.terms import from_keras_distillation_loss
 from keras_guide.regularizers import track_guide_state
+from keras_guide.regularizers.guide_regularizer import check_strength
+from keras_guide.regularizers.guide_regularizer import guide_regularizers
 
 # Cross-entropies named by string are applied to logits: the Distiller's
 # student must output logits for the KD term, so a probability-space loss
@@ -105,7 +107,8 @@ class Distiller(keras.Model):
         **kwargs: passed to `keras.Model`.
 
     Raises:
-        ValueError: for models that are not `keras.Model`s, mismatched
+        ValueError: for models that are not `keras.Model`s, the same model
+            (or shared weights) as teacher and student, mismatched
             vocabularies, weights out of range, several logits terms, a layer
             name that cannot be reached, or a projection of the wrong shape.
 
@@ -176,6 +179,13 @@ class Distiller(keras.Model):
                 return int(width)
         return None
 
+    def _logits_rank(self):
+        """The rank of the student's logits, or None when unknown."""
+        try:
+            return len(self.student.outputs[0].shape)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return None
+
     def _backbone_size(self, name):
         """The smaller of the models' backbones' `name`, or None."""
         from keras_guide.adapters import backbone_of
@@ -198,11 +208,11 @@ class Distiller(keras.Model):
         return size if size is not None else self.num_classes
 
     def check_data(self, x, y=None, sample_weight=None):
-        """Checks a batch on the host: token ids in the vocabulary, segment
-        ids in the segments, labels within the logits' width (the vocabulary
-        of a language model, the classes of a classifier), the offline
-        teacher's logits finite, sample weights finite, ≥ 0 and summable in
-        float32.
+        """Checks a batch on the host: integer token ids in the vocabulary,
+        segment ids in the segments, integer labels within the logits' width
+        (the vocabulary of a language model, the classes of a classifier), the
+        offline teacher's logits finite, sample weights finite, ≥ 0 and
+        summable in float32.
 
         `fit`, `evaluate`, `predict` and the `*_on_batch` methods call it
         before any step runs (arrays whole, other data batch by batch as it
@@ -214,7 +224,10 @@ class Distiller(keras.Model):
         """
         _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size,
                                  num_classes=self.num_classes,
-                                 num_segments=self._backbone_size("num_segments"))
+                                 num_segments=self._backbone_size("num_segments"),
+                                 token_model=self._backbone_size(
+                                     "vocabulary_size") is not None,
+                                 logits_rank=self._logits_rank())
         self._warn_temperature(y)
 
     def _warn_temperature(self, y):
@@ -245,9 +258,82 @@ class Distiller(keras.Model):
             stacklevel=3,
         )
 
+    def check_settings(self):
+        """Checks, on the host, the values training applies that may change
+        after construction: `α`, each `β_i`, `τ` and the student's
+        `GuideRegularizer` strengths (variables anyone can assign).
+
+        Raises:
+            ValueError: naming the value and its range.
+        """
+        def read(variable):
+            return float(keras.ops.convert_to_numpy(variable))
+
+        _check_weight(read(self.student_loss_weight), "student_loss_weight",
+                      upper=1.0)
+        for weight in self.distillation_loss_weights:
+            _check_weight(read(weight), "distillation_loss_weights")
+        if self.temperature is not None:
+            value = read(self.temperature)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"`temperature` must be finite and > 0. Received: temperature="
+                    f"{value} (assigned after construction?)")
+        for regularizer in guide_regularizers(self.student):
+            check_strength(read(regularizer.strength), "strength",
+                           " (a GuideRegularizer's, as training applies it)")
+
+    def check_half_precision(self, x, y=None):
+        """Runs the models that compute in float16 on one batch, before any
+        training step, and refuses non-finite logits: a float16 forward pass
+        that overflows (above 65,504) would turn every student weight NaN in
+        the first step.
+
+        Raises:
+            FloatingPointError: naming the model, its dtype policy and what
+                to use instead; nothing has been trained.
+        """
+        _, offline_teacher = offline.split_targets(y)
+        roles = [("student", self.student)]
+        if offline_teacher is None:
+            roles.append(("teacher", self.teacher))
+        for role, model in roles:
+            policy = _half_policy(model)
+            if policy is None:
+                continue
+            logits = model(x, training=False)
+            if isinstance(logits, dict):
+                logits = logits.get("logits", next(iter(logits.values())))
+            values = np.asarray(keras.ops.convert_to_numpy(logits), np.float64)
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            if bad:
+                raise FloatingPointError(
+                    f"The {role}'s logits on the first batch are not finite ({bad} "
+                    f"of {values.size} values NaN or Inf): its dtype policy "
+                    f"{policy} computes in float16, whose values overflow above "
+                    "65,504, and training would make every student weight NaN. "
+                    f"Nothing was trained: run the {role} in float32 or bfloat16 "
+                    "(dtype='bfloat16', or the 'mixed_bfloat16' policy).")
+        self._half_precision_checked = True
+
+    def _before_training(self, x, y, sample_weight, batch_size=None):
+        """The checks of the settings and the first batch (float16 models
+        only) before the first step; returns `x`, re-chained where drawing
+        its first batch consumed it."""
+        self.check_settings()
+        if getattr(self, "_half_precision_checked", False) or not any(
+                _half_policy(m) for m in (self.student, self.teacher)):
+            return x
+        first, x = _data_checks.first_batch(x, y, sample_weight, batch_size)
+        if first is not None:
+            self.check_data(*first)
+            self.check_half_precision(first[0], first[1])
+        return x
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
             callbacks=None, validation_split=0.0, validation_data=None,
             sample_weight=None, **kwargs):
+        x = self._before_training(x, y, sample_weight, batch_size)
         check = _data_checks.Recorder(self.check_data)
         x = _data_checks.checked(x, y, sample_weight, check)
         if isinstance(validation_data, tuple):
@@ -296,6 +382,7 @@ class Distiller(keras.Model):
 
     def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self.check_data(x, y, sample_weight)
+        self._before_training(x, y, sample_weight)
         return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
@@ -472,6 +559,23 @@ class Distiller(keras.Model):
         return cls(**config)
 
 
+def _half_policy(model):
+    """The name of the dtype policy `model` (or its backbone) computes in
+    float16 with, else None."""
+    from keras_guide.adapters import backbone_of
+
+    try:
+        models = [model, backbone_of(model)]
+    except (ValueError, AttributeError):
+        models = [model]
+    models += list(getattr(model, "layers", []))
+    for item in models:
+        policy = getattr(item, "dtype_policy", None)
+        if getattr(policy, "compute_dtype", None) == "float16":
+            return policy.name
+    return None
+
+
 def _check_models(teacher, student):
     for role, model in (("teacher", teacher), ("student", student)):
         if not isinstance(model, keras.Model):
@@ -479,6 +583,20 @@ def _check_models(teacher, student):
                 f"`{role}` must be a `keras.Model` returning logits. "
                 f"Received: {role} of type {type(model).__name__}"
             )
+    if teacher is student:
+        raise ValueError(
+            f"`teacher` and `student` are the same model (`{teacher.name}`): the "
+            "teacher is frozen, so the student would be too and `fit` would "
+            "train nothing. Pass a student of its own (keras_guide.build_student"
+            "(teacher, ...), or keras.models.clone_model(teacher)).")
+    frozen = {id(v) for v in teacher.weights}
+    shared = [v.path for v in student.trainable_weights if id(v) in frozen]
+    if shared:
+        raise ValueError(
+            f"The student shares {len(shared)} trainable weights with the teacher "
+            f"(e.g. `{shared[0]}`), which the Distiller freezes: they would never "
+            "train, and training the others would change the teacher's outputs. "
+            "Give the student weights of its own (keras.models.clone_model).")
     if not teacher.built or not teacher.weights:
         raise ValueError(
             f"The teacher `{teacher.name}` is not built: it has no weights yet, "

@@ -200,6 +200,7 @@ def _calibrate(pair, calibration, options, projection):
         else ["token_ids"],
         d_t.vocabulary_size,
         max_length=d_t.max_sequence_length,
+        num_segments=getattr(backbone_of(teacher), "num_segments", None),
     )
     tokens = sum(int(b["padding_mask"].astype(bool).sum()) for b in batches)
     if projection in ("activations", "channels") and tokens < d_t.hidden_dim:

@@ -209,6 +209,7 @@ class GuidedInitializer(keras.initializers.Initializer):
         name=None,
     ):
         self.name = name or getattr(teacher, "path", None) or "teacher weight"
+        teacher = _checks.array_like(teacher, self.name, role="Teacher weight")
         self.teacher = teacher
         for arg, value in (("project", project), ("select", select), ("gains", gains)):
             if value is not None and not isinstance(value, dict):

@@ -108,6 +108,7 @@ def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
         The float64 Gram matrix `(d, d)`, weighted row sum `(d,)` and total
         weight (a float).
     """
+    table = _checks.array_like(table, "table", role="Table")
     _checks.real_dtype(table, "table", role="Table")
     if len(table.shape) != 2:
         raise ValueError(
@@ -242,6 +243,7 @@ def pca_projection(
 
     Reference: arXiv 2510.06502.
     """
+    table = _checks.array_like(table, name, role="Table")
     _check_table(table, dim, name)
     d_teacher = int(table.shape[1])
     chunk_rows = _chunk_rows(chunk_rows, d_teacher)
@@ -379,6 +381,7 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
             `num_rows` exceeds its rows, or it holds NaN/Inf.
     """
     matrix = as_projection(projection, name=f"projection for `{name}`").matrix
+    table = _checks.array_like(table, name, role="Table")
     _checks.real_dtype(table, name, role="Table")
     scale = _checks.scalar(scale, "scale", where=f"`{name}`")
     shape = tuple(int(n) for n in table.shape)
