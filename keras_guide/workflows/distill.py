@@ -34,6 +34,7 @@ from keras_guide.workflows import checkpoint
 from keras_guide.workflows import inputs
 from keras_guide.workflows import text
 from keras_guide.workflows import training
+from keras_guide.workflows.inputs import check_writable  # noqa: F401 (its old home)
 
 STUDENT_FILE = "student.keras"
 RESULT_FILE = "distill.json"
@@ -215,7 +216,7 @@ def check_output(out_dir, resume=False, overwrite=False):
             "--resume to continue it, --overwrite to replace it, or another "
             f"--out. Received: out_dir={out_dir!r}"
         )
-    check_writable(out_dir)
+    inputs.check_writable(out_dir)
     inputs.lock_run_folder(out_dir)
     return previous
 
@@ -242,25 +243,6 @@ def _check_resumable(out_dir):
             f"{detail}. Run without --resume to start (add --overwrite if "
             f"{out_dir} holds files of a run). Received: out_dir={out_dir!r}"
         )
-
-
-def check_writable(out_dir):
-    """Creates `out_dir` if needed and checks a file can be written there.
-
-    Raises:
-        ValueError: naming the folder and the system's reason.
-    """
-    probe = os.path.join(out_dir, f".keras_guide_write_test-{os.getpid()}")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(
-            f"Cannot write to {out_dir} ({error.strerror or error}). Pass a "
-            f"writable --out. Received: out_dir={out_dir!r}"
-        ) from None
 
 
 def _check_options(num_steps, batch_size, learning_rate, warmup_steps,

@@ -348,9 +348,26 @@ def check_outputs(out, written, inputs, overwrite, out_is_file=False):
             f"({', '.join(existing)}); pass --overwrite to replace it, or "
             "another --out."
         )
-    from keras_guide.workflows.distill import check_writable
-
     check_writable(os.path.dirname(real(out)) if out_is_file else out)
+
+
+def check_writable(out_dir):
+    """Creates `out_dir` if needed and checks a file can be written there.
+
+    Raises:
+        ValueError: naming the folder and the system's reason.
+    """
+    probe = os.path.join(out_dir, f".keras_guide_write_test-{os.getpid()}")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write to {out_dir} ({error.strerror or error}). Pass a "
+            f"writable --out. Received: out_dir={out_dir!r}"
+        ) from None
 
 
 def remove_outputs(paths):
@@ -410,8 +427,6 @@ def check_run_folder(out, written, inputs, resume, overwrite):
     Returns:
         The previous run's outputs found in `out` (before any removal).
     """
-    from keras_guide.workflows.distill import check_writable
-
     folder = real(out)
     for option, paths in inputs.items():
         for path in paths:
