@@ -26,7 +26,9 @@ from tests.harness.workspace import ctrl_c_at  # noqa: E402
 WORDS = "the in a on er there then he she at an".split()
 QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
          "--calibration-tokens", "256", "--checkpoint-every", "1",
-         "--candidates", "2"]
+         "--candidates", "1", "--eval-tokens", "64", "--kd", "off",
+         # Data-free GUIDE options: no calibration pass (the cheapest run).
+         "--projection", "select", "--select", "uniform", "--layer-map", "first"]
 
 
 def _tree(folder):
@@ -74,12 +76,15 @@ def run(interrupted, tmp_path):
     (["--size", "60%"], r"--size: '\d[\d,]* parameters' -> '\d[\d,]* parameters'"),
     (["--seed", "1"], "--seed: 0 -> 1"),
     (["--learning-rate", "0.01"], "--learning-rate: 0.002 -> 0.01"),
-    (["--candidates", "3"], "--candidates: 2 -> 3"),
+    (["--candidates", "3"], "--candidates: 1 -> 3"),
     (["--calibration-tokens", "300"], "--calibration-tokens: 256 -> 300"),
-    (["--temperature", "2"], "--kd/--temperature/--student-loss-weight/--top-k: "
-                             "{'temperature': 1.0, 'student_loss_weight': 0.5} -> "
-                             "{'temperature': 2.0, 'student_loss_weight': 0.5}"),
-    (["--projection", "select"], "the GUIDE options: {} -> {'projection': 'select'}"),
+    # The run trained on cross-entropy alone (--kd off, the cheapest).
+    (["--kd", "on", "--temperature", "2"],
+     r"--kd/--temperature/--student-loss-weight/--top-k: None -> \{'temperature': "
+     r"2.0, 'student_loss_weight': 0.5\}"),
+    (["--norm", "reset"], r"the GUIDE options: \{'layer_map': 'first', "
+                          r"'projection': 'select', 'select': 'uniform'\} -> "
+                          r"\{'layer_map': 'first', 'norm': 'reset', "),
     (["--sequence-length", "12"], "--sequence-length: 16 -> 12"),
 ])
 def test_a_resume_with_another_setting_is_refused_naming_it(

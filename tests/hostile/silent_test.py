@@ -215,20 +215,12 @@ def test_out_of_vocabulary_ids_under_padding_are_not_looked_up(gpt2_pair):
         np.testing.assert_array_equal(padded[key], value)
 
 
-def test_guide_checks_calibration_segments_and_types():
-    import keras_hub
-
-    def bert(hidden, seed):
-        keras.utils.set_random_seed(seed)
-        return keras_hub.models.BertBackbone(
-            vocabulary_size=V, num_layers=1, num_heads=2, hidden_dim=hidden,
-            intermediate_dim=2 * hidden, max_sequence_length=16, num_segments=2)
-
-    teacher, student = bert(16, 0), bert(8, 1)
+def test_guide_names_bad_calibration(gpt2_pair):
+    teacher, student = gpt2_pair
     before = _values(student)
-    for calibration, message in ((_calibration(segment=-1), "`segment_ids` must "
-                                  r"lie in \[0, 2\)"),
-                                 (5, "`calibration` must be token ids")):
+    for calibration, message in ((5, "`calibration` must be token ids"),
+                                 (np.full((2, 8), V), "outside the teacher's "
+                                                      r"vocabulary \[0, 64\)")):
         with pytest.raises(ValueError, match=message):
             keras_guide.guide(teacher, student, calibration=calibration)
     assert _same(student, before)
