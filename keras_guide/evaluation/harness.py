@@ -77,10 +77,11 @@ def padded_length(n, max_length):
 def _logits_model(lm):
     """`lm`'s graph from token ids to logits, without its preprocessor.
 
-    A KerasHub task tracks its preprocessor, whose tokenizer does not
-    support XLA, so Keras would run a model holding it eagerly, op by op (on
-    JAX: a compilation per operation and shape). A functional model over the
-    same layers and weights is compiled whole.
+    A KerasHub task tracks its preprocessor and tokenizer, layers that are
+    never built; Keras' JAX `predict_on_batch` then calls a model holding
+    them once more, eagerly, before every compiled call (on JAX: op by op,
+    a compilation per operation and shape). A functional model over the
+    same layers and weights has only built layers.
     """
     try:
         inputs, outputs = lm.input, lm.output
@@ -545,7 +546,8 @@ def evaluate_tasks(
 
     Args:
         model: a Keras causal LM with a tokenizer (`KerasLM`'s `model`), or a
-            `KerasLM`.
+            `KerasLM` (whose own batch size, context and progress bars then
+            apply, and whose compiled batch shapes are reused).
         tasks: list of str, lm-eval task, group or tag names (`hellaswag`,
             `arc_easy`, a task of `include_path`) or task YAML files.
         include_path: str or list of str, folders of local task YAML files.
