@@ -3,13 +3,30 @@
 import keras
 
 
+def logits_model(model):
+    """`model`'s graph from token ids to logits, without its preprocessor.
+
+    A KerasHub task tracks its preprocessor and tokenizer, layers that are
+    never built; Keras' JAX `predict_on_batch` then calls a model holding
+    them once more, eagerly, before every compiled call (on JAX: op by op,
+    a compilation per operation and shape). A functional model over the
+    same layers and weights has only built layers. A model that is not
+    functional is returned as it is.
+    """
+    try:
+        inputs, outputs = model.input, model.output
+    except (AttributeError, ValueError):
+        return model
+    return keras.Model(inputs, outputs, name=f"{model.name}_logits")
+
+
 def predictor(model):
     """Returns `x -> logits` for `model` on already-tokenized inputs.
 
     A KerasHub task model's own `predict_on_batch` runs its preprocessor,
-    which takes raw text, on the token ids; `keras.Model`'s does not, so a
-    task model with a preprocessor is called through it.
+    which takes raw text, on the token ids; the task's graph without its
+    preprocessor (`logits_model`) is called instead.
     """
     if getattr(model, "preprocessor", None) is not None:
-        return lambda x: keras.Model.predict_on_batch(model, x)
+        return logits_model(model).predict_on_batch
     return model.predict_on_batch

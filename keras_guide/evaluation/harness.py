@@ -39,6 +39,8 @@ import re
 import keras
 import numpy as np
 
+from keras_guide._predict import logits_model
+
 _INSTALL = (
     "keras_guide.evaluation.harness needs lm-evaluation-harness, which is not "
     "installed. Install it with: pip install 'keras-guide[eval]' (or pip install "
@@ -74,22 +76,6 @@ def padded_length(n, max_length):
     return max(n, min(size, max_length))
 
 
-def _logits_model(lm):
-    """`lm`'s graph from token ids to logits, without its preprocessor.
-
-    A KerasHub task tracks its preprocessor and tokenizer, layers that are
-    never built; Keras' JAX `predict_on_batch` then calls a model holding
-    them once more, eagerly, before every compiled call (on JAX: op by op,
-    a compilation per operation and shape). A functional model over the
-    same layers and weights has only built layers.
-    """
-    try:
-        inputs, outputs = lm.input, lm.output
-    except (AttributeError, ValueError):
-        return lm
-    return keras.Model(inputs, outputs, name="keras_lm_logits")
-
-
 class _Scorer(keras.Model):
     """`{token_ids, padding_mask, targets} -> (log p(target), argmax)` per
     position, both `(batch, length)`: the vocabulary axis never leaves the
@@ -97,7 +83,7 @@ class _Scorer(keras.Model):
 
     def __init__(self, lm, **kwargs):
         super().__init__(**kwargs)
-        self.lm = _logits_model(lm)
+        self.lm = logits_model(lm)
 
     def call(self, inputs):
         logits = self.lm(
