@@ -135,21 +135,26 @@ def save_keras(model, path):
     mark_keras_file(path)
 
 
-def mark_preset(folder):
+def mark_preset(folder, description=None):
     """Adds `keras_guide` to a preset's `metadata.json` when any of its
-    configs names keras_guide classes. Returns the classes named."""
+    configs names keras_guide classes, and `description` (how the model was
+    made) where given. Returns the classes named."""
     classes = set()
     for name in sorted(os.listdir(folder)):
         if name.endswith(".json") and name != "metadata.json":
             with open(os.path.join(folder, name), encoding="utf-8") as f:
                 classes.update(package_classes(json.load(f)))
-    if classes:
+    if classes or description:
         path = os.path.join(folder, "metadata.json")
         with open(path, encoding="utf-8") as f:
             metadata = json.load(f)
-        metadata["keras_guide"] = _note(
-            sorted(classes),
-            "import keras_guide, then keras_hub.models.CausalLM.from_preset(folder)")
+        if classes:
+            metadata["keras_guide"] = _note(
+                sorted(classes),
+                "import keras_guide, then keras_hub.models.CausalLM.from_preset("
+                "folder)")
+        if description:
+            metadata["description"] = str(description)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=4)
     return sorted(classes)

@@ -43,6 +43,7 @@ def save_gguf(
     context_length=None,
     name=None,
     overwrite=False,
+    description=None,
 ):
     """Writes a KerasHub Llama or Gemma 3 model as a GGUF file llama.cpp runs.
 
@@ -74,6 +75,8 @@ def save_gguf(
             `metadata_from`'s, else 8192.
         name: `general.name`; `None` uses the backbone's name.
         overwrite: replace an existing `path`.
+        description: `general.description` (e.g. how the model was trained
+            and measured); `None` writes none.
 
     Returns:
         `path`.
@@ -144,7 +147,7 @@ def save_gguf(
 
     def write(tmp):
         _write(tmp, arch, name or backbone.name, written, meta, tokenizer_meta,
-               tensors)
+               tensors, description)
 
     if written != dtype:
         quantize.write_quantized(path, dtype, write)
@@ -250,11 +253,13 @@ def _add_value(writer, gguf, key, value, types):
                              sub_type=gguf.GGUFValueType.INT32)
 
 
-def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors):
+def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors, description=None):
     gguf = _gguf()
     writer = gguf.GGUFWriter(tmp, arch)
     try:
         writer.add_name(name)
+        if description:
+            writer.add_description(str(description))
         writer.add_file_type(
             int(getattr(gguf.LlamaFileType, dtypes_lib.TYPES[dtype].file_type)))
         if dtype.startswith("q"):

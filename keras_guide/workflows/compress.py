@@ -521,7 +521,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     formats = list(dict.fromkeys(formats + list(exports)))
     written = export_lib.export(
         student, os.path.join(out_dir, "student"), formats, gguf_dtype=gguf_dtype,
-        metadata_from=teacher_path if is_gguf else None, overwrite=True)
+        metadata_from=teacher_path if is_gguf else None, overwrite=True,
+        description=_description(teacher_name or teacher_path, train))
     seconds["export"] = time.perf_counter() - started
     report = {
         "teacher": {"path": str(teacher_path),
@@ -564,6 +565,17 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     _plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
     _write_report(out_dir, report)
     return report
+
+
+def _description(teacher, train):
+    """What the student's files say of it: the context it was trained at and
+    where its measurements are."""
+    length = int(train[0].shape[1] - 1)
+    return (f"A student of {os.path.basename(str(teacher))} made by keras-guide "
+            f"compress (GUIDE + distillation), trained on {length}-token windows; "
+            "measured with llama-perplexity's protocol at "
+            f"{' and '.join(str(c) for c in PERPLEXITY_CONTEXTS)} tokens of "
+            "context, in its run's report.json.")
 
 
 def _finished_training(out_dir, verbose=1):

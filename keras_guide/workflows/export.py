@@ -56,7 +56,7 @@ def paths(base, formats, gguf_dtype="float32"):
     return out
 
 
-def write_preset(model, folder, overwrite=False):
+def write_preset(model, folder, overwrite=False, description=None):
     """`model.save_to_preset(folder)`, whole or not at all.
 
     The preset is written into a temporary folder beside `folder` and renamed
@@ -80,7 +80,7 @@ def write_preset(model, folder, overwrite=False):
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_to_preset(tmp)
-        _saving.mark_preset(tmp)
+        _saving.mark_preset(tmp, description)
         if os.path.exists(folder):
             os.replace(folder, old)
         os.replace(tmp, folder)
@@ -92,7 +92,7 @@ def write_preset(model, folder, overwrite=False):
 
 
 def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
-           overwrite=False):
+           overwrite=False, description=None):
     """Writes `model` in each of `formats` next to each other.
 
     Args:
@@ -108,6 +108,9 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
             GGUF file and the Hugging Face folder take (the teacher's, when
             it came as one).
         overwrite: replace what a previous export wrote.
+        description: how the model was made (the GGUF files'
+            `general.description`, the preset's `metadata.json`). Defaults to
+            None.
 
     Returns:
         `{format: path}` written (`paths`): `"gguf"` for the first GGUF type,
@@ -136,12 +139,12 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
         if kind == "gguf":
             files = {d: targets["gguf" if i == 0 else f"gguf.{d}"]
                      for i, d in enumerate(names)}
-            _write_ggufs(model, files, metadata_from, overwrite)
+            _write_ggufs(model, files, metadata_from, overwrite, description)
             written.update({k: v for k, v in targets.items()
                             if k == "gguf" or k.startswith("gguf.")})
             continue
         if kind == "preset":
-            write_preset(model, path, overwrite=overwrite)
+            write_preset(model, path, overwrite=overwrite, description=description)
         elif kind == "hf":
             from keras_guide.hf import save_hf
 
@@ -152,7 +155,7 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
     return written
 
 
-def _write_ggufs(model, files, metadata_from, overwrite):
+def _write_ggufs(model, files, metadata_from, overwrite, description=None):
     """Writes `{dtype: path}`: the `gguf` package's types from the model,
     llama.cpp's from one float32 file (the float32 export itself if asked
     for, else a temporary one)."""
@@ -164,7 +167,7 @@ def _write_ggufs(model, files, metadata_from, overwrite):
     for dtype, path in files.items():
         if dtype not in by_llama_cpp:
             save_gguf(model, path, dtype=dtype, metadata_from=metadata_from,
-                      overwrite=overwrite)
+                      overwrite=overwrite, description=description)
     if not by_llama_cpp:
         return
     source = files.get("float32")
@@ -173,7 +176,8 @@ def _write_ggufs(model, files, metadata_from, overwrite):
         first = files[by_llama_cpp[0]]
         folder, name = os.path.split(os.path.abspath(first))
         source = _files.temporary_path(os.path.join(folder, "float32-" + name))
-        save_gguf(model, source, metadata_from=metadata_from, overwrite=True)
+        save_gguf(model, source, metadata_from=metadata_from, overwrite=True,
+                  description=description)
     try:
         for dtype in by_llama_cpp:
             quantize.quantize_gguf(source, files[dtype], dtype, overwrite=overwrite)

@@ -144,6 +144,11 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     # teacher's tokenizer, holding the Keras student.
     student = keras.saving.load_model(out / "student.keras")
     back = load_gguf(out / "student.gguf")
+    # The file says how it was made: the context it was trained at.
+    from keras_guide.gguf.reader import GGUFFile
+
+    assert "trained on 16-token windows" in GGUFFile(out / "student.gguf").get(
+        "general.description")
     for got, want in zip(back.backbone.weights, student.backbone.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
                                    keras.ops.convert_to_numpy(want), rtol=0.05,
