@@ -304,6 +304,11 @@ def _add_compress(commands):
     compress.add_argument("--seed", type=_number(int, 0, strict=False), default=0)
     compress.add_argument("--resume", action="store_true",
                           help="continue the run in OUT (the settings must match)")
+    compress.add_argument("--devices", type=_POSITIVE_INT, default=1, metavar="N",
+                          help="data parallelism over the first N local devices "
+                               "(JAX keras.distribution: weights replicated, each "
+                               "batch split; --batch-size a multiple of N); a "
+                               "resume may change it; default 1")
     # Unset, they take the data-aware recipe from --text; given, they are kept.
     _add_guide_options(compress, calibration=False)
     _add_common(compress)
@@ -564,11 +569,48 @@ def _write_exports(student, base, args, teacher_path):
         print(f"Wrote {path}")
 
 
+def _compress_devices(args):
+    """The first `--devices` of `keras.distribution.list_devices()`, or `None`
+    for one device (no distribution). Checked before `--out` is touched.
+
+    Raises:
+        UsageError: several devices on a backend other than JAX, a
+            `--batch-size` they do not divide, or more devices than exist.
+    """
+    if args.devices == 1:
+        return None
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise UsageError(
+            f"--devices {args.devices}: compress splits its batches with "
+            "keras.distribution, which runs on the JAX backend here; run with "
+            "KERAS_BACKEND=jax (or --backend jax), or drop --devices. Received: "
+            f"backend {backend!r}")
+    if args.batch_size % args.devices:
+        raise UsageError(
+            f"--batch-size must be a multiple of --devices {args.devices}: each "
+            "step splits its batch evenly over the devices. Received: "
+            f"--batch-size {args.batch_size}")
+    devices = keras.distribution.list_devices()
+    if args.devices > len(devices):
+        raise UsageError(
+            f"--devices {args.devices}: JAX sees {len(devices)} device(s) here "
+            f"({', '.join(devices[:4])}{', ...' if len(devices) > 4 else ''}); "
+            "pass at most that many, or simulate N devices on CPU with "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N set before the "
+            f"command. Received: --devices {args.devices}")
+    return devices[: args.devices]
+
+
 def _compress(args):
     import keras
 
     from keras_guide.workflows import compress as compress_lib
 
+    # Refused before --out is looked at, so nothing there changes.
+    devices = _compress_devices(args)
     args.text = text_paths(args.text)
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
@@ -592,32 +634,45 @@ def _compress(args):
                              ("student_loss_weight", args.student_loss_weight),
                              ("top_k", args.top_k))
            if v is not None}}
+    # The seed first: the models' dropout seeds are drawn as they load.
     keras.utils.set_random_seed(args.seed)
-    started = time.perf_counter()
-    teacher_path = inputs.resolve_model(args.teacher)
-    teacher = load_model(teacher_path)
-    import_seconds = time.perf_counter() - started
-    target, shape = compress_lib.parse_size(args.size, teacher)
-    windows = compress_lib.windows(teacher, args.text, args.eval,
-                                   args.sequence_length)
-    tokens_per_step = args.batch_size * args.sequence_length
-    steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
-             else args.steps)
-    held_out = ("--eval " + " ".join(os.path.basename(p) for p in args.eval)
-                if args.eval else
-                "held back from --text: every tenth file, or the last 10% of each")
-    budget = compress_lib.Budget(
-        steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        kd=kd, checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
-    report = compress_lib.compress(
-        teacher, teacher_path, windows, args.out, target=target, shape=shape,
-        budget=budget, calibration_tokens=args.calibration_tokens,
-        max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
-        held_out=held_out, resume=args.resume, import_seconds=import_seconds,
-        teacher_name=args.teacher, guide_options=_guide_options(args),
-        held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
-        exports=args.export,
-        eval_windows=max(1, args.eval_tokens // args.sequence_length))
+    # Variables take their (replicated) layout as they are created: the
+    # teacher loads inside the distribution. llama.cpp runs in child
+    # processes, which it does not reach.
+    scope = contextlib.nullcontext()
+    if devices is not None:
+        from keras_guide.distribution import make_distribution
+
+        scope = make_distribution("data", devices=devices).scope()
+    with scope:
+        started = time.perf_counter()
+        teacher_path = inputs.resolve_model(args.teacher)
+        teacher = load_model(teacher_path)
+        import_seconds = time.perf_counter() - started
+        target, shape = compress_lib.parse_size(args.size, teacher)
+        windows = compress_lib.windows(teacher, args.text, args.eval,
+                                       args.sequence_length)
+        tokens_per_step = args.batch_size * args.sequence_length
+        steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
+                 else args.steps)
+        held_out = ("--eval " + " ".join(os.path.basename(p) for p in args.eval)
+                    if args.eval else
+                    "held back from --text: every tenth file, or the last 10% of "
+                    "each")
+        budget = compress_lib.Budget(
+            steps=steps, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, kd=kd,
+            checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
+        report = compress_lib.compress(
+            teacher, teacher_path, windows, args.out, target=target, shape=shape,
+            budget=budget, calibration_tokens=args.calibration_tokens,
+            max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
+            held_out=held_out, resume=args.resume, import_seconds=import_seconds,
+            teacher_name=args.teacher, guide_options=_guide_options(args),
+            held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
+            exports=args.export,
+            eval_windows=max(1, args.eval_tokens // args.sequence_length),
+            devices=args.devices)
     print(compress_lib.render(report))
 
 

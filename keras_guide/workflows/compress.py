@@ -314,7 +314,11 @@ def render(report):
     lines += _perplexity_rows(report.get("llama_perplexity"))
     lines += _gguf_types_rows(report)
     search = report["search"]
+    devices = report.get("devices", 1)
     lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
+              "", f"Devices: {devices}" + (
+                  " (data parallel: keras.distribution.DataParallel, each batch "
+                  "split over them)" if devices > 1 else ""),
               "", "## Shape", "",
               "| candidate | parameters | loss after init | seconds |",
               "|---|---|---|---|"]
@@ -432,7 +436,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              budget=Budget(), calibration_tokens=4096, max_candidates=5,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
              import_seconds=0.0, eval_windows=None, teacher_name=None,
-             guide_options=None, held_out_text=None, exports=(), verbose=True):
+             guide_options=None, held_out_text=None, exports=(), verbose=True,
+             devices=1):
     """The whole run; see the module docstring.
 
     Args:
@@ -462,6 +467,10 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
             skips that.
         exports: further formats of `export.FORMATS` to write the student
             in (`"hf"`: a Hugging Face folder), beside the teacher's own.
+        devices: how many devices the run's `keras.distribution.DataParallel`
+            spans (the caller's scope), for the report; not a setting a
+            resume must match, since the student does not depend on it.
+            Defaults to 1.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -532,6 +541,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
                     "parameters": shapes_lib.count_parameters(student)},
         "evaluation": scores,
         "held_out": held_out,
+        "devices": int(devices),
         "search": record,
         "recipe": {**record["recipe"], "kd": budget.kd, "steps": budget.steps,
                    "batch_size": budget.batch_size,

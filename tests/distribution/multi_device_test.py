@@ -32,7 +32,7 @@ tensorflow_only = pytest.mark.skipif(
 )
 
 
-def _run(script, backend):
+def _run(script, backend, devices=2):
     env = dict(
         os.environ,
         KERAS_BACKEND=backend,
@@ -41,7 +41,8 @@ def _run(script, backend):
     )
     if backend == "jax":
         env["XLA_FLAGS"] = (
-            env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+            env.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={devices}"
         ).strip()
     done = subprocess.run(
         [sys.executable, str(_SCENARIOS / script)],
