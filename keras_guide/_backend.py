@@ -23,6 +23,9 @@ release moves it (`pyproject.toml` pins the tested range).
   a dropout layer built without a seed (as KerasHub's are) from torch's
   global generator, not from the layer's seed state, so a resumed run
   needs that generator's state too.
+- `has_compiled_metrics` (`Trainer._compile_metrics`): the Distiller makes
+  the student's whole logits during training only where compiled metrics
+  read them.
 - `call_nodes` reads a functional model's graph (`Functional._nodes_by_depth`,
   `Node.input_tensors` / `output_tensors`), which has no public accessor, to
   reach layers nested inside a KerasHub backbone.
@@ -101,6 +104,13 @@ def scale_loss_for_distribution(loss):
     from keras.src.losses import loss as loss_module
 
     return _require(loss_module, "scale_loss_for_distribution")(loss)
+
+
+def has_compiled_metrics(model):
+    """Whether `compile` gave `model` metrics (`Trainer._compile_metrics`;
+    Keras keeps them through a later `compile` without metrics, so the
+    compile config's `metrics` does not tell)."""
+    return _require(model, "_compile_metrics") is not None
 
 
 def _model_variables(model):

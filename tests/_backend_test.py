@@ -56,6 +56,16 @@ def test_scale_loss_for_distribution_is_the_identity_on_one_device():
     assert float(keras.ops.convert_to_numpy(got)) == 2.5
 
 
+def test_has_compiled_metrics_follows_compile():
+    model = _dense_model()
+    model.compile(optimizer="sgd", loss="mse")
+    assert not _backend.has_compiled_metrics(model)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    assert _backend.has_compiled_metrics(model)
+    model.compile(optimizer="sgd", loss="mse")  # Keras keeps the metrics
+    assert _backend.has_compiled_metrics(model)
+
+
 def test_call_nodes_finds_a_nested_model_and_its_tensors():
     inner_inputs = keras.Input((3,))
     inner = keras.Model(inner_inputs, keras.layers.Dense(4)(inner_inputs), name="inner")

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_guide import _backend
+from keras_guide.distillation import _chunked
 from keras_guide.distillation import _data_checks
 from keras_guide.distillation import losses as kd
 from keras_guide.distillation import offline
@@ -103,6 +104,18 @@ class Distiller(keras.Model):
             to 1 each.
         student_loss_weight: `α` in `[0, 1]`. Defaults to 0.5, so by default
             `L = 0.5 · CE + 0.5 · τ² · KL`.
+        logits_chunk_tokens: how training computes `CE` and the KD term
+            over the vocabulary. Where both models end in a per-token head (a
+            KerasHub causal LM's output embedding, or a `Dense`), the terms
+            are computed from the models' last hidden states and heads a
+            chunk of tokens at a time, with the same values and gradients to
+            float round-off: on JAX no more than one chunk's logits exist at
+            once (a 262,144-token vocabulary's batch of logits is 1 GiB per
+            array), on TensorFlow and PyTorch the batch's logits are made at
+            once. None: chunks of about 2^24 logits; a positive number: that
+            many tokens per chunk; 0: the whole batch's logits from the
+            models' outputs. With `compile(loss=...)` or `metrics`, or an
+            offline teacher, the logits are made whole. Defaults to None.
         name: the model name.
         **kwargs: passed to `keras.Model`.
 
@@ -132,12 +145,14 @@ class Distiller(keras.Model):
         distillation_losses=None,
         distillation_loss_weights=None,
         student_loss_weight=0.5,
+        logits_chunk_tokens=None,
         name="distiller",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         _check_models(teacher, student)
         alpha = _check_weight(student_loss_weight, "student_loss_weight", upper=1.0)
+        self.logits_chunk_tokens = _chunked.check_chunk(logits_chunk_tokens)
         terms = _as_terms(distillation_losses)
         weights = _term_weights(distillation_loss_weights, len(terms))
         self._student_loss_weight_value = alpha
@@ -408,14 +423,17 @@ class Distiller(keras.Model):
         terms = self.distillation_losses
         layers = [term.layer_names() for term in terms]
         pairs = [names for names in layers if names is not None]
+        heads = self._output_heads(terms, layers)
+        models = {role: heads[role][0] if heads else getattr(self, role)
+                  for role in ("student", "teacher")}
         helpers = {"student": None, "teacher": None}
         widths = iter(())
         if pairs:
             helpers["student"] = feature_model(
-                self.student, [s for _, s in pairs], "student"
+                models["student"], [s for _, s in pairs], "student"
             )
             helpers["teacher"] = feature_model(
-                self.teacher, [t for t, _ in pairs], "teacher"
+                models["teacher"], [t for t, _ in pairs], "teacher"
             )
             widths = zip(
                 helpers["teacher"].output["hidden_states"],
@@ -431,11 +449,41 @@ class Distiller(keras.Model):
             ))
         self._features = _Untracked(**helpers)
         self._terms = _Untracked(layers=layers, states=states)
+        self._heads = None if heads is None else _Untracked(
+            trunks=models, student=heads["student"][1],
+            teacher=heads["teacher"][1],
+            logits_term=next(i for i, names in enumerate(layers) if names is None))
+
+    def _output_heads(self, terms, layers):
+        """`{"student": (trunk, head), "teacher": ...}` when training may
+        compute the logits' terms from hidden states (`_chunked`): chunking
+        is on, both models end in a per-token head, and the one term of the
+        logits is a `LogitsDistillation`; else None."""
+        logits_terms = [t for t, names in zip(terms, layers) if names is None]
+        if self.logits_chunk_tokens == 0 or len(logits_terms) != 1 or type(
+                logits_terms[0]) is not LogitsDistillation:
+            return None
+        heads = {role: _chunked.output_head(getattr(self, role))
+                 for role in ("student", "teacher")}
+        return heads if all(heads.values()) else None
 
     def call(self, inputs, training=None):
         """Runs the student. During training with layer terms, also returns
         its hidden states (`{"output", "hidden_states"}`) so the loss needs no
-        second forward pass."""
+        second forward pass; with output heads (`logits_chunk_tokens`), its
+        last hidden states instead of the logits (`{"pre_head", ...}`)."""
+        if training and self._heads is not None:
+            # The last hidden states, not the logits: `compute_loss` makes
+            # the logits' terms from them chunk by chunk (`_chunked`).
+            outputs = (self._features.student or self._heads.trunks["student"])(
+                inputs, training=True)
+            if not isinstance(outputs, dict):
+                outputs = {"output": outputs, "hidden_states": []}
+            if _backend.has_compiled_metrics(self):  # they read the logits
+                return {"output": self._logits("student", outputs["output"]),
+                        "hidden_states": outputs["hidden_states"]}
+            return {"pre_head": outputs["output"],
+                    "hidden_states": outputs["hidden_states"]}
         if training and self._features.student is not None:
             return self._features.student(inputs, training=True)
         return self.student(inputs, training=training)
@@ -453,35 +501,50 @@ class Distiller(keras.Model):
         return loss(labels, logits)
 
     def _student_outputs(self, x, y_pred, training):
-        """`(logits, hidden states)`, float32."""
+        """`(logits, hidden states, last hidden states)`: the logits float32,
+        or None where training gave the last hidden states instead (their
+        own dtype; None otherwise)."""
         if y_pred is None:
             y_pred = self(x, training=training)
         if self._features.student is not None and not isinstance(y_pred, dict):
             y_pred = self._features.student(x, training=training)
+            if self._heads is not None:
+                y_pred = {"pre_head": y_pred["output"],
+                          "hidden_states": y_pred["hidden_states"]}
         if not isinstance(y_pred, dict):
             y_pred = {"output": y_pred, "hidden_states": []}
-        return keras.tree.map_structure(
-            lambda t: ops.cast(t, "float32"),
-            (y_pred["output"], list(y_pred["hidden_states"])),
-        )
+        states = [ops.cast(t, "float32") for t in y_pred["hidden_states"]]
+        if "pre_head" in y_pred:
+            return None, states, y_pred["pre_head"]
+        return ops.cast(y_pred["output"], "float32"), states, None
 
     def _teacher_outputs(self, x, offline_teacher):
-        """`(logits, hidden states)`, float32 and without gradient; not run
-        (`(None, [])`) when every term reads `offline_teacher` instead."""
+        """`(logits, hidden states, last hidden states)` without gradient, as
+        `_student_outputs` (the trunk's output instead of the logits where
+        the Distiller has output heads); not run (`(None, [], None)`) when
+        every term reads `offline_teacher` instead."""
         if not any(
             names is not None or offline_teacher is None
             or not term.accepts_offline_teacher
             for term, names in zip(self.distillation_losses, self._terms.layers)
         ):
-            return None, []
-        model = self._features.teacher or self.teacher
-        outputs = keras.tree.map_structure(
-            lambda t: ops.stop_gradient(ops.cast(t, "float32")),
-            model(x, training=False),
-        )
+            return None, [], None
+        model = self._features.teacher or (
+            self.teacher if self._heads is None else self._heads.trunks["teacher"])
+        outputs = keras.tree.map_structure(ops.stop_gradient,
+                                           model(x, training=False))
         if not isinstance(outputs, dict):
-            return outputs, []
-        return outputs["output"], outputs["hidden_states"]
+            outputs = {"output": outputs, "hidden_states": []}
+        states = [ops.cast(t, "float32") for t in outputs["hidden_states"]]
+        if self._heads is not None:
+            return None, states, outputs["output"]
+        return ops.cast(outputs["output"], "float32"), states, None
+
+    def _logits(self, role, pre_head):
+        """The whole batch's logits from the last hidden states, float32."""
+        logits = ops.cast(_chunked.head_logits(getattr(self._heads, role), pre_head),
+                          "float32")
+        return logits if role == "student" else ops.stop_gradient(logits)
 
     def _term_inputs(self, student, teacher, offline_teacher):
         """Yields each term with its weight, state and the outputs it reads."""
@@ -504,17 +567,39 @@ class Distiller(keras.Model):
         labels, offline_teacher = offline.split_targets(y)
         student = self._student_outputs(x, y_pred, training)
         teacher = self._teacher_outputs(x, offline_teacher)
+        # From the hidden states chunk by chunk where the logits' terms are
+        # the default CE and the live teacher's KD; else the logits, whole.
+        chunked = (student[2] is not None and labels is not None
+                   and self.loss is None and offline_teacher is None)
+        if student[2] is not None and not chunked:
+            student = (self._logits("student", student[2]), *student[1:])
+        if teacher[2] is not None and not chunked:
+            teacher = (self._logits("teacher", teacher[2]), *teacher[1:])
         total = ops.zeros((), "float32")
         student_loss = ops.zeros((), "float32")
-        if labels is not None:
+        values = {}
+        if chunked:
+            index = self._heads.logits_term
+            term = self.distillation_losses[index]
+            temperature = self._terms.states[index]
+            part, student_loss, values[term.metric_name] = _chunked.head_losses(
+                student[2], self._heads.student, teacher[2], self._heads.teacher,
+                labels, sample_weight,
+                term.temperature if temperature is None else temperature,
+                self.student_loss_weight, self.distillation_loss_weights[index],
+                self.logits_chunk_tokens)
+            total = total + part
+        elif labels is not None:
             student_loss = kd.token_mean(
                 self._student_loss_values(labels, student[0]), sample_weight
             )
             total = total + self.student_loss_weight * student_loss
-        values = {"student_loss": student_loss}
+        values = {"student_loss": student_loss, **values}
         for term, weight, state, outputs in self._term_inputs(
             student, teacher, offline_teacher
         ):
+            if chunked and term is self.distillation_losses[index]:
+                continue  # computed above
             value = term.compute_loss(*outputs, sample_weight, state)
             total = total + weight * value
             name = term.metric_name
@@ -522,7 +607,7 @@ class Distiller(keras.Model):
         regularization = [ops.cast(loss, "float32") for loss in self.losses]
         values["guide_loss"] = sum(regularization, ops.zeros((), "float32"))
         total = total + values["guide_loss"]
-        batch = ops.shape(student[0])[0]
+        batch = ops.shape(student[0] if student[2] is None else student[2])[0]
         for name, value in values.items():
             getattr(self, f"{name}_tracker").update_state(value, sample_weight=batch)
         return _backend.scale_loss_for_distribution(total)
@@ -530,7 +615,9 @@ class Distiller(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = offline.split_targets(y)
         if isinstance(y_pred, dict):
-            y_pred = y_pred["output"]
+            # No logits where training made the last hidden states instead,
+            # which it does only without compiled metrics.
+            y_pred = y_pred.get("output")
         return super().compute_metrics(x, labels, y_pred, sample_weight)
 
     def get_config(self):
@@ -545,6 +632,7 @@ class Distiller(keras.Model):
             ],
             "distillation_loss_weights": self._distillation_loss_weight_values,
             "student_loss_weight": self._student_loss_weight_value,
+            "logits_chunk_tokens": self.logits_chunk_tokens,
         }
 
     @classmethod
