@@ -231,6 +231,27 @@ def tensors(read, config, backbone):
     )
 
 
+def text_only_unsupported(config):
+    """What a `Gemma3Backbone` config uses that a text-only Gemma 3 model
+    (llama.cpp's `gemma3`, `transformers`' `Gemma3ForCausalLM`) lacks: a list
+    of names, empty when none.
+
+    Args:
+        config: the backbone's `get_config()`.
+    """
+    unsupported = {
+        "vision_encoder": config.get("vision_encoder") is not None,
+        "use_query_key_norm=False": not config.get("use_query_key_norm", True),
+        "use_post_attention_norm=False": not config.get(
+            "use_post_attention_norm", True),
+        "use_post_ffw_norm=False": not config.get("use_post_ffw_norm", True),
+        "use_bidirectional_attention": bool(
+            config.get("use_bidirectional_attention")),
+        "is_embedding_model": bool(config.get("is_embedding_model")),
+    }
+    return [name for name, present in unsupported.items() if present]
+
+
 def metadata(config):
     """The `gemma3.*` metadata of a `Gemma3Backbone` config: `{key: value}`.
 
@@ -245,19 +266,13 @@ def metadata(config):
     Raises:
         GGUFError: the config uses what llama.cpp's `gemma3` does not have.
     """
-    unsupported = {
-        "vision_encoder": config.get("vision_encoder") is not None,
-        "use_query_key_norm=False": not config.get("use_query_key_norm", True),
-        "use_post_attention_norm=False": not config.get("use_post_attention_norm"),
-        "use_post_ffw_norm=False": not config.get("use_post_ffw_norm"),
-        "attention_logit_soft_cap": config.get("attention_logit_soft_cap") is not None,
-        "local_rope_scaling_factor != 1": float(
-            config.get("local_rope_scaling_factor", 1.0)) != 1.0,
-        "use_bidirectional_attention": bool(
-            config.get("use_bidirectional_attention")),
-        "is_embedding_model": bool(config.get("is_embedding_model")),
-    }
-    found = [name for name, present in unsupported.items() if present]
+    found = text_only_unsupported(config) + [
+        name for name, present in (
+            ("attention_logit_soft_cap",
+             config.get("attention_logit_soft_cap") is not None),
+            ("local_rope_scaling_factor != 1",
+             float(config.get("local_rope_scaling_factor", 1.0)) != 1.0),
+        ) if present]
     if found:
         raise GGUFError(
             f"This Gemma 3 model uses {found}, which llama.cpp's `gemma3` "

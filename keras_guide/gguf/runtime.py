@@ -243,14 +243,20 @@ class Session:
         self.path = os.fspath(path)
         self._folder = tempfile.TemporaryDirectory(prefix="keras-guide-llama-")
         self._errors = open(os.path.join(self._folder.name, "stderr"), "w+")
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _SESSION], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._errors, text=True)
-        logits = os.path.join(self._folder.name, "logits.npy")
-        info = self._ask(path=self.path, context=int(context),
-                         threads=int(threads or os.cpu_count() or 1),
-                         kv_float32=bool(kv_float32), logits=logits)
-        self._logits = np.load(logits, mmap_mode="r")
+        self._process = self._logits = None
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _SESSION], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self._errors, text=True)
+            logits = os.path.join(self._folder.name, "logits.npy")
+            info = self._ask(path=self.path, context=int(context),
+                             threads=int(threads or os.cpu_count() or 1),
+                             kv_float32=bool(kv_float32), logits=logits)
+            self._logits = np.load(logits, mmap_mode="r")
+        except BaseException:
+            # A model llama.cpp cannot load leaves no process or files behind.
+            self.close()
+            raise
         self.context = int(context)
         self.vocabulary_size = info["vocabulary_size"]
         self.add_bos, self.bos_id = info["add_bos"], info["bos_id"]
@@ -299,8 +305,9 @@ class Session:
         return np.array(self._logits[:rows])
 
     def close(self):
+        """Ends the child process and removes its files."""
         self._logits = None
-        if self._process.poll() is None:
+        if self._process is not None and self._process.poll() is None:
             self._process.stdin.close()
             self._process.wait()
         self._errors.close()

@@ -104,11 +104,7 @@ def save_gguf(
         raise GGUFError(
             f"`{path}` is `metadata_from` itself; write the student elsewhere."
         )
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise GGUFError(
-            f"Cannot write `{path}`: its folder `{folder}` does not exist. Create "
-            "it first, or pass a path in an existing folder.")
+    _files.check_folder(path, GGUFError)
     backbone = backbone_of(model)
     origin = getattr(model, "_keras_guide_source", None) or getattr(
         backbone, "_keras_guide_source", None)
@@ -139,7 +135,7 @@ def save_gguf(
     variables = {v.path: v for v in backbone.weights}
 
     def read(keras_path):
-        return _to_numpy(variables[keras_path])
+        return weight_values(variables[keras_path])
 
     tensors = module.tensors(read, config, backbone)
     # llama.cpp quantizes from the float32 file.
@@ -160,38 +156,89 @@ def _same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _to_numpy(variable):
+def weight_values(variable, runtime="llama.cpp", error=GGUFError):
+    """A Keras weight as a float32 NumPy array for a file `runtime` runs.
+
+    Shared with `keras_guide.hf.writer`.
+
+    Args:
+        variable: a Keras variable.
+        runtime: str. What runs the file, for the message. Defaults to
+            `"llama.cpp"`.
+        error: the exception class raised. Defaults to `GGUFError`.
+
+    Raises:
+        error: the weight holds NaN or Inf (naming it).
+    """
     import keras
 
     value = keras.ops.convert_to_numpy(keras.ops.cast(variable.value, "float32"))
     if not np.all(np.isfinite(value)):
-        raise GGUFError(
-            f"Weight `{variable.path}` holds NaN or Inf; llama.cpp would run a "
+        raise error(
+            f"Weight `{variable.path}` holds NaN or Inf; {runtime} would run a "
             "broken model. Was training diverging?"
         )
     return value
 
 
-def _tokenizer_metadata(model, source, vocabulary_size):
-    """`{key: (value, gguf value type or None)}` of the `tokenizer.*` keys."""
+def check_float16_range(name, value, error=GGUFError):
+    """Refuses a tensor written as float16 that float16 cannot hold.
+
+    Shared with `keras_guide.hf.writer`.
+
+    Raises:
+        error: a value beyond float16's largest (naming the tensor and the
+            dtypes that hold it).
+    """
+    scale = float(np.abs(value).max(initial=0.0))
+    if scale > np.finfo(np.float16).max:
+        raise error(
+            f"Tensor `{name}` reaches {scale:.3g}, beyond float16's "
+            f"{np.finfo(np.float16).max:.0f}: write it with dtype='float32' "
+            "or 'bfloat16'."
+        )
+
+
+def tokenizer_metadata(model, source, vocabulary_size, carrier="a GGUF file",
+                       error=GGUFError):
+    """The `tokenizer.*` keys a file written for `model` carries.
+
+    Shared with `keras_guide.hf.writer`, which writes them as Hugging Face
+    tokenizer files.
+
+    Args:
+        model: a KerasHub task model (its `preprocessor.tokenizer`) or a
+            backbone (then `source` is needed).
+        source: a `GGUFFile` whose keys are taken (`metadata_from`), or None
+            for the model's own tokenizer (`tokenizers.gguf_metadata`).
+        vocabulary_size: int. Rows of the model's embedding table.
+        carrier: str. What is written, for the messages. Defaults to
+            `"a GGUF file"`.
+        error: the exception class raised. Defaults to `GGUFError`.
+
+    Returns:
+        `{key: value}`.
+
+    Raises:
+        error: `model` has no tokenizer and `source` is None, or the
+            tokenizer's token count is not the table's row count.
+        GGUFError: a tokenizer class with no GGUF form.
+    """
     if source is not None:
         found = len(source.require("tokenizer.ggml.tokens"))
         if found != vocabulary_size:
-            raise GGUFError(
+            raise error(
                 f"`{source.path}` has {found} tokens but the model's table "
                 f"{vocabulary_size} rows: it is not this model's tokenizer."
             )
-        return {
-            key: (source.get(key), source.value_types(key))
-            for key in source.keys()
-            if key.startswith("tokenizer.")
-        }
+        return {key: source.get(key) for key in source.keys()
+                if key.startswith("tokenizer.")}
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = getattr(preprocessor, "tokenizer", None)
     if tokenizer is None:
-        raise GGUFError(
+        raise error(
             f"{type(model).__name__} has no preprocessor with a tokenizer, which "
-            "a GGUF file must carry: pass the task model (e.g. the CausalLM "
+            f"{carrier} must carry: pass the task model (e.g. the CausalLM "
             "load_gguf returns, or build_student of it), or "
             "metadata_from='teacher.gguf'."
         )
@@ -200,11 +247,19 @@ def _tokenizer_metadata(model, source, vocabulary_size):
     )
     found = len(meta["tokenizer.ggml.tokens"])
     if found != vocabulary_size:
-        raise GGUFError(
+        raise error(
             f"The model's tokenizer has {found} tokens but its table "
             f"{vocabulary_size} rows."
         )
-    return {key: (value, None) for key, value in meta.items()}
+    return meta
+
+
+def _tokenizer_metadata(model, source, vocabulary_size):
+    """`{key: (value, gguf value type or None)}` of the `tokenizer.*` keys:
+    a key copied from `source` keeps its type."""
+    meta = tokenizer_metadata(model, source, vocabulary_size)
+    return {key: (value, None if source is None else source.value_types(key))
+            for key, value in meta.items()}
 
 
 def _tensor_type(gguf, name, value, dtype):
@@ -217,13 +272,7 @@ def _tensor_type(gguf, name, value, dtype):
     if value.shape[-1] % block:
         kind = kinds.F16
     if kind == kinds.F16:
-        scale = np.abs(value).max(initial=0.0)
-        if scale > np.finfo(np.float16).max:
-            raise GGUFError(
-                f"Tensor `{name}` reaches {scale:.3g}, beyond float16's "
-                f"{np.finfo(np.float16).max:.0f}: write it with dtype='float32' "
-                "or 'bfloat16'."
-            )
+        check_float16_range(name, value)
         return kind, value.astype(np.float16)
     return kind, gguf.quants.quantize(value.astype(np.float32), kind)
 

@@ -12,6 +12,8 @@ KerasHub 0.32's blocks normalize by the head width whatever the backbone's
 """
 
 from keras_guide.gguf.gemma3 import keras_query_scale
+from keras_guide.gguf.gemma3 import text_only_unsupported
+from keras_guide.hf.llama import check_heads
 
 
 def _rope(blocks, sliding):
@@ -44,29 +46,14 @@ def config(backbone, context_length):
             it).
     """
     keras_config = backbone.get_config()
-    unsupported = {
-        "vision_encoder": getattr(backbone, "vision_encoder", None) is not None,
-        "use_query_key_norm=False": not keras_config.get("use_query_key_norm", True),
-        "use_post_attention_norm=False": not keras_config.get(
-            "use_post_attention_norm", True),
-        "use_post_ffw_norm=False": not keras_config.get("use_post_ffw_norm", True),
-        "use_bidirectional_attention": bool(
-            keras_config.get("use_bidirectional_attention")),
-        "is_embedding_model": bool(keras_config.get("is_embedding_model")),
-    }
-    found = [name for name, present in unsupported.items() if present]
+    found = text_only_unsupported(keras_config)
     if found:
         raise ValueError(
             f"This Gemma 3 model uses {found}, which transformers' text-only "
             "Gemma3ForCausalLM does not have; save it as a KerasHub preset instead."
         )
+    check_heads(backbone, "Gemma 3", "whatever the head width")
     d, h = backbone.hidden_dim, backbone.num_query_heads
-    if d % h:
-        raise ValueError(
-            f"transformers' Gemma 3 needs hidden_dim divisible by the query heads "
-            f"(whatever the head width). Received: hidden_dim={d}, "
-            f"num_query_heads={h}"
-        )
     blocks = backbone.transformer_layers
     scalar = 1.0 / keras_query_scale(backbone) ** 2
     windows = {int(b.sliding_window_size) for b in blocks}

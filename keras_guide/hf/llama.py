@@ -8,15 +8,31 @@ rope type, its Llama 3.1 frequency adjustment the `llama3` type.
 """
 
 
-def _check(backbone):
+def check_heads(backbone, family="Llama", why="its head width is hidden_dim / "
+                "heads"):
+    """Refuses a backbone whose width does not split into its query heads.
+
+    Shared with `keras_guide.hf.gemma3`.
+
+    Args:
+        backbone: a KerasHub backbone (`hidden_dim`, `num_query_heads`).
+        family: str. The `transformers` family named. Defaults to "Llama".
+        why: str. Why that family needs it, for the message.
+
+    Raises:
+        ValueError: `hidden_dim` is not a multiple of `num_query_heads`.
+    """
     d, h = backbone.hidden_dim, backbone.num_query_heads
     if d % h:
-        raise ValueError(f"hidden_dim {d} is not a multiple of {h} query heads.")
+        raise ValueError(
+            f"transformers' {family} needs hidden_dim divisible by the query heads "
+            f"({why}); save this model as a KerasHub preset instead. Received: "
+            f"hidden_dim={d}, num_query_heads={h}")
 
 
 def config(backbone, context_length):
     """The `config.json` fields of a Llama backbone (token ids aside)."""
-    _check(backbone)
+    check_heads(backbone)
     rope = {"rope_type": "default", "rope_theta": float(backbone.rope_max_wavelength)}
     factor = float(getattr(backbone, "rope_position_scaling_factor", 1.0) or 1.0)
     adjustment = getattr(backbone, "rope_frequency_adjustment_factor", None)

@@ -36,7 +36,8 @@ def is_hf_folder(path):
 
 
 class _Metadata:
-    """GGUF `tokenizer.*` keys rebuilt from a folder, read as a `GGUFFile`."""
+    """GGUF `tokenizer.*` keys rebuilt from a folder, read as the GGUF
+    tokenizer builders read a `GGUFFile` (`path`, `get`, `require`)."""
 
     def __init__(self, path, meta):
         self.path, self._meta = path, meta
@@ -46,12 +47,6 @@ class _Metadata:
 
     def require(self, key):
         return self._meta[key]
-
-    def length(self, key):
-        return len(self._meta[key])
-
-    def keys(self):
-        return list(self._meta)
 
 
 def _pre_tokenizer_name(pre_tokenizer, ignore_merges):

@@ -12,7 +12,6 @@ so `transformers` gives the ids llama.cpp gives.
 
 import json
 import os
-import shutil
 import struct
 
 import numpy as np
@@ -80,6 +79,7 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
             range of `dtype`.
     """
     from keras_guide.adapters import backbone_of
+    from keras_guide.gguf import writer as gguf_writer
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
@@ -103,7 +103,10 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
         from keras_guide.gguf.reader import GGUFFile
 
         source = GGUFFile(metadata_from)
-    meta = _tokenizer_metadata(model, source, backbone.vocabulary_size)
+    # The tokenizer save_gguf would write, as its tokenizer.* keys.
+    meta = gguf_writer.tokenizer_metadata(
+        model, source, backbone.vocabulary_size, carrier="a Hugging Face folder",
+        error=ValueError)
     context = int(
         context_length
         or (source is not None and source.get(f"{arch}.context_length"))
@@ -128,58 +131,12 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
     variables = {v.path: v for v in backbone.weights}
 
     def read(path):
-        return _to_numpy(variables[path])
+        return gguf_writer.weight_values(variables[path], "transformers", ValueError)
 
     _write_folder(folder, documents,
                   lambda path: _write_safetensors(
                       path, family.tensors(read, backbone), dtype))
     return folder
-
-
-def _tokenizer_metadata(model, source, vocabulary_size):
-    """The GGUF `tokenizer.*` keys of the folder's tokenizer: `{key: value}`."""
-    if source is not None:
-        found = len(source.require("tokenizer.ggml.tokens"))
-        if found != vocabulary_size:
-            raise ValueError(
-                f"`{source.path}` has {found} tokens but the model's table "
-                f"{vocabulary_size} rows: it is not this model's tokenizer."
-            )
-        return {key: source.get(key) for key in source.keys()
-                if key.startswith("tokenizer.")}
-    preprocessor = getattr(model, "preprocessor", None)
-    tokenizer = getattr(preprocessor, "tokenizer", None)
-    if tokenizer is None:
-        raise ValueError(
-            f"{type(model).__name__} has no preprocessor with a tokenizer, which a "
-            "Hugging Face folder must carry: pass the task model (e.g. the "
-            "CausalLM load_gguf returns, or build_student of it), or "
-            "metadata_from='teacher.gguf'."
-        )
-    from keras_guide.gguf import tokenizers
-
-    meta = tokenizers.gguf_metadata(
-        tokenizer, add_bos=bool(getattr(preprocessor, "add_start_token", False))
-    )
-    found = len(meta["tokenizer.ggml.tokens"])
-    if found != vocabulary_size:
-        raise ValueError(
-            f"The model's tokenizer has {found} tokens but its table "
-            f"{vocabulary_size} rows."
-        )
-    return meta
-
-
-def _to_numpy(variable):
-    import keras
-
-    value = keras.ops.convert_to_numpy(keras.ops.cast(variable.value, "float32"))
-    if not np.all(np.isfinite(value)):
-        raise ValueError(
-            f"Weight `{variable.path}` holds NaN or Inf; transformers would run a "
-            "broken model. Was training diverging?"
-        )
-    return value
 
 
 def _encode(name, value, dtype):
@@ -188,13 +145,9 @@ def _encode(name, value, dtype):
     if dtype == "float32":
         return value.astype("<f4").tobytes()
     if dtype == "float16":
-        scale = float(np.abs(value).max(initial=0.0))
-        if scale > np.finfo(np.float16).max:
-            raise ValueError(
-                f"Tensor `{name}` reaches {scale:.3g}, beyond float16's "
-                f"{np.finfo(np.float16).max:.0f}: write it with dtype='float32' "
-                "or 'bfloat16'."
-            )
+        from keras_guide.gguf import writer as gguf_writer
+
+        gguf_writer.check_float16_range(name, value, ValueError)
         return value.astype("<f2").tobytes()
     # bfloat16: the upper half of float32, rounded to nearest even.
     bits = value.view(np.uint32)
@@ -230,13 +183,10 @@ def _write_safetensors(path, tensors, dtype):
 
 def _write_folder(folder, documents, write_weights):
     """The JSON `documents` and the weights in a temporary folder beside
-    `folder`, renamed into place once complete (an old `folder` is removed
-    only then)."""
-    tmp = _files.temporary_path(folder)
-    old = tmp + "-old"
-    for leftover in (tmp, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
+    `folder`, renamed into place once complete (`_files.write_folder_atomic`:
+    an old `folder` is removed only then)."""
+
+    def write(tmp):
         os.makedirs(tmp)
         for name, document in documents.items():
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
@@ -245,13 +195,5 @@ def _write_folder(folder, documents, write_weights):
                 json.dump(document, f, indent=indent, ensure_ascii=False)
                 f.write("\n")
         write_weights(os.path.join(tmp, "model.safetensors"))
-        for name in os.listdir(tmp):
-            with open(os.path.join(tmp, name), "rb+") as f:
-                os.fsync(f.fileno())
-        if os.path.exists(folder):
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    _files.fsync_dir(os.path.dirname(os.path.abspath(folder)))
+
+    _files.write_folder_atomic(folder, write)

@@ -267,10 +267,7 @@ def _plot(history, teacher_loss, path):
 
 def _write_report(out_dir, report):
     checkpoint.write_json(os.path.join(out_dir, REPORT_FILE), report)
-    _files.write_atomic(
-        os.path.join(out_dir, REPORT_TEXT),
-        lambda tmp: open(tmp, "w").write(render(report)),
-    )
+    _files.write_text(os.path.join(out_dir, REPORT_TEXT), render(report))
 
 
 def render(report):
@@ -409,8 +406,7 @@ def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir,
     from keras_guide.workflows import evaluate
 
     path = os.path.join(out_dir, HELD_OUT_TEXT)
-    _files.write_atomic(path, lambda tmp: open(
-        tmp, "w", encoding="utf-8", newline="").write(text_))
+    _files.write_text(path, text_)
     on_files = "gguf" in written and runtime.available()
     if on_files:
         first, students = teacher_path, {

@@ -205,10 +205,8 @@ def render(report):
 def write(report, out):
     """`eval.json` and `eval.md` in the folder `out` (created if missing)."""
     os.makedirs(out, exist_ok=True)
-    _files.write_atomic(os.path.join(out, JSON_FILE), lambda tmp: open(
-        tmp, "w").write(json.dumps(report, indent=1)))
-    _files.write_atomic(os.path.join(out, TABLE_FILE),
-                        lambda tmp: open(tmp, "w").write(render(report)))
+    _files.write_text(os.path.join(out, JSON_FILE), json.dumps(report, indent=1))
+    _files.write_text(os.path.join(out, TABLE_FILE), render(report))
 
 
 def teacher_and_students(teacher, students, text, contexts=(512, 2048),
@@ -240,9 +238,13 @@ def teacher_and_students(teacher, students, text, contexts=(512, 2048),
                 if not isinstance(model, (str, os.PathLike))}
     out, ids = {}, None
     for context in contexts:
-        runners = {name: in_keras.get(name) or runners_lib.LlamaCppRunner(
-            model, context) for name, model in models.items()}
+        runners = {}
         try:
+            # One at a time inside the try: a file llama.cpp cannot open
+            # still closes the sessions opened before it.
+            for name, model in models.items():
+                runners[name] = in_keras.get(name) or runners_lib.LlamaCppRunner(
+                    model, context)
             if ids is None:
                 ids, bos = llama_perplexity.shared_tokens(runners, text)
             limit = min([r.context_length for r in runners.values()

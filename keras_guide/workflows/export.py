@@ -9,7 +9,6 @@ and/or `base.keras` side by side; the CLI's `init`, `distill`, `compress` and
 """
 
 import os
-import shutil
 
 from keras_guide import _files
 from keras_guide import _saving
@@ -75,19 +74,12 @@ def write_preset(model, folder, overwrite=False, description=None):
         )
     if os.path.exists(folder) and not overwrite:
         raise ValueError(f"{folder} exists; pass --overwrite to replace it.")
-    tmp = _files.temporary_path(folder)
-    old = tmp + "-old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def write(tmp):
         model.save_to_preset(tmp)
         _saving.mark_preset(tmp, description)
-        if os.path.exists(folder):
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    _files.fsync_dir(os.path.dirname(os.path.abspath(folder)))
+
+    _files.write_folder_atomic(folder, write)
     return folder
 
 

@@ -75,8 +75,9 @@ def lock_run_folder(out):
 
     Raises:
         InputError: another running process owns `out` (naming the folder,
-            its pid and host), or a process of another host named in the
-            lock (whose liveness cannot be checked from here).
+            its pid and host), a process of another host named in the lock
+            (whose liveness cannot be checked from here), or a folder where
+            the lock file cannot be created.
     """
     import fcntl
 
@@ -86,7 +87,12 @@ def lock_run_folder(out):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise InputError(
+                f"Cannot write to {out} ({error.strerror or error}): its run lock "
+                f"{path} cannot be created. Pass a writable --out.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -362,12 +368,15 @@ def check_writable(out_dir):
         os.makedirs(out_dir, exist_ok=True)
         with open(probe, "w") as f:
             f.write("ok")
-        os.remove(probe)
     except OSError as error:
         raise ValueError(
             f"Cannot write to {out_dir} ({error.strerror or error}). Pass a "
             f"writable --out. Received: out_dir={out_dir!r}"
         ) from None
+    finally:
+        # A probe created before a failed write (a full disk) goes too.
+        if os.path.exists(probe):
+            os.remove(probe)
 
 
 def remove_outputs(paths):

@@ -10,6 +10,8 @@ from keras_guide import cli
 from keras_guide.evaluation import harness
 from keras_guide.workflows import inputs
 from tests.harness import gguf_files
+from tests.harness.lm_eval_tasks import multiple_choice
+from tests.harness.lm_eval_tasks import write_task
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +23,7 @@ def files(tmp_path_factory):
         ("What is the sun?", ["a star", "a stone", "the sea"], 0),
         ("Which one is heavier?", ["iron", "air"], 1))]
     (root / "tasks").mkdir()
-    data = root / "tasks" / "kg_cli.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (root / "tasks" / "kg_cli.yaml").write_text(
-        f"task: kg_cli\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {data}\ntest_split: test\n" + textwrap.dedent("""\
-        output_type: multiple_choice
-        doc_to_text: "Question: {{question}}\\nAnswer:"
-        doc_to_target: gold
-        doc_to_choice: "{{choices}}"
-        metric_list:
-          - metric: acc
-        """))
+    write_task(root / "tasks", "kg_cli", rows, multiple_choice("acc"))
     (root / "text.txt").write_text(textwrap.dedent(harness.__doc__ or "") * 4)
     return root
 

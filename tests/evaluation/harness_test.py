@@ -8,11 +8,9 @@ independent of Keras), one unpadded sequence at a time, with HFLM's
 conventions restated here.
 """
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -27,6 +25,8 @@ from keras_guide.workflows import text as text_lib
 from tests.harness import gguf_files
 from tests.harness import gguf_reference
 from tests.harness import models
+from tests.harness.lm_eval_tasks import multiple_choice
+from tests.harness.lm_eval_tasks import write_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_LENGTH = 16
@@ -143,15 +143,6 @@ def _reference(model, path, max_length=MAX_LENGTH):
                      max_length)
 
 
-def _write_task(folder, name, rows, body):
-    data = folder / f"{name}.jsonl"
-    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    (folder / f"{name}.yaml").write_text(
-        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {data}\ntest_split: test\n" + textwrap.dedent(body)
-    )
-
-
 def _instances(kind, arguments):
     return [Instance(kind, {}, args, i) for i, args in enumerate(arguments)]
 
@@ -170,16 +161,8 @@ def test_task_scores_equal_a_direct_float64_computation(llama, tmp_path):
         lengths = np.array([len(c) for c in choices], np.float64)
         expected_norm.append(float(np.argmax(lls / lengths) == gold))
         rows.append({"question": question, "choices": choices, "gold": gold})
-    _write_task(tmp_path, "kg_choice", rows, """
-        output_type: multiple_choice
-        doc_to_text: "Question: {{question}}\\nAnswer:"
-        doc_to_target: gold
-        doc_to_choice: "{{choices}}"
-        metric_list:
-          - metric: acc
-          - metric: acc_norm
-        """)
-    _write_task(tmp_path, "kg_rolling", [{"page": d} for d in DOCUMENTS], """
+    write_task(tmp_path, "kg_choice", rows, multiple_choice("acc", "acc_norm"))
+    write_task(tmp_path, "kg_rolling", [{"page": d} for d in DOCUMENTS], """
         output_type: loglikelihood_rolling
         doc_to_text: ""
         doc_to_target: "{{page}}"
@@ -192,7 +175,7 @@ def test_task_scores_equal_a_direct_float64_computation(llama, tmp_path):
     # only if the harness generates exactly that text for them.
     outputs = [ref.generate(p, ["\n"], STEPS) for p in PROMPTS]
     targets = [o if i % 2 == 0 else o + "never" for i, o in enumerate(outputs)]
-    _write_task(tmp_path, "kg_generate",
+    write_task(tmp_path, "kg_generate",
                 [{"prompt": p, "target": t} for p, t in zip(PROMPTS, targets)], f"""
         output_type: generate_until
         doc_to_text: "{{{{prompt}}}}"
@@ -290,7 +273,7 @@ def test_a_start_token_opens_every_sequence(tmp_path):
 
 def test_bad_tasks_get_one_line_naming_them(llama, tmp_path):
     llama, _ = llama
-    _write_task(tmp_path, "kg_missing_file", [], """
+    write_task(tmp_path, "kg_missing_file", [], """
         output_type: loglikelihood_rolling
         doc_to_text: ""
         doc_to_target: "{{page}}"

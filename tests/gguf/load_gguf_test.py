@@ -214,20 +214,8 @@ def test_the_package_exposes_the_importer_without_needing_gguf_at_import():
 ])
 def test_broken_metadata_is_refused_before_anything_is_allocated(tmp_path, metadata,
                                                                  message):
-    import keras_hub
-
     path = tiny.write_llama(tmp_path / "broken.gguf", metadata=metadata)
-    built = []
-    original = keras_hub.models.Llama3Backbone.__init__
-
-    def spy(self, *args, **kwargs):
-        built.append(kwargs)
-        original(self, *args, **kwargs)
-
-    keras_hub.models.Llama3Backbone.__init__ = spy
-    try:
+    with tiny.built_backbones() as built:
         with pytest.raises(GGUFError, match=message):
             load_gguf(path)
-    finally:
-        keras_hub.models.Llama3Backbone.__init__ = original
     assert not built

@@ -1,5 +1,7 @@
 """Tiny GGUF checkpoints written with `gguf.GGUFWriter`, in llama.cpp's layout."""
 
+import contextlib
+
 import gguf
 import numpy as np
 
@@ -219,3 +221,29 @@ def _finish(writer):
 
 def token_ids(vocabulary_size, seed=0, length=SEQ):
     return np.random.default_rng(seed).integers(3, vocabulary_size, length)
+
+
+@contextlib.contextmanager
+def built_backbones():
+    """Records the keyword arguments of every `Llama3Backbone` built inside
+    the block (a list): a file refused before anything is allocated builds
+    none."""
+    import keras_hub
+
+    cls = keras_hub.models.Llama3Backbone
+    own = cls.__dict__.get("__init__")
+    original = cls.__init__
+    built = []
+
+    def spy(self, *args, **kwargs):
+        built.append(kwargs)
+        original(self, *args, **kwargs)
+
+    cls.__init__ = spy
+    try:
+        yield built
+    finally:
+        if own is None:
+            del cls.__init__
+        else:
+            cls.__init__ = own

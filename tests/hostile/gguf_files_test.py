@@ -99,27 +99,15 @@ def test_arrays_longer_than_the_file_are_refused(tmp_path, count, message):
 ])
 def test_aliased_overlapping_or_outside_tensors_are_refused(tmp_path, offsets,
                                                             message):
-    import keras_hub
-
     source = tiny.write_llama(tmp_path / "llama.gguf")
     path = tmp_path / "aliased.gguf"
     path.write_bytes(_with_offsets(source, offsets))
     before = _digest(path)
-    built = []
-    original = keras_hub.models.Llama3Backbone.__init__
-
-    def spy(self, *args, **kwargs):
-        built.append(kwargs)
-        original(self, *args, **kwargs)
-
-    keras_hub.models.Llama3Backbone.__init__ = spy
-    try:
+    with tiny.built_backbones() as built:
         with pytest.raises(GGUFError, match="aliased.gguf"):
             GGUFFile(path)
         with pytest.raises(GGUFError, match=message) as error:
             load_gguf(path)
-    finally:
-        keras_hub.models.Llama3Backbone.__init__ = original
     assert not built
     assert len(str(error.value).splitlines()) == 1
     assert _digest(path) == before

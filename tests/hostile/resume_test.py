@@ -8,7 +8,6 @@ set whose manifest is a link out of the checkpoint is named as such;
 before anything runs. Every refusal leaves the run folder as it was.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,25 +19,16 @@ pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
 
 from keras_guide import cli  # noqa: E402
 from keras_guide.workflows import checkpoint  # noqa: E402
-from tests.harness import gguf_files as tiny  # noqa: E402
+from tests.harness.workspace import WORDS  # noqa: E402
 from tests.harness.workspace import ctrl_c_at  # noqa: E402
+from tests.harness.workspace import file_hashes  # noqa: E402
+from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 
-WORDS = "the in a on er there then he she at an".split()
 QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
          "--calibration-tokens", "256", "--checkpoint-every", "1",
          "--candidates", "1", "--eval-tokens", "64", "--kd", "off",
          # Data-free GUIDE options: no calibration pass (the cheapest run).
          "--projection", "select", "--select", "uniform", "--layer-map", "first"]
-
-
-def _tree(folder):
-    files = {}
-    for base, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).digest()
-    return files
 
 
 def _command(root, out, *extra, eval_text=None):
@@ -50,15 +40,7 @@ def _command(root, out, *extra, eval_text=None):
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     """A compress run stopped by Ctrl-C at step 3 (checkpoints of steps 1, 2)."""
-    root = tmp_path_factory.mktemp("resume")
-    tiny.write_llama(root / "teacher.gguf", layers=4,
-                     metadata={"llama.context_length": 64})
-    rng = np.random.default_rng(0)
-    for folder, count in (("train", 3), ("eval", 1)):
-        (root / folder).mkdir()
-        for i in range(count):
-            (root / folder / f"{folder}{i}.txt").write_text(
-                " ".join(rng.choice(WORDS, 3000)))
+    root = make_gguf_workspace(tmp_path_factory.mktemp("resume"))
     with ctrl_c_at(3):
         assert cli.main(_command(root, root / "run")) == 130
     return root
@@ -69,7 +51,7 @@ def run(interrupted, tmp_path):
     """A copy of the interrupted run, and its files' hashes."""
     out = tmp_path / "run"
     shutil.copytree(interrupted / "run", out)
-    return out, _tree(out)
+    return out, file_hashes(out)
 
 
 @pytest.mark.parametrize("extra, named", [
@@ -97,7 +79,7 @@ def test_a_resume_with_another_setting_is_refused_naming_it(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(named, err[0]), err
     assert f"the run in {out} was made with other settings" in err[0]
-    assert _tree(out) == before
+    assert file_hashes(out) == before
 
 
 def test_a_resume_with_other_text_is_refused_naming_it(interrupted, run, capsys,
@@ -109,7 +91,7 @@ def test_a_resume_with_other_text_is_refused_naming_it(interrupted, run, capsys,
     assert cli.main(_command(interrupted, out, "--resume", eval_text=other)) == 2
     err = capsys.readouterr().err
     assert "--eval: '" in err and " tokens in " in err and "--text:" not in err
-    assert _tree(out) == before
+    assert file_hashes(out) == before
 
 
 def _newest_set(out):
@@ -128,14 +110,14 @@ def test_a_manifest_claiming_another_step_is_refused(interrupted, run, capsys):
         json.dump(manifest, f)
     # Named as its step, so the set looks whole.
     os.rename(newest, os.path.join(os.path.dirname(newest), "step-00000999"))
-    before = _tree(out)
+    before = file_hashes(out)
     capsys.readouterr()
     assert cli.main(_command(interrupted, out, "--resume")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert (f"claims step 999 of 999 in its manifest.json, but its state.json holds "
             f"step {held[0]} of {held[1]}") in err[0]
-    assert _tree(out) == before
+    assert file_hashes(out) == before
     assert not (out / "distill.json").exists()
 
 
@@ -149,7 +131,7 @@ def test_a_manifest_outside_the_checkpoint_is_named(interrupted, run, capsys,
         copy = outside / f"{os.path.basename(path)}.json"
         shutil.move(manifest, copy)
         os.symlink(copy, manifest)
-    before = _tree(out)
+    before = file_hashes(out)
     capsys.readouterr()
     assert cli.main(_command(interrupted, out, "--resume")) == 2
     err = capsys.readouterr().err
@@ -158,7 +140,7 @@ def test_a_manifest_outside_the_checkpoint_is_named(interrupted, run, capsys,
             f"{os.path.realpath(outside)}/step-00000002.json, outside the "
             "checkpoint") in err
     assert "every save was interrupted" not in err
-    assert _tree(out) == before
+    assert file_hashes(out) == before
 
 
 @pytest.mark.parametrize("words", [0, 5])

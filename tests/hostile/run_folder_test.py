@@ -8,7 +8,6 @@ A lock left by a process that is gone is taken over, saying so; `compress`
 is refused the same way.
 """
 
-import hashlib
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ import pytest
 
 from keras_guide import cli
 from keras_guide.workflows import inputs
+from tests.harness.workspace import file_hashes
 from tests.harness.workspace import make_workspace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,16 +36,6 @@ def _command(root, out, *extra):
             "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
             "--sequence-length", "8", "--checkpoint-every", "1", "--steps", "2",
             *extra]
-
-
-def _tree(folder):
-    files = {}
-    for base, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).digest()
-    return files
 
 
 def _weights(path):
@@ -89,7 +79,7 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
         _wait_for(signals / "paused", first)
         lock = json.loads((out / inputs.LOCK_FILE).read_text())
         assert lock == {**lock, "pid": first.pid, "host": socket.gethostname()}
-        before = _tree(out)
+        before = file_hashes(out)
         # The second run, in this process, while the first one runs.
         capsys.readouterr()
         assert cli.main(_command(workspace, out, "--overwrite")) == 2
@@ -97,7 +87,7 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
         assert len(err) == 1 and err[0].startswith("keras-guide distill: error:")
         assert f"--out {out} is in use by another run (process {first.pid} on " \
                f"{socket.gethostname()}" in err[0]
-        assert _tree(out) == before
+        assert file_hashes(out) == before
     finally:
         (signals / "go").touch()
         stdout, stderr = first.communicate(timeout=600)
@@ -134,11 +124,11 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(workspace, capsys,
     other.mkdir()
     (other / inputs.LOCK_FILE).write_text(json.dumps(
         {"pid": 1, "host": "another-host", "started": "now"}))
-    before = _tree(other)
+    before = file_hashes(other)
     assert cli.main(_command(workspace, other, "--overwrite")) == 2
     err = capsys.readouterr().err
     assert "names process 1 on another-host" in err and "remove" in err
-    assert _tree(other) == before
+    assert file_hashes(other) == before
 
 
 def test_compress_overwrite_never_touches_a_running_run(tmp_path, capsys):
@@ -159,12 +149,12 @@ def test_compress_overwrite_never_touches_a_running_run(tmp_path, capsys):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()
-        before = _tree(out)
+        before = file_hashes(out)
         assert cli.main(["compress", str(teacher), "--text", str(tmp_path / "train"),
                          "--out", str(out), "--overwrite", "--steps", "2"]) == 2
         err = capsys.readouterr().err
         assert f"--out {out} is in use by another run (process {holder.pid} " in err
-        assert _tree(out) == before
+        assert file_hashes(out) == before
     finally:
         holder.communicate("", timeout=60)
     # Once the holder has ended (cleanly: its lock file is gone), the folder

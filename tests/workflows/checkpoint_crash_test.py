@@ -8,7 +8,6 @@ student, bit for bit, with dropout on. A resume whose settings differ is
 refused with every difference, and changes nothing.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from keras_guide.demo import data
 from keras_guide.demo import models
 from keras_guide.workflows import checkpoint
 from tests.harness.workspace import ctrl_c_at
+from tests.harness.workspace import file_hashes
 from tests.harness.workspace import make_workspace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,17 +56,6 @@ def _command(root, out, *extra):
 def _weights(path):
     model = keras.saving.load_model(path)
     return [keras.ops.convert_to_numpy(w) for w in model.weights]
-
-
-def _tree(folder):
-    """Every file under `folder` with its hash: what a refused command must keep."""
-    files = {}
-    for base, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).digest()
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +146,7 @@ def test_a_resume_with_other_settings_is_refused_listing_each(
         workspace, interrupted, capsys, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(interrupted, out)
-    before = _tree(out)
+    before = file_hashes(out)
     # Another teacher, student and text, each with the same file names.
     other = tmp_path / "other"
     shutil.copytree(workspace / "texts", other / "texts")
@@ -185,7 +174,7 @@ def test_a_resume_with_other_settings_is_refused_listing_each(
     command[command.index("--student") + 1] = str(other / "student.keras")
     assert cli.main(command) == 2
     assert "1 differences" in capsys.readouterr().err
-    assert _tree(out) == before
+    assert file_hashes(out) == before
 
 
 def test_resume_without_a_checkpoint_or_only_torn_sets_says_so(

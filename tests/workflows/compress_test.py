@@ -16,26 +16,16 @@ from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.workflows import compress  # noqa: E402
 from keras_guide.workflows import shapes  # noqa: E402
-from tests.harness import gguf_files as tiny  # noqa: E402
 from tests.harness.workspace import ctrl_c_at  # noqa: E402
+from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 
-WORDS = "the in a on er there then he she at an".split()
 QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
          "--calibration-tokens", "256", "--checkpoint-every", "2"]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compress")
-    tiny.write_llama(root / "teacher.gguf", layers=4,
-                     metadata={"llama.context_length": 64})
-    rng = np.random.default_rng(0)
-    for folder, count in (("train", 3), ("eval", 1)):
-        (root / folder).mkdir()
-        for i in range(count):
-            words = rng.choice(WORDS, 3000)
-            (root / folder / f"{folder}{i}.txt").write_text(" ".join(words))
-    return root
+    return make_gguf_workspace(tmp_path_factory.mktemp("compress"))
 
 
 def _run(workspace, out, *extra):
