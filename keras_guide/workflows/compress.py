@@ -4,7 +4,7 @@ measured against the teacher and written where the teacher ran.
 1. Shape: candidate shapes of about the target size (`shapes.py`), each
    guided from one calibration pass of the teacher and scored by its
    cross-entropy on a few training windows right after initialization; the
-   lowest wins (or `--shape`).
+   lowest wins (or the shape `--size` names).
 2. Recipe: data-aware GUIDE from calibration text taken from the training
    text (never the evaluation text), then distillation (`distill.py`:
    checkpoints, `--resume`, a warm-up then a cosine decay of the learning
@@ -93,8 +93,10 @@ def held_out_as_text(train, held_out=None):
 
 def parse_size(size, teacher):
     """`--size` for `teacher`: `(target, None)` for a parameter count or share,
-    `(None, sizes)` for a shape (`shapes.parse_size`, `shapes.parse_shape`)."""
-    target = shapes_lib.parse_size(size, shapes_lib.count_parameters(teacher))
+    `(None, sizes)` for a shape (`shapes.parse_parameter_count`,
+    `shapes.parse_shape`)."""
+    target = shapes_lib.parse_parameter_count(
+        size, shapes_lib.count_parameters(teacher))
     return target, None if target is not None else shapes_lib.parse_shape(
         size, teacher)
 

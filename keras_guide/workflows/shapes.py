@@ -49,7 +49,7 @@ def count_parameters(model):
     return int(sum(math.prod(w.shape) for w in backbone_of(model).weights))
 
 
-def parse_size(text, teacher_parameters):
+def parse_parameter_count(text, teacher_parameters):
     """A `--size` as a parameter count, or `None` for an explicit shape.
 
     Raises:
@@ -90,7 +90,7 @@ def parse_shape(text, teacher):
         name = name.strip().replace("-", "_")
         if name not in adapter.config_keys:
             raise ValueError(
-                f"--shape: the {adapter.family} family has no size {name!r}; it "
+                f"--size: the {adapter.family} family has no size {name!r}; it "
                 f"has {sorted(adapter.config_keys)}. Received: {text!r}"
             )
         try:
@@ -98,10 +98,10 @@ def parse_shape(text, teacher):
         except ValueError:
             sizes[name] = -1
         if sizes[name] <= 0:
-            raise ValueError(f"--shape: {name} must be a positive integer. "
+            raise ValueError(f"--size: {name} must be a positive integer. "
                              f"Received: {item!r}")
     if not sizes:
-        raise ValueError(f"--shape names no size. Received: {text!r}")
+        raise ValueError(f"--size names no size. Received: {text!r}")
     return sizes
 
 
@@ -159,12 +159,13 @@ class _Counter:
                     raise ValueError(
                         f"Cannot tell which size axis of `{path}` follows "
                         f"(teacher {teacher_shapes[path]}, reference {shape}); pass "
-                        "--shape explicitly."
+                        "the shape with --size, e.g. 'num_layers=8,hidden_dim=384'."
                     )
             (self.block if path in block_paths else self.outside).append(roles)
         if len(block_paths) != len(self.block):
-            raise ValueError("Cannot tell a block's weights from the others; pass "
-                             "--shape explicitly.")
+            raise ValueError(
+                "Cannot tell a block's weights from the others; pass the shape "
+                "with --size, e.g. 'num_layers=8,hidden_dim=384'.")
 
     def _build(self, layers):
         """`{path: shape}` of a reference model with `layers` blocks."""

@@ -37,9 +37,9 @@ def _run(workspace, out, *extra):
 def test_sizes_and_shapes_from_a_target(workspace):
     teacher = load_gguf(workspace / "teacher.gguf")
     total = shapes.count_parameters(teacher)
-    assert shapes.parse_size("25%", total) == int(0.25 * total)
-    assert shapes.parse_size("20k", total) == 20_000
-    assert shapes.parse_size("num_layers=2,hidden_dim=16", total) is None
+    assert shapes.parse_parameter_count("25%", total) == int(0.25 * total)
+    assert shapes.parse_parameter_count("20k", total) == 20_000
+    assert shapes.parse_parameter_count("num_layers=2,hidden_dim=16", total) is None
     assert shapes.parse_shape("num_layers=2, hidden_dim=16", teacher) == {
         "num_layers": 2, "hidden_dim": 16}
     candidates = shapes.candidate_shapes(teacher, int(0.6 * total))
