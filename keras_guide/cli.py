@@ -202,6 +202,12 @@ def _add_top_k(parser):
                         help="distil from the teacher's top-k logits per token, "
                              "stored once per window (its tail kept as one class), "
                              "instead of the live teacher's full distribution")
+    parser.add_argument("--targets-from", choices=("keras", "llama.cpp"),
+                        default=None,
+                        help="who computes the --top-k targets: the Keras teacher "
+                             "(default, in memory) or, for a .gguf teacher, "
+                             "llama.cpp itself, once, into OUT/teacher_targets/ "
+                             "(read from disk while training; --resume reuses it)")
 
 
 def _add_distill(commands):
@@ -615,6 +621,11 @@ def _compress(args):
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
     inputs.check_texts(args.text, args.eval or [])
+    if args.kd == "on":
+        from keras_guide.workflows import teacher_targets
+
+        teacher_targets.check_source(args.targets_from,
+                                     inputs.resolve_model(args.teacher), args.top_k)
     written = _folder_outputs(args.out, compress_lib.OUTPUTS) + list(
         _export_paths(os.path.join(args.out, "student"), ["gguf", *args.export],
                       args.gguf_dtype).values())
@@ -623,7 +634,7 @@ def _compress(args):
         {"TEACHER": [inputs.resolve_model(args.teacher)], "--text": args.text,
          "--eval": args.eval or []}, args.resume, args.overwrite)
     given = [f"--{name.replace('_', '-')}" for name in
-             ("temperature", "student_loss_weight", "top_k")
+             ("temperature", "student_loss_weight", "top_k", "targets_from")
              if getattr(args, name) is not None]
     if args.kd == "off" and given:
         raise UsageError(f"--kd off trains without the teacher: {', '.join(given)} "
@@ -632,7 +643,8 @@ def _compress(args):
         **compress_lib.RECIPE,
         **{k: v for k, v in (("temperature", args.temperature),
                              ("student_loss_weight", args.student_loss_weight),
-                             ("top_k", args.top_k))
+                             ("top_k", args.top_k),
+                             ("targets_from", args.targets_from))
            if v is not None}}
     # The seed first: the models' dropout seeds are drawn as they load.
     keras.utils.set_random_seed(args.seed)
@@ -753,8 +765,13 @@ def _distill(args):
     kd = {**compress_lib.RECIPE,
           **{k: v for k, v in (("student_loss_weight", args.student_loss_weight),
                                ("temperature", args.temperature),
-                               ("top_k", args.top_k)) if v is not None}}
+                               ("top_k", args.top_k),
+                               ("targets_from", args.targets_from)) if v is not None}}
     _check_inputs_exist(args, ("--teacher", "--student"))
+    from keras_guide.workflows import teacher_targets
+
+    teacher_targets.check_source(kd.get("targets_from"),
+                                 inputs.resolve_model(args.teacher), kd.get("top_k"))
     exports = _export_paths(os.path.join(args.out, "student"), args.export)
     inputs.check_not_input(args.out, _folder_outputs(args.out, distill_lib.OUTPUTS)
                      + list(exports.values()),
@@ -774,6 +791,7 @@ def _distill(args):
             checkpoint_every=args.checkpoint_every, seed=args.seed,
             resume=args.resume, overwrite=args.overwrite,
             settings_extra={"distribution": list(distribution)},
+            teacher_path=inputs.resolve_model(args.teacher),
         )
     print(f"held-out loss {result['held_out_loss']:.4f} (teacher "
           f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras")

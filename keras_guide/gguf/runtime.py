@@ -173,6 +173,10 @@ params.n_ubatch = min(start["context"], 512)
 params.n_threads = params.n_threads_batch = start["threads"]
 if start["kv_float32"]:
     params.type_k = params.type_v = 0
+if start.get("flash_attention") is not None:
+    params.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                              if start["flash_attention"] else
+                              L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
 ctx = L.llama_init_from_model(model, params)
 if not ctx:
     sys.exit("llama.cpp could not create a context of %d tokens" % start["context"])
@@ -223,6 +227,10 @@ class Session:
         threads: int or None. CPU threads; defaults to every core.
         kv_float32: bool. A float32 key/value cache instead of llama.cpp's
             default float16 (what `llama-perplexity` uses). Defaults to False.
+        flash_attention: bool or None. llama.cpp's fused attention on or off
+            (on the CPU it rounds the queries to float16: logits ~1e-3 of
+            their size apart); None leaves llama.cpp's choice. Defaults to
+            None.
 
     Attributes:
         vocabulary_size, add_bos, bos_id, context_length: the file's
@@ -234,7 +242,8 @@ class Session:
         RuntimeError: llama.cpp failed (its message, or the signal).
     """
 
-    def __init__(self, path, context, threads=None, kv_float32=False):
+    def __init__(self, path, context, threads=None, kv_float32=False,
+                 flash_attention=None):
         import tempfile
 
         if not available():
@@ -251,7 +260,8 @@ class Session:
             logits = os.path.join(self._folder.name, "logits.npy")
             info = self._ask(path=self.path, context=int(context),
                              threads=int(threads or os.cpu_count() or 1),
-                             kv_float32=bool(kv_float32), logits=logits)
+                             kv_float32=bool(kv_float32), logits=logits,
+                             flash_attention=flash_attention)
             self._logits = np.load(logits, mmap_mode="r")
         except BaseException:
             # A model llama.cpp cannot load leaves no process or files behind.

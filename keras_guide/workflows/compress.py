@@ -39,6 +39,7 @@ from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
 from keras_guide.workflows import inputs
 from keras_guide.workflows import shapes as shapes_lib
+from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
 
 SEARCH_FILE = "search.json"
@@ -503,7 +504,12 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
                                    - record["calibration"]["seconds"])
     started = time.perf_counter()
     finished = _finished_training(out_dir, verbose) if resume else None
-    resuming = resume and os.path.exists(checkpoint.checkpoint_dir(out_dir))
+    # Stored teacher targets alone (a run stopped while storing them) resume
+    # too: their windows are not scored again.
+    resuming = resume and (
+        os.path.exists(checkpoint.checkpoint_dir(out_dir))
+        or os.path.exists(os.path.join(out_dir, teacher_targets.FOLDER,
+                                       teacher_targets.MANIFEST)))
     result = distill_lib.distill(
         teacher, student, windows, out_dir, num_steps=budget.steps,
         batch_size=budget.batch_size, learning_rate=budget.learning_rate,
@@ -512,6 +518,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         checkpoint_every=budget.checkpoint_every, seed=budget.seed,
         resume=resuming, overwrite=not resuming, verbose=verbose,
         eval_windows=max(1, eval_windows // 4) if eval_windows else None,
+        teacher_path=teacher_path,
     ) if not finished else finished
     if finished:
         student = keras.saving.load_model(

@@ -32,6 +32,7 @@ from keras_guide.distillation import teacher_top_k
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import inputs
+from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
 from keras_guide.workflows import training
 from keras_guide.workflows.inputs import check_writable  # noqa: F401 (its old home)
@@ -39,7 +40,7 @@ from keras_guide.workflows.inputs import check_writable  # noqa: F401 (its old h
 STUDENT_FILE = "student.keras"
 RESULT_FILE = "distill.json"
 # What a run writes into its `out_dir`: a previous run is any of them.
-OUTPUTS = (STUDENT_FILE, RESULT_FILE, "checkpoint")
+OUTPUTS = (STUDENT_FILE, RESULT_FILE, "checkpoint", teacher_targets.FOLDER)
 
 
 def distiller_arguments(kd_options=None):
@@ -52,6 +53,7 @@ def distiller_arguments(kd_options=None):
     options = dict(kd_options or {})
     # How the teacher is read, not a Distiller argument.
     top_k = options.pop("top_k", None)
+    options.pop("targets_from", None)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(
             top_k, (int, np.integer)) or top_k < 1):
         raise ValueError("`kd_options['top_k']` must be a positive integer (the "
@@ -66,7 +68,7 @@ def distiller_arguments(kd_options=None):
     if options:
         raise ValueError(
             "`kd_options` accepts 'temperature', 'student_loss_weight' and "
-            "'top_k'. "
+            "'top_k' (with 'targets_from'). "
             f"Received: kd_options={kd_options!r}"
         )
     return arguments
@@ -169,6 +171,9 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
         "student_loss_weight": float(kd.get(
             "student_loss_weight", _default(Distiller, "student_loss_weight"))),
         "top_k": int(kd.get("top_k") or 0),
+        # Only where set: the settings of runs before the option stay as they were.
+        **({"targets_from": kd["targets_from"]}
+           if kd.get("targets_from") not in (None, "keras") else {}),
         "checkpoint_every": int(checkpoint_every),
         "seed": int(seed),
         "backend": keras.backend.backend(),
@@ -232,7 +237,8 @@ def _check_resumable(out_dir):
         )
     directory = checkpoint.checkpoint_dir(out_dir)
     found = checkpoint.latest(directory)
-    if found is None:
+    stored = os.path.join(out_dir, teacher_targets.FOLDER, teacher_targets.MANIFEST)
+    if found is None and not os.path.exists(stored):
         # Each set's own reason: an interrupted save, a link out of the
         # checkpoint, a manifest that does not fit its set.
         torn = checkpoint.skipped_sets(directory)
@@ -277,7 +283,7 @@ def seed_dropout(model, seed):
 def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
             learning_rate=1e-3, warmup_steps=None, kd_options=None,
             checkpoint_every=200, seed=0, resume=False, overwrite=False,
-            settings_extra=None, verbose=True, eval_windows=None):
+            settings_extra=None, verbose=True, eval_windows=None, teacher_path=None):
     """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
 
     Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
@@ -295,8 +301,11 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
             `Distiller` (`None`: its defaults), with `"top_k": k` to distil
             from the teacher's stored top-k logits (`StoredTeacherBatches`)
-            instead of the live teacher, or `False`: cross-entropy on the
-            text alone, the student trained without running the teacher.
+            instead of the live teacher (with `"targets_from": "llama.cpp"`,
+            computed by llama.cpp from `teacher_path` and stored in
+            `out_dir/teacher_targets/`: `teacher_targets.DiskTargets`), or
+            `False`: cross-entropy on the text alone, the student trained
+            without running the teacher.
         checkpoint_every: steps between checkpoints (and evaluations).
         seed: fixes the data order, the dropout masks and Keras' global
             random state (`keras.utils.set_random_seed`).
@@ -308,10 +317,13 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         verbose: progress bar, and which checkpoint a resume starts from.
         eval_windows: evaluate on this many held-out windows, evenly spaced
             (default: all).
+        teacher_path: the teacher's `.gguf` file, for targets from llama.cpp.
 
     Returns:
         dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
-        `train_seconds`, `tokens`.
+        `train_seconds`, `tokens`; with `top_k`, `teacher_top_k_seconds`
+        (the time spent storing the targets, over every process of the run)
+        and, from llama.cpp, `teacher_windows_scored` (by this process).
 
     Raises:
         ValueError: an option out of range, or an `out_dir` that cannot be
@@ -332,7 +344,18 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
                             seed, settings_extra)
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
     top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
-    if top_k:
+    from_llama = top_k and (kd_options or {}).get("targets_from") == "llama.cpp"
+    if kd_options:
+        teacher_targets.check_source(kd_options.get("targets_from"), teacher_path,
+                                     top_k)
+    if from_llama:
+        batches = teacher_targets.DiskTargets(
+            batches, teacher_targets.LlamaCppScorer(
+                teacher_path, windows[0][0].shape[1] - 1),
+            os.path.join(out_dir, teacher_targets.FOLDER), top_k,
+            settings["temperature"], num_steps, "llama.cpp", settings["teacher"],
+            settings["data"], reuse=resume)
+    elif top_k:
         batches = StoredTeacherBatches(
             batches, teacher, top_k, settings["temperature"], num_steps)
     held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16),
@@ -345,6 +368,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         for name in previous:
             path = os.path.join(out_dir, name)
             (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+    scored = batches.fill(verbose=verbose) if from_llama else None
     start_step = found.step if found else 0
     if found and verbose:
         print(f"Resuming from checkpoint {found.describe()}")
@@ -383,6 +407,8 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     }
     if top_k:
         result["teacher_top_k_seconds"] = batches.seconds
+    if from_llama:
+        result["teacher_windows_scored"] = scored
     record = {**result, "finished": True, "settings": settings, "history": history}
     checkpoint.write_json(os.path.join(out_dir, RESULT_FILE), record,
                           "final:" + RESULT_FILE, num_steps)

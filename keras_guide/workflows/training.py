@@ -91,16 +91,20 @@ def train(
 
     Returns:
         dict with `train_steps`, `train_loss` (mean loss over each logged
-        window), `eval_steps`, `eval_loss`, `train_seconds`, `tokens`.
+        window), `eval_steps`, `eval_loss`, `eval_seconds` (the training
+        seconds at each evaluation), `train_seconds`, `tokens`.
     """
     log_every = log_every or max(1, num_steps // 100)
     history = {"train_steps": [], "train_loss": [], "eval_steps": [],
-               "eval_loss": [], "train_seconds": 0.0, "tokens": 0}
+               "eval_loss": [], "eval_seconds": [], "train_seconds": 0.0,
+               "tokens": 0}
 
     def run_eval(step):
         loss = float(evaluate(model))
         history["eval_steps"].append(int(step))
         history["eval_loss"].append(loss)
+        # The training seconds so far: the curve against time.
+        history["eval_seconds"].append(history["train_seconds"])
         if on_eval is not None:
             on_eval(step, loss)
         return loss
