@@ -204,10 +204,12 @@ def _add_top_k(parser):
                              "instead of the live teacher's full distribution")
     parser.add_argument("--targets-from", choices=("keras", "llama.cpp"),
                         default=None,
-                        help="who computes the --top-k targets: the Keras teacher "
-                             "(default, in memory) or, for a .gguf teacher, "
-                             "llama.cpp itself, once, into OUT/teacher_targets/ "
-                             "(read from disk while training; --resume reuses it)")
+                        help="compute the --top-k targets once, before training, "
+                             "with the Keras teacher or (a .gguf teacher) llama.cpp "
+                             "itself, into OUT/teacher_targets/, read from disk "
+                             "while training (--resume reuses them); default: in "
+                             "memory, from the Keras teacher, as each window is "
+                             "first used")
 
 
 def _add_distill(commands):

@@ -172,8 +172,7 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
             "student_loss_weight", _default(Distiller, "student_loss_weight"))),
         "top_k": int(kd.get("top_k") or 0),
         # Only where set: the settings of runs before the option stay as they were.
-        **({"targets_from": kd["targets_from"]}
-           if kd.get("targets_from") not in (None, "keras") else {}),
+        **({"targets_from": kd["targets_from"]} if kd.get("targets_from") else {}),
         "checkpoint_every": int(checkpoint_every),
         "seed": int(seed),
         "backend": keras.backend.backend(),
@@ -301,8 +300,9 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
             `Distiller` (`None`: its defaults), with `"top_k": k` to distil
             from the teacher's stored top-k logits (`StoredTeacherBatches`)
-            instead of the live teacher (with `"targets_from": "llama.cpp"`,
-            computed by llama.cpp from `teacher_path` and stored in
+            instead of the live teacher (with `"targets_from": "llama.cpp"`
+            or `"keras"`, computed before training by llama.cpp from
+            `teacher_path` or by the Keras teacher, and stored in
             `out_dir/teacher_targets/`: `teacher_targets.DiskTargets`), or
             `False`: cross-entropy on the text alone, the student trained
             without running the teacher.
@@ -323,7 +323,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
         `train_seconds`, `tokens`; with `top_k`, `teacher_top_k_seconds`
         (the time spent storing the targets, over every process of the run)
-        and, from llama.cpp, `teacher_windows_scored` (by this process).
+        and, with `targets_from`, `teacher_windows_scored` (by this process).
 
     Raises:
         ValueError: an option out of range, or an `out_dir` that cannot be
@@ -344,16 +344,18 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
                             seed, settings_extra)
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
     top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
-    from_llama = top_k and (kd_options or {}).get("targets_from") == "llama.cpp"
+    source = (kd_options or {}).get("targets_from")
+    from_disk = bool(top_k and source)
     if kd_options:
-        teacher_targets.check_source(kd_options.get("targets_from"), teacher_path,
-                                     top_k)
-    if from_llama:
+        teacher_targets.check_source(source, teacher_path, top_k)
+    if from_disk:
+        scorer = (teacher_targets.LlamaCppScorer(teacher_path,
+                                                 windows[0][0].shape[1] - 1)
+                  if source == "llama.cpp" else teacher_targets.KerasScorer(
+                      teacher, batch_size))
         batches = teacher_targets.DiskTargets(
-            batches, teacher_targets.LlamaCppScorer(
-                teacher_path, windows[0][0].shape[1] - 1),
-            os.path.join(out_dir, teacher_targets.FOLDER), top_k,
-            settings["temperature"], num_steps, "llama.cpp", settings["teacher"],
+            batches, scorer, os.path.join(out_dir, teacher_targets.FOLDER), top_k,
+            settings["temperature"], num_steps, source, settings["teacher"],
             settings["data"], reuse=resume)
     elif top_k:
         batches = StoredTeacherBatches(
@@ -368,7 +370,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         for name in previous:
             path = os.path.join(out_dir, name)
             (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
-    scored = batches.fill(verbose=verbose) if from_llama else None
+    scored = batches.fill(verbose=verbose) if from_disk else None
     start_step = found.step if found else 0
     if found and verbose:
         print(f"Resuming from checkpoint {found.describe()}")
@@ -407,7 +409,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     }
     if top_k:
         result["teacher_top_k_seconds"] = batches.seconds
-    if from_llama:
+    if from_disk:
         result["teacher_windows_scored"] = scored
     record = {**result, "finished": True, "settings": settings, "history": history}
     checkpoint.write_json(os.path.join(out_dir, RESULT_FILE), record,

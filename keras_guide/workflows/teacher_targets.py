@@ -1,13 +1,15 @@
 """A teacher off the training device: its top-k targets stored on disk.
 
 `keras-guide distill/compress --top-k K --targets-from llama.cpp` scores
-every training window once with the `.gguf` teacher in llama.cpp itself (one
-`gguf.runtime.Session`, a child process), keeps each token's `K` largest
-logits, their ids and its log-normalizer `logsumexp(z/τ)` (float64 on the
-host, from llama.cpp's full float32 logits), and writes them into the run
-folder as it goes. Training then reads each batch's rows from those files
-(memory-mapped), so memory does not grow with the windows and the teacher
-need not fit beside the student: it is closed before the first step.
+every training window once, before training, with the `.gguf` teacher in
+llama.cpp itself (one `gguf.runtime.Session`, a child process), keeps each
+token's `K` largest logits, their ids and its log-normalizer
+`logsumexp(z/τ)` (float64 on the host, from llama.cpp's full float32
+logits), and writes them into the run folder as it goes (`--targets-from
+keras`: the same from the Keras teacher, `offline.teacher_top_k`).
+Training then reads each batch's rows from those files (memory-mapped), so
+memory does not grow with the windows, and llama.cpp's process is closed
+before the first step.
 
 Layout of `out_dir/teacher_targets/`: `logits.npy` (float32 `(M, T, K)`),
 `indices.npy` (int32 `(M, T, K)`), `log_normalizer.npy` (float32 `(M, T)`),
@@ -46,23 +48,26 @@ def check_source(targets_from, teacher_path, top_k):
     """Refuses a `targets_from` that cannot run, before anything is loaded.
 
     Args:
-        targets_from: `"keras"`, `"llama.cpp"` or None (the Keras teacher).
+        targets_from: `"keras"`, `"llama.cpp"` or None (the Keras
+            teacher's targets in memory, `distill.StoredTeacherBatches`).
         teacher_path: the teacher's file (or None when it is not known).
         top_k: the `--top-k` given, or None.
 
     Raises:
-        ValueError: an unknown source, `llama.cpp` without `top_k`, for a
-            teacher that is not a `.gguf` file, or where `llama-cpp-python`
+        ValueError: an unknown source, a source without `top_k`, `llama.cpp`
+            for a teacher that is not a `.gguf` file, or where `llama-cpp-python`
             is not installed.
     """
-    if targets_from is None or targets_from == "keras":
+    if targets_from is None:
         return
     if targets_from not in SOURCES:
         raise ValueError(f"`targets_from` must be one of {', '.join(SOURCES)}. "
                          f"Received: targets_from={targets_from!r}")
     if not top_k:
-        raise ValueError("--targets-from llama.cpp stores the teacher's top-k logits: "
-                         "pass --top-k K too. Received: no --top-k")
+        raise ValueError(f"--targets-from {targets_from} stores the teacher's top-k "
+                         "logits: pass --top-k K too. Received: no --top-k")
+    if targets_from == "keras":
+        return
     if teacher_path is None or not str(teacher_path).endswith(".gguf"):
         raise ValueError("--targets-from llama.cpp runs the teacher's .gguf file in "
                          "llama.cpp: pass a .gguf teacher, or --targets-from keras. "

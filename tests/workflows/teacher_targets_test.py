@@ -113,6 +113,26 @@ def test_llama_cpp_targets_are_the_keras_teachers_top_k(teacher, tmp_path,
     assert manifest["stored"] == 8 and manifest["digest"]["top_k"] == 6
 
 
+def test_the_keras_teachers_targets_on_disk_are_those_kept_in_memory(tmp_path):
+    from tests.harness import models
+
+    teacher = models.gpt2(seed=1)
+    tokens, mask = _windows(12, 2, models.VOCAB)
+    tokens, mask = tokens[:, : models.SEQ + 1], mask[:, : models.SEQ + 1]
+    batches = text.Batches(tokens, mask, batch_size=4, seed=0)
+    on_disk = teacher_targets.DiskTargets(
+        batches, teacher_targets.KerasScorer(teacher, batch_size=4),
+        str(tmp_path / teacher_targets.FOLDER), 5, 2.0, 6, "keras", "t", "d")
+    assert on_disk.fill() == 12
+    in_memory = distill.StoredTeacherBatches(batches, teacher, 5, 2.0, 6)
+    for step in range(6):
+        _, y, _ = on_disk.batch(step)
+        _, want, _ = in_memory.batch(step)
+        assert sorted(y) == sorted(want)
+        for key, value in want.items():
+            np.testing.assert_allclose(y[key], value, rtol=1e-6, atol=1e-6)
+
+
 def _run(teacher, student, out, resume=False, top_k=5, **kwargs):
     path, lm = teacher
     vocabulary = lm.backbone.vocabulary_size
@@ -168,6 +188,8 @@ def test_the_refusals_name_the_problem_and_lose_nothing(teacher, tmp_path,
     with pytest.raises(ValueError, match="must be one of keras, llama.cpp"):
         teacher_targets.check_source("vllm", path, 8)
     teacher_targets.check_source("keras", "teacher.keras", 8)
+    with pytest.raises(ValueError, match="--targets-from keras stores"):
+        teacher_targets.check_source("keras", "teacher.keras", None)
     monkeypatch.setattr(runtime, "available", lambda: False)
     with pytest.raises(ValueError, match="needs llama.cpp: pip install"):
         teacher_targets.check_source("llama.cpp", path, 8)
