@@ -27,15 +27,6 @@ from tests.harness import models as tiny
 V = tiny.VOCAB
 
 
-def _values(model):
-    return [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
-
-
-def _same(model, values):
-    return all(np.array_equal(keras.ops.convert_to_numpy(w), v)
-               for w, v in zip(model.weights, values))
-
-
 def test_the_same_model_as_teacher_and_student_is_refused():
     student = tiny.gpt2(hidden=8, seed=1)
     with pytest.raises(ValueError, match=r"`teacher` and `student` are the same "
@@ -78,7 +69,7 @@ def test_a_float16_forward_pass_that_overflows_is_found_before_training(role,
     for train in ("fit", "train_on_batch"):
         distiller = Distiller(teacher, student)
         distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
-        before_s, before_t = _values(student), _values(teacher)
+        before_s, before_t = tiny.weights_bytes(student), tiny.weights_bytes(teacher)
         with pytest.raises(FloatingPointError, match=(
                 rf"The {role}'s logits on the first batch are not finite .* its "
                 rf"dtype policy {policy} computes in float16.* Nothing was "
@@ -87,7 +78,8 @@ def test_a_float16_forward_pass_that_overflows_is_found_before_training(role,
                 distiller.fit(x, y, sample_weight=w, verbose=0)
             else:
                 distiller.train_on_batch(x, y, sample_weight=w)
-        assert _same(student, before_s) and _same(teacher, before_t)
+        assert tiny.weights_bytes(student) == before_s
+        assert tiny.weights_bytes(teacher) == before_t
 
 
 def test_a_float16_student_that_fits_passes_the_check():
@@ -111,14 +103,14 @@ def test_float_ids_and_labels_are_refused_not_truncated(gpt2_pair, where):
         y = y + 0.7
         name = "y"
     inputs = (dict(x), y.copy())
-    before = _values(student)
+    before = tiny.weights_bytes(student)
     for call in (lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
                  lambda: distiller.train_on_batch(x, y, sample_weight=w),
                  lambda: distiller.evaluate(x, y, sample_weight=w, verbose=0)):
         with pytest.raises(ValueError, match=rf"`{name}` must hold integer .*its "
                                              r"dtype is float"):
             call()
-    assert _same(student, before)
+    assert tiny.weights_bytes(student) == before
     np.testing.assert_array_equal(x["token_ids"], inputs[0]["token_ids"])
     np.testing.assert_array_equal(y, inputs[1])
 
@@ -159,12 +151,12 @@ def test_settings_assigned_after_construction_are_checked_where_applied(
     variable.assign({"strength": -1.0, "student_loss_weight": -0.5,
                      "temperature": -2.0}[setting])
     x, y, w = tiny.token_batch()
-    before = _values(student)
+    before = tiny.weights_bytes(student)
     for call in (lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
                  lambda: distiller.train_on_batch(x, y, sample_weight=w)):
         with pytest.raises(ValueError, match=message):
             call()
-    assert _same(student, before)
+    assert tiny.weights_bytes(student) == before
 
 
 NAMES = ["token_ids", "segment_ids", "padding_mask"]
@@ -217,13 +209,13 @@ def test_out_of_vocabulary_ids_under_padding_are_not_looked_up(gpt2_pair):
 
 def test_guide_names_bad_calibration(gpt2_pair):
     teacher, student = gpt2_pair
-    before = _values(student)
+    before = tiny.weights_bytes(student)
     for calibration, message in ((5, "`calibration` must be token ids"),
                                  (np.full((2, 8), V), "outside the teacher's "
                                                       r"vocabulary \[0, 64\)")):
         with pytest.raises(ValueError, match=message):
             keras_guide.guide(teacher, student, calibration=calibration)
-    assert _same(student, before)
+    assert tiny.weights_bytes(student) == before
 
 
 def test_a_table_given_as_a_list_is_taken_or_named():
