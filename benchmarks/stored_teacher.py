@@ -3,14 +3,14 @@
 Three `distill` runs from the same student (the README's SmolLM2 shape,
 initialized as `compress` does: the data-aware GUIDE recipe), on the same
 windows in the same order, with the compress recipe (τ = 1, α = 0.5, batch
-8 of 128 tokens, AdamW 2e-3): (a) the live
-Keras teacher, (b) its top-k targets stored once by llama.cpp from the
-`.gguf` file (`--targets-from llama.cpp`, read from disk while training),
-(c) its top-k targets stored by the Keras teacher (`--top-k` alone, in
-memory). Prints, in one table: the seconds spent storing the targets, the
-training seconds, the held-out loss after the same steps, and the held-out
-loss at the same seconds, read from each run's curve (linear between
-evaluations): of training alone, and of storing plus training.
+8 of 128 tokens, AdamW 2e-3): (a) the live Keras teacher, (b) its top-k
+targets stored once, before training, by llama.cpp from the `.gguf` file
+(`--targets-from llama.cpp`), (c) the same stored by the Keras teacher
+(`--targets-from keras`); (b) and (c) are read from disk while training.
+Prints, in one table: the seconds spent storing the targets, the training
+seconds, the held-out loss after the same steps, and the held-out loss at
+the same seconds, read from each run's curve (linear between evaluations):
+of training alone, and of storing plus training.
 
     KERAS_BACKEND=jax python benchmarks/stored_teacher.py --steps 40 --top-k 64 \\
         --out benchmarks/results/stored_teacher
@@ -20,6 +20,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -46,7 +48,10 @@ def main():
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--runs", nargs="+", default=["live", "llama.cpp", "keras"],
                         choices=["live", "llama.cpp", "keras"])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="the table and results.json")
+    parser.add_argument("--work", default=None,
+                        help="the runs' folders (students, checkpoints, stored "
+                             "targets); default: a temporary folder, removed")
     args = parser.parse_args()
 
     import keras
@@ -58,29 +63,30 @@ def main():
     from keras_guide.workflows.inputs import load_model
 
     os.makedirs(args.out, exist_ok=True)
+    work = args.work or tempfile.mkdtemp(prefix="stored-teacher-")
     path = checkpoints.path(args.teacher)
     keras.utils.set_random_seed(0)
     teacher = load_model(path)
     windows = compress.windows(teacher, text_paths(["shakespeare:train"]),
                                text_paths(["shakespeare:test"]), args.sequence_length)
-    initial = os.path.join(args.out, "initial_student.keras")
+    initial = os.path.join(work, "initial_student.keras")
     # compress's start: the data-aware GUIDE recipe from its calibration pass.
     student, _ = compress.search(teacher, windows[0], shape=SHAPE, verbose=False)
     student.save(initial)
     kd = {"live": dict(RECIPE),
           "llama.cpp": {**RECIPE, "top_k": args.top_k, "targets_from": "llama.cpp"},
-          "keras": {**RECIPE, "top_k": args.top_k}}
+          "keras": {**RECIPE, "top_k": args.top_k, "targets_from": "keras"}}
     results = {}
     for name in args.runs:
         keras.utils.set_random_seed(0)
         student = keras.saving.load_model(initial)
         result = distill.distill(
-            teacher, student, windows, os.path.join(args.out, name),
+            teacher, student, windows, os.path.join(work, name),
             num_steps=args.steps, batch_size=args.batch_size, learning_rate=2e-3,
             kd_options=kd[name], checkpoint_every=args.eval_every, seed=0,
             overwrite=True, verbose=False, eval_windows=args.eval_windows,
             teacher_path=path)
-        with open(os.path.join(args.out, name, distill.RESULT_FILE)) as f:
+        with open(os.path.join(work, name, distill.RESULT_FILE)) as f:
             history = json.load(f)["history"]
         results[name] = {
             "store_seconds": result.get("teacher_top_k_seconds", 0.0),
@@ -101,7 +107,7 @@ def main():
             r["history"], max(0.0, total_equal - r["store_seconds"]))
     labels = {"live": "live Keras teacher",
               "llama.cpp": f"stored top-{args.top_k}, llama.cpp (disk)",
-              "keras": f"stored top-{args.top_k}, Keras teacher (memory)"}
+              "keras": f"stored top-{args.top_k}, Keras teacher (disk)"}
     teacher_loss = next(iter(results.values()))["teacher_loss"]
     lines = [
         f"{args.teacher} teacher (held-out loss {teacher_loss:.4f}), "
@@ -126,6 +132,8 @@ def main():
         json.dump({"args": vars(args), "results": results}, f, indent=1)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
+    if args.work is None:
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":
