@@ -317,6 +317,11 @@ def _add_compress(commands):
                                "(JAX keras.distribution: weights replicated, each "
                                "batch split; --batch-size a multiple of N); a "
                                "resume may change it; default 1")
+    compress.add_argument("--model-parallel", type=_POSITIVE_INT, default=1,
+                          metavar="M",
+                          help="also shard teacher and student over groups of M "
+                               "of the --devices (KerasHub's layout maps, a "
+                               "(devices/M, M) mesh); default 1 (replicated)")
     # Unset, they take the data-aware recipe from --text; given, they are kept.
     _add_guide_options(compress, calibration=False)
     _add_common(compress)
@@ -585,7 +590,13 @@ def _compress_devices(args):
         UsageError: several devices on a backend other than JAX, a
             `--batch-size` they do not divide, or more devices than exist.
     """
-    if args.devices == 1:
+    from keras_guide.distribution import processes
+
+    try:
+        _, count = processes.initialize()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.devices == 1 and count == 1 and args.model_parallel == 1:
         return None
     import keras
 
@@ -596,10 +607,19 @@ def _compress_devices(args):
             "keras.distribution, which runs on the JAX backend here; run with "
             "KERAS_BACKEND=jax (or --backend jax), or drop --devices. Received: "
             f"backend {backend!r}")
-    if args.batch_size % args.devices:
+    if args.devices % args.model_parallel:
         raise UsageError(
-            f"--batch-size must be a multiple of --devices {args.devices}: each "
-            "step splits its batch evenly over the devices. Received: "
+            f"--model-parallel {args.model_parallel} must divide --devices "
+            f"{args.devices}: the devices form a (devices/M, M) mesh. Received: "
+            f"--devices {args.devices}, --model-parallel {args.model_parallel}")
+    groups = args.devices // args.model_parallel
+    if args.batch_size % groups:
+        over = (f"--devices {args.devices}" if groups == args.devices else
+                f"{groups} (--devices {args.devices} / --model-parallel "
+                f"{args.model_parallel})")
+        raise UsageError(
+            f"--batch-size must be a multiple of {over}: each step splits its "
+            "batch evenly over the device groups. Received: "
             f"--batch-size {args.batch_size}")
     devices = keras.distribution.list_devices()
     if args.devices > len(devices):
@@ -609,16 +629,43 @@ def _compress_devices(args):
             "pass at most that many, or simulate N devices on CPU with "
             "XLA_FLAGS=--xla_force_host_platform_device_count=N set before the "
             f"command. Received: --devices {args.devices}")
+    if count > 1 and args.devices != len(devices):
+        raise UsageError(
+            f"A run of {count} processes spans every device they hold: pass "
+            f"--devices {len(devices)} (the {len(devices)} devices of all "
+            f"processes) in every process. Received: --devices {args.devices}")
     return devices[: args.devices]
 
 
-def _compress(args):
+def _compress_distribution(args, devices):
+    """`DataParallel` over `devices`, or with `--model-parallel M` a
+    `ModelParallel` whose layout map is planned on the teacher loaded once on
+    the host CPU (the run loads it again inside the distribution, where its
+    variables take their shards).
+
+    Raises:
+        UsageError: a teacher whose weights the mesh does not divide.
+    """
     import keras
 
+    from keras_guide.distribution import make_distribution
+
+    if args.model_parallel == 1:
+        return make_distribution("data", devices=devices)
+    with keras.device("cpu:0"):
+        plan = load_model(inputs.resolve_model(args.teacher))
+    try:
+        return make_distribution("model", plan, plan, devices=devices,
+                                 model_parallel=args.model_parallel)
+    except ValueError as error:
+        raise UsageError(f"--model-parallel {args.model_parallel}: {error}") from None
+
+
+def _compress_checks(args):
+    """Checks `compress`'s inputs and `--out` (changing nothing there);
+    returns the KD settings (`None` for `--kd off`)."""
     from keras_guide.workflows import compress as compress_lib
 
-    # Refused before --out is looked at, so nothing there changes.
-    devices = _compress_devices(args)
     args.text = text_paths(args.text)
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
@@ -628,37 +675,61 @@ def _compress(args):
 
         teacher_targets.check_source(args.targets_from,
                                      inputs.resolve_model(args.teacher), args.top_k)
-    written = _folder_outputs(args.out, compress_lib.OUTPUTS) + list(
-        _export_paths(os.path.join(args.out, "student"), ["gguf", *args.export],
-                      args.gguf_dtype).values())
-    inputs.check_run_folder(
-        args.out, list(dict.fromkeys(written)),
-        {"TEACHER": [inputs.resolve_model(args.teacher)], "--text": args.text,
-         "--eval": args.eval or []}, args.resume, args.overwrite)
     given = [f"--{name.replace('_', '-')}" for name in
              ("temperature", "student_loss_weight", "top_k", "targets_from")
              if getattr(args, name) is not None]
     if args.kd == "off" and given:
         raise UsageError(f"--kd off trains without the teacher: {', '.join(given)} "
                          "would not be used. Drop them, or distil with --kd on.")
-    kd = None if args.kd == "off" else {
+    return None if args.kd == "off" else {
         **compress_lib.RECIPE,
         **{k: v for k, v in (("temperature", args.temperature),
                              ("student_loss_weight", args.student_loss_weight),
                              ("top_k", args.top_k),
                              ("targets_from", args.targets_from))
            if v is not None}}
+
+
+def _compress(args):
+    import keras
+
+    from keras_guide.distribution import processes
+    from keras_guide.workflows import compress as compress_lib
+
+    # Refused before --out is looked at, so nothing there changes.
+    devices = _compress_devices(args)
+    failure = kd = distribution = None
+    try:
+        kd = _compress_checks(args)
+        if devices is not None:
+            distribution = _compress_distribution(args, devices)
+        # Last, as --overwrite clears --out; process 0 owns it (its lock),
+        # the others only read it.
+        if processes.process_index() == 0:
+            written = _folder_outputs(args.out, compress_lib.OUTPUTS) + list(
+                _export_paths(os.path.join(args.out, "student"),
+                              ["gguf", *args.export], args.gguf_dtype).values())
+            inputs.check_run_folder(
+                args.out, list(dict.fromkeys(written)),
+                {"TEACHER": [inputs.resolve_model(args.teacher)],
+                 "--text": args.text, "--eval": args.eval or []},
+                args.resume, args.overwrite)
+    except Exception as error:  # noqa: BLE001 (raised after the others hear of it)
+        failure = error
+    # Every process of a multi-process run stops if one refuses.
+    if not processes.all_agree(failure is None):
+        raise failure or UsageError(
+            "Another process of this run refused its arguments (its message says "
+            "why); nothing was written.")
     # The seed first: the models' dropout seeds are drawn as they load.
     keras.utils.set_random_seed(args.seed)
     # Variables take their (replicated) layout as they are created: the
     # teacher loads inside the distribution. llama.cpp runs in child
     # processes, which it does not reach.
-    scope = contextlib.nullcontext()
-    if devices is not None:
-        from keras_guide.distribution import make_distribution
-
-        scope = make_distribution("data", devices=devices).scope()
-    with scope:
+    scope = contextlib.nullcontext() if distribution is None else (
+        distribution.scope())
+    # Process 0 writes --out; any other, a private copy (`processes`).
+    with processes.run_folder(args.out, args.resume) as out, scope:
         started = time.perf_counter()
         teacher_path = inputs.resolve_model(args.teacher)
         teacher = load_model(teacher_path)
@@ -678,7 +749,7 @@ def _compress(args):
             learning_rate=args.learning_rate, kd=kd,
             checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
         report = compress_lib.compress(
-            teacher, teacher_path, windows, args.out, target=target, shape=shape,
+            teacher, teacher_path, windows, out, target=target, shape=shape,
             budget=budget, calibration_tokens=args.calibration_tokens,
             max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
             held_out=held_out, resume=args.resume, import_seconds=import_seconds,
@@ -686,8 +757,12 @@ def _compress(args):
             held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
             exports=args.export,
             eval_windows=max(1, args.eval_tokens // args.sequence_length),
-            devices=args.devices)
-    print(compress_lib.render(report))
+            devices=args.devices, model_parallel=args.model_parallel)
+    if processes.process_index() == 0:
+        print(compress_lib.render(report))
+    else:
+        print(f"Process {processes.process_index()} of {processes.process_count()} "
+              f"done; process 0 wrote the report to {args.out}")
 
 
 # The weight types a Hugging Face folder holds (`keras_guide.hf.save_hf`).

@@ -1,6 +1,8 @@
 """`make_distribution`: the data- or model-parallel setting for
 `keras-guide distill`."""
 
+import contextlib
+
 import keras
 
 from keras_guide.distribution.sharding import sharding_layouts
@@ -129,7 +131,7 @@ def make_distribution(
         list(devices) if devices is not None else keras.distribution.list_devices()
     )
     if kind == "data":
-        return keras.distribution.DataParallel(devices=devices)
+        return _fed_by_processes(keras.distribution.DataParallel(devices=devices))
     if teacher is None or student is None:
         raise ValueError(
             "`kind='model'` builds a layout map from the teacher and student; "
@@ -147,4 +149,25 @@ def make_distribution(
     )
     layouts = sharding_layouts(teacher, student, mesh, model_dim="model",
                                batch_dim="batch")
-    return keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")
+    return _fed_by_processes(
+        keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")
+    )
+
+
+def _fed_by_processes(distribution):
+    # Several processes feed their own rows of each batch
+    # (`processes.local_rows`), which Keras then joins.
+    distribution.auto_shard_dataset = False
+    return distribution
+
+
+@contextlib.contextmanager
+def paused_distribution():
+    """Runs its block with no distribution (models built there to read their
+    shapes are laid out on no mesh); yields the one paused, restored after."""
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield current
+    finally:
+        keras.distribution.set_distribution(current)

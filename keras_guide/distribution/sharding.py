@@ -85,6 +85,21 @@ def _add_adapter_layouts(backbone, adapter, model_dim, model_size, layouts):
                 layouts[item.bias] = tuple(bias_axes)
 
 
+def _replicate_undivided_vocabulary(layouts, adapter, backbones, device_mesh):
+    """Keeps the token table's vocabulary axis whole where the mesh does not
+    divide it (as `_adapter_layout` does): a KerasHub layout map splits it."""
+    path = next(iter(adapter.embeddings(backbones[0]))).path
+    for backbone in backbones:
+        rows = {w.path: w.shape[0] for w in backbone.weights}[path]
+        layout = layouts[path]
+        if layout is not None and rows % _mesh_size(device_mesh, layout.axes[0]):
+            # An exact key wins over the patterns (`LayoutMap.__getitem__`).
+            if path in layouts:
+                del layouts[path]
+            layouts[path] = (None, *layout.axes[1:])
+            return
+
+
 def sharding_layouts(teacher, student, device_mesh, model_dim="model",
                      batch_dim="batch"):
     """Builds one `LayoutMap` that shards a teacher and its student for `ModelParallel`.
@@ -160,6 +175,9 @@ def sharding_layouts(teacher, student, device_mesh, model_dim="model",
             model_parallel_dim_name=model_dim,
             data_parallel_dim_name=batch_dim,
         )
+        _replicate_undivided_vocabulary(
+            layouts, adapter, (t_backbone, s_backbone), device_mesh
+        )
     else:
         layouts = keras.distribution.LayoutMap(device_mesh)
         for pattern, axes in _adapter_layout(
@@ -178,19 +196,23 @@ def check_sharding(layouts, models):
     the product of the mesh axes it is split on.
 
     Args:
-        layouts: a `keras.distribution.LayoutMap`.
+        layouts: a `keras.distribution.LayoutMap`, or a distribution with
+            `get_variable_layout` (`keras.distribution.ModelParallel`).
         models: a dict `{role: model}`; `role` names the model in errors.
 
     Raises:
         ValueError: naming the weight, its model, shape, layout and the mesh,
             with the fix.
     """
-    mesh = layouts.device_mesh
+    if hasattr(layouts, "get_variable_layout"):
+        layout_of, mesh = layouts.get_variable_layout, layouts.device_mesh
+    else:
+        layout_of, mesh = (lambda v: layouts[v.path]), layouts.device_mesh
     mesh_desc = dict(zip(mesh.axis_names, mesh.shape))
     for role, model in models.items():
         for variable in model.weights:
             try:
-                layout = layouts[variable.path]
+                layout = layout_of(variable)
             except ValueError as error:
                 raise ValueError(
                     f"The {role}'s weight `{variable.path}` matches several "

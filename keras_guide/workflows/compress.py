@@ -30,6 +30,9 @@ import numpy as np
 
 from keras_guide import _files
 from keras_guide import evaluation
+from keras_guide.adapters import backbone_of
+from keras_guide.distribution import check_sharding
+from keras_guide.distribution import paused_distribution
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.guide import build_student
 from keras_guide.guide import guide
@@ -211,7 +214,12 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
         counter = shapes_lib.count_parameters
         candidates = [shape]
     else:
-        candidates = shapes_lib.candidate_shapes(teacher, target, max_candidates)
+        # Shapes are read from models built off the mesh (a mesh of
+        # `ModelParallel` may not divide a reference model's sizes).
+        with paused_distribution():
+            candidates = shapes_lib.candidate_shapes(teacher, target,
+                                                     max_candidates)
+    candidates = _shardable(teacher, candidates)
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
     tried, best = [], None
@@ -247,6 +255,34 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
                    "guide_recipe": report.recipe},
     }
     return student, record
+
+
+def _shardable(teacher, candidates):
+    """The candidates whose weights the active `ModelParallel` mesh divides
+    (all of them under any other distribution).
+
+    Raises:
+        ValueError: none is (the first one's reason, with the fix).
+    """
+    distribution = keras.distribution.distribution()
+    if not isinstance(distribution, keras.distribution.ModelParallel):
+        return candidates
+    kept, reason = [], None
+    for candidate in candidates:
+        sizes = candidate.sizes if isinstance(candidate, shapes_lib.Shape) else (
+            candidate)
+        # The backbone alone: a task model cannot be built without memory.
+        with paused_distribution(), keras.StatelessScope():
+            plan = build_student(backbone_of(teacher), **sizes)
+        try:
+            check_sharding(distribution, {"student": plan})
+            kept.append(candidate)
+        except ValueError as error:
+            reason = reason or str(error)
+    if not kept:
+        raise ValueError(f"No student shape of this size fits --model-parallel's "
+                         f"mesh: {reason}")
+    return kept
 
 
 def _plot(history, teacher_loss, path):
@@ -315,10 +351,14 @@ def render(report):
     lines += _gguf_types_rows(report)
     search = report["search"]
     devices = report.get("devices", 1)
+    groups = devices // report.get("model_parallel", 1)
+    how = (f" (model parallel: keras.distribution.ModelParallel, each weight "
+           f"split over {devices // groups} of them and each batch over "
+           f"{groups} groups)" if groups < devices else
+           " (data parallel: keras.distribution.DataParallel, each batch split "
+           "over them)" if devices > 1 else "")
     lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
-              "", f"Devices: {devices}" + (
-                  " (data parallel: keras.distribution.DataParallel, each batch "
-                  "split over them)" if devices > 1 else ""),
+              "", f"Devices: {devices}{how}",
               "", "## Shape", "",
               "| candidate | parameters | loss after init | seconds |",
               "|---|---|---|---|"]
@@ -436,7 +476,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
              gguf_dtype="float32", held_out="", resume=False, overwrite=False,
              import_seconds=0.0, eval_windows=None, teacher_name=None,
              guide_options=None, held_out_text=None, exports=(), verbose=True,
-             devices=1):
+             devices=1, model_parallel=1):
     """The whole run; see the module docstring.
 
     Args:
@@ -470,6 +510,8 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
             spans (the caller's scope), for the report; not a setting a
             resume must match, since the student does not depend on it.
             Defaults to 1.
+        model_parallel: how many of the `devices` each weight is split over
+            (the caller's `ModelParallel`), for the report. Defaults to 1.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -547,6 +589,7 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
         "evaluation": scores,
         "held_out": held_out,
         "devices": int(devices),
+        "model_parallel": int(model_parallel),
         "search": record,
         "recipe": {**record["recipe"], "kd": budget.kd, "steps": budget.steps,
                    "batch_size": budget.batch_size,

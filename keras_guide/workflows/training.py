@@ -10,6 +10,8 @@ import time
 import keras
 import numpy as np
 
+from keras_guide.distribution import processes
+
 
 def causal_lm_loss():
     """Token cross-entropy from logits, averaged over the tokens the weights keep."""
@@ -135,12 +137,14 @@ def train(
 
 def _train_step(model, batches, step, history, label):
     """Trains on batch `step`, counts its time and tokens; returns its loss."""
-    x, y, weight = batches.batch(step)
+    batch = batches.batch(step)
+    # Each process of a multi-process run feeds its share of the rows.
+    x, y, local_weight = processes.local_rows(batch)
     begin = time.perf_counter()
-    logs = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
+    logs = model.train_on_batch(x, y, sample_weight=local_weight, return_dict=True)
     loss = float(logs["loss"])
     history["train_seconds"] += time.perf_counter() - begin
-    history["tokens"] += int(np.asarray(weight).sum())
+    history["tokens"] += int(np.asarray(batch[2]).sum())
     if not np.isfinite(loss):
         raise FloatingPointError(
             f"Training loss became {loss} at step {step} ({label or 'run'}). "

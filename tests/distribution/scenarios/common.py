@@ -109,7 +109,8 @@ def max_diff(a, b):
 
 
 def emit(result):
-    print("RESULT " + json.dumps(result), flush=True)
+    # On a line of its own: a progress bar stopped by Ctrl-C ends without one.
+    print("\nRESULT " + json.dumps(result), flush=True)
 
 
 def distill(family, weights, steps=3):
