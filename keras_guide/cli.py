@@ -265,10 +265,12 @@ def _add_compress(commands):
     compress.add_argument("teacher", help="a .gguf file, a .keras file, a KerasHub "
                                           "preset folder or a packaged checkpoint "
                                           "name (smollm2, gemma3)")
-    compress.add_argument("--size", default="25%",
+    compress.add_argument("--size", nargs="+", default=["25%"],
                           help="a share of the teacher's parameters (25%%), a count "
                                "(30M) or a shape (num_layers=8,hidden_dim=384); "
-                               "default 25%%")
+                               "several shares or counts (50%% 25%%) make a "
+                               "ladder, each rung distilled from the one before "
+                               "into OUT/rungN-SIZE/; default 25%%")
     compress.add_argument("--text", nargs="+", required=True,
                           help="training text: .txt files or folders (calibration "
                                "text is taken from it too); shakespeare:train names "
@@ -661,11 +663,38 @@ def _compress_distribution(args, devices):
         raise UsageError(f"--model-parallel {args.model_parallel}: {error}") from None
 
 
+def _check_compress_folders(args):
+    """`inputs.check_run_folder` for each rung's folder (`--out` itself for
+    one size); a ladder's `--out` holds its rungs and its table."""
+    from keras_guide.workflows import compress as compress_lib
+    from keras_guide.workflows import ladder
+
+    folders = ladder.rung_folders(args.out, args.size)
+    named = {"TEACHER": [inputs.resolve_model(args.teacher)], "--text": args.text,
+             "--eval": args.eval or []}
+    if len(folders) > 1:
+        inputs.check_run_folder(
+            args.out, folders + [os.path.join(args.out, name) for name in
+                                 (ladder.TABLE_TEXT, ladder.TABLE_FILE)],
+            named, args.resume, args.overwrite)
+    for folder in folders:
+        written = _folder_outputs(folder, compress_lib.OUTPUTS) + list(
+            _export_paths(os.path.join(folder, "student"),
+                          ["gguf", *args.export], args.gguf_dtype).values())
+        inputs.check_run_folder(folder, list(dict.fromkeys(written)), named,
+                                args.resume, args.overwrite)
+
+
 def _compress_checks(args):
     """Checks `compress`'s inputs and `--out` (changing nothing there);
     returns the KD settings (`None` for `--kd off`)."""
     from keras_guide.workflows import compress as compress_lib
+    from keras_guide.workflows import ladder
 
+    try:
+        ladder.check_sizes(args.size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     args.text = text_paths(args.text)
     args.eval = text_paths(args.eval) if args.eval else None
     inputs.check_exist({"TEACHER": args.teacher})
@@ -695,6 +724,7 @@ def _compress(args):
 
     from keras_guide.distribution import processes
     from keras_guide.workflows import compress as compress_lib
+    from keras_guide.workflows import ladder
 
     # Refused before --out is looked at, so nothing there changes.
     devices = _compress_devices(args)
@@ -706,14 +736,7 @@ def _compress(args):
         # Last, as --overwrite clears --out; process 0 owns it (its lock),
         # the others only read it.
         if processes.process_index() == 0:
-            written = _folder_outputs(args.out, compress_lib.OUTPUTS) + list(
-                _export_paths(os.path.join(args.out, "student"),
-                              ["gguf", *args.export], args.gguf_dtype).values())
-            inputs.check_run_folder(
-                args.out, list(dict.fromkeys(written)),
-                {"TEACHER": [inputs.resolve_model(args.teacher)],
-                 "--text": args.text, "--eval": args.eval or []},
-                args.resume, args.overwrite)
+            _check_compress_folders(args)
     except Exception as error:  # noqa: BLE001 (raised after the others hear of it)
         failure = error
     # Every process of a multi-process run stops if one refuses.
@@ -734,35 +757,65 @@ def _compress(args):
         teacher_path = inputs.resolve_model(args.teacher)
         teacher = load_model(teacher_path)
         import_seconds = time.perf_counter() - started
-        target, shape = compress_lib.parse_size(args.size, teacher)
-        windows = compress_lib.windows(teacher, args.text, args.eval,
-                                       args.sequence_length)
-        tokens_per_step = args.batch_size * args.sequence_length
-        steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
-                 else args.steps)
-        held_out = ("--eval " + " ".join(os.path.basename(p) for p in args.eval)
-                    if args.eval else
-                    "held back from --text: every tenth file, or the last 10% of "
-                    "each")
-        budget = compress_lib.Budget(
-            steps=steps, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, kd=kd,
-            checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
-        report = compress_lib.compress(
-            teacher, teacher_path, windows, out, target=target, shape=shape,
-            budget=budget, calibration_tokens=args.calibration_tokens,
-            max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
-            held_out=held_out, resume=args.resume, import_seconds=import_seconds,
-            teacher_name=args.teacher, guide_options=_guide_options(args),
-            held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
-            exports=args.export,
-            eval_windows=max(1, args.eval_tokens // args.sequence_length),
-            devices=args.devices, model_parallel=args.model_parallel)
-    if processes.process_index() == 0:
-        print(compress_lib.render(report))
-    else:
+        rungs, first = [], None
+        for size, folder in zip(args.size, ladder.rung_folders(out, args.size)):
+            if rungs:  # the previous rung's student teaches this one
+                teacher = load_model(os.path.join(rungs[-1][1], "student.keras"))
+                teacher_path = _student_file(rungs[-1][2], rungs[-1][1])
+                size = ladder.target(size, first["parameters"])
+            report = _compress_rung(
+                args, teacher, teacher_path, size, folder, kd,
+                import_seconds=0.0 if rungs else import_seconds,
+                teacher_name=teacher_path if rungs else args.teacher)
+            first = first or {**report["teacher"],
+                              "loss": report["evaluation"]["teacher_loss"]}
+            rungs.append((size, folder, report))
+            if processes.process_index() == 0:
+                print(compress_lib.render(report))
+        if len(rungs) > 1 and processes.process_index() == 0:
+            print(ladder.write_table(
+                args.out, [(given, folder, report) for given, (_, folder, report)
+                           in zip(args.size, rungs)], first))
+    if processes.process_index() > 0:
         print(f"Process {processes.process_index()} of {processes.process_count()} "
               f"done; process 0 wrote the report to {args.out}")
+
+
+def _student_file(report, folder):
+    """The file a rung's student teaches the next rung from: its first
+    `.gguf` (the next student's files then follow it), else its `.keras`."""
+    files = [p for p in report["outputs"] if p.endswith(".gguf")]
+    return files[0] if files else os.path.join(folder, "student.keras")
+
+
+def _compress_rung(args, teacher, teacher_path, size, out, kd, import_seconds,
+                   teacher_name):
+    """One `compress` run of `teacher` at `size` into `out`; the report."""
+    from keras_guide.workflows import compress as compress_lib
+
+    target, shape = compress_lib.parse_size(size, teacher)
+    windows = compress_lib.windows(teacher, args.text, args.eval,
+                                   args.sequence_length)
+    tokens_per_step = args.batch_size * args.sequence_length
+    steps = (max(1, args.tokens // tokens_per_step) if args.tokens is not None
+             else args.steps)
+    held_out = ("--eval " + " ".join(os.path.basename(p) for p in args.eval)
+                if args.eval else
+                "held back from --text: every tenth file, or the last 10% of each")
+    budget = compress_lib.Budget(
+        steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        kd=kd, checkpoint_every=min(args.checkpoint_every, steps), seed=args.seed)
+    return compress_lib.compress(
+        teacher, teacher_path, windows, out, target=target, shape=shape,
+        budget=budget, calibration_tokens=args.calibration_tokens,
+        max_candidates=args.candidates, gguf_dtype=args.gguf_dtype,
+        held_out=held_out, resume=args.resume and os.path.exists(out),
+        import_seconds=import_seconds, teacher_name=teacher_name,
+        guide_options=_guide_options(args),
+        held_out_text=compress_lib.held_out_as_text(args.text, args.eval),
+        exports=args.export,
+        eval_windows=max(1, args.eval_tokens // args.sequence_length),
+        devices=args.devices, model_parallel=args.model_parallel)
 
 
 # The weight types a Hugging Face folder holds (`keras_guide.hf.save_hf`).
