@@ -25,8 +25,10 @@ import subprocess
 import sys
 
 # The README's student of SmolLM2 (the shape compress chose at 25 %).
-SHAPE = ("num_layers=22,hidden_dim=256,num_heads=4,num_key_value_heads=2,"
-         "intermediate_dim=672")
+SHAPE = (
+    "num_layers=22,hidden_dim=256,num_heads=4,num_key_value_heads=2,"
+    "intermediate_dim=672"
+)
 # name: extra compress arguments. Every variant reads 1,024 tokens a step.
 VARIANTS = {
     "windows-128": ["--sequence-length", "128", "--batch-size", "8"],
@@ -42,10 +44,26 @@ def run_variant(name, args):
     if os.path.exists(os.path.join(out, "report.json")):
         print(f"{name}: done before")
         return
-    command = [sys.executable, "-m", "keras_guide", "compress", args.teacher,
-               "--size", args.shape, "--text", *args.text, "--eval", *args.eval,
-               "--steps", str(args.steps), "--seed", "0", "--out", out,
-               *VARIANTS[name]]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_guide",
+        "compress",
+        args.teacher,
+        "--size",
+        args.shape,
+        "--text",
+        *args.text,
+        "--eval",
+        *args.eval,
+        "--steps",
+        str(args.steps),
+        "--seed",
+        "0",
+        "--out",
+        out,
+        *VARIANTS[name],
+    ]
     if os.path.exists(out):
         command.append("--resume")
     print(" ".join(command), flush=True)
@@ -54,7 +72,7 @@ def run_variant(name, args):
 
 def bands(nll):
     """Mean loss of each band of positions (1-based, the predicted token's)."""
-    return {f"{a}-{b}": float(nll[:, a - 1: b].mean()) for a, b in BANDS}
+    return {f"{a}-{b}": float(nll[:, a - 1 : b].mean()) for a, b in BANDS}
 
 
 def measure_bands(name, args):
@@ -74,17 +92,27 @@ def measure_bands(name, args):
     with open(os.path.join(folder, "heldout.txt"), encoding="utf-8") as f:
         text = f.read()
     teacher = evaluate.open_runner(args.teacher, BAND_CONTEXT)
-    student = runners.LlamaCppRunner(os.path.join(folder, "student.gguf"),
-                                     BAND_CONTEXT)
-    initial = evaluate.keras_runner(keras.saving.load_model(
-        os.path.join(folder, "initial_student.keras")), "initial")
+    student = runners.LlamaCppRunner(os.path.join(folder, "student.gguf"), BAND_CONTEXT)
+    initial = evaluate.keras_runner(
+        keras.saving.load_model(os.path.join(folder, "initial_student.keras")),
+        "initial",
+    )
     try:
         ids, bos = llama_perplexity.shared_tokens(
-            {"teacher": teacher, "student": student}, text)
-        result = {role: bands(llama_perplexity.nll_by_position(
-            runner, ids, BAND_CONTEXT, bos, BAND_CHUNKS))
-            for role, runner in (("teacher", teacher), ("student", student),
-                                 ("initial", initial))}
+            {"teacher": teacher, "student": student}, text
+        )
+        result = {
+            role: bands(
+                llama_perplexity.nll_by_position(
+                    runner, ids, BAND_CONTEXT, bos, BAND_CHUNKS
+                )
+            )
+            for role, runner in (
+                ("teacher", teacher),
+                ("student", student),
+                ("initial", initial),
+            )
+        }
     finally:
         teacher.close()
         student.close()
@@ -95,11 +123,13 @@ def measure_bands(name, args):
 
 
 def table(args):
-    rows = ["| variant | train s | held-out loss (128-token windows) | "
-            "PPL at 512 (teacher / student) | PPL at 2,048 | student − teacher at "
-            "512 / 2,048 (nats) | loss by position 1–128 / 129–512 / 513–2,047: "
-            "teacher | student | at initialization |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| variant | train s | held-out loss (128-token windows) | "
+        "PPL at 512 (teacher / student) | PPL at 2,048 | student − teacher at "
+        "512 / 2,048 (nats) | loss by position 1–128 / 129–512 / 513–2,047: "
+        "teacher | student | at initialization |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in VARIANTS:
         folder = os.path.join(args.out, name)
         report_path = os.path.join(folder, "report.json")
@@ -115,13 +145,16 @@ def table(args):
             ppl.append(f"{t['perplexity']:.1f} / {s['perplexity']:.1f}")
             gaps.append(f"{s['nll'] - t['nll']:.3f}")
         b = measure_bands(name, args)
-        band = {role: " / ".join(f"{v:.3f}" for v in b[role].values())
-                for role in ("teacher", "student", "initial")}
+        band = {
+            role: " / ".join(f"{v:.3f}" for v in b[role].values())
+            for role in ("teacher", "student", "initial")
+        }
         rows.append(
             f"| {name} | {report['training']['train_seconds']:.0f} | "
             f"{report['evaluation']['student_loss']:.3f} | {ppl[0]} | {ppl[1]} | "
             f"{' / '.join(gaps)} | {band['teacher']} | {band['student']} | "
-            f"{band['initial']} |")
+            f"{band['initial']} |"
+        )
     print("\n".join(rows))
 
 
@@ -132,11 +165,13 @@ def main():
     parser.add_argument("--text", nargs="+", default=["shakespeare:train"])
     parser.add_argument("--eval", nargs="+", default=["shakespeare:test"])
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--runs", nargs="+", default=list(VARIANTS),
-                        choices=list(VARIANTS))
+    parser.add_argument(
+        "--runs", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+    )
     parser.add_argument("--out", required=True)
-    parser.add_argument("--table", action="store_true",
-                        help="print the table of the finished variants")
+    parser.add_argument(
+        "--table", action="store_true", help="print the table of the finished variants"
+    )
     args = parser.parse_args()
     if not args.table:
         for name in args.runs:

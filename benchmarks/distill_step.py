@@ -153,10 +153,7 @@ def main():
         "GuideRegularizer overhead:     "
         f"{results['+ GuideRegularizer'] / guide - 1:+.1%}"
     )
-    print(
-        "keras_guide / student fit:     "
-        f"{guide / results['student fit']:.3f}×"
-    )
+    print(f"keras_guide / student fit:     {guide / results['student fit']:.3f}×")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,17 @@ import json
 import os
 import tempfile
 
-TYPES = ("float32", "float16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0",
-         "q3_k_m", "q2_k")
+TYPES = (
+    "float32",
+    "float16",
+    "q8_0",
+    "q6_k",
+    "q5_k_m",
+    "q4_k_m",
+    "q4_0",
+    "q3_k_m",
+    "q2_k",
+)
 
 
 def tensor_shares(path, own):
@@ -51,21 +60,39 @@ def tensor_shares(path, own):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--student", required=True,
-                        help="a trained student: .keras file or preset folder")
-    parser.add_argument("--teacher", default="smollm2",
-                        help="the teacher's .gguf (or packaged name) whose "
-                             "tokenizer and context length the files copy")
+    parser.add_argument(
+        "--student",
+        required=True,
+        help="a trained student: .keras file or preset folder",
+    )
+    parser.add_argument(
+        "--teacher",
+        default="smollm2",
+        help="the teacher's .gguf (or packaged name) whose "
+        "tokenizer and context length the files copy",
+    )
     parser.add_argument("--types", nargs="+", default=list(TYPES))
-    parser.add_argument("--parts", nargs="+", default=["speed", "quality"],
-                        choices=("speed", "quality"),
-                        help="what to measure (a part measured before and not "
-                             "now is kept from --out's results.json)")
-    parser.add_argument("--chunks", type=int, default=40,
-                        help="512-token chunks of the test plays scored")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["speed", "quality"],
+        choices=("speed", "quality"),
+        help="what to measure (a part measured before and not "
+        "now is kept from --out's results.json)",
+    )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=40,
+        help="512-token chunks of the test plays scored",
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="speed: the best of this many rounds over the files")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="speed: the best of this many rounds over the files",
+    )
     parser.add_argument("--out", default="benchmarks/results/gguf_types")
     args = parser.parse_args()
     if args.types[0] != "float32":
@@ -78,9 +105,11 @@ def main():
     from keras_guide.gguf import dtypes
     from keras_guide.workflows import export
 
-    student = (keras.saving.load_model(args.student)
-               if args.student.endswith(".keras") else
-               __import__("keras_hub").models.CausalLM.from_preset(args.student))
+    student = (
+        keras.saving.load_model(args.student)
+        if args.student.endswith(".keras")
+        else __import__("keras_hub").models.CausalLM.from_preset(args.student)
+    )
     parameters = int(sum(int(w.numpy().size) for w in student.backbone.weights))
     teacher = checkpoints.path(args.teacher)
     os.makedirs(args.out, exist_ok=True)
@@ -89,20 +118,34 @@ def main():
     if os.path.exists(saved):
         with open(saved) as f:
             results = json.load(f)
-    results.update(student=args.student, parameters=parameters,
-                   teacher=args.teacher, threads=args.threads)
+    results.update(
+        student=args.student,
+        parameters=parameters,
+        teacher=args.teacher,
+        threads=args.threads,
+    )
     rows = {d: results["rows"].get(d, {}) for d in args.types}
     with tempfile.TemporaryDirectory() as folder:
-        written = export.export(student, os.path.join(folder, "student"), ["gguf"],
-                                gguf_dtype=args.types, metadata_from=teacher)
+        written = export.export(
+            student,
+            os.path.join(folder, "student"),
+            ["gguf"],
+            gguf_dtype=args.types,
+            metadata_from=teacher,
+        )
         del student
-        files = {d: written["gguf" if i == 0 else f"gguf.{d}"]
-                 for i, d in enumerate(args.types)}
+        files = {
+            d: written["gguf" if i == 0 else f"gguf.{d}"]
+            for i, d in enumerate(args.types)
+        }
         for dtype, path in files.items():
             own, shares = tensor_shares(path, dtypes.TYPES[dtype].tensor_type)
-            rows[dtype].update(file_mib=os.path.getsize(path) / 2**20,
-                               bits_per_weight=os.path.getsize(path) * 8 / parameters,
-                               own_type_share=own, tensor_types=shares)
+            rows[dtype].update(
+                file_mib=os.path.getsize(path) / 2**20,
+                bits_per_weight=os.path.getsize(path) * 8 / parameters,
+                own_type_share=own,
+                tensor_types=shares,
+            )
         if "speed" in args.parts:
             _speed(files, rows, args.threads, args.rounds)
             results["rounds"] = args.rounds
@@ -137,8 +180,9 @@ def _speed(files, rows, threads, rounds):
     base = rows["float32"]
     for row in rows.values():
         row["prompt_ratio"] = row["prompt_tokens_per_s"] / base["prompt_tokens_per_s"]
-        row["generate_ratio"] = (row["generate_tokens_per_s"]
-                                 / base["generate_tokens_per_s"])
+        row["generate_ratio"] = (
+            row["generate_tokens_per_s"] / base["generate_tokens_per_s"]
+        )
 
 
 def _quality(files, rows, args):
@@ -147,8 +191,13 @@ def _quality(files, rows, args):
     from keras_guide.workflows import evaluate
 
     report = evaluate.evaluate(
-        list(files.values()), text_paths(["shakespeare:test"]), contexts=(512,),
-        base=files["float32"], max_chunks=args.chunks, threads=args.threads)
+        list(files.values()),
+        text_paths(["shakespeare:test"]),
+        contexts=(512,),
+        base=files["float32"],
+        max_chunks=args.chunks,
+        threads=args.threads,
+    )
     figures = report["results"]["512"]
     for dtype, path in files.items():
         result, row = figures[path], rows[dtype]
@@ -161,7 +210,8 @@ def _quality(files, rows, args):
             kl_error=vs["kl_error"] if vs else 0.0,
             kl_99=vs["kl_percentiles"]["99.0"] if vs else 0.0,
             same_top=vs["same_top"] if vs else 1.0,
-            ln_ppl_ratio=vs["ln_ppl_ratio"] if vs else 0.0)
+            ln_ppl_ratio=vs["ln_ppl_ratio"] if vs else 0.0,
+        )
     return report["text"], args.chunks
 
 
@@ -181,17 +231,24 @@ def render(results):
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for dtype, r in rows.items():
-        speed = ("| — | — | —" if "prompt_tokens_per_s" not in r else
-                 f"| {r['prompt_tokens_per_s']:.0f} ({r['prompt_ratio']:.2f}×) "
-                 f"| {r['generate_tokens_per_s']:.0f} ({r['generate_ratio']:.2f}×) "
-                 f"| {r['peak_rss_mib']:.0f}")
-        quality = ("| — | — | — | —" if "perplexity" not in r else
-                   f"| {r['perplexity']:.2f} ± {r['perplexity_error']:.2f} "
-                   f"| {r['kl']:.3g} ± {r['kl_error']:.1g} | {r['kl_99']:.3g} "
-                   f"| {r['same_top']:.1%}")
+        speed = (
+            "| — | — | —"
+            if "prompt_tokens_per_s" not in r
+            else f"| {r['prompt_tokens_per_s']:.0f} ({r['prompt_ratio']:.2f}×) "
+            f"| {r['generate_tokens_per_s']:.0f} ({r['generate_ratio']:.2f}×) "
+            f"| {r['peak_rss_mib']:.0f}"
+        )
+        quality = (
+            "| — | — | — | —"
+            if "perplexity" not in r
+            else f"| {r['perplexity']:.2f} ± {r['perplexity_error']:.2f} "
+            f"| {r['kl']:.3g} ± {r['kl_error']:.1g} | {r['kl_99']:.3g} "
+            f"| {r['same_top']:.1%}"
+        )
         lines.append(
             f"| {dtype} | {r['file_mib']:.1f} | {r['bits_per_weight']:.2f} "
-            f"| {r['own_type_share']:.0%} {speed} {quality} |")
+            f"| {r['own_type_share']:.0%} {speed} {quality} |"
+        )
     return "\n".join(lines)
 
 

@@ -19,13 +19,25 @@ import tempfile
 import numpy as np
 
 STUDENTS = {
-    "smollm2": dict(num_layers=8, hidden_dim=384, num_heads=6,
-                    num_key_value_heads=2, intermediate_dim=1024),
-    "gemma3": dict(num_layers=7, hidden_dim=384, num_heads=2,
-                   num_key_value_heads=1, intermediate_dim=1024),
+    "smollm2": dict(
+        num_layers=8,
+        hidden_dim=384,
+        num_heads=6,
+        num_key_value_heads=2,
+        intermediate_dim=1024,
+    ),
+    "gemma3": dict(
+        num_layers=7,
+        hidden_dim=384,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=1024,
+    ),
 }
-CHAT = ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
-        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"]
+CHAT = [
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+]
 
 
 def main():
@@ -51,28 +63,32 @@ def main():
         ids = evaluation.token_ids(teacher, checkpoints.PARAGRAPH)
         ours = evaluation.logits(student, ids).astype(np.float64)
         with tempfile.TemporaryDirectory() as folder:
-            out = save_hf(student, os.path.join(folder, "student"),
-                          metadata_from=path)
+            out = save_hf(student, os.path.join(folder, "student"), metadata_from=path)
             size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
             (answer,), (theirs,) = reference.transformers_answers(
-                [{"folder": out, "ids": [int(i) for i in ids], "texts": texts}],
-                folder)
+                [{"folder": out, "ids": [int(i) for i in ids], "texts": texts}], folder
+            )
             want = reference.llama_cpp_ids(path, texts)
             back = evaluation.logits(load_hf(out), ids).astype(np.float64)
         parsed = sum(a == b for a, b in zip(answer["ids"], want[True]))
-        unparsed = sum(a == b for a, b in zip(answer["ids_split_special"],
-                                               want[False]))
+        unparsed = sum(a == b for a, b in zip(answer["ids_split_special"], want[False]))
         kl, top1 = reference.kl_and_agreement(ours, theirs)
-        print(f"{name}: AutoTokenizer gives llama.cpp's ids for {parsed} of "
-              f"{len(texts)} texts (special tokens parsed), {unparsed} of "
-              f"{len(texts)} (not parsed)")
-        print(f"  quarter-size guided student "
-              f"({sum(int(np.prod(w.shape)) for w in student.backbone.weights):,} "
-              f"parameters, folder {size / 2**20:.0f} MiB) in transformers "
-              f"({answer['class']}, float32): KL {kl:.2g}, top-1 {top1:.1%} "
-              f"({len(ids)} tokens)")
-        print(f"  load_hf of the folder against the student: max |Δlogit| "
-              f"{np.abs(back - ours).max():.2g}")
+        print(
+            f"{name}: AutoTokenizer gives llama.cpp's ids for {parsed} of "
+            f"{len(texts)} texts (special tokens parsed), {unparsed} of "
+            f"{len(texts)} (not parsed)"
+        )
+        print(
+            f"  quarter-size guided student "
+            f"({sum(int(np.prod(w.shape)) for w in student.backbone.weights):,} "
+            f"parameters, folder {size / 2**20:.0f} MiB) in transformers "
+            f"({answer['class']}, float32): KL {kl:.2g}, top-1 {top1:.1%} "
+            f"({len(ids)} tokens)"
+        )
+        print(
+            f"  load_hf of the folder against the student: max |Δlogit| "
+            f"{np.abs(back - ours).max():.2g}"
+        )
 
 
 if __name__ == "__main__":

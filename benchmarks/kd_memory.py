@@ -33,10 +33,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 # The shapes compress chose on the README's runs (benchmarks/results/).
 SHAPES = {
-    "gemma3": dict(num_layers=18, hidden_dim=192, num_heads=1, num_key_value_heads=1,
-                   intermediate_dim=608),
-    "smollm2": dict(num_layers=22, hidden_dim=256, num_heads=4, num_key_value_heads=2,
-                    intermediate_dim=672),
+    "gemma3": dict(
+        num_layers=18,
+        hidden_dim=192,
+        num_heads=1,
+        num_key_value_heads=1,
+        intermediate_dim=608,
+    ),
+    "smollm2": dict(
+        num_layers=22,
+        hidden_dim=256,
+        num_heads=4,
+        num_key_value_heads=2,
+        intermediate_dim=672,
+    ),
 }
 PATHS = {"whole": 0, "chunked": None}
 
@@ -62,8 +72,10 @@ def batches(teacher, batch_size, sequence_length, count):
     from keras_guide.workflows import inputs
     from keras_guide.workflows import text
 
-    plays = [os.path.join(data.plays_dir(), name + "_gut.txt")
-             for name in data.split_names()["train"][:2]]
+    plays = [
+        os.path.join(data.plays_dir(), name + "_gut.txt")
+        for name in data.split_names()["train"][:2]
+    ]
     encoder = inputs.get_encoder("auto", teacher)
     train, _ = text.text_windows(plays, encoder, sequence_length)
     source = text.Batches(*train, batch_size=batch_size, seed=0)
@@ -85,8 +97,12 @@ def child(args):
     keras.utils.set_random_seed(0)  # the same student on both paths
     student = build_student(teacher, **SHAPES[args.teacher])
     data = batches(teacher, args.batch_size, args.sequence_length, args.steps)
-    distiller = Distiller(teacher, student, logits_chunk_tokens=PATHS[args.child],
-                          **distill.distiller_arguments(compress.RECIPE))
+    distiller = Distiller(
+        teacher,
+        student,
+        logits_chunk_tokens=PATHS[args.child],
+        **distill.distiller_arguments(compress.RECIPE),
+    )
     distiller.compile(optimizer=training.adamw(2e-3, 150, 15))
     loaded = _peak_mib()
     _reset_peak()
@@ -96,19 +112,30 @@ def child(args):
         logs = distiller.train_on_batch(x, y, sample_weight=weight, return_dict=True)
         losses.append(float(logs["loss"]))
         times.append(time.perf_counter() - started)
-    print(json.dumps({
-        "path": args.child, "backend": keras.backend.backend(),
-        "load_peak_mib": loaded, "step_peak_mib": _peak_mib(),
-        "first_step_s": times[0], "step_s": float(np.median(times[1:])),
-        "losses": losses,
-    }))
+    print(
+        json.dumps(
+            {
+                "path": args.child,
+                "backend": keras.backend.backend(),
+                "load_peak_mib": loaded,
+                "step_peak_mib": _peak_mib(),
+                "first_step_s": times[0],
+                "step_s": float(np.median(times[1:])),
+                "losses": losses,
+            }
+        )
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="gemma3", choices=sorted(SHAPES))
-    parser.add_argument("--steps", type=int, default=4,
-                        help="training steps per path (the first compiles)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=4,
+        help="training steps per path (the first compiles)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
@@ -117,12 +144,16 @@ def main():
     if args.child:
         return child(args)
     if args.steps < 2:
-        parser.error(f"--steps must be at least 2 (the first compiles). "
-                     f"Received: --steps {args.steps}")
+        parser.error(
+            f"--steps must be at least 2 (the first compiles). "
+            f"Received: --steps {args.steps}"
+        )
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"{args.teacher}, batch {args.batch_size} × {args.sequence_length}, "
-          f"{args.steps} steps per path, load average {load} at the start")
+    print(
+        f"{args.teacher}, batch {args.batch_size} × {args.sequence_length}, "
+        f"{args.steps} steps per path, load average {load} at the start"
+    )
     results = {}
     for path in args.paths:
         command = [sys.executable, __file__, "--child", path, *sys.argv[1:]]
@@ -132,15 +163,19 @@ def main():
             print(f"{path}: the child failed ({run.returncode}):\n{run.stderr[-3000:]}")
             continue
         results[path] = result = json.loads(lines[-1])
-        print(f"{path:<8} peak {result['step_peak_mib'] / 1024:5.2f} GiB in the steps, "
-              f"{result['load_peak_mib'] / 1024:5.2f} GiB loading; step "
-              f"{result['step_s']:6.2f} s (first {result['first_step_s']:.1f} s); "
-              f"losses {', '.join(f'{v:.4f}' for v in result['losses'])}")
+        print(
+            f"{path:<8} peak {result['step_peak_mib'] / 1024:5.2f} GiB in the steps, "
+            f"{result['load_peak_mib'] / 1024:5.2f} GiB loading; step "
+            f"{result['step_s']:6.2f} s (first {result['first_step_s']:.1f} s); "
+            f"losses {', '.join(f'{v:.4f}' for v in result['losses'])}"
+        )
     if len(results) == 2:
         whole, chunked = results["whole"], results["chunked"]
         peak = chunked["step_peak_mib"] / whole["step_peak_mib"]
-        print(f"chunked / whole: peak {peak:.2f}×, "
-              f"step time {chunked['step_s'] / whole['step_s']:.2f}×")
+        print(
+            f"chunked / whole: peak {peak:.2f}×, "
+            f"step time {chunked['step_s'] / whole['step_s']:.2f}×"
+        )
     print(json.dumps(results))
 
 

@@ -21,16 +21,34 @@ import sys
 KD = ["--kd", "on", "--temperature", "1", "--student-loss-weight", "0.5"]
 # SmolLM2 at full width with 12 of its 30 blocks (a variant's --size replaces
 # the study's --shape).
-SHORTGPT_SIZE = ("num_layers=12,hidden_dim=576,num_heads=9,num_key_value_heads=3,"
-                 "intermediate_dim=1536")
+SHORTGPT_SIZE = (
+    "num_layers=12,hidden_dim=576,num_heads=9,num_key_value_heads=3,"
+    "intermediate_dim=1536"
+)
 # name: (extra compress arguments)
 VARIANTS = {
     "ce-seed0": ["--kd", "off", "--seed", "0"],
     "kd-t1-a0.5-seed0": [*KD, "--seed", "0"],
-    "kd-t2-a0.5-seed0": ["--kd", "on", "--temperature", "2", "--student-loss-weight",
-                         "0.5", "--seed", "0"],
-    "kd-t1-a0.1-seed0": ["--kd", "on", "--temperature", "1", "--student-loss-weight",
-                         "0.1", "--seed", "0"],
+    "kd-t2-a0.5-seed0": [
+        "--kd",
+        "on",
+        "--temperature",
+        "2",
+        "--student-loss-weight",
+        "0.5",
+        "--seed",
+        "0",
+    ],
+    "kd-t1-a0.1-seed0": [
+        "--kd",
+        "on",
+        "--temperature",
+        "1",
+        "--student-loss-weight",
+        "0.1",
+        "--seed",
+        "0",
+    ],
     "ce-seed1": ["--kd", "off", "--seed", "1"],
     "kd-t1-a0.5-seed1": [*KD, "--seed", "1"],
     # The teacher's stored top-k logits (its tail kept as one class) against
@@ -41,25 +59,70 @@ VARIANTS = {
     # width pruning: the units and channels that carry the most activation
     # energy, blocks by ShortGPT's influence, weights sliced and nothing rescaled
     # (the data-aware recipe without GUIDE's width ratios).
-    "minitron-kd-seed0": [*KD, "--projection", "channels", "--select", "importance",
-                          "--layer-map", "importance", "--norm", "diagonal",
-                          "--no-rescale", "--seed", "0"],
+    "minitron-kd-seed0": [
+        *KD,
+        "--projection",
+        "channels",
+        "--select",
+        "importance",
+        "--layer-map",
+        "importance",
+        "--norm",
+        "diagonal",
+        "--no-rescale",
+        "--seed",
+        "0",
+    ],
     # SliceGPT-style: the stream rotated onto its activations' principal
     # directions, norm gains folded into the readers; units and blocks uniform.
-    "slicegpt-kd-seed0": [*KD, "--projection", "activations", "--norm", "fold",
-                          "--select", "uniform", "--layer-map", "uniform",
-                          "--seed", "0"],
+    "slicegpt-kd-seed0": [
+        *KD,
+        "--projection",
+        "activations",
+        "--norm",
+        "fold",
+        "--select",
+        "uniform",
+        "--layer-map",
+        "uniform",
+        "--seed",
+        "0",
+    ],
     # ShortGPT: the 12 of the teacher's 30 blocks with the most influence,
     # copied whole at full width; and GUIDE's data-aware start at the same
     # parameter count (70,793,280), its shape chosen by compress's search.
-    "shortgpt-kd-seed0": [*KD, "--size", SHORTGPT_SIZE, "--projection", "select",
-                          "--select", "uniform", "--layer-map", "importance",
-                          "--norm", "diagonal", "--no-rescale", "--seed", "0"],
+    "shortgpt-kd-seed0": [
+        *KD,
+        "--size",
+        SHORTGPT_SIZE,
+        "--projection",
+        "select",
+        "--select",
+        "uniform",
+        "--layer-map",
+        "importance",
+        "--norm",
+        "diagonal",
+        "--no-rescale",
+        "--seed",
+        "0",
+    ],
     "guide-at-shortgpt-size-kd-seed0": [*KD, "--size", "70793280", "--seed", "0"],
     # Uniform weight selection (Xu et al. 2023): no data, every axis selected.
-    "selection-kd-seed0": [*KD, "--projection", "select", "--select", "uniform",
-                           "--layer-map", "first", "--norm", "diagonal",
-                           "--no-rescale", "--seed", "0"],
+    "selection-kd-seed0": [
+        *KD,
+        "--projection",
+        "select",
+        "--select",
+        "uniform",
+        "--layer-map",
+        "first",
+        "--norm",
+        "diagonal",
+        "--no-rescale",
+        "--seed",
+        "0",
+    ],
 }
 # Python's own standard library: text SmolLM2 was trained on much of (code),
 # unlike the plays. Every tenth module is held out.
@@ -98,10 +161,25 @@ def run(args):
             print(f"{name}: done")
             continue
         command = [
-            sys.executable, "-m", "keras_guide", "compress", args.teacher,
-            "--size", args.shape, "--text", *args.text, "--eval", *args.eval,
-            "--out", out, "--steps", str(args.steps), "--batch-size", "8",
-            "--checkpoint-every", str(max(1, args.steps // 6)),
+            sys.executable,
+            "-m",
+            "keras_guide",
+            "compress",
+            args.teacher,
+            "--size",
+            args.shape,
+            "--text",
+            *args.text,
+            "--eval",
+            *args.eval,
+            "--out",
+            out,
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            "8",
+            "--checkpoint-every",
+            str(max(1, args.steps // 6)),
             *VARIANTS[name],
         ]
         if os.path.exists(out):
@@ -124,16 +202,29 @@ def table(out):
             curve = json.load(f)["history"]
         # A resumed run's history starts where it resumed.
         start = curve["eval_loss"][0] if curve["eval_steps"][0] == 0 else None
-        rows.append((name, r["student"]["parameters"], start, e["student_loss"],
-                     e["kl"], e["top1_agreement"], history["train_seconds"],
-                     e["teacher_loss"]))
-    print("| variant | parameters | after init (curve) | held-out loss | "
-          "KL from teacher | top-1 agreement | training s |")
+        rows.append(
+            (
+                name,
+                r["student"]["parameters"],
+                start,
+                e["student_loss"],
+                e["kl"],
+                e["top1_agreement"],
+                history["train_seconds"],
+                e["teacher_loss"],
+            )
+        )
+    print(
+        "| variant | parameters | after init (curve) | held-out loss | "
+        "KL from teacher | top-1 agreement | training s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, params, start, loss, kl, top1, seconds, _ in rows:
         start = "–" if start is None else f"{start:.3f}"
-        print(f"| {name} | {params:,} | {start} | {loss:.3f} | {kl:.3f} | "
-              f"{top1:.1%} | {seconds:.0f} |")
+        print(
+            f"| {name} | {params:,} | {start} | {loss:.3f} | {kl:.3f} | "
+            f"{top1:.1%} | {seconds:.0f} |"
+        )
     if rows:
         print(f"teacher held-out loss {rows[0][-1]:.3f}")
 
@@ -142,9 +233,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="smollm2")
     parser.add_argument("--shape", default=None)
-    parser.add_argument("--text", nargs="+", default=["shakespeare:train"],
-                        help=f"training text; {PYTHON_TEXT} for Python's standard "
-                             "library (its own held-out modules)")
+    parser.add_argument(
+        "--text",
+        nargs="+",
+        default=["shakespeare:train"],
+        help=f"training text; {PYTHON_TEXT} for Python's standard "
+        "library (its own held-out modules)",
+    )
     parser.add_argument("--eval", nargs="+", default=["shakespeare:test"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--runs", nargs="+", default=list(VARIANTS))

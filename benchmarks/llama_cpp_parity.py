@@ -20,10 +20,20 @@ import tempfile
 import numpy as np
 
 STUDENTS = {
-    "smollm2": dict(num_layers=8, hidden_dim=384, num_heads=6,
-                    num_key_value_heads=2, intermediate_dim=1024),
-    "gemma3": dict(num_layers=7, hidden_dim=384, num_heads=2,
-                   num_key_value_heads=1, intermediate_dim=1024),
+    "smollm2": dict(
+        num_layers=8,
+        hidden_dim=384,
+        num_heads=6,
+        num_key_value_heads=2,
+        intermediate_dim=1024,
+    ),
+    "gemma3": dict(
+        num_layers=7,
+        hidden_dim=384,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=1024,
+    ),
 }
 
 
@@ -57,8 +67,11 @@ def main():
         lm = keras_guide.load_gguf(path)
         reference = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
         tokenizer = lm.preprocessor.tokenizer
-        plain_cls = (keras_hub.models.Llama3Tokenizer if name == "smollm2"
-                     else keras_hub.models.Gemma3Tokenizer)
+        plain_cls = (
+            keras_hub.models.Llama3Tokenizer
+            if name == "smollm2"
+            else keras_hub.models.Gemma3Tokenizer
+        )
         ours = same_plain = 0
         for text in texts:
             want = reference.tokenize(text.encode(), add_bos=False, special=False)
@@ -68,16 +81,21 @@ def main():
             # GGUF tokenizer extends), as the importer built it before.
             plain = plain_cls.tokenize(tokenizer, text) if text else []
             same_plain += keras.ops.convert_to_numpy(plain).tolist() == want
-        print(f"{name}: llama.cpp's ids for {ours} of {len(texts)} texts "
-              f"(KerasHub's own tokenizer: {same_plain} of {len(texts)})")
+        print(
+            f"{name}: llama.cpp's ids for {ours} of {len(texts)} texts "
+            f"(KerasHub's own tokenizer: {same_plain} of {len(texts)})"
+        )
         ids = evaluation.token_ids(lm, checkpoints.PARAGRAPH)
         z = evaluation.logits(lm, ids)
         kl, top1 = _kl(z, runtime.logits(path, [ids])[0])
-        print(f"  imported teacher vs llama.cpp on {os.path.basename(path)}: "
-              f"KL {kl:.2g}, top-1 {top1:.1%} ({len(ids)} tokens)")
+        print(
+            f"  imported teacher vs llama.cpp on {os.path.basename(path)}: "
+            f"KL {kl:.2g}, top-1 {top1:.1%} ({len(ids)} tokens)"
+        )
         with tempfile.TemporaryDirectory() as folder:
-            out = keras_guide.save_gguf(lm, os.path.join(folder, "t.gguf"),
-                                        metadata_from=path)
+            out = keras_guide.save_gguf(
+                lm, os.path.join(folder, "t.gguf"), metadata_from=path
+            )
             kl, top1 = _kl(z, runtime.logits(out, [ids], kv_float32=True)[0])
             print(f"  teacher written back, float32: KL {kl:.2g}, top-1 {top1:.1%}")
             os.remove(out)
@@ -85,11 +103,14 @@ def main():
             keras_guide.guide(lm, student)
             z = evaluation.logits(student, ids)
             for dtype in ("float32", "float16", "q8_0"):
-                out = keras_guide.save_gguf(student, os.path.join(folder, "s.gguf"),
-                                            dtype=dtype, overwrite=True)
+                out = keras_guide.save_gguf(
+                    student, os.path.join(folder, "s.gguf"), dtype=dtype, overwrite=True
+                )
                 kl, top1 = _kl(z, runtime.logits(out, [ids], kv_float32=True)[0])
-                print(f"  quarter-size guided student, {dtype}: KL {kl:.2g}, "
-                      f"top-1 {top1:.1%}")
+                print(
+                    f"  quarter-size guided student, {dtype}: KL {kl:.2g}, "
+                    f"top-1 {top1:.1%}"
+                )
         del lm
 
 

@@ -17,10 +17,20 @@ import os
 import tempfile
 
 STUDENTS = {
-    "smollm2": dict(num_layers=8, hidden_dim=384, num_heads=6,
-                    num_key_value_heads=2, intermediate_dim=1024),
-    "gemma3": dict(num_layers=6, hidden_dim=256, num_heads=2,
-                   num_key_value_heads=1, intermediate_dim=768),
+    "smollm2": dict(
+        num_layers=8,
+        hidden_dim=384,
+        num_heads=6,
+        num_key_value_heads=2,
+        intermediate_dim=1024,
+    ),
+    "gemma3": dict(
+        num_layers=6,
+        hidden_dim=256,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=768,
+    ),
 }
 
 
@@ -50,32 +60,51 @@ def main():
             files = {
                 "teacher as shipped": source,
                 "teacher q8_0": keras_guide.save_gguf(
-                    teacher, os.path.join(folder, f"{name}-t.gguf"), dtype="q8_0",
-                    metadata_from=source),
+                    teacher,
+                    os.path.join(folder, f"{name}-t.gguf"),
+                    dtype="q8_0",
+                    metadata_from=source,
+                ),
             }
             for dtype in ("q8_0", "float32"):
                 files[f"student {dtype}"] = keras_guide.save_gguf(
-                    student, os.path.join(folder, f"{name}-s-{dtype}.gguf"),
-                    dtype=dtype, metadata_from=source)
+                    student,
+                    os.path.join(folder, f"{name}-s-{dtype}.gguf"),
+                    dtype=dtype,
+                    metadata_from=source,
+                )
             del teacher, student
-            measured = {label: runtime.speed(path, args.threads)
-                        for label, path in files.items()}
+            measured = {
+                label: runtime.speed(path, args.threads)
+                for label, path in files.items()
+            }
             base = measured["teacher q8_0"]
             for label, m in measured.items():
-                rows.append(dict(model=name, file=label, student_share=share, **m,
-                                 prompt_speedup=m["prompt_tokens_per_s"]
-                                 / base["prompt_tokens_per_s"],
-                                 generate_speedup=m["generate_tokens_per_s"]
-                                 / base["generate_tokens_per_s"],
-                                 memory_ratio=m["peak_rss_mib"] / base["peak_rss_mib"]))
-    print("| model | file | prompt tok/s | generate tok/s | peak RSS MiB | file MiB "
-          "| prompt × | generate × | memory × |")
+                rows.append(
+                    dict(
+                        model=name,
+                        file=label,
+                        student_share=share,
+                        **m,
+                        prompt_speedup=m["prompt_tokens_per_s"]
+                        / base["prompt_tokens_per_s"],
+                        generate_speedup=m["generate_tokens_per_s"]
+                        / base["generate_tokens_per_s"],
+                        memory_ratio=m["peak_rss_mib"] / base["peak_rss_mib"],
+                    )
+                )
+    print(
+        "| model | file | prompt tok/s | generate tok/s | peak RSS MiB | file MiB "
+        "| prompt × | generate × | memory × |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['file']} | {r['prompt_tokens_per_s']:.0f} | "
-              f"{r['generate_tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} | "
-              f"{r['file_mib']:.0f} | {r['prompt_speedup']:.2f} | "
-              f"{r['generate_speedup']:.2f} | {r['memory_ratio']:.2f} |")
+        print(
+            f"| {r['model']} | {r['file']} | {r['prompt_tokens_per_s']:.0f} | "
+            f"{r['generate_tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['file_mib']:.0f} | {r['prompt_speedup']:.2f} | "
+            f"{r['generate_speedup']:.2f} | {r['memory_ratio']:.2f} |"
+        )
     for name in args.names:
         share = next(r["student_share"] for r in rows if r["model"] == name)
         print(f"{name}: the student holds {share:.1%} of the teacher's parameters")

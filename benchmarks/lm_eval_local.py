@@ -47,16 +47,70 @@ import time
 import numpy as np
 
 MODULES = (
-    "argparse", "base64", "bisect", "calendar", "collections", "configparser",
-    "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib",
-    "email.message", "enum", "fnmatch", "fractions", "functools", "glob", "gzip",
-    "hashlib", "heapq", "hmac", "html", "http.client", "inspect", "io",
-    "ipaddress", "itertools", "json", "logging", "mimetypes", "operator",
-    "os", "os.path", "pathlib", "pickle", "pprint", "queue", "random", "re",
-    "secrets", "shlex", "shutil", "socket", "statistics", "string", "struct",
-    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit",
-    "tokenize", "traceback", "typing", "unittest", "urllib.parse", "uuid",
-    "warnings", "weakref", "zipfile", "zlib",
+    "argparse",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email.message",
+    "enum",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "glob",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "http.client",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "logging",
+    "mimetypes",
+    "operator",
+    "os",
+    "os.path",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "secrets",
+    "shlex",
+    "shutil",
+    "socket",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "weakref",
+    "zipfile",
+    "zlib",
 )
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 TASK = "stdlib_cloze"
@@ -71,14 +125,18 @@ def docstring_pairs():
         module = importlib.import_module(module_name)
         members = []
         for name, value in vars(module).items():
-            if name.startswith("_") or getattr(value, "__module__", None) != \
-                    module.__name__:
+            if (
+                name.startswith("_")
+                or getattr(value, "__module__", None) != module.__name__
+            ):
                 continue
             members.append((f"{module_name}.{name}", value))
             if inspect.isclass(value):
-                members += [(f"{module_name}.{name}.{n}", v)
-                            for n, v in vars(value).items()
-                            if not n.startswith("_") and callable(v)]
+                members += [
+                    (f"{module_name}.{name}.{n}", v)
+                    for n, v in vars(value).items()
+                    if not n.startswith("_") and callable(v)
+                ]
         for name, value in members:
             doc = inspect.cleandoc(getattr(value, "__doc__", None) or "")
             paragraph = " ".join(doc.split("\n\n")[0].split())
@@ -89,8 +147,10 @@ def docstring_pairs():
             if len(sentences) < 2:
                 continue
             first, second = sentences[0], sentences[1]
-            if all(30 <= len(s) <= 200 and s[-1] in ".!?" and ">>>" not in s
-                   for s in (first, second)):
+            if all(
+                30 <= len(s) <= 200 and s[-1] in ".!?" and ">>>" not in s
+                for s in (first, second)
+            ):
                 pairs.append((name, first, second))
     return sorted(pairs)
 
@@ -106,15 +166,18 @@ def cloze_items(count, seed=0):
     items = []
     for row in rows:
         name, first, second = pairs[row]
-        others = rng.choice([i for i in range(len(pairs)) if i != row], 3,
-                            replace=False)
+        others = rng.choice(
+            [i for i in range(len(pairs)) if i != row], 3, replace=False
+        )
         choices = [second] + [pairs[i][2] for i in others]
         order = rng.permutation(4)
-        items.append({
-            "context": f"{name}: {first}",
-            "choices": [choices[i] for i in order],
-            "gold": int(np.argmax(order == 0)),
-        })
+        items.append(
+            {
+                "context": f"{name}: {first}",
+                "choices": [choices[i] for i in order],
+                "gold": int(np.argmax(order == 0)),
+            }
+        )
     return items, len(pairs)
 
 
@@ -163,14 +226,17 @@ def accuracies(items, lls):
     lls = np.asarray(lls, np.float64).reshape(len(items), 4)
     gold = np.array([item["gold"] for item in items])
     chars = np.array([[len(c) for c in item["choices"]] for item in items], float)
-    return {"acc": float(np.mean(lls.argmax(1) == gold)),
-            "acc_norm": float(np.mean((lls / chars).argmax(1) == gold))}
+    return {
+        "acc": float(np.mean(lls.argmax(1) == gold)),
+        "acc_norm": float(np.mean((lls / chars).argmax(1) == gold)),
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2",
-                        help="a packaged checkpoint name or a .gguf file")
+    parser.add_argument(
+        "--model", default="smollm2", help="a packaged checkpoint name or a .gguf file"
+    )
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default="benchmarks/results/lm_eval_local")
@@ -186,8 +252,7 @@ def main():
     from keras_guide import checkpoints
     from keras_guide.evaluation import harness
 
-    path = args.model if args.model.endswith(".gguf") else \
-        checkpoints.path(args.model)
+    path = args.model if args.model.endswith(".gguf") else checkpoints.path(args.model)
     started = time.perf_counter()
     model = keras_guide.load_gguf(path)
     load_seconds = time.perf_counter() - started
@@ -200,19 +265,31 @@ def main():
     # compiled), and through llama.cpp's own logits of the same tokens.
     from lm_eval.api.instance import Instance
 
-    pairs = [(item["context"], " " + choice) for item in items
-             for choice in item["choices"]]
+    pairs = [
+        (item["context"], " " + choice) for item in items for choice in item["choices"]
+    ]
     started = time.perf_counter()
-    keras_ll = np.array([v for v, _ in lm.loglikelihood(
-        [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)],
-        disable_tqdm=True)])
+    keras_ll = np.array(
+        [
+            v
+            for v, _ in lm.loglikelihood(
+                [
+                    Instance("loglikelihood", {}, pair, i)
+                    for i, pair in enumerate(pairs)
+                ],
+                disable_tqdm=True,
+            )
+        ]
+    )
     warm_seconds = time.perf_counter() - started
     tokens = [lm._encode_pair(*pair) for pair in pairs]
     started = time.perf_counter()
     llama_ll = llama_cpp_loglikelihoods(path, tokens)
     llama_seconds = time.perf_counter() - started
-    direct = {"keras": accuracies(items, keras_ll), "llama.cpp": accuracies(items,
-                                                                          llama_ll)}
+    direct = {
+        "keras": accuracies(items, keras_ll),
+        "llama.cpp": accuracies(items, llama_ll),
+    }
     assert abs(direct["keras"]["acc"] - scores["acc"]) < 1e-12, (direct, scores)
     assert abs(direct["keras"]["acc_norm"] - scores["acc_norm"]) < 1e-12
     gap = np.abs(keras_ll - llama_ll)
@@ -229,10 +306,16 @@ def main():
         "load_seconds": round(load_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
         "llama_cpp": direct["llama.cpp"],
-        "loglikelihood_gap_nats": {"mean": float(gap.mean()), "max": float(gap.max()),
-                                   "per_token": float(per_token)},
-        "same_choice": float(np.mean(
-            keras_ll.reshape(-1, 4).argmax(1) == llama_ll.reshape(-1, 4).argmax(1))),
+        "loglikelihood_gap_nats": {
+            "mean": float(gap.mean()),
+            "max": float(gap.max()),
+            "per_token": float(per_token),
+        },
+        "same_choice": float(
+            np.mean(
+                keras_ll.reshape(-1, 4).argmax(1) == llama_ll.reshape(-1, 4).argmax(1)
+            )
+        ),
         "llama_cpp_seconds": round(llama_seconds, 1),
         "eval_seconds_compiled": round(warm_seconds, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -42,15 +42,21 @@ def main(argv=None):
 
     demo = data.DemoData(llama_gqa.SEQUENCE_LENGTH)
     held_out = demo.eval_batches("test")
-    teacher = llama_gqa.load_or_train_teacher(args.out, demo, args.teacher_steps,
-                                              BATCH_SIZE, False)
-    results = {"backend": keras.backend.backend(), "arguments": vars(args),
-               "teacher": heldout_cross_entropy(teacher, held_out), "students": {}}
+    teacher = llama_gqa.load_or_train_teacher(
+        args.out, demo, args.teacher_steps, BATCH_SIZE, False
+    )
+    results = {
+        "backend": keras.backend.backend(),
+        "arguments": vars(args),
+        "teacher": heldout_cross_entropy(teacher, held_out),
+        "students": {},
+    }
 
     def student(init):
         keras.utils.set_random_seed(0)
-        model = keras_guide.build_student(teacher, name=f"student_{init}",
-                                          **llama_gqa.STUDENT)
+        model = keras_guide.build_student(
+            teacher, name=f"student_{init}", **llama_gqa.STUDENT
+        )
         if init != "random":
             keras_guide.guide(teacher, model, norm=init)
         return model
@@ -58,13 +64,15 @@ def main(argv=None):
     for init in [*args.norms, "random"]:
         model = student(init)
         row = {"step 0": heldout_cross_entropy(model, held_out)}
-        llama_gqa.train(model, demo.train_batches(BATCH_SIZE, seed=0), args.steps, 4e-3,
-                        "", False)
+        llama_gqa.train(
+            model, demo.train_batches(BATCH_SIZE, seed=0), args.steps, 4e-3, "", False
+        )
         row[f"cosine {args.steps}"] = heldout_cross_entropy(model, held_out)
         model = student(init)
         model.compile(
             optimizer=training.adamw(4e-3, None, 100, schedule=schedules.inverse_sqrt),
-            loss=training.causal_lm_loss())
+            loss=training.causal_lm_loss(),
+        )
         batches, done = demo.train_batches(BATCH_SIZE, seed=0), 0
         for budget in sorted(args.budgets):
             training.train(model, batches, budget, start_step=done, verbose=False)
@@ -74,10 +82,13 @@ def main(argv=None):
         print(init, {k: round(v, 4) for k, v in row.items()}, flush=True)
 
     columns = list(next(iter(results["students"].values())))
-    lines = [f"Teacher Llama 4x256 ({args.teacher_steps} steps): held-out loss "
-             f"{results['teacher']:.4f}; student 2x128, GQA 4/1; {results['backend']}.",
-             "", "| student | " + " | ".join(columns) + " |",
-             "|---|" + "---:|" * len(columns)]
+    lines = [
+        f"Teacher Llama 4x256 ({args.teacher_steps} steps): held-out loss "
+        f"{results['teacher']:.4f}; student 2x128, GQA 4/1; {results['backend']}.",
+        "",
+        "| student | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for init, row in results["students"].items():
         name = "random init" if init == "random" else f'GUIDE norm="{init}"'
         cells = " | ".join(f"{row[c]:.4f}" for c in columns)

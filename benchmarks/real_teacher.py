@@ -103,16 +103,24 @@ def parse_args(argv=None):
     p.add_argument("--num-heads", type=int, default=6)
     p.add_argument("--num-key-value-heads", type=int, default=2)
     p.add_argument("--intermediate-dim", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=200,
-                   help="training steps (0: only the loss at step 0)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        help="training steps (0: only the loss at step 0)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--sequence-length", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-windows", type=int, default=48)
-    p.add_argument("--eval-batch", type=int, default=8,
-                   help="windows per evaluation call (lower for a large vocabulary)")
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=8,
+        help="windows per evaluation call (lower for a large vocabulary)",
+    )
     p.add_argument("--calibration-windows", type=int, default=16)
     p.add_argument("--top-k", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -282,9 +290,12 @@ def train(study, variant, student, record, save):
         # The temperature the top-k cache was stored at (its log-normalizer
         # applies only there; the Distiller's default, 2, silently dropped the
         # teacher's tail before 2026-12-02).
-        model = Distiller(study.teacher, student,
-                          LogitsDistillation(temperature=a.temperature),
-                          student_loss_weight=0.5)
+        model = Distiller(
+            study.teacher,
+            student,
+            LogitsDistillation(temperature=a.temperature),
+            student_loss_weight=0.5,
+        )
         model.compile(optimizer=optimizer)
     else:
         model = student
@@ -324,8 +335,11 @@ def table(path):
     runs, teacher = results["runs"], results["teacher_loss"]
     steps = sorted({int(s) for r in runs.values() for s in r["losses"]})
     last = str(steps[-1])
-    randoms = [r["losses"][last] for k, r in runs.items()
-               if k.startswith("random-") and last in r["losses"]]
+    randoms = [
+        r["losses"][last]
+        for k, r in runs.items()
+        if k.startswith("random-") and last in r["losses"]
+    ]
     base = float(np.mean(randoms)) if randoms else None
     head = ["run"] + [f"step {s}" for s in steps]
     if len(steps) > 1:
@@ -333,8 +347,7 @@ def table(path):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in runs.items():
         cells = [name] + [
-            f"{r['losses'][str(s)]:.3f}" if str(s) in r["losses"] else ""
-            for s in steps
+            f"{r['losses'][str(s)]:.3f}" if str(s) in r["losses"] else "" for s in steps
         ]
         if len(steps) > 1:
             loss = r["losses"].get(last)
@@ -363,7 +376,8 @@ def main(argv=None):
     if previous is not None:
         # Runs of one results file must be comparable: only the list differs.
         changed = sorted(
-            k for k in set(previous) | set(settings)
+            k
+            for k in set(previous) | set(settings)
             if k != "runs" and previous.get(k) != settings.get(k)
         )
         if changed:

@@ -41,9 +41,11 @@ def forward_flops(model, batch, sequence):
 
     backbone = backbone_of(model)
     tokens = batch * sequence
-    kernels = sum(int(np.prod(layer.kernel.shape))
-                  for layer in _backend.sublayers(model)
-                  if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)))
+    kernels = sum(
+        int(np.prod(layer.kernel.shape))
+        for layer in _backend.sublayers(model)
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+    )
     head = backbone.token_embedding
     projections = 2 * tokens * (kernels + head.input_dim * head.output_dim)
     heads = getattr(backbone, "num_query_heads", None) or backbone.num_heads
@@ -58,8 +60,9 @@ def gemm_rate(n, repeats):
     import keras
 
     rng = np.random.default_rng(0)
-    a, b = (keras.ops.convert_to_tensor(rng.random((n, n), np.float32))
-            for _ in range(2))
+    a, b = (
+        keras.ops.convert_to_tensor(rng.random((n, n), np.float32)) for _ in range(2)
+    )
 
     def once():
         started = time.perf_counter()
@@ -75,15 +78,24 @@ def main():
     import kd_memory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="smollm2",
-                        choices=sorted(kd_memory.SHAPES))
-    parser.add_argument("--steps", type=int, default=6,
-                        help="training steps (the first compiles and is not timed)")
+    parser.add_argument(
+        "--teacher", default="smollm2", choices=sorted(kd_memory.SHAPES)
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=6,
+        help="training steps (the first compiles and is not timed)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--gemm", type=int, default=2048, help="GEMM size n")
-    parser.add_argument("--logits-chunk-tokens", type=int, default=None,
-                        help="the Distiller's (0: the whole batch's logits)")
+    parser.add_argument(
+        "--logits-chunk-tokens",
+        type=int,
+        default=None,
+        help="the Distiller's (0: the whole batch's logits)",
+    )
     args = parser.parse_args()
     if args.steps < 2:
         parser.error(f"--steps must be at least 2. Received: --steps {args.steps}")
@@ -102,11 +114,13 @@ def main():
     teacher = inputs.load_model(args.teacher)
     keras.utils.set_random_seed(0)
     student = build_student(teacher, **kd_memory.SHAPES[args.teacher])
-    data = kd_memory.batches(teacher, args.batch_size, args.sequence_length,
-                             args.steps)
-    distiller = Distiller(teacher, student,
-                          logits_chunk_tokens=args.logits_chunk_tokens,
-                          **distill.distiller_arguments(compress.RECIPE))
+    data = kd_memory.batches(teacher, args.batch_size, args.sequence_length, args.steps)
+    distiller = Distiller(
+        teacher,
+        student,
+        logits_chunk_tokens=args.logits_chunk_tokens,
+        **distill.distiller_arguments(compress.RECIPE),
+    )
     distiller.compile(optimizer=training.adamw(2e-3, 150, 15))
     rates = gemm_rate(args.gemm, 5)
     times = []
@@ -124,24 +138,36 @@ def main():
     achieved = (teacher_flops + student_flops) / step
     gemm = float(np.median(rates))
     result = {
-        "backend": keras.backend.backend(), "teacher": args.teacher,
-        "batch": [b, t], "logits_chunk_tokens": args.logits_chunk_tokens,
+        "backend": keras.backend.backend(),
+        "teacher": args.teacher,
+        "batch": [b, t],
+        "logits_chunk_tokens": args.logits_chunk_tokens,
         "load_average_at_start": float(load),
         "teacher_forward_gflop": teacher_flops / 1e9,
         "student_forward_backward_gflop": student_flops / 1e9,
-        "step_s": step, "first_step_s": times[0], "step_times_s": times,
-        "step_gflops": achieved / 1e9, "gemm_n": args.gemm,
-        "gemm_gflops": gemm / 1e9, "gemm_gflops_all": [r / 1e9 for r in rates],
+        "step_s": step,
+        "first_step_s": times[0],
+        "step_times_s": times,
+        "step_gflops": achieved / 1e9,
+        "gemm_n": args.gemm,
+        "gemm_gflops": gemm / 1e9,
+        "gemm_gflops_all": [r / 1e9 for r in rates],
         "ratio": achieved / gemm,
     }
-    print(f"{args.teacher} → {kd_memory.SHAPES[args.teacher]}, "
-          f"{keras.backend.backend()}, batch {b} × {t}, load average {load} at "
-          f"the start")
-    print(f"step: teacher forward {teacher_flops / 1e9:.0f} + student forward and "
-          f"backward {student_flops / 1e9:.0f} GFLOP in {step:.2f} s (median of "
-          f"{len(times) - 1}; first {times[0]:.1f} s) = {achieved / 1e9:.1f} GFLOP/s")
-    print(f"GEMM {args.gemm}³ float32: {gemm / 1e9:.1f} GFLOP/s (median of "
-          f"{len(rates)}, {min(rates) / 1e9:.1f} to {max(rates) / 1e9:.1f})")
+    print(
+        f"{args.teacher} → {kd_memory.SHAPES[args.teacher]}, "
+        f"{keras.backend.backend()}, batch {b} × {t}, load average {load} at "
+        f"the start"
+    )
+    print(
+        f"step: teacher forward {teacher_flops / 1e9:.0f} + student forward and "
+        f"backward {student_flops / 1e9:.0f} GFLOP in {step:.2f} s (median of "
+        f"{len(times) - 1}; first {times[0]:.1f} s) = {achieved / 1e9:.1f} GFLOP/s"
+    )
+    print(
+        f"GEMM {args.gemm}³ float32: {gemm / 1e9:.1f} GFLOP/s (median of "
+        f"{len(rates)}, {min(rates) / 1e9:.1f} to {max(rates) / 1e9:.1f})"
+    )
     print(f"step / GEMM: {achieved / gemm:.2f}")
     print(json.dumps(result))
 

@@ -39,8 +39,9 @@ def fit_arrays(batches, steps):
     return x, y, sample_weight
 
 
-def train_student(teacher, student, arrays, steps, batch_size, learning_rate,
-                  regularize, verbose):
+def train_student(
+    teacher, student, arrays, steps, batch_size, learning_rate, regularize, verbose
+):
     """Distills `student` from `teacher` with `model.fit` (CE + KD + guide loss)."""
     distiller = keras_guide.Distiller(teacher, student)  # α = 0.5, τ = 1, true KD
     distiller.compile(optimizer=training.adamw(learning_rate, steps, steps // 10))
@@ -49,14 +50,27 @@ def train_student(teacher, student, arrays, steps, batch_size, learning_rate,
         callbacks.append(GuideSchedule(steps, guide_strength=(regularize, 0.0)))
     x, y, sample_weight = arrays
     # Padding carries sample weight 0 and is left out of every loss term.
-    history = distiller.fit(x, y, sample_weight=sample_weight, batch_size=batch_size,
-                            epochs=1, shuffle=False, callbacks=callbacks,
-                            verbose=verbose)
+    history = distiller.fit(
+        x,
+        y,
+        sample_weight=sample_weight,
+        batch_size=batch_size,
+        epochs=1,
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     return history.history
 
 
-def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
-        eval_windows=None):
+def run(
+    steps=200,
+    batch_size=16,
+    learning_rate=4e-3,
+    regularize=0.0,
+    verbose=1,
+    eval_windows=None,
+):
     """Trains a guided and a random-init student; returns their held-out losses.
 
     `eval_windows` limits the held-out windows scored (None: all test plays).
@@ -66,21 +80,29 @@ def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
     arrays = fit_arrays(demo.train_batches(batch_size, seed=0), steps)
     held_out = demo.eval_batches("test", max_windows=eval_windows)
     results = {"teacher": heldout_cross_entropy(teacher, held_out)}
-    sizes = {k: models.STUDENT_CONFIG[k]
-             for k in ("hidden_dim", "num_layers", "num_heads", "intermediate_dim")}
+    sizes = {
+        k: models.STUDENT_CONFIG[k]
+        for k in ("hidden_dim", "num_layers", "num_heads", "intermediate_dim")
+    }
     for name in ("guide", "random"):
         student = keras_guide.build_student(teacher, name=f"{name}_student", **sizes)
         if name == "guide":
             # In place, from the teacher's weights; the teacher is only read.
-            report = keras_guide.guide(teacher, student,
-                                       regularize=regularize or None)
+            report = keras_guide.guide(teacher, student, regularize=regularize or None)
             if verbose:
                 print(report)
         step0 = heldout_cross_entropy(student, held_out)
         began = time.perf_counter()
-        history = train_student(teacher, student, arrays, steps, batch_size,
-                                learning_rate, regularize if name == "guide" else 0.0,
-                                verbose)
+        history = train_student(
+            teacher,
+            student,
+            arrays,
+            steps,
+            batch_size,
+            learning_rate,
+            regularize if name == "guide" else 0.0,
+            verbose,
+        )
         results[name] = {
             "step0": step0,
             "loss": heldout_cross_entropy(student, held_out),
@@ -89,17 +111,24 @@ def run(steps=200, batch_size=16, learning_rate=4e-3, regularize=0.0, verbose=1,
             "guide_loss": history["guide_loss"][-1],
         }
         if verbose:
-            print(f"{name}: held-out loss {step0:.3f} -> {results[name]['loss']:.3f} "
-                  f"in {results[name]['seconds']:.0f}s")
-    results["gap_closed"] = gap_closed(results["guide"]["loss"],
-                                       results["random"]["loss"], results["teacher"])
+            print(
+                f"{name}: held-out loss {step0:.3f} -> {results[name]['loss']:.3f} "
+                f"in {results[name]['seconds']:.0f}s"
+            )
+    results["gap_closed"] = gap_closed(
+        results["guide"]["loss"], results["random"]["loss"], results["teacher"]
+    )
     if results["guide"]["loss"] < results["teacher"]:
-        print("The guided student beat the teacher: the teacher is under-trained for "
-              "this budget, and the gap closed is meaningless.")
+        print(
+            "The guided student beat the teacher: the teacher is under-trained for "
+            "this budget, and the gap closed is meaningless."
+        )
     if verbose:
-        print(f"teacher {results['teacher']:.3f}; GUIDE + KD closes "
-              f"{100 * results['gap_closed']:.1f} % of random-init + KD's gap "
-              f"after {steps} steps on {keras.backend.backend()}.")
+        print(
+            f"teacher {results['teacher']:.3f}; GUIDE + KD closes "
+            f"{100 * results['gap_closed']:.1f} % of random-init + KD's gap "
+            f"after {steps} steps on {keras.backend.backend()}."
+        )
     return results
 
 
@@ -108,8 +137,12 @@ def main():
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=4e-3)
-    parser.add_argument("--regularize", type=float, default=0.0,
-                        help="GuideRegularizer strength λ, decayed to 0 (default: off)")
+    parser.add_argument(
+        "--regularize",
+        type=float,
+        default=0.0,
+        help="GuideRegularizer strength λ, decayed to 0 (default: off)",
+    )
     args = parser.parse_args()
     run(args.steps, args.batch_size, args.learning_rate, args.regularize)
 

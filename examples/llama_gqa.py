@@ -29,10 +29,21 @@ from keras_guide.demo import data
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import training
 
-TEACHER = dict(vocabulary_size=2048, num_layers=4, num_query_heads=8,
-               num_key_value_heads=2, hidden_dim=256, intermediate_dim=512)
-STUDENT = dict(num_layers=2, hidden_dim=128, num_heads=4, num_key_value_heads=1,
-               intermediate_dim=256)
+TEACHER = dict(
+    vocabulary_size=2048,
+    num_layers=4,
+    num_query_heads=8,
+    num_key_value_heads=2,
+    hidden_dim=256,
+    intermediate_dim=512,
+)
+STUDENT = dict(
+    num_layers=2,
+    hidden_dim=128,
+    num_heads=4,
+    num_key_value_heads=1,
+    intermediate_dim=256,
+)
 SEQUENCE_LENGTH = 128
 
 
@@ -45,8 +56,10 @@ def llama_causal_lm(config, seed=0):
 
 
 def train(model, batches, steps, learning_rate, label, verbose):
-    model.compile(optimizer=training.adamw(learning_rate, steps, max(1, steps // 10)),
-                  loss=training.causal_lm_loss())
+    model.compile(
+        optimizer=training.adamw(learning_rate, steps, max(1, steps // 10)),
+        loss=training.causal_lm_loss(),
+    )
     return training.train(model, batches, steps, verbose=verbose, label=label)
 
 
@@ -57,15 +70,29 @@ def load_or_train_teacher(out, demo, steps, batch_size, verbose):
     if os.path.exists(path):
         teacher.load_weights(path)
         return teacher
-    train(teacher, demo.train_batches(batch_size, seed=1), steps, 2e-3,
-          f"[teacher: Llama 4x256, GQA 8/2, {steps} steps]", verbose)
+    train(
+        teacher,
+        demo.train_batches(batch_size, seed=1),
+        steps,
+        2e-3,
+        f"[teacher: Llama 4x256, GQA 8/2, {steps} steps]",
+        verbose,
+    )
     os.makedirs(out, exist_ok=True)
     teacher.save_weights(path)
     return teacher
 
 
-def run(out="llama_gqa", teacher_steps=600, steps=200, batch_size=16,
-        learning_rate=4e-3, teacher=None, verbose=True, eval_windows=None):
+def run(
+    out="llama_gqa",
+    teacher_steps=600,
+    steps=200,
+    batch_size=16,
+    learning_rate=4e-3,
+    teacher=None,
+    verbose=True,
+    eval_windows=None,
+):
     """Trains (or loads) the teacher, then a guided and a random-init student.
 
     Returns:
@@ -88,22 +115,31 @@ def run(out="llama_gqa", teacher_steps=600, steps=200, batch_size=16,
         step0 = heldout_cross_entropy(student, held_out)
         began = time.perf_counter()
         train(student, batches, steps, learning_rate, f"[{name} student]", verbose)
-        results[name] = {"step0": step0,
-                         "loss": heldout_cross_entropy(student, held_out),
-                         "seconds": time.perf_counter() - began}
-    results["gap_closed"] = gap_closed(results["guide"]["loss"],
-                                       results["random"]["loss"], results["teacher"])
+        results[name] = {
+            "step0": step0,
+            "loss": heldout_cross_entropy(student, held_out),
+            "seconds": time.perf_counter() - began,
+        }
+    results["gap_closed"] = gap_closed(
+        results["guide"]["loss"], results["random"]["loss"], results["teacher"]
+    )
     if results["guide"]["loss"] < results["teacher"]:
-        print("The guided student beat the teacher: the teacher is under-trained for "
-              "this budget (raise --teacher-steps), and the gap closed is meaningless.")
+        print(
+            "The guided student beat the teacher: the teacher is under-trained for "
+            "this budget (raise --teacher-steps), and the gap closed is meaningless."
+        )
     if verbose:
         for name in ("guide", "random"):
             r = results[name]
-            print(f"{name:>6}: held-out loss {r['step0']:.3f} -> {r['loss']:.3f} "
-                  f"({r['seconds']:.0f}s)")
-        print(f"teacher {results['teacher']:.3f}; GUIDE closes "
-              f"{100 * results['gap_closed']:.1f} % of random init's gap after {steps} "
-              f"steps on {keras.backend.backend()}.")
+            print(
+                f"{name:>6}: held-out loss {r['step0']:.3f} -> {r['loss']:.3f} "
+                f"({r['seconds']:.0f}s)"
+            )
+        print(
+            f"teacher {results['teacher']:.3f}; GUIDE closes "
+            f"{100 * results['gap_closed']:.1f} % of random init's gap after {steps} "
+            f"steps on {keras.backend.backend()}."
+        )
     return results
 
 

@@ -71,8 +71,11 @@ def track_state(layer, variables):
     not leave the first guide's state behind."""
     slot = _require(layer, "_seed_generators")
     wanted = {id(variable) for variable in variables}
-    slot[:] = [entry for entry in slot if not isinstance(entry, _TrackedVariable)
-               or id(entry.state) in wanted]
+    slot[:] = [
+        entry
+        for entry in slot
+        if not isinstance(entry, _TrackedVariable) or id(entry.state) in wanted
+    ]
     known = {id(entry.state) for entry in slot if hasattr(entry, "state")}
     for variable in variables:
         if id(variable) not in known:
@@ -162,8 +165,9 @@ def rng_state():
     states = [torch.get_rng_state()]
     if torch.cuda.is_available():
         states += list(torch.cuda.get_rng_state_all())
-    return {"torch": [base64.b64encode(s.cpu().numpy().tobytes()).decode()
-                      for s in states]}
+    return {
+        "torch": [base64.b64encode(s.cpu().numpy().tobytes()).decode() for s in states]
+    }
 
 
 def set_rng_state(state):
@@ -175,8 +179,10 @@ def set_rng_state(state):
     import numpy as np
     import torch
 
-    states = [torch.from_numpy(np.frombuffer(base64.b64decode(s), np.uint8).copy())
-              for s in state["torch"]]
+    states = [
+        torch.from_numpy(np.frombuffer(base64.b64decode(s), np.uint8).copy())
+        for s in state["torch"]
+    ]
     torch.set_rng_state(states[0])
     if len(states) > 1 and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states[1:])

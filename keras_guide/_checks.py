@@ -14,8 +14,11 @@ from keras_guide import _host
 
 def integer(value, name, minimum=1, where=""):
     """`value` as an `int` ≥ `minimum`; booleans and floats are refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (numbers.Integral, np.integer)) or value < minimum:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (numbers.Integral, np.integer))
+        or value < minimum
+    ):
         place = f" for {where}" if where else ""
         raise ValueError(
             f"`{name}`{place} must be an integer ≥ {minimum}. "
@@ -28,7 +31,8 @@ def scalar(value, name, positive=False, where=""):
     """`value` as a finite real `float` (and > 0 where `positive`)."""
     place = f" for {where}" if where else ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (numbers.Real, np.floating, np.integer)):
+        value, (numbers.Real, np.floating, np.integer)
+    ):
         raise ValueError(
             f"`{name}`{place} must be a real number. Received: {name}={value!r} "
             f"of type {type(value).__name__}"
@@ -72,16 +76,22 @@ def real_dtype(value, name, role="Teacher weight"):
     """Refuses a complex, string or object array (or variable) without
     reading its values."""
     try:
-        dtype = _host.dtype_name(value) if hasattr(value, "dtype") else (
-            np.asarray(value).dtype.name)
+        dtype = (
+            _host.dtype_name(value)
+            if hasattr(value, "dtype")
+            else (np.asarray(value).dtype.name)
+        )
     except (TypeError, ValueError):
         dtype = str(getattr(value, "dtype", type(value).__name__))
     if dtype != "bool" and not dtype.startswith(("float", "int", "uint", "bfloat")):
         raise ValueError(
             f"{role} `{name}` must hold real numbers; received dtype {dtype} "
             f"(shape {tuple(getattr(value, 'shape', np.shape(value)))}). "
-            + ("Take the real part or the magnitude first." if "complex" in dtype
-               else "Pass a numeric array.")
+            + (
+                "Take the real part or the magnitude first."
+                if "complex" in dtype
+                else "Pass a numeric array."
+            )
         )
 
 
@@ -91,8 +101,10 @@ def indices(value, name, where=""):
     array = np.asarray(_host.to_numpy(value))
     place = f" for {where}" if where else ""
     whole = array.dtype.kind in "iu" or (
-        array.dtype.kind == "f" and np.all(np.isfinite(array))
-        and np.all(array == np.round(array)))
+        array.dtype.kind == "f"
+        and np.all(np.isfinite(array))
+        and np.all(array == np.round(array))
+    )
     if array.ndim != 1 or not whole or array.dtype.kind == "b":
         raise ValueError(
             f"`{name}`{place} must be a 1-D list of integer indices. Received: "

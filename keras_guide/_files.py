@@ -58,7 +58,8 @@ def check_folder(path, error=FileNotFoundError):
     if not os.path.isdir(folder):
         raise error(
             f"Cannot write `{path}`: its folder `{folder}` does not exist. Create "
-            "it first, or pass a path in an existing folder.")
+            "it first, or pass a path in an existing folder."
+        )
     return folder
 
 

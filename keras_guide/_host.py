@@ -42,8 +42,10 @@ def check_finite(array, name, shape=None, bad=None, role="Teacher weight"):
     if bad:
         shape = shape or array.shape
         if role == "Teacher weight":
-            advice = ("GUIDE cannot project a diverged teacher. Load a healthy "
-                      "checkpoint or clean the weight first.")
+            advice = (
+                "GUIDE cannot project a diverged teacher. Load a healthy "
+                "checkpoint or clean the weight first."
+            )
         else:
             advice = "pass finite values."
         raise ValueError(
@@ -91,8 +93,11 @@ def row_chunks(value, chunk_rows=4096):
             f"`value` must be a 2-D table of shape (rows, width). Received: "
             f"shape {shape}"
         )
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or (
-            chunk_rows < 1):
+    if (
+        isinstance(chunk_rows, bool)
+        or not isinstance(chunk_rows, int)
+        or (chunk_rows < 1)
+    ):
         raise ValueError(
             "`chunk_rows` must be a positive integer. Received: "
             f"chunk_rows={chunk_rows!r}"
@@ -113,7 +118,8 @@ def row_chunks(value, chunk_rows=4096):
 
     take = jax.jit(
         lambda table, start, size: jax.lax.dynamic_slice_in_dim(
-            table, start, size, axis=0),
+            table, start, size, axis=0
+        ),
         static_argnums=2,
     )
     for start in range(0, shape[0], chunk_rows):

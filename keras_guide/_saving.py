@@ -29,8 +29,9 @@ DEFERRED = {
     "keras_guide>GGUFLlamaTokenizer": "keras_guide.gguf.tokenizers",
 }
 # What a file naming a keras_guide class needs, in words a user acts on.
-REQUIRES = ("keras-guide: pip install keras-guide, then `import keras_guide` "
-            "before loading")
+REQUIRES = (
+    "keras-guide: pip install keras-guide, then `import keras_guide` before loading"
+)
 _PREFIX = "keras_guide>"
 
 
@@ -51,7 +52,8 @@ class _Deferred:
         if isinstance(cls, _Deferred):
             raise TypeError(
                 f"{self.module} did not register {self.registered_name}; "
-                "keras_guide._saving.DEFERRED names the wrong module.")
+                "keras_guide._saving.DEFERRED names the wrong module."
+            )
         return cls
 
     def from_config(self, config):
@@ -97,8 +99,7 @@ def _note(classes, load):
         version = metadata.version("keras-guide")
     except metadata.PackageNotFoundError:  # run from a source tree
         version = None
-    return {"requires": REQUIRES, "load": load, "classes": classes,
-            "version": version}
+    return {"requires": REQUIRES, "load": load, "classes": classes, "version": version}
 
 
 def mark_keras_file(path):
@@ -111,7 +112,8 @@ def mark_keras_file(path):
             return classes
         metadata = json.loads(archive.read("metadata.json"))
         metadata["keras_guide"] = _note(
-            classes, "import keras_guide, then keras.saving.load_model(path)")
+            classes, "import keras_guide, then keras.saving.load_model(path)"
+        )
         rewritten = path + ".metadata"
         try:
             with zipfile.ZipFile(rewritten, "w") as out:
@@ -152,7 +154,8 @@ def mark_preset(folder, description=None):
             metadata["keras_guide"] = _note(
                 sorted(classes),
                 "import keras_guide, then keras_hub.models.CausalLM.from_preset("
-                "folder)")
+                "folder)",
+            )
         if description:
             metadata["description"] = str(description)
         with open(path, "w", encoding="utf-8") as f:

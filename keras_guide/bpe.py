@@ -178,16 +178,21 @@ class BPEEncoder:
     def _bpe(self, word):
         symbols = list(word)
         while len(symbols) > 1:
-            pairs = [(self.ranks.get(p, len(self.ranks)), i)
-                     for i, p in enumerate(zip(symbols, symbols[1:]))]
+            pairs = [
+                (self.ranks.get(p, len(self.ranks)), i)
+                for i, p in enumerate(zip(symbols, symbols[1:]))
+            ]
             rank, i = min(pairs)
             if rank == len(self.ranks):
                 break
             first, second = symbols[i], symbols[i + 1]
             merged, j = [], 0
             while j < len(symbols):
-                if (j + 1 < len(symbols) and symbols[j] == first
-                        and symbols[j + 1] == second):
+                if (
+                    j + 1 < len(symbols)
+                    and symbols[j] == first
+                    and symbols[j + 1] == second
+                ):
                     merged.append(first + second)
                     j += 2
                 else:

@@ -44,8 +44,14 @@ def test_assign_during_fit_reaches_the_running_jax_step():
             if batch == 2:
                 _backend.assign_during_fit(self.model, scale, 1.0)
 
-    history = model.fit(np.ones((4, 3)), np.zeros((4, 2)), batch_size=1, verbose=0,
-                        callbacks=[SetScale()], shuffle=False)
+    history = model.fit(
+        np.ones((4, 3)),
+        np.zeros((4, 2)),
+        batch_size=1,
+        verbose=0,
+        callbacks=[SetScale()],
+        shuffle=False,
+    )
     assert history.history["loss"][0] > 0  # steps 2 and 3 saw the new scale
     assert float(keras.ops.convert_to_numpy(scale)) == 1.0
 
@@ -76,7 +82,7 @@ def test_call_nodes_finds_a_nested_model_and_its_tensors():
     assert not _backend.is_functional(keras.layers.Dense(2))
     calls = _backend.call_nodes(outer, inner)
     assert len(calls) == 1
-    (call_inputs, call_outputs), = calls
+    ((call_inputs, call_outputs),) = calls
     assert [id(t) for t in call_inputs] == [id(inputs)]
     assert [id(t) for t in call_outputs] == [id(hidden)]
 

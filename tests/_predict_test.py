@@ -19,9 +19,9 @@ def test_a_task_is_predicted_through_one_compiled_logits_model(tmp_path):
     ids = np.asarray(tiny.token_ids(lm.backbone.vocabulary_size), "int32")[None]
     x = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
     first = predictor(lm)
-    np.testing.assert_allclose(np.asarray(first(x)),
-                               keras.ops.convert_to_numpy(lm(x)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(first(x)), keras.ops.convert_to_numpy(lm(x)), rtol=1e-5, atol=1e-5
+    )
     compiled = first.__self__.predict_function
     assert compiled is not None
     second = predictor(lm)

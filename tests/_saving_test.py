@@ -32,8 +32,13 @@ CHAT = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor
 
 def _run(code):
     """`code` in a fresh Python process; its last stdout line, parsed."""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -44,9 +49,10 @@ def _registered_classes():
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and any(
-                    "register_keras_serializable" in ast.unparse(d)
-                    and "keras_guide" in ast.unparse(d)
-                    for d in node.decorator_list):
+                "register_keras_serializable" in ast.unparse(d)
+                and "keras_guide" in ast.unparse(d)
+                for d in node.decorator_list
+            ):
                 names.add(f"keras_guide>{node.name}")
     return names
 
@@ -58,7 +64,8 @@ def test_import_keras_guide_registers_every_class_and_stays_light():
         "import json, sys, keras, keras_guide\n"
         "print(json.dumps({'registered': sorted(k for k in "
         "keras.saving.get_custom_objects() if k.startswith('keras_guide>')), "
-        "'modules': sorted(sys.modules)}))")
+        "'modules': sorted(sys.modules)}))"
+    )
     assert names <= set(seen["registered"]), names - set(seen["registered"])
     heavy = {"keras_hub", "torch", "tensorflow", "keras_guide.gguf.tokenizers"}
     heavy.discard(keras.backend.backend())  # Keras imports its own backend
@@ -77,10 +84,12 @@ def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("files")
     out = {}
     teachers = {
-        "llama": tiny.write_llama(tmp / "llama-teacher.gguf",
-                                  metadata={"tokenizer.chat_template": CHAT}),
-        "gemma3": tiny.write_gemma3(tmp / "gemma3-teacher.gguf",
-                                    strings={"tokenizer.chat_template": CHAT}),
+        "llama": tiny.write_llama(
+            tmp / "llama-teacher.gguf", metadata={"tokenizer.chat_template": CHAT}
+        ),
+        "gemma3": tiny.write_gemma3(
+            tmp / "gemma3-teacher.gguf", strings={"tokenizer.chat_template": CHAT}
+        ),
     }
     for family, path in teachers.items():
         lm = load_gguf(path)
@@ -93,17 +102,25 @@ def files(tmp_path_factory):
             "teacher": str(path),
         }
     vocabulary = {"<|endoftext|>": 0, "Ġ": 1, "a": 2, "b": 3, "Ġa": 4, "ab": 5}
-    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary,
-                                               merges=["Ġ a", "a b"])
+    tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=vocabulary, merges=["Ġ a", "a b"]
+    )
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=6, num_layers=1, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=16)
+        vocabulary_size=6,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
     gpt2 = keras_hub.models.GPT2CausalLM(
         backbone=backbone,
-        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer))
-    out["gpt2"] = {"files": export.export(gpt2, str(tmp / "gpt2"),
-                                          ["preset", "keras"]),
-                   "ids": [np.asarray(tokenizer.tokenize("a ab b")).tolist()]}
+        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer),
+    )
+    out["gpt2"] = {
+        "files": export.export(gpt2, str(tmp / "gpt2"), ["preset", "keras"]),
+        "ids": [np.asarray(tokenizer.tokenize("a ab b")).tolist()],
+    }
     return out
 
 
@@ -133,16 +150,14 @@ print(json.dumps(out))
 
 
 def _load_all(files, imports):
-    paths = {f: {k: files[f]["files"][k] for k in ("keras", "preset")}
-             for f in files}
+    paths = {f: {k: files[f]["files"][k] for k in ("keras", "preset")} for f in files}
     texts = {f: TEXTS if f != "gpt2" else ["a ab b"] for f in files}
     return _run(_LOAD.format(imports=imports, files=paths, texts=texts))
 
 
 @pytest.mark.slow
 def test_every_format_keeps_the_tokenizer_chat_template_and_special_tokens(files):
-    loaded = _load_all({f: files[f] for f in ("llama", "gemma3")},
-                       "import keras_guide")
+    loaded = _load_all({f: files[f] for f in ("llama", "gemma3")}, "import keras_guide")
     for family in ("llama", "gemma3"):
         expected = files[family]
         for kind in ("keras", "preset"):
@@ -154,9 +169,13 @@ def test_every_format_keeps_the_tokenizer_chat_template_and_special_tokens(files
             assert got["chat"] == CHAT, (family, kind)
         gguf = GGUFFile(expected["files"]["gguf"])
         teacher = GGUFFile(expected["teacher"])
-        for key in ("tokenizer.chat_template", "tokenizer.ggml.bos_token_id",
-                    "tokenizer.ggml.eos_token_id", "tokenizer.ggml.tokens",
-                    "tokenizer.ggml.token_type"):
+        for key in (
+            "tokenizer.chat_template",
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.token_type",
+        ):
             assert gguf.get(key) == teacher.get(key), (family, key)
         # And on through a GGUF file written from the reloaded model.
         again = load_gguf(expected["files"]["gguf"])
@@ -197,7 +216,8 @@ def test_a_deferred_class_builds_the_real_object():
     entry = keras.saving.get_custom_objects()["keras_guide>GGUFLlamaTokenizer"]
     cls = entry if isinstance(entry, type) else entry.load()
     assert keras.saving.get_custom_objects()["keras_guide>GGUFLlamaTokenizer"] is cls
-    deferred = _saving._Deferred("keras_guide>NoSuchClass",
-                                 "keras_guide.gguf.tokenizers")
+    deferred = _saving._Deferred(
+        "keras_guide>NoSuchClass", "keras_guide.gguf.tokenizers"
+    )
     with pytest.raises(KeyError):
         deferred.load()

@@ -63,12 +63,14 @@ def test_keras_hub_gpt2_tokenizer_round_trips_with_the_shipped_assets():
 
 
 def test_encoder_matches_keras_hub_tensorflow_path_exactly():
-    pytest.importorskip("tensorflow_text",
-                        reason="KerasHub's TF path needs tensorflow-text")
+    pytest.importorskip(
+        "tensorflow_text", reason="KerasHub's TF path needs tensorflow-text"
+    )
     import keras_hub
 
     vocab, merges = tokenizer.load_bpe()
-    hub = keras_hub.models.GPT2Tokenizer(vocabulary=vocab, merges=merges,
-                                        _allow_python_workflow=False)
+    hub = keras_hub.models.GPT2Tokenizer(
+        vocabulary=vocab, merges=merges, _allow_python_workflow=False
+    )
     text = _sample()
     assert [int(i) for i in hub(text)] == tokenizer.load_encoder().encode(text)

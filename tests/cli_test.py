@@ -15,14 +15,26 @@ from keras_guide.workflows import text
 from tests.harness.workspace import ctrl_c_at
 from tests.harness.workspace import make_workspace
 
-TINY = {"vocabulary_size": 2048, "num_layers": 2, "num_heads": 2, "hidden_dim": 32,
-        "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 32}
+TINY = {
+    "vocabulary_size": 2048,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+    "dropout": 0.0,
+    "max_sequence_length": 32,
+}
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    return make_workspace(tmp_path_factory.mktemp("cli"), TINY,
-                          plays=("tempest", "macbeth"), characters=6000, student=False)
+    return make_workspace(
+        tmp_path_factory.mktemp("cli"),
+        TINY,
+        plays=("tempest", "macbeth"),
+        characters=6000,
+        student=False,
+    )
 
 
 def _finite(path, *keys):
@@ -35,9 +47,27 @@ def _finite(path, *keys):
 
 def test_init_writes_a_guided_student_that_loads(workspace, capsys):
     out = workspace / "student.keras"
-    assert cli.main(["init", str(workspace / "teacher.keras"), "--out", str(out),
-                     "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
-                     "--intermediate-dim", "32", "--blocks", "all"]) == 0
+    assert (
+        cli.main(
+            [
+                "init",
+                str(workspace / "teacher.keras"),
+                "--out",
+                str(out),
+                "--hidden-dim",
+                "16",
+                "--num-layers",
+                "1",
+                "--num-heads",
+                "1",
+                "--intermediate-dim",
+                "32",
+                "--blocks",
+                "all",
+            ]
+        )
+        == 0
+    )
     assert "Wrote" in capsys.readouterr().out
     student = keras.saving.load_model(out)
     assert student.backbone.hidden_dim == 16 and student.backbone.num_layers == 1
@@ -46,22 +76,54 @@ def test_init_writes_a_guided_student_that_loads(workspace, capsys):
 
 
 def test_init_refuses_without_a_size(workspace, capsys):
-    assert cli.main(["init", str(workspace / "teacher.keras"), "--out",
-                     "x.keras"]) == 2
+    assert cli.main(["init", str(workspace / "teacher.keras"), "--out", "x.keras"]) == 2
     assert "--hidden-dim" in capsys.readouterr().err
 
 
 def test_distill_trains_checkpoints_and_resumes(workspace, capsys):
     student = workspace / "student_d.keras"
-    assert cli.main(["init", str(workspace / "teacher.keras"), "--out", str(student),
-                     "--hidden-dim", "16", "--num-layers", "1", "--num-heads", "1",
-                     "--intermediate-dim", "32"]) == 0
+    assert (
+        cli.main(
+            [
+                "init",
+                str(workspace / "teacher.keras"),
+                "--out",
+                str(student),
+                "--hidden-dim",
+                "16",
+                "--num-layers",
+                "1",
+                "--num-heads",
+                "1",
+                "--intermediate-dim",
+                "32",
+            ]
+        )
+        == 0
+    )
 
     def command(out):
-        return ["distill", "--teacher", str(workspace / "teacher.keras"),
-                "--student", str(student), "--text", str(workspace / "texts"),
-                "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
-                "--sequence-length", "16", "--checkpoint-every", "2", "--steps", "6"]
+        return [
+            "distill",
+            "--teacher",
+            str(workspace / "teacher.keras"),
+            "--student",
+            str(student),
+            "--text",
+            str(workspace / "texts"),
+            "--tokenizer",
+            "demo",
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--sequence-length",
+            "16",
+            "--checkpoint-every",
+            "2",
+            "--steps",
+            "6",
+        ]
 
     straight = workspace / "straight"
     assert cli.main(command(straight)) == 0
@@ -73,7 +135,8 @@ def test_distill_trains_checkpoints_and_resumes(workspace, capsys):
     with ctrl_c_at(4):
         assert cli.main(command(interrupted)) == 130  # Ctrl-C: one line, no traceback
     state = json.loads(
-        (interrupted / "checkpoint" / "step-00000004" / "state.json").read_text())
+        (interrupted / "checkpoint" / "step-00000004" / "state.json").read_text()
+    )
     assert (state["step"], state["num_steps"]) == (4, 6)
     assert cli.main(command(interrupted)[:-1] + ["8", "--resume"]) == 2
     assert "num_steps: 6 -> 8" in capsys.readouterr().err
@@ -82,17 +145,40 @@ def test_distill_trains_checkpoints_and_resumes(workspace, capsys):
     assert resumed["start_step"] == 4
     # Weights, optimizer state and data position are restored: the result
     # equals the uninterrupted run's.
-    np.testing.assert_allclose(resumed["held_out_loss"], first["held_out_loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        resumed["held_out_loss"], first["held_out_loss"], rtol=1e-5
+    )
 
 
 def test_compare_runs_the_ablation_on_user_text(workspace):
     out = workspace / "compare"
-    assert 0 == cli.main(["compare", "--teacher", str(workspace / "teacher.keras"),
-              "--text", str(workspace / "texts"), "--tokenizer", "demo",
-              "--out", str(out), "--hidden-dim", "16", "--num-layers", "1",
-              "--num-heads", "1", "--intermediate-dim", "32", "--steps", "3",
-              "--batch-size", "2", "--sequence-length", "16"])
+    assert 0 == cli.main(
+        [
+            "compare",
+            "--teacher",
+            str(workspace / "teacher.keras"),
+            "--text",
+            str(workspace / "texts"),
+            "--tokenizer",
+            "demo",
+            "--out",
+            str(out),
+            "--hidden-dim",
+            "16",
+            "--num-layers",
+            "1",
+            "--num-heads",
+            "1",
+            "--intermediate-dim",
+            "32",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--sequence-length",
+            "16",
+        ]
+    )
     record = _finite(out / "results.json", "teacher_loss")
     assert len(record["rows"]) == 7
     for row in record["rows"]:
@@ -106,13 +192,16 @@ def test_compare_runs_the_ablation_on_user_text(workspace):
     keras.backend.backend() != "torch",
     reason="on PyTorch only (21 s; JAX 45 s, TensorFlow 57 s): CI also runs "
     "`keras-guide demo --quick` on JAX from the built wheel, and the ablation it "
-    "runs is tested on every backend by test_compare_runs_the_ablation_on_user_text")
+    "runs is tested on every backend by test_compare_runs_the_ablation_on_user_text",
+)
 def test_demo_quick_end_to_end(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert "gap closed" in capsys.readouterr().out
     record = _finite(tmp_path / "results.json", "teacher_loss")
     assert [r["variant"] for r in record["rows"]][:2] == [
-        "random init (seed 0)", "random init (seed 1)"]
+        "random init (seed 0)",
+        "random init (seed 1)",
+    ]
     for row in record["rows"]:
         for key in ("held_out_loss", "step0_loss", "gap_closed", "tokens_per_second"):
             assert math.isfinite(row[key]), (row["variant"], key)

@@ -141,7 +141,10 @@ def test_readme_block_runs_as_printed(block, tmp_path, monkeypatch):
     flag = f"--xla_force_host_platform_device_count={block.devices}"
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
     done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True,
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     assert done.returncode == 0, (

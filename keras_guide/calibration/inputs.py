@@ -72,7 +72,8 @@ def _check(x, vocabulary_size, index, max_length=None, num_segments=None):
         if not np.issubdtype(segments.dtype, np.integer):
             raise ValueError(
                 f"Calibration batch {index}: `segment_ids` must be integers. "
-                f"Received: dtype {segments.dtype}")
+                f"Received: dtype {segments.dtype}"
+            )
         high = num_segments if num_segments is not None else np.inf
         wrong = (segments < 0) | (segments >= high)
         if np.any(wrong):
@@ -81,11 +82,18 @@ def _check(x, vocabulary_size, index, max_length=None, num_segments=None):
                 f"Calibration batch {index}: `segment_ids` must lie in {bound} "
                 f"(the teacher's segments), but {int(wrong.sum())} of its "
                 f"{segments.size} values do not (min {int(segments.min())}, max "
-                f"{int(segments.max())}); -1 would wrap to the last segment.")
+                f"{int(segments.max())}); -1 would wrap to the last segment."
+            )
 
 
-def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
-                        max_length=None, num_segments=None):
+def calibration_batches(
+    calibration,
+    input_names,
+    vocabulary_size,
+    batch_size=8,
+    max_length=None,
+    num_segments=None,
+):
     """Checks calibration data and returns it as a list of input dicts.
 
     Args:
@@ -118,18 +126,31 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
     """
     if isinstance(calibration, dict):
         calibration = [calibration]  # one batch of inputs
-    if isinstance(calibration, (list, tuple)) and calibration and all(
+    if (
+        isinstance(calibration, (list, tuple))
+        and calibration
+        and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-            for v in calibration):
+            for v in calibration
+        )
+    ):
         calibration = np.asarray(calibration)  # one sequence of token ids
-    if isinstance(calibration, np.ndarray) and calibration.ndim == 0 or (
-            isinstance(calibration, (str, bytes)) or not (
-            isinstance(calibration, np.ndarray) or hasattr(calibration, "__iter__"))):
+    if (
+        isinstance(calibration, np.ndarray)
+        and calibration.ndim == 0
+        or (
+            isinstance(calibration, (str, bytes))
+            or not (
+                isinstance(calibration, np.ndarray) or hasattr(calibration, "__iter__")
+            )
+        )
+    ):
         raise ValueError(
             "`calibration` must be token ids of shape (num_sequences, length), a "
             "list of such arrays, or an iterable of batches (input dicts or "
             f"(x, y) tuples). Received: calibration={calibration!r} of type "
-            f"{type(calibration).__name__}")
+            f"{type(calibration).__name__}"
+        )
     if isinstance(calibration, np.ndarray):
         rows = calibration if calibration.ndim == 2 else calibration[None]
         calibration = [
@@ -149,8 +170,9 @@ def calibration_batches(calibration, input_names, vocabulary_size, batch_size=8,
         if np.any(outside):
             x = {**x, "token_ids": np.where(outside, 0, x["token_ids"])}
         for start in range(0, rows, batch_size):
-            batches.append({k: v[start: start + batch_size].astype("int32")
-                            for k, v in x.items()})
+            batches.append(
+                {k: v[start : start + batch_size].astype("int32") for k, v in x.items()}
+            )
     if (
         not batches
         or sum(int(b["padding_mask"].astype(bool).sum()) for b in batches) == 0

@@ -106,5 +106,10 @@ class GapMonitor(keras.callbacks.Callback):
         loss = heldout_cross_entropy(student, self.validation_data, self.batch_size)
         gap = gap_closed(loss, self.baseline_loss, self.teacher_loss)
         if logs is not None:
-            logs.update({"heldout_loss": loss, "teacher_loss": self.teacher_loss,
-                         "gap_closed": gap})
+            logs.update(
+                {
+                    "heldout_loss": loss,
+                    "teacher_loss": self.teacher_loss,
+                    "gap_closed": gap,
+                }
+            )

@@ -93,7 +93,11 @@ class GuideSchedule(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, steps, kind="cosine", guide_strength=None, kd_weight=None,
+        self,
+        steps,
+        kind="cosine",
+        guide_strength=None,
+        kd_weight=None,
         temperature=None,
     ):
         super().__init__()
@@ -121,9 +125,11 @@ class GuideSchedule(keras.callbacks.Callback):
     def _check_value(name, value, where=""):
         """`value` as a float, if `name` may take it; else a `ValueError`."""
         if name == "temperature":
-            if isinstance(value, bool) or not isinstance(
-                    value, (int, float, np.integer, np.floating)) or not (
-                    math.isfinite(value) and value > 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not (math.isfinite(value) and value > 0)
+            ):
                 raise ValueError(
                     f"The temperature schedule must stay finite and > 0{where}. "
                     f"Received: temperature={value!r}"
@@ -135,12 +141,14 @@ class GuideSchedule(keras.callbacks.Callback):
         if callable(spec):
             return lambda step: float(keras.ops.convert_to_numpy(spec(step)))
         if isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(
-                spec, bool):
+            spec, bool
+        ):
             value = self._check_value(name, spec)
             return lambda step: value
         if isinstance(spec, (tuple, list)) and len(spec) == 2:
-            start, end = (self._check_value(name, v, " at its start and end")
-                          for v in spec)
+            start, end = (
+                self._check_value(name, v, " at its start and end") for v in spec
+            )
             return lambda step: scheduled_value(step, start, end, self.steps, self.kind)
         raise ValueError(
             f"`{name}` must be None, a number, a (start, end) pair or a "
@@ -183,8 +191,9 @@ class GuideSchedule(keras.callbacks.Callback):
             iterations = self.model.optimizer.iterations
             self._step = int(keras.ops.convert_to_numpy(iterations))
         for name, schedule in self.schedules.items():
-            value = self._check_value(name, schedule(self._step),
-                                      f" at step {self._step}")
+            value = self._check_value(
+                name, schedule(self._step), f" at step {self._step}"
+            )
             if self._last.get(name) != value:
                 for variable in self._targets[name]:
                     _backend.assign_during_fit(self.model, variable, value)

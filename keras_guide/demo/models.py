@@ -68,17 +68,21 @@ def round_to_float16(model):
     import numpy as np
 
     for variable in model.weights:
-        value = np.asarray(variable.numpy() if hasattr(variable, "numpy")
-                           else variable.value)
+        value = np.asarray(
+            variable.numpy() if hasattr(variable, "numpy") else variable.value
+        )
         variable.assign(value.astype(np.float16).astype(value.dtype))
 
 
 def save_teacher(model, directory=ASSETS_DIR, extra=None):
     """Writes the teacher's weights (float16) and config (plus `extra` metadata)."""
     os.makedirs(directory, exist_ok=True)
-    checkpoint.save_variables(model.weights,
-                              os.path.join(directory, TEACHER_WEIGHTS_FILE),
-                              dtype="float16", compressed=True)
+    checkpoint.save_variables(
+        model.weights,
+        os.path.join(directory, TEACHER_WEIGHTS_FILE),
+        dtype="float16",
+        compressed=True,
+    )
     config = {"backbone": _backbone_config(model), **(extra or {})}
     with open(os.path.join(directory, TEACHER_CONFIG_FILE), "w") as f:
         json.dump(config, f, indent=2)

@@ -23,17 +23,37 @@ from keras_guide.demo import models
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import ablation
 
-DEFAULT = ablation.Settings(num_steps=200, batch_size=16, warmup_steps=30,
-                            peak_learning_rate=4e-3,
-                            curve_points=6, curve_windows=64, eval_windows=None)
-QUICK = ablation.Settings(num_steps=24, batch_size=8, warmup_steps=4,
-                          peak_learning_rate=4e-3,
-                          curve_points=2, curve_windows=8, eval_windows=32)
+DEFAULT = ablation.Settings(
+    num_steps=200,
+    batch_size=16,
+    warmup_steps=30,
+    peak_learning_rate=4e-3,
+    curve_points=6,
+    curve_windows=64,
+    eval_windows=None,
+)
+QUICK = ablation.Settings(
+    num_steps=24,
+    batch_size=8,
+    warmup_steps=4,
+    peak_learning_rate=4e-3,
+    curve_points=2,
+    curve_windows=8,
+    eval_windows=32,
+)
 
 
-def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size=None,
-             learning_rate=None, train_teacher=False, teacher_dir=None,
-             variants=ablation.DEFAULT_VARIANTS, verbose=True):
+def run_demo(
+    out_dir="keras_guide_demo",
+    quick=False,
+    num_steps=None,
+    batch_size=None,
+    learning_rate=None,
+    train_teacher=False,
+    teacher_dir=None,
+    variants=ablation.DEFAULT_VARIANTS,
+    verbose=True,
+):
     """Runs the ablation, prints the table, writes results, plot and best student.
 
     Args:
@@ -64,9 +84,15 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
     if verbose:
         print(_announcement(teacher, teacher_loss, student_config, settings, demo))
     results, best, teacher_loss = ablation.run_ablation(
-        teacher, lambda seed: models.build_causal_lm(student_config, seed=seed),
-        train, held_out, settings, variants=variants, curve_batches=curve,
-        verbose=verbose, teacher_loss=teacher_loss,
+        teacher,
+        lambda seed: models.build_causal_lm(student_config, seed=seed),
+        train,
+        held_out,
+        settings,
+        variants=variants,
+        curve_batches=curve,
+        verbose=verbose,
+        teacher_loss=teacher_loss,
     )
     table = ablation.format_table(results, teacher_loss)
     os.makedirs(out_dir, exist_ok=True)
@@ -85,8 +111,10 @@ def run_demo(out_dir="keras_guide_demo", quick=False, num_steps=None, batch_size
         print(table)
     ablation.write_outputs(results, best, teacher_loss, out_dir, meta, title=title)
     if verbose:
-        print(f"\nWrote {out_dir}/results.csv, results.json, ablation.png, "
-              f"best_student.keras in {time.perf_counter() - start:.0f}s.")
+        print(
+            f"\nWrote {out_dir}/results.csv, results.json, ablation.png, "
+            f"best_student.keras in {time.perf_counter() - start:.0f}s."
+        )
     return results, teacher_loss
 
 
@@ -113,8 +141,9 @@ def _teacher_dir(out_dir, teacher_dir, train_teacher, verbose):
 
 
 def _announcement(teacher, teacher_loss, student_config, settings, demo):
-    windows = ("" if settings.eval_windows is None
-               else f", {settings.eval_windows} windows")
+    windows = (
+        "" if settings.eval_windows is None else f", {settings.eval_windows} windows"
+    )
     return (
         f"keras-guide demo on {keras.backend.backend()}: teacher GPT-2 "
         f"{teacher.backbone.num_layers}x{teacher.backbone.hidden_dim}, held-out "

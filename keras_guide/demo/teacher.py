@@ -46,11 +46,14 @@ def write_curve(history, directory):
         writer.writerow(["step", "tokens", "train_loss", "validation_loss"])
         tokens_per_step = RECIPE["batch_size"] * RECIPE["sequence_length"]
         for step in sorted(set(evals) | set(trains)):
-            writer.writerow([
-                step, step * tokens_per_step,
-                f"{trains[step]:.5f}" if step in trains else "",
-                f"{evals[step]:.5f}" if step in evals else "",
-            ])
+            writer.writerow(
+                [
+                    step,
+                    step * tokens_per_step,
+                    f"{trains[step]:.5f}" if step in trains else "",
+                    f"{evals[step]:.5f}" if step in evals else "",
+                ]
+            )
     try:
         import matplotlib
 
@@ -59,10 +62,16 @@ def write_curve(history, directory):
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(history["train_steps"], history["train_loss"], label="train (window mean)",
-            lw=1, alpha=0.7)
-    ax.plot(history["eval_steps"], history["eval_loss"], "o-", label="validation play",
-            ms=3)
+    ax.plot(
+        history["train_steps"],
+        history["train_loss"],
+        label="train (window mean)",
+        lw=1,
+        alpha=0.7,
+    )
+    ax.plot(
+        history["eval_steps"], history["eval_loss"], "o-", label="validation play", ms=3
+    )
     ax.set_xlabel("step (32 × 128 tokens)")
     ax.set_ylabel("token cross-entropy (nats)")
     ax.set_ylim(top=min(8.0, max(history["train_loss"][:1] + [5.0])))
@@ -74,8 +83,9 @@ def write_curve(history, directory):
     plt.close(fig)
 
 
-def train_teacher(directory=models.ASSETS_DIR, num_steps=None, verbose=True,
-                  config=None):
+def train_teacher(
+    directory=models.ASSETS_DIR, num_steps=None, verbose=True, config=None
+):
     """Trains the teacher with `RECIPE` and saves it to `directory`.
 
     Args:
@@ -95,8 +105,9 @@ def train_teacher(directory=models.ASSETS_DIR, num_steps=None, verbose=True,
         recipe["eval_every"] = max(1, min(recipe["eval_every"], int(num_steps)))
     demo = data_lib.DemoData(recipe["sequence_length"])
     batches = demo.train_batches(recipe["batch_size"], seed=recipe["data_seed"])
-    model = models.build_causal_lm(dict(config or models.TEACHER_CONFIG),
-                                   seed=recipe["init_seed"])
+    model = models.build_causal_lm(
+        dict(config or models.TEACHER_CONFIG), seed=recipe["init_seed"]
+    )
     os.makedirs(directory, exist_ok=True)
     start = time.perf_counter()
     history, best = _train_keeping_best(model, batches, demo, recipe, verbose)
@@ -132,8 +143,12 @@ def _train_keeping_best(model, batches, demo, recipe, verbose):
     """Trains `model` by `recipe` and leaves it at the weights with the lowest
     validation loss; returns the history and `{"loss", "step"}` of the best."""
     model.compile(
-        optimizer=training.adamw(recipe["peak_learning_rate"], recipe["num_steps"],
-                                 recipe["warmup_steps"], recipe["weight_decay"]),
+        optimizer=training.adamw(
+            recipe["peak_learning_rate"],
+            recipe["num_steps"],
+            recipe["warmup_steps"],
+            recipe["weight_decay"],
+        ),
         loss=training.causal_lm_loss(),
     )
     validation = demo.eval_batches("validation")
@@ -147,10 +162,15 @@ def _train_keeping_best(model, batches, demo, recipe, verbose):
             model.save_weights(best_path)
 
     history = training.train(
-        model, batches, recipe["num_steps"],
+        model,
+        batches,
+        recipe["num_steps"],
         evaluate=lambda m: heldout_cross_entropy(m, validation),
-        eval_every=recipe["eval_every"], log_every=10, verbose=verbose,
-        label="Training the demo teacher", on_eval=keep_best,
+        eval_every=recipe["eval_every"],
+        log_every=10,
+        verbose=verbose,
+        label="Training the demo teacher",
+        on_eval=keep_best,
     )
     model.load_weights(best_path)
     shutil.rmtree(scratch, ignore_errors=True)

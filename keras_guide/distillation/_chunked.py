@@ -51,15 +51,17 @@ def output_head(model):
         return None
     output = model.outputs[0]
     for layer in model.layers:
-        if not isinstance(layer, (keras.layers.ReversibleEmbedding,
-                                  keras.layers.Dense)):
+        if not isinstance(
+            layer, (keras.layers.ReversibleEmbedding, keras.layers.Dense)
+        ):
             continue
         for inputs, outputs in _backend.call_nodes(model, layer):
             if outputs[0] is output and len(inputs) == 1:
                 hidden = inputs[0]
                 if isinstance(layer, keras.layers.ReversibleEmbedding) and (
-                        "float" not in str(hidden.dtype)
-                        or output.shape[-1] != layer.input_dim):
+                    "float" not in str(hidden.dtype)
+                    or output.shape[-1] != layer.input_dim
+                ):
                     continue
                 trunk = _trunk(model, hidden)
                 return None if trunk is None else (trunk, layer)
@@ -73,8 +75,12 @@ def _trunk(model, hidden):
         if not _backend.is_functional(layer):
             continue
         calls = _backend.call_nodes(model, layer)
-        if (len(calls) == 1 and len(calls[0][1]) == 1 and calls[0][1][0] is hidden
-                and {id(t) for t in calls[0][0]} == model_inputs):
+        if (
+            len(calls) == 1
+            and len(calls[0][1]) == 1
+            and calls[0][1][0] is hidden
+            and {id(t) for t in calls[0][0]} == model_inputs
+        ):
             return layer
     try:
         return keras.Model(model.input, hidden, name=f"{model.name}_trunk")
@@ -102,8 +108,9 @@ def _token_terms(student_logits, teacher_logits, labels, temperature):
     `losses.kl_divergence_from_logits`), with the softmaxes their gradients
     need: `(ce, kl, log_q1, log_q, p)`."""
     log_q1 = ops.log_softmax(student_logits, axis=-1)
-    ce = -ops.squeeze(ops.take_along_axis(
-        log_q1, ops.expand_dims(labels, -1), axis=-1), -1)
+    ce = -ops.squeeze(
+        ops.take_along_axis(log_q1, ops.expand_dims(labels, -1), axis=-1), -1
+    )
     log_p = ops.log_softmax(teacher_logits / temperature, axis=-1)
     log_q = ops.log_softmax(student_logits / temperature, axis=-1)
     p = ops.exp(log_p)
@@ -111,9 +118,18 @@ def _token_terms(student_logits, teacher_logits, labels, temperature):
     return ce, kl, log_q1, log_q, p
 
 
-def head_losses(student_hidden, student_head, teacher_hidden, teacher_head, labels,
-                sample_weight=None, temperature=1.0, student_loss_weight=0.5,
-                kd_weight=0.5, chunk=None):
+def head_losses(
+    student_hidden,
+    student_head,
+    teacher_hidden,
+    teacher_head,
+    labels,
+    sample_weight=None,
+    temperature=1.0,
+    student_loss_weight=0.5,
+    kd_weight=0.5,
+    chunk=None,
+):
     """The Distiller's `α · CE + β · τ² · KL` from the two models' last hidden
     states and output heads, a chunk of tokens at a time.
 
@@ -161,8 +177,18 @@ def head_losses(student_hidden, student_head, teacher_hidden, teacher_head, labe
     a = ops.cast(student_loss_weight, "float32") * scale
     b = ops.cast(kd_weight, "float32") * ops.square(temperature) * scale
     if keras.backend.backend() == "jax":
-        loss, ce_sum, kl_sum = _jax_sums(h_s, h_t, flat_labels, weight, student_head,
-                                         teacher_head, temperature, a, b, chunk)
+        loss, ce_sum, kl_sum = _jax_sums(
+            h_s,
+            h_t,
+            flat_labels,
+            weight,
+            student_head,
+            teacher_head,
+            temperature,
+            a,
+            b,
+            chunk,
+        )
     else:
         z_t = ops.stop_gradient(ops.cast(head_logits(teacher_head, h_t), "float32"))
         z_s = ops.cast(head_logits(student_head, h_s), "float32")
@@ -174,8 +200,9 @@ def head_losses(student_hidden, student_head, teacher_hidden, teacher_head, labe
     return loss, student_loss, kd
 
 
-def _jax_sums(h_s, h_t, labels, weight, student_head, teacher_head, temperature,
-              a, b, chunk):
+def _jax_sums(
+    h_s, h_t, labels, weight, student_head, teacher_head, temperature, a, b, chunk
+):
     """`(a·Σ w·ce + b·Σ w·kl, Σ w·ce, Σ w·kl)` over chunks of tokens, JAX only.
 
     Each chunk's gradient with respect to `h_S` and the student head's
@@ -199,8 +226,10 @@ def _jax_sums(h_s, h_t, labels, weight, student_head, teacher_head, temperature,
 
     s_train = values(student_head.trainable_variables)
     s_fixed = values(student_head.non_trainable_variables)
-    teacher = (values(teacher_head.trainable_variables),
-               values(teacher_head.non_trainable_variables))
+    teacher = (
+        values(teacher_head.trainable_variables),
+        values(teacher_head.non_trainable_variables),
+    )
 
     def chunk_sums(h, ht, y, w, train, fixed, teacher, tau, a, b):
         z_t = ops.cast(_call(teacher_head, *teacher, ht), "float32")
@@ -213,7 +242,8 @@ def _jax_sums(h_s, h_t, labels, weight, student_head, teacher_head, temperature,
         ce, kl, log_q1, log_q, p = _token_terms(z, z_t, y, tau)
         w_ = ops.expand_dims(w, -1)
         grad = a * w_ * (ops.exp(log_q1) - ops.one_hot(y, z.shape[-1])) + (
-            b / tau) * w_ * (ops.exp(log_q) - p)
+            b / tau
+        ) * w_ * (ops.exp(log_q) - p)
         d_h, d_train = pullback(ops.cast(grad, z_s.dtype))
         return ops.sum(w * ce), ops.sum(w * kl), d_h, d_train
 
@@ -229,7 +259,8 @@ def _jax_sums(h_s, h_t, labels, weight, student_head, teacher_head, temperature,
         zero = ops.zeros((), "float32")
         init = (zero, zero, [ops.zeros_like(t) for t in train])
         (ce_sum, kl_sum, d_train), d_h = jax.lax.scan(
-            body, init, (chunked(h), chunked(ht), chunked(y), chunked(w)))
+            body, init, (chunked(h), chunked(ht), chunked(y), chunked(w))
+        )
         d_h = ops.reshape(d_h, (count * size, h.shape[-1]))[:tokens]
         return (a * ce_sum + b * kl_sum, ce_sum, kl_sum), (d_h, d_train, rest)
 
@@ -239,6 +270,7 @@ def _jax_sums(h_s, h_t, labels, weight, student_head, teacher_head, temperature,
 
     def backward(saved, cotangents):
         d_h, d_train, rest = saved
+
         def scaled(gradient):
             return ops.cast(cotangents[0], gradient.dtype) * gradient
 
@@ -254,8 +286,10 @@ def _call(head, trainable, non_trainable, hidden):
     """`head_logits` with the head's weights given as values; unlike
     `Layer.stateless_call` (which runs `call`), through `__call__`, so a
     mixed-precision head casts its inputs and weights as in the model."""
-    mapping = [*zip(head.trainable_variables, trainable),
-               *zip(head.non_trainable_variables, non_trainable)]
+    mapping = [
+        *zip(head.trainable_variables, trainable),
+        *zip(head.non_trainable_variables, non_trainable),
+    ]
     with keras.StatelessScope(state_mapping=mapping):
         return head_logits(head, hidden)
 
@@ -274,5 +308,6 @@ def check_chunk(value):
         raise ValueError(
             "`logits_chunk_tokens` must be None (automatic chunks), 0 (the whole "
             "batch's logits at once) or a positive number of tokens per chunk. "
-            f"Received: logits_chunk_tokens={value!r}")
+            f"Received: logits_chunk_tokens={value!r}"
+        )
     return int(value)

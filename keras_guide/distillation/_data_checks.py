@@ -37,20 +37,23 @@ def _check_ids(value, name, vocabulary_size, what="token ids", integers=True):
         raise ValueError(
             f"`{name}` must hold integer {what}, but its dtype is {ids.dtype}: a "
             "float id is truncated (2.7 becomes 2) without a word. Pass integers "
-            f"(e.g. astype('int32')). Received: {name} of shape {ids.shape}")
+            f"(e.g. astype('int32')). Received: {name} of shape {ids.shape}"
+        )
     if not np.issubdtype(ids.dtype, np.integer):
         if np.issubdtype(ids.dtype, np.floating) and not np.all(np.isfinite(ids)):
-            raise ValueError(f"`{name}` holds NaN or Inf. Received: {name} of "
-                             f"shape {ids.shape}")
+            raise ValueError(
+                f"`{name}` holds NaN or Inf. Received: {name} of shape {ids.shape}"
+            )
         if not np.issubdtype(ids.dtype, np.floating) or np.any(ids != np.round(ids)):
             return
     low, high = ids.min(), ids.max()
     if low < 0 or (vocabulary_size is not None and high >= vocabulary_size):
         bad = int(np.count_nonzero((ids < 0) | (ids >= (vocabulary_size or np.inf))))
-        hint = {"token ids": "the models' vocabulary; tokenize with the "
-                             "teacher's tokenizer",
-                "segment ids": "the models' segments"}.get(
-            what, "the width of the models' outputs")
+        hint = {
+            "token ids": "the models' vocabulary; tokenize with the "
+            "teacher's tokenizer",
+            "segment ids": "the models' segments",
+        }.get(what, "the width of the models' outputs")
         raise ValueError(
             f"`{name}` must hold {what} in [0, {vocabulary_size}) ({hint}), but "
             f"{bad} of its {ids.size} values are outside it (min {low}, max "
@@ -76,8 +79,9 @@ def _check_weights(value):
             f"{weights.shape}"
         )
     positive = weights[weights > 0]
-    if positive.size and (positive.min() < _SMALLEST_WEIGHT
-                          or positive.max() > _LARGEST_WEIGHT):
+    if positive.size and (
+        positive.min() < _SMALLEST_WEIGHT or positive.max() > _LARGEST_WEIGHT
+    ):
         raise ValueError(
             "`sample_weight` must lie in {0} ∪ "
             f"[{_SMALLEST_WEIGHT:.3g}, {_LARGEST_WEIGHT:.0e}]: float32 sums of "
@@ -104,9 +108,16 @@ def _token_ids(x):
     return x
 
 
-def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
-                num_classes=None, num_segments=None, token_model=True,
-                logits_rank=None):
+def check_batch(
+    x,
+    y=None,
+    sample_weight=None,
+    vocabulary_size=None,
+    num_classes=None,
+    num_segments=None,
+    token_model=True,
+    logits_rank=None,
+):
     """Raises a `ValueError` naming the input when a batch cannot be trained on.
 
     Checks: token ids (`x`, or `x["token_ids"]`) in `[0, vocabulary_size)`;
@@ -122,8 +133,12 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
     num_classes = vocabulary_size if num_classes is None else num_classes
     ids = _token_ids(x)
     if ids is not None:
-        _check_ids(ids, "token_ids" if isinstance(x, dict) else "x", vocabulary_size,
-                   integers=isinstance(x, dict) or token_model)
+        _check_ids(
+            ids,
+            "token_ids" if isinstance(x, dict) else "x",
+            vocabulary_size,
+            integers=isinstance(x, dict) or token_model,
+        )
     if isinstance(x, dict):
         if x.get("segment_ids") is not None:
             _check_ids(x["segment_ids"], "segment_ids", num_segments, "segment ids")
@@ -133,22 +148,34 @@ def check_batch(x, y=None, sample_weight=None, vocabulary_size=None,
         if y.get(offline.LABELS) is not None:
             _check_ids(y[offline.LABELS], "y['labels']", num_classes, "labels")
         if offline.TOP_K_INDICES in y:
-            _check_ids(y[offline.TOP_K_INDICES], f"y[{offline.TOP_K_INDICES!r}]",
-                       num_classes, "class ids")
-        if offline.TOP_K_LOGITS in y and not np.all(np.isfinite(
-                _numpy(y[offline.TOP_K_LOGITS]))):
-            raise ValueError(f"`y[{offline.TOP_K_LOGITS!r}]` holds NaN or Inf: "
-                             "recompute the offline teacher's top-k logits.")
+            _check_ids(
+                y[offline.TOP_K_INDICES],
+                f"y[{offline.TOP_K_INDICES!r}]",
+                num_classes,
+                "class ids",
+            )
+        if offline.TOP_K_LOGITS in y and not np.all(
+            np.isfinite(_numpy(y[offline.TOP_K_LOGITS]))
+        ):
+            raise ValueError(
+                f"`y[{offline.TOP_K_LOGITS!r}]` holds NaN or Inf: "
+                "recompute the offline teacher's top-k logits."
+            )
     elif y is not None and not isinstance(y, (list, tuple)):
         labels = _numpy(y)
-        dense = labels.ndim == logits_rank if logits_rank is not None else (
-            labels.ndim >= 1 and labels.shape[-1] == num_classes)
+        dense = (
+            labels.ndim == logits_rank
+            if logits_rank is not None
+            else (labels.ndim >= 1 and labels.shape[-1] == num_classes)
+        )
         if np.issubdtype(labels.dtype, np.integer) or not dense:
             _check_ids(labels, "y", num_classes, "labels")
         elif np.issubdtype(labels.dtype, np.floating) and not np.all(
-                np.isfinite(labels)):
-            raise ValueError(f"`y` holds NaN or Inf. Received: y of shape "
-                             f"{labels.shape}")
+            np.isfinite(labels)
+        ):
+            raise ValueError(
+                f"`y` holds NaN or Inf. Received: y of shape {labels.shape}"
+            )
     if sample_weight is not None:
         _check_weights(sample_weight)
 
@@ -161,8 +188,11 @@ def _unpack(batch):
 
 
 def _is_array(value):
-    return value is None or isinstance(value, (np.ndarray, list, dict, tuple)) or (
-        keras.ops.is_tensor(value))
+    return (
+        value is None
+        or isinstance(value, (np.ndarray, list, dict, tuple))
+        or (keras.ops.is_tensor(value))
+    )
 
 
 class _CheckedPyDataset(keras.utils.PyDataset):
@@ -280,11 +310,12 @@ def checked(x, y, sample_weight, check):
             check(x, y, sample_weight)
         return x
     if "tensorflow" in sys.modules and isinstance(
-            x, sys.modules["tensorflow"].data.Dataset):
+        x, sys.modules["tensorflow"].data.Dataset
+    ):
         return _checked_tf_dataset(x, check)
     if isinstance(x, keras.utils.PyDataset) or (
-            hasattr(x, "__len__") and hasattr(x, "__iter__")
-            and not hasattr(x, "__next__")):
+        hasattr(x, "__len__") and hasattr(x, "__iter__") and not hasattr(x, "__next__")
+    ):
         return _CheckedPyDataset(x, check)
     if hasattr(x, "__next__") or hasattr(x, "__iter__"):
         return _checked_generator(x, check)

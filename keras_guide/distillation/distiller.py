@@ -237,12 +237,16 @@ class Distiller(keras.Model):
         Raises:
             ValueError: naming the input, its shape and the bad values.
         """
-        _data_checks.check_batch(x, y, sample_weight, self.vocabulary_size,
-                                 num_classes=self.num_classes,
-                                 num_segments=self._backbone_size("num_segments"),
-                                 token_model=self._backbone_size(
-                                     "vocabulary_size") is not None,
-                                 logits_rank=self._logits_rank())
+        _data_checks.check_batch(
+            x,
+            y,
+            sample_weight,
+            self.vocabulary_size,
+            num_classes=self.num_classes,
+            num_segments=self._backbone_size("num_segments"),
+            token_model=self._backbone_size("vocabulary_size") is not None,
+            logits_rank=self._logits_rank(),
+        )
         self._warn_temperature(y)
 
     def _warn_temperature(self, y):
@@ -254,12 +258,16 @@ class Distiller(keras.Model):
             return
         if self.temperature is None or getattr(self, "_warned_temperature", False):
             return
-        stored = np.unique(np.asarray(keras.ops.convert_to_numpy(
-            y[offline.TEMPERATURE]), np.float64))
+        stored = np.unique(
+            np.asarray(keras.ops.convert_to_numpy(y[offline.TEMPERATURE]), np.float64)
+        )
         # The term's own temperature, not the variable: JAX's fit and evaluate
         # hold the variables' values outside them while they run.
-        current = next(float(term.temperature) for term in self.distillation_losses
-                       if hasattr(term, "temperature"))
+        current = next(
+            float(term.temperature)
+            for term in self.distillation_losses
+            if hasattr(term, "temperature")
+        )
         if np.allclose(stored, current):
             return
         self._warned_temperature = True
@@ -281,11 +289,11 @@ class Distiller(keras.Model):
         Raises:
             ValueError: naming the value and its range.
         """
+
         def read(variable):
             return float(keras.ops.convert_to_numpy(variable))
 
-        _check_weight(read(self.student_loss_weight), "student_loss_weight",
-                      upper=1.0)
+        _check_weight(read(self.student_loss_weight), "student_loss_weight", upper=1.0)
         for weight in self.distillation_loss_weights:
             _check_weight(read(weight), "distillation_loss_weights")
         if self.temperature is not None:
@@ -293,10 +301,14 @@ class Distiller(keras.Model):
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(
                     f"`temperature` must be finite and > 0. Received: temperature="
-                    f"{value} (assigned after construction?)")
+                    f"{value} (assigned after construction?)"
+                )
         for regularizer in guide_regularizers(self.student):
-            check_strength(read(regularizer.strength), "strength",
-                           " (a GuideRegularizer's, as training applies it)")
+            check_strength(
+                read(regularizer.strength),
+                "strength",
+                " (a GuideRegularizer's, as training applies it)",
+            )
 
     def check_half_precision(self, x, y=None):
         """Runs the models that compute in float16 on one batch, before any
@@ -328,7 +340,8 @@ class Distiller(keras.Model):
                     f"{policy} computes in float16, whose values overflow above "
                     "65,504, and training would make every student weight NaN. "
                     f"Nothing was trained: run the {role} in float32 or bfloat16 "
-                    "(dtype='bfloat16', or the 'mixed_bfloat16' policy).")
+                    "(dtype='bfloat16', or the 'mixed_bfloat16' policy)."
+                )
         self._half_precision_checked = True
 
     def _before_training(self, x, y, sample_weight, batch_size=None):
@@ -337,7 +350,8 @@ class Distiller(keras.Model):
         its first batch consumed it."""
         self.check_settings()
         if getattr(self, "_half_precision_checked", False) or not any(
-                _half_policy(m) for m in (self.student, self.teacher)):
+            _half_policy(m) for m in (self.student, self.teacher)
+        ):
             return x
         first, x = _data_checks.first_batch(x, y, sample_weight, batch_size)
         if first is not None:
@@ -345,9 +359,19 @@ class Distiller(keras.Model):
             self.check_half_precision(first[0], first[1])
         return x
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
-            callbacks=None, validation_split=0.0, validation_data=None,
-            sample_weight=None, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        sample_weight=None,
+        **kwargs,
+    ):
         x = self._before_training(x, y, sample_weight, batch_size)
         check = _data_checks.Recorder(self.check_data)
         x = _data_checks.checked(x, y, sample_weight, check)
@@ -358,25 +382,44 @@ class Distiller(keras.Model):
         callbacks = [*(callbacks or []), _StopOnNonFinite(self)]
         with self._guarded(check):
             return super().fit(
-                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                callbacks=callbacks, validation_split=validation_split,
-                validation_data=validation_data, sample_weight=sample_weight,
-                **kwargs)
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                sample_weight=sample_weight,
+                **kwargs,
+            )
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
-                 sample_weight=None, **kwargs):
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        **kwargs,
+    ):
         check = _data_checks.Recorder(self.check_data)
         x = _data_checks.checked(x, y, sample_weight, check)
         with self._guarded(check):
-            return super().evaluate(x, y, batch_size=batch_size, verbose=verbose,
-                                    sample_weight=sample_weight, **kwargs)
+            return super().evaluate(
+                x,
+                y,
+                batch_size=batch_size,
+                verbose=verbose,
+                sample_weight=sample_weight,
+                **kwargs,
+            )
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         check = _data_checks.Recorder(self.check_data)
         x = _data_checks.checked(x, None, None, check)
         with self._guarded(check):
-            return super().predict(x, batch_size=batch_size, verbose=verbose,
-                                   **kwargs)
+            return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
 
     @contextlib.contextmanager
     def _guarded(self, check):
@@ -424,8 +467,10 @@ class Distiller(keras.Model):
         layers = [term.layer_names() for term in terms]
         pairs = [names for names in layers if names is not None]
         heads = self._output_heads(terms, layers)
-        models = {role: heads[role][0] if heads else getattr(self, role)
-                  for role in ("student", "teacher")}
+        models = {
+            role: heads[role][0] if heads else getattr(self, role)
+            for role in ("student", "teacher")
+        }
         helpers = {"student": None, "teacher": None}
         widths = iter(())
         if pairs:
@@ -442,17 +487,26 @@ class Distiller(keras.Model):
         states = []
         for term, weight, names in zip(terms, self.distillation_loss_weights, layers):
             h_t, h_s = next(widths) if names is not None else (None, None)
-            states.append(term.build(
-                self, weight,
-                None if h_t is None else h_t.shape[-1],
-                None if h_s is None else h_s.shape[-1],
-            ))
+            states.append(
+                term.build(
+                    self,
+                    weight,
+                    None if h_t is None else h_t.shape[-1],
+                    None if h_s is None else h_s.shape[-1],
+                )
+            )
         self._features = _Untracked(**helpers)
         self._terms = _Untracked(layers=layers, states=states)
-        self._heads = None if heads is None else _Untracked(
-            trunks=models, student=heads["student"][1],
-            teacher=heads["teacher"][1],
-            logits_term=next(i for i, names in enumerate(layers) if names is None))
+        self._heads = (
+            None
+            if heads is None
+            else _Untracked(
+                trunks=models,
+                student=heads["student"][1],
+                teacher=heads["teacher"][1],
+                logits_term=next(i for i, names in enumerate(layers) if names is None),
+            )
+        )
 
     def _output_heads(self, terms, layers):
         """`{"student": (trunk, head), "teacher": ...}` when training may
@@ -460,11 +514,16 @@ class Distiller(keras.Model):
         is on, both models end in a per-token head, and the one term of the
         logits is a `LogitsDistillation`; else None."""
         logits_terms = [t for t, names in zip(terms, layers) if names is None]
-        if self.logits_chunk_tokens == 0 or len(logits_terms) != 1 or type(
-                logits_terms[0]) is not LogitsDistillation:
+        if (
+            self.logits_chunk_tokens == 0
+            or len(logits_terms) != 1
+            or type(logits_terms[0]) is not LogitsDistillation
+        ):
             return None
-        heads = {role: _chunked.output_head(getattr(self, role))
-                 for role in ("student", "teacher")}
+        heads = {
+            role: _chunked.output_head(getattr(self, role))
+            for role in ("student", "teacher")
+        }
         return heads if all(heads.values()) else None
 
     def call(self, inputs, training=None):
@@ -476,14 +535,19 @@ class Distiller(keras.Model):
             # The last hidden states, not the logits: `compute_loss` makes
             # the logits' terms from them chunk by chunk (`_chunked`).
             outputs = (self._features.student or self._heads.trunks["student"])(
-                inputs, training=True)
+                inputs, training=True
+            )
             if not isinstance(outputs, dict):
                 outputs = {"output": outputs, "hidden_states": []}
             if _backend.has_compiled_metrics(self):  # they read the logits
-                return {"output": self._logits("student", outputs["output"]),
-                        "hidden_states": outputs["hidden_states"]}
-            return {"pre_head": outputs["output"],
-                    "hidden_states": outputs["hidden_states"]}
+                return {
+                    "output": self._logits("student", outputs["output"]),
+                    "hidden_states": outputs["hidden_states"],
+                }
+            return {
+                "pre_head": outputs["output"],
+                "hidden_states": outputs["hidden_states"],
+            }
         if training and self._features.student is not None:
             return self._features.student(inputs, training=True)
         return self.student(inputs, training=training)
@@ -509,8 +573,10 @@ class Distiller(keras.Model):
         if self._features.student is not None and not isinstance(y_pred, dict):
             y_pred = self._features.student(x, training=training)
             if self._heads is not None:
-                y_pred = {"pre_head": y_pred["output"],
-                          "hidden_states": y_pred["hidden_states"]}
+                y_pred = {
+                    "pre_head": y_pred["output"],
+                    "hidden_states": y_pred["hidden_states"],
+                }
         if not isinstance(y_pred, dict):
             y_pred = {"output": y_pred, "hidden_states": []}
         states = [ops.cast(t, "float32") for t in y_pred["hidden_states"]]
@@ -524,15 +590,16 @@ class Distiller(keras.Model):
         the Distiller has output heads); not run (`(None, [], None)`) when
         every term reads `offline_teacher` instead."""
         if not any(
-            names is not None or offline_teacher is None
+            names is not None
+            or offline_teacher is None
             or not term.accepts_offline_teacher
             for term, names in zip(self.distillation_losses, self._terms.layers)
         ):
             return None, [], None
         model = self._features.teacher or (
-            self.teacher if self._heads is None else self._heads.trunks["teacher"])
-        outputs = keras.tree.map_structure(ops.stop_gradient,
-                                           model(x, training=False))
+            self.teacher if self._heads is None else self._heads.trunks["teacher"]
+        )
+        outputs = keras.tree.map_structure(ops.stop_gradient, model(x, training=False))
         if not isinstance(outputs, dict):
             outputs = {"output": outputs, "hidden_states": []}
         states = [ops.cast(t, "float32") for t in outputs["hidden_states"]]
@@ -542,16 +609,19 @@ class Distiller(keras.Model):
 
     def _logits(self, role, pre_head):
         """The whole batch's logits from the last hidden states, float32."""
-        logits = ops.cast(_chunked.head_logits(getattr(self._heads, role), pre_head),
-                          "float32")
+        logits = ops.cast(
+            _chunked.head_logits(getattr(self._heads, role), pre_head), "float32"
+        )
         return logits if role == "student" else ops.stop_gradient(logits)
 
     def _term_inputs(self, student, teacher, offline_teacher):
         """Yields each term with its weight, state and the outputs it reads."""
         student_states, teacher_states = iter(student[1]), iter(teacher[1])
         for term, weight, names, state in zip(
-            self.distillation_losses, self.distillation_loss_weights,
-            self._terms.layers, self._terms.states,
+            self.distillation_losses,
+            self.distillation_loss_weights,
+            self._terms.layers,
+            self._terms.states,
         ):
             if names is not None:
                 outputs = next(teacher_states), next(student_states)
@@ -569,8 +639,12 @@ class Distiller(keras.Model):
         teacher = self._teacher_outputs(x, offline_teacher)
         # From the hidden states chunk by chunk where the logits' terms are
         # the default CE and the live teacher's KD; else the logits, whole.
-        chunked = (student[2] is not None and labels is not None
-                   and self.loss is None and offline_teacher is None)
+        chunked = (
+            student[2] is not None
+            and labels is not None
+            and self.loss is None
+            and offline_teacher is None
+        )
         if student[2] is not None and not chunked:
             student = (self._logits("student", student[2]), *student[1:])
         if teacher[2] is not None and not chunked:
@@ -583,11 +657,17 @@ class Distiller(keras.Model):
             term = self.distillation_losses[index]
             temperature = self._terms.states[index]
             part, student_loss, values[term.metric_name] = _chunked.head_losses(
-                student[2], self._heads.student, teacher[2], self._heads.teacher,
-                labels, sample_weight,
+                student[2],
+                self._heads.student,
+                teacher[2],
+                self._heads.teacher,
+                labels,
+                sample_weight,
                 term.temperature if temperature is None else temperature,
-                self.student_loss_weight, self.distillation_loss_weights[index],
-                self.logits_chunk_tokens)
+                self.student_loss_weight,
+                self.distillation_loss_weights[index],
+                self.logits_chunk_tokens,
+            )
             total = total + part
         elif labels is not None:
             student_loss = kd.token_mean(
@@ -627,8 +707,7 @@ class Distiller(keras.Model):
             "teacher": keras.saving.serialize_keras_object(self.teacher),
             "student": keras.saving.serialize_keras_object(self.student),
             "distillation_losses": [
-                keras.saving.serialize_keras_object(t)
-                for t in self.distillation_losses
+                keras.saving.serialize_keras_object(t) for t in self.distillation_losses
             ],
             "distillation_loss_weights": self._distillation_loss_weight_values,
             "student_loss_weight": self._student_loss_weight_value,
@@ -676,7 +755,8 @@ def _check_models(teacher, student):
             f"`teacher` and `student` are the same model (`{teacher.name}`): the "
             "teacher is frozen, so the student would be too and `fit` would "
             "train nothing. Pass a student of its own (keras_guide.build_student"
-            "(teacher, ...), or keras.models.clone_model(teacher)).")
+            "(teacher, ...), or keras.models.clone_model(teacher))."
+        )
     frozen = {id(v) for v in teacher.weights}
     shared = [v.path for v in student.trainable_weights if id(v) in frozen]
     if shared:
@@ -684,7 +764,8 @@ def _check_models(teacher, student):
             f"The student shares {len(shared)} trainable weights with the teacher "
             f"(e.g. `{shared[0]}`), which the Distiller freezes: they would never "
             "train, and training the others would change the teacher's outputs. "
-            "Give the student weights of its own (keras.models.clone_model).")
+            "Give the student weights of its own (keras.models.clone_model)."
+        )
     if not teacher.built or not teacher.weights:
         raise ValueError(
             f"The teacher `{teacher.name}` is not built: it has no weights yet, "
@@ -752,9 +833,13 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None or np.isfinite(float(loss)):
             return
-        dtypes = {role: getattr(getattr(model, "dtype_policy", None), "name", "?")
-                  for role, model in (("teacher", self._distiller.teacher),
-                                      ("student", self._distiller.student))}
+        dtypes = {
+            role: getattr(getattr(model, "dtype_policy", None), "name", "?")
+            for role, model in (
+                ("teacher", self._distiller.teacher),
+                ("student", self._distiller.student),
+            )
+        }
         raise FloatingPointError(
             f"The distillation loss became {float(loss)} at batch {batch}; the "
             "student's weights are no longer finite (restore them from a "

@@ -73,8 +73,9 @@ class DistillationLoss:
         """
         return None
 
-    def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None,
-                     state=None):
+    def compute_loss(
+        self, teacher_outputs, student_outputs, sample_weight=None, state=None
+    ):
         """The term's unweighted loss, a float32 scalar.
 
         Args:
@@ -154,8 +155,9 @@ class LogitsDistillation(DistillationLoss):
         )
         return distiller.temperature
 
-    def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None,
-                     state=None):
+    def compute_loss(
+        self, teacher_outputs, student_outputs, sample_weight=None, state=None
+    ):
         """`kd_loss` at the temperature `state` (this term's own without one);
         `top_k_kd_loss` against an offline teacher's stored top-k logits."""
         temperature = self.temperature if state is None else state
@@ -247,13 +249,15 @@ class FeatureDistillation(DistillationLoss):
     def build(self, distiller, weight, teacher_width=None, student_width=None):
         """Appends this term's projector to `distiller.projectors` (None for
         equal widths and no projection) and returns it."""
-        projector = _projector(self, student_width, teacher_width,
-                               len(distiller.projectors))
+        projector = _projector(
+            self, student_width, teacher_width, len(distiller.projectors)
+        )
         distiller.projectors.append(projector)
         return projector
 
-    def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None,
-                     state=None):
+    def compute_loss(
+        self, teacher_outputs, student_outputs, sample_weight=None, state=None
+    ):
         """`hidden_state_loss` of the projected student states (`state` is the
         projector) against the teacher's."""
         if state is not None:

@@ -147,8 +147,9 @@ def make_distribution(
     mesh = keras.distribution.DeviceMesh(
         (len(devices) // model_parallel, model_parallel), ("batch", "model"), devices
     )
-    layouts = sharding_layouts(teacher, student, mesh, model_dim="model",
-                               batch_dim="batch")
+    layouts = sharding_layouts(
+        teacher, student, mesh, model_dim="model", batch_dim="batch"
+    )
     return _fed_by_processes(
         keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")
     )

@@ -26,8 +26,11 @@ import keras
 import numpy as np
 
 # Keras' own variable names (`keras.distribution.initialize()` reads them).
-ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
-       "KERAS_DISTRIBUTION_PROCESS_ID")
+ENV = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
 
 
 def requested():
@@ -38,8 +41,10 @@ def requested():
     """
     text = os.environ.get(ENV[1], "1").strip() or "1"
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{ENV[1]} must be a positive integer (the number of "
-                         f"processes of the run). Received: {text!r}")
+        raise ValueError(
+            f"{ENV[1]} must be a positive integer (the number of "
+            f"processes of the run). Received: {text!r}"
+        )
     return int(text)
 
 
@@ -61,13 +66,15 @@ def initialize():
         raise ValueError(
             f"{ENV[1]}={count} asks for a multi-process run, which "
             "keras.distribution runs on the JAX backend; set KERAS_BACKEND=jax. "
-            f"Received: backend {backend!r}")
+            f"Received: backend {backend!r}"
+        )
     missing = [name for name in (ENV[0], ENV[2]) if not os.environ.get(name)]
     if missing:
         raise ValueError(
             f"{ENV[1]}={count} asks for a multi-process run: set "
             f"{' and '.join(missing)} too (the coordinator's host:port, the "
-            "same in every process; this process's index from 0).")
+            "same in every process; this process's index from 0)."
+        )
     import jax
 
     if not jax.distributed.is_initialized():
@@ -108,11 +115,14 @@ def local_rows(batch):
 
     def rows(array):
         sharding = distribution.get_data_layout(array.shape).backend_layout
-        held = [index[0] for index in sharding.addressable_devices_indices_map(
-            array.shape).values()]
+        held = [
+            index[0]
+            for index in sharding.addressable_devices_indices_map(array.shape).values()
+        ]
         begin = min(s.start or 0 for s in held)
-        return array[begin: max(len(array) if s.stop is None else s.stop
-                                for s in held)]
+        return array[
+            begin : max(len(array) if s.stop is None else s.stop for s in held)
+        ]
 
     return keras.tree.map_structure(rows, batch)
 
@@ -151,12 +161,16 @@ def run_folder(out_dir, resume):
             error = failure
     try:
         if not all_agree(error is None):
-            who = (f"this process ({error})" if error is not None
-                   else "another process (see its message)")
+            who = (
+                f"this process ({error})"
+                if error is not None
+                else "another process (see its message)"
+            )
             raise ValueError(
                 f"--resume: {who} of the run could not read --out {out_dir}; put "
                 "the run folder on a file system every host sees (each process "
-                "resumes from process 0's checkpoint).")
+                "resumes from process 0's checkpoint)."
+            )
         yield folder
     finally:
         if scratch is not None:

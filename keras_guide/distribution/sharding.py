@@ -100,8 +100,9 @@ def _replicate_undivided_vocabulary(layouts, adapter, backbones, device_mesh):
             return
 
 
-def sharding_layouts(teacher, student, device_mesh, model_dim="model",
-                     batch_dim="batch"):
+def sharding_layouts(
+    teacher, student, device_mesh, model_dim="model", batch_dim="batch"
+):
     """Builds one `LayoutMap` that shards a teacher and its student for `ModelParallel`.
 
     Families whose KerasHub backbone has `get_layout_map` (Llama, Gemma, Qwen)

@@ -152,8 +152,11 @@ class KerasLM(TemplateLM):
                 "it was trained with (KerasLM(model, tokenizer=...)). Received: "
                 f"model={type(model).__name__}"
             )
-        for name, value in (("batch_size", batch_size), ("max_gen_toks", max_gen_toks),
-                            ("max_length", max_length)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("max_gen_toks", max_gen_toks),
+            ("max_length", max_length),
+        ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(
                     f"`{name}` must be a positive integer. Received: {name}={value!r}"
@@ -166,13 +169,17 @@ class KerasLM(TemplateLM):
         self._max_gen_toks = int(max_gen_toks)
         self._progress = bool(progress)
         backbone = getattr(model, "backbone", None)
-        stated = (backbone.get_config().get("max_sequence_length")
-                  if backbone is not None else None)
+        stated = (
+            backbone.get_config().get("max_sequence_length")
+            if backbone is not None
+            else None
+        )
         self._max_length = int(max_length or stated or DEFAULT_MAX_LENGTH)
         build = getattr(tokenizer, "llama_cpp_tokenizer", None)
         self._llama_cpp = build() if build is not None else None
-        self._start = getattr(tokenizer, "start_token_id", None) if add_start_token \
-            else None
+        self._start = (
+            getattr(tokenizer, "start_token_id", None) if add_start_token else None
+        )
         end = getattr(tokenizer, "end_token_id", None)
         self._end = end if end is not None else getattr(tokenizer, "pad_token_id", 0)
         self._scorer = _Scorer(model, name="keras_lm_scorer")
@@ -256,8 +263,9 @@ class KerasLM(TemplateLM):
             {"token_ids": ids, "padding_mask": mask, "targets": target}
         )
         log_prob, greedy = np.asarray(log_prob), np.asarray(greedy)
-        return [(log_prob[i, : len(r)], greedy[i, : len(r)])
-                for i, r in enumerate(rows)]
+        return [
+            (log_prob[i, : len(r)], greedy[i, : len(r)]) for i, r in enumerate(rows)
+        ]
 
     def _bar(self, total, desc, disable):
         from tqdm import tqdm
@@ -280,14 +288,15 @@ class KerasLM(TemplateLM):
                     f"model's max_length ({self.max_length}). Pass a larger "
                     "max_length if the model takes it."
                 )
-        full = [(c + x)[-(self.max_length + 1):] for c, x in pairs]
+        full = [(c + x)[-(self.max_length + 1) :] for c, x in pairs]
         order = sorted(range(len(pairs)), key=lambda i: (-len(full[i]), full[i]))
         results = [None] * len(pairs)
         with self._bar(len(pairs), desc, disable) as bar:
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start: start + self.batch_size]
-                outputs = self._forward([full[i][:-1] for i in chunk],
-                                        [full[i][1:] for i in chunk])
+                chunk = order[start : start + self.batch_size]
+                outputs = self._forward(
+                    [full[i][:-1] for i in chunk], [full[i][1:] for i in chunk]
+                )
                 for i, (log_prob, greedy) in zip(chunk, outputs):
                     n = len(pairs[i][1])
                     wanted = np.asarray(pairs[i][1])
@@ -299,8 +308,9 @@ class KerasLM(TemplateLM):
         return results
 
     def _loglikelihood_tokens(self, requests, disable_tqdm=False, **kwargs):
-        results = self._score_pairs([(c, x) for _, c, x in requests],
-                                    "loglikelihood", disable_tqdm)
+        results = self._score_pairs(
+            [(c, x) for _, c, x in requests], "loglikelihood", disable_tqdm
+        )
         for (request, _, _), answer in zip(requests, results):
             if request is not None:
                 self.cache_hook.add_partial("loglikelihood", request, answer)
@@ -353,22 +363,24 @@ class KerasLM(TemplateLM):
         for request in requests:
             context, gen_kwargs = request.args
             until, steps = self._generation_settings(gen_kwargs)
-            ids = self.tok_encode(context)[-(self.max_length - steps):]
+            ids = self.tok_encode(context)[-(self.max_length - steps) :]
             jobs.append({"ids": ids, "until": until, "steps": steps, "new": []})
-        order = sorted(range(len(jobs)),
-                       key=lambda i: (-len(jobs[i]["ids"]), requests[i].args[0]))
+        order = sorted(
+            range(len(jobs)), key=lambda i: (-len(jobs[i]["ids"]), requests[i].args[0])
+        )
         results = [None] * len(jobs)
         with self._bar(len(jobs), "generate_until", disable_tqdm) as bar:
             for start in range(0, len(order), self.batch_size):
-                chunk = [jobs[i] for i in order[start: start + self.batch_size]]
+                chunk = [jobs[i] for i in order[start : start + self.batch_size]]
                 self._greedy(chunk)
-                for i, job in zip(order[start: start + self.batch_size], chunk):
+                for i, job in zip(order[start : start + self.batch_size], chunk):
                     text = postprocess_generated_text(
                         self.tok_decode(job["new"]), job["until"], None
                     )
                     results[i] = text
-                    self.cache_hook.add_partial("generate_until", requests[i].args,
-                                                text)
+                    self.cache_hook.add_partial(
+                        "generate_until", requests[i].args, text
+                    )
                 bar.update(len(chunk))
         return results
 
@@ -405,8 +417,10 @@ def _offline_flags(offline):
     saved = {
         "env": {name: os.environ.get(name) for name in names},
         "hub": huggingface_hub.constants.HF_HUB_OFFLINE,
-        "datasets": (datasets.config.HF_HUB_OFFLINE,
-                     datasets.config.HF_DATASETS_OFFLINE),
+        "datasets": (
+            datasets.config.HF_HUB_OFFLINE,
+            datasets.config.HF_DATASETS_OFFLINE,
+        ),
     }
     if offline:
         os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -425,8 +439,9 @@ def _restore_flags(saved):
         else:
             os.environ[key] = value
     huggingface_hub.constants.HF_HUB_OFFLINE = saved["hub"]
-    datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = (
-        saved["datasets"])
+    datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved[
+        "datasets"
+    ]
 
 
 _LOCAL_TASK = (
@@ -457,8 +472,11 @@ def _missing_data(name, entry, error):
     if dataset:
         subset = config.get("dataset_name")
         files = (config.get("dataset_kwargs") or {}).get("data_files")
-        dataset = repr(dataset) + (f" ({subset})" if subset else "") + (
-            f" with data_files={files!r}" if files else "")
+        dataset = (
+            repr(dataset)
+            + (f" ({subset})" if subset else "")
+            + (f" with data_files={files!r}" if files else "")
+        )
     else:
         dataset = "its data set"
     reason = (str(error).strip().splitlines() or [""])[0]
@@ -476,16 +494,20 @@ def _load_tasks(manager, tasks):
     built = []
     for name in tasks:
         entry = manager.task_index.get(name)
-        if entry is None and not (str(name).endswith((".yaml", ".yml"))
-                                  and os.path.isfile(name)):
+        if entry is None and not (
+            str(name).endswith((".yaml", ".yml")) and os.path.isfile(name)
+        ):
             raise _unknown_task(name, manager)
         try:
             loaded = manager.load([name])
         except KeyError as error:
             # A group or include naming a task the index lacks.
             missing = re.search(r"'([^']+)'", str(error))
-            raise _unknown_task(missing.group(1) if missing else name, manager,
-                                inside=name if missing else None) from error
+            raise _unknown_task(
+                missing.group(1) if missing else name,
+                manager,
+                inside=name if missing else None,
+            ) from error
         except (OSError, ValueError) as error:
             # datasets raises ConnectionError (an OSError) for an unreachable
             # Hub, FileNotFoundError for a missing file and DatasetNotFoundError
@@ -573,8 +595,13 @@ def evaluate_tasks(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    lm = model if isinstance(model, KerasLM) else KerasLM(
-        model, batch_size=batch_size, max_length=max_length, progress=progress)
+    lm = (
+        model
+        if isinstance(model, KerasLM)
+        else KerasLM(
+            model, batch_size=batch_size, max_length=max_length, progress=progress
+        )
+    )
     saved = _offline_flags(offline)
     try:
         manager = None

@@ -39,12 +39,14 @@ def shared_tokens(runners, text):
             raise ValueError(
                 f"{name} has a vocabulary of {runner.vocabulary_size} tokens, "
                 f"{reference} of {first.vocabulary_size}: they cannot be scored "
-                "on the same tokens. Compare models that share a tokenizer.")
+                "on the same tokens. Compare models that share a tokenizer."
+            )
         if runner.add_bos != first.add_bos:
             raise ValueError(
                 f"{name} {'adds' if runner.add_bos else 'does not add'} a start "
                 f"token and {reference} {'does' if first.add_bos else 'does not'}: "
-                "their tokenizers differ. Compare models that share a tokenizer.")
+                "their tokenizers differ. Compare models that share a tokenizer."
+            )
         if probe is None:
             probe = first.tokenize(probe_text)
         try:
@@ -52,13 +54,16 @@ def shared_tokens(runners, text):
         except ValueError:  # no tokenizer of its own: it reads the shared ids
             continue
         if not np.array_equal(theirs, probe):
-            cut = int(np.argmax(np.not_equal(
-                theirs[: len(probe)], probe[: len(theirs)]))) if min(
-                len(theirs), len(probe)) else 0
+            cut = (
+                int(np.argmax(np.not_equal(theirs[: len(probe)], probe[: len(theirs)])))
+                if min(len(theirs), len(probe))
+                else 0
+            )
             raise ValueError(
                 f"{name} tokenizes the text differently from {reference} (token "
                 f"{cut} of the first {_PROBE_CHARS} characters differs): another "
-                "vocabulary or tokenizer. Compare models that share a tokenizer.")
+                "vocabulary or tokenizer. Compare models that share a tokenizer."
+            )
     bos = runners[reference].bos_id if runners[reference].add_bos else None
     return ids, bos
 
@@ -70,11 +75,13 @@ def check_context(runners, context):
         if limit is not None and context > limit:
             raise ValueError(
                 f"--context {context} is above {name}'s context length ({limit} "
-                f"tokens). Pass --context {limit} or less.")
+                f"tokens). Pass --context {limit} or less."
+            )
 
 
-def measure(runners, ids, context, bos_id=None, base=None, max_chunks=None,
-            verbose=True):
+def measure(
+    runners, ids, context, bos_id=None, base=None, max_chunks=None, verbose=True
+):
     """Each model's `llama-perplexity` figures on the same chunks.
 
     Args:
@@ -97,12 +104,17 @@ def measure(runners, ids, context, bos_id=None, base=None, max_chunks=None,
     inputs, targets = protocol.chunks(ids, context, bos_id, max_chunks)
     first = protocol.first_scored(context)
     scores = {name: protocol.TokenScores() for name in runners}
-    bar = keras.utils.Progbar(len(inputs), verbose=1 if verbose else 0,
-                              unit_name="chunk", stateful_metrics=["ppl"])
+    bar = keras.utils.Progbar(
+        len(inputs),
+        verbose=1 if verbose else 0,
+        unit_name="chunk",
+        stateful_metrics=["ppl"],
+    )
     for chunk, (tokens, target) in enumerate(zip(inputs, targets)):
-        wanted = target[first + 1:]
-        base_logits = (runners[base].logits(tokens, first)[:-1]
-                       if base is not None else None)
+        wanted = target[first + 1 :]
+        base_logits = (
+            runners[base].logits(tokens, first)[:-1] if base is not None else None
+        )
         for name, runner in runners.items():
             if name == base:
                 scores[name].add(base_logits, wanted)

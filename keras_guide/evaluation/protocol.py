@@ -65,13 +65,15 @@ def chunks(ids, context, bos_id=None, max_chunks=None):
     """
     ids = np.asarray(ids, np.int64).reshape(-1)
     if int(context) != context or context < 4:
-        raise ValueError(f"`context` must be an integer ≥ 4. Received: context="
-                         f"{context!r}")
+        raise ValueError(
+            f"`context` must be an integer ≥ 4. Received: context={context!r}"
+        )
     if len(ids) < 2 * context:
         raise ValueError(
             f"The text has {len(ids)} tokens; llama.cpp's perplexity protocol needs "
             f"at least two chunks, {2 * context} tokens, at a context of {context}. "
-            "Pass more text or a smaller context.")
+            "Pass more text or a smaller context."
+        )
     count = len(ids) // context
     if max_chunks is not None:
         count = min(count, int(max_chunks))
@@ -119,11 +121,13 @@ class TokenScores:
         if logits.ndim != 2 or len(logits) != len(targets):
             raise ValueError(
                 f"`logits` must be (rows, vocabulary) with one row per target. "
-                f"Received: logits of shape {logits.shape}, {len(targets)} targets")
+                f"Received: logits of shape {logits.shape}, {len(targets)} targets"
+            )
         if base_logits is not None and np.shape(base_logits) != logits.shape:
             raise ValueError(
                 "The base model's logits must have the model's shape (one "
-                f"vocabulary). Received: {np.shape(base_logits)} and {logits.shape}")
+                f"vocabulary). Received: {np.shape(base_logits)} and {logits.shape}"
+            )
         for start in range(0, len(targets), _ROWS):
             rows = slice(start, start + _ROWS)
             log_q = _log_softmax(logits[rows])
@@ -163,8 +167,13 @@ def perplexity_summary(nll):
     """
     mean, error = _mean_and_error(nll)
     perplexity = float(np.exp(mean))
-    return {"perplexity": perplexity, "perplexity_error": perplexity * error,
-            "nll": mean, "nll_error": error, "tokens": int(len(nll))}
+    return {
+        "perplexity": perplexity,
+        "perplexity_error": perplexity * error,
+        "nll": mean,
+        "nll_error": error,
+        "tokens": int(len(nll)),
+    }
 
 
 # The KL percentiles `llama-perplexity --kl-divergence` prints.
@@ -188,8 +197,9 @@ def kl_summary(scores):
         raise ValueError("No token was scored against a base model.")
     mean, error = _mean_and_error(nll)
     mean_base, error_base = _mean_and_error(base)
-    covariance = float((nll * base).mean() - mean * mean_base) / (n - 1) if n > 1 \
-        else 0.0
+    covariance = (
+        float((nll * base).mean() - mean * mean_base) / (n - 1) if n > 1 else 0.0
+    )
     ratio_error = float(np.sqrt(max(error**2 + error_base**2 - 2 * covariance, 0.0)))
     kl = scores.values("kl")
     kl_mean, kl_error = _mean_and_error(kl)
@@ -198,16 +208,22 @@ def kl_summary(scores):
     rms = float(np.sqrt(mse))
     same = float(scores.values("same_top").mean())
     return {
-        "kl": kl_mean, "kl_error": kl_error,
-        "kl_max": float(kl.max()), "kl_min": float(kl.min()),
-        "kl_percentiles": {f"{q:.1f}": float(np.percentile(kl, q))
-                           for q in PERCENTILES},
-        "ln_ppl_ratio": mean - mean_base, "ln_ppl_ratio_error": ratio_error,
+        "kl": kl_mean,
+        "kl_error": kl_error,
+        "kl_max": float(kl.max()),
+        "kl_min": float(kl.min()),
+        "kl_percentiles": {
+            f"{q:.1f}": float(np.percentile(kl, q)) for q in PERCENTILES
+        },
+        "ln_ppl_ratio": mean - mean_base,
+        "ln_ppl_ratio_error": ratio_error,
         "ppl_ratio": float(np.exp(mean - mean_base)),
         "base_perplexity": float(np.exp(mean_base)),
-        "correlation": (covariance / (error * error_base)
-                        if error and error_base else 0.0),
-        "delta_p_rms": rms, "delta_p_rms_error": 0.5 / rms * mse_error if rms else 0.0,
+        "correlation": (
+            covariance / (error * error_base) if error and error_base else 0.0
+        ),
+        "delta_p_rms": rms,
+        "delta_p_rms_error": 0.5 / rms * mse_error if rms else 0.0,
         "same_top": same,
         "same_top_error": float(np.sqrt(same * (1 - same) / (n - 1))) if n > 1 else 0.0,
         "tokens": n,

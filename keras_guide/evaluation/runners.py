@@ -80,7 +80,8 @@ class KerasRunner:
         if self._encoder is None:
             raise ValueError(
                 f"{self.path} has no tokenizer (no preprocessor): list first a model "
-                "that has one, whose tokens it shares.")
+                "that has one, whose tokens it shares."
+            )
         head = [self.bos_id] if self.add_bos else []
         return np.asarray(head + self._encoder.encode(text), np.int32)
 

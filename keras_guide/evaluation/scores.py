@@ -91,8 +91,10 @@ def logits(lm, ids):
     """`lm`'s float64 logits for one sequence of token ids, `(len, V)`."""
     import keras
 
-    x = {"token_ids": np.asarray(ids, "int32")[None],
-         "padding_mask": np.ones((1, len(ids)), "int32")}
+    x = {
+        "token_ids": np.asarray(ids, "int32")[None],
+        "padding_mask": np.ones((1, len(ids)), "int32"),
+    }
     return keras.ops.convert_to_numpy(lm(x)).astype(np.float64)[0]
 
 
@@ -140,12 +142,14 @@ def compare(teacher, student, batches):
             "teacher": -ops.take_along_axis(log_p, target, -1)[..., 0],
             "student": -ops.take_along_axis(log_q, target, -1)[..., 0],
             "kl": ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1),
-            "agree": ops.cast(ops.equal(ops.argmax(log_p, -1), ops.argmax(log_q, -1)),
-                              "float32"),
+            "agree": ops.cast(
+                ops.equal(ops.argmax(log_p, -1), ops.argmax(log_q, -1)), "float32"
+            ),
         }
         for name, value in values.items():
-            sums[name] += float((np.asarray(ops.convert_to_numpy(value),
-                                            np.float64) * w).sum())
+            sums[name] += float(
+                (np.asarray(ops.convert_to_numpy(value), np.float64) * w).sum()
+            )
         sums["tokens"] += float(w.sum())
     n = sums["tokens"]
     if not n:

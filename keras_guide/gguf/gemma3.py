@@ -70,10 +70,12 @@ def backbone_config(f):
         )
     if f.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
         raise GGUFError(f"`{f.path}`: key and value head widths differ.")
-    wavelength = f.positive(f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float,
-                            ROPE_BASE_LIMITS)
-    local = f.positive(f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float,
-                       ROPE_BASE_LIMITS)
+    wavelength = f.positive(
+        f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float, ROPE_BASE_LIMITS
+    )
+    local = f.positive(
+        f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float, ROPE_BASE_LIMITS
+    )
     if (wavelength, local) != (_GLOBAL_WAVELENGTH, _LOCAL_WAVELENGTH):
         raise GGUFError(
             f"`{f.path}` has RoPE bases {wavelength} (global) and {local} "
@@ -94,8 +96,10 @@ def backbone_config(f):
     if window is not None:
         window = f.positive(f"{arch}.attention.sliding_window")
     caps = {}
-    for key, name in (("attn_logit_softcapping", "attention_logit_soft_cap"),
-                      ("final_logit_softcapping", "final_logit_soft_cap")):
+    for key, name in (
+        ("attn_logit_softcapping", "attention_logit_soft_cap"),
+        ("final_logit_softcapping", "final_logit_soft_cap"),
+    ):
         present = f.get(f"{arch}.{key}") is not None
         caps[name] = f.positive(f"{arch}.{key}", kind=float) if present else None
     config = dict(
@@ -116,11 +120,14 @@ def backbone_config(f):
         sliding_window_size=int(window or 4096),
         global_rope_scaling_factor=(
             f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
-            if scaling == "linear" else 1.0
+            if scaling == "linear"
+            else 1.0
         ),
         layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon", kind=float,
-            limits=EPSILON_LIMITS),
+            f"{arch}.attention.layer_norm_rms_epsilon",
+            kind=float,
+            limits=EPSILON_LIMITS,
+        ),
     )
     f.check_shapes(tensor_shapes(config))
     return config
@@ -128,23 +135,37 @@ def backbone_config(f):
 
 def tensor_shapes(config):
     """`{gguf tensor name: shape}` a `gemma3` file of this config holds."""
-    v, d, width = (config["vocabulary_size"], config["hidden_dim"],
-                   config["head_dim"])
-    h, g, f = (config["num_query_heads"], config["num_key_value_heads"],
-               config["intermediate_dim"])
+    v, d, width = (config["vocabulary_size"], config["hidden_dim"], config["head_dim"])
+    h, g, f = (
+        config["num_query_heads"],
+        config["num_key_value_heads"],
+        config["intermediate_dim"],
+    )
     shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
     for i in range(config["num_layers"]):
         b = f"blk.{i}."
-        shapes.update({
-            b + "attn_q.weight": (h * width, d), b + "attn_k.weight": (g * width, d),
-            b + "attn_v.weight": (g * width, d),
-            b + "attn_output.weight": (d, h * width),
-            b + "attn_q_norm.weight": (width,), b + "attn_k_norm.weight": (width,),
-            b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d),
-            b + "ffn_down.weight": (d, f),
-            **{b + n + ".weight": (d,) for n in (
-                "attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm")},
-        })
+        shapes.update(
+            {
+                b + "attn_q.weight": (h * width, d),
+                b + "attn_k.weight": (g * width, d),
+                b + "attn_v.weight": (g * width, d),
+                b + "attn_output.weight": (d, h * width),
+                b + "attn_q_norm.weight": (width,),
+                b + "attn_k_norm.weight": (width,),
+                b + "ffn_gate.weight": (f, d),
+                b + "ffn_up.weight": (f, d),
+                b + "ffn_down.weight": (d, f),
+                **{
+                    b + n + ".weight": (d,)
+                    for n in (
+                        "attn_norm",
+                        "post_attention_norm",
+                        "ffn_norm",
+                        "post_ffw_norm",
+                    )
+                },
+            }
+        )
     return shapes
 
 
@@ -186,9 +207,14 @@ def _mapping(config, query_norm_factor=1.0):
         ("attention/key/kernel", "attn_k.weight", heads_first(g)),
         ("attention/value/kernel", "attn_v.weight", heads_first(g)),
         # (d, h·ℓ) ↔ Keras (h, ℓ, d).
-        ("attention/attention_output/kernel", "attn_output.weight",
-         mapping.Layout(lambda w: w.reshape(d, h, width).transpose(1, 2, 0),
-                        lambda k: k.transpose(2, 0, 1).reshape(d, h * width))),
+        (
+            "attention/attention_output/kernel",
+            "attn_output.weight",
+            mapping.Layout(
+                lambda w: w.reshape(d, h, width).transpose(1, 2, 0),
+                lambda k: k.transpose(2, 0, 1).reshape(d, h * width),
+            ),
+        ),
         ("ffw_gating/kernel", "ffn_gate.weight", mapping.transpose),
         ("ffw_gating_2/kernel", "ffn_up.weight", mapping.transpose),
         ("ffw_linear/kernel", "ffn_down.weight", mapping.transpose),
@@ -208,7 +234,9 @@ def _query_norm_factor(config, backbone):
     out on import, multiplied in on export.
     """
     return keras_query_scale(backbone) / llama_cpp_query_scale(
-        config["num_layers"], config["hidden_dim"], config["num_query_heads"],
+        config["num_layers"],
+        config["hidden_dim"],
+        config["num_query_heads"],
         config["head_dim"],
     )
 
@@ -243,10 +271,10 @@ def text_only_unsupported(config):
         "vision_encoder": config.get("vision_encoder") is not None,
         "use_query_key_norm=False": not config.get("use_query_key_norm", True),
         "use_post_attention_norm=False": not config.get(
-            "use_post_attention_norm", True),
+            "use_post_attention_norm", True
+        ),
         "use_post_ffw_norm=False": not config.get("use_post_ffw_norm", True),
-        "use_bidirectional_attention": bool(
-            config.get("use_bidirectional_attention")),
+        "use_bidirectional_attention": bool(config.get("use_bidirectional_attention")),
         "is_embedding_model": bool(config.get("is_embedding_model")),
     }
     return [name for name, present in unsupported.items() if present]
@@ -267,12 +295,19 @@ def metadata(config):
         GGUFError: the config uses what llama.cpp's `gemma3` does not have.
     """
     found = text_only_unsupported(config) + [
-        name for name, present in (
-            ("attention_logit_soft_cap",
-             config.get("attention_logit_soft_cap") is not None),
-            ("local_rope_scaling_factor != 1",
-             float(config.get("local_rope_scaling_factor", 1.0)) != 1.0),
-        ) if present]
+        name
+        for name, present in (
+            (
+                "attention_logit_soft_cap",
+                config.get("attention_logit_soft_cap") is not None,
+            ),
+            (
+                "local_rope_scaling_factor != 1",
+                float(config.get("local_rope_scaling_factor", 1.0)) != 1.0,
+            ),
+        )
+        if present
+    ]
     if found:
         raise GGUFError(
             f"This Gemma 3 model uses {found}, which llama.cpp's `gemma3` "

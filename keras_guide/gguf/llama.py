@@ -120,15 +120,19 @@ def backbone_config(f):
         num_key_value_heads=num_kv_heads,
         hidden_dim=hidden_dim,
         intermediate_dim=f.positive(f"{arch}.feed_forward_length"),
-        rope_max_wavelength=f.positive(f"{arch}.rope.freq_base", 10000.0, float,
-                                       ROPE_BASE_LIMITS),
+        rope_max_wavelength=f.positive(
+            f"{arch}.rope.freq_base", 10000.0, float, ROPE_BASE_LIMITS
+        ),
         rope_position_scaling_factor=(
             f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
-            if scaling == "linear" else 1.0
+            if scaling == "linear"
+            else 1.0
         ),
         layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon", kind=float,
-            limits=EPSILON_LIMITS),
+            f"{arch}.attention.layer_norm_rms_epsilon",
+            kind=float,
+            limits=EPSILON_LIMITS,
+        ),
         tie_word_embeddings=not f.has_tensor("output.weight"),
     )
     f.check_shapes(tensor_shapes(config))
@@ -145,14 +149,19 @@ def tensor_shapes(config):
         shapes["output.weight"] = (v, d)
     for i in range(config["num_layers"]):
         b = f"blk.{i}."
-        shapes.update({
-            b + "attn_q.weight": (h * width, d), b + "attn_k.weight": (g * width, d),
-            b + "attn_v.weight": (g * width, d),
-            b + "attn_output.weight": (d, h * width),
-            b + "attn_norm.weight": (d,), b + "ffn_norm.weight": (d,),
-            b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d),
-            b + "ffn_down.weight": (d, f),
-        })
+        shapes.update(
+            {
+                b + "attn_q.weight": (h * width, d),
+                b + "attn_k.weight": (g * width, d),
+                b + "attn_v.weight": (g * width, d),
+                b + "attn_output.weight": (d, h * width),
+                b + "attn_norm.weight": (d,),
+                b + "ffn_norm.weight": (d,),
+                b + "ffn_gate.weight": (f, d),
+                b + "ffn_up.weight": (f, d),
+                b + "ffn_down.weight": (d, f),
+            }
+        )
     return shapes
 
 
@@ -185,9 +194,13 @@ def _mapping(config):
         (attention + "key/kernel", "attn_k.weight", rows_to_heads(g, True)),
         (attention + "value/kernel", "attn_v.weight", rows_to_heads(g, False)),
         # (d, h·ℓ) ↔ Keras (h, ℓ, d).
-        (attention + "attention_output/kernel", "attn_output.weight",
-         mapping.Layout(lambda w: w.T.reshape(h, width, d),
-                        lambda k: k.reshape(h * width, d).T)),
+        (
+            attention + "attention_output/kernel",
+            "attn_output.weight",
+            mapping.Layout(
+                lambda w: w.T.reshape(h, width, d), lambda k: k.reshape(h * width, d).T
+            ),
+        ),
         ("self_attention_layernorm/scale", "attn_norm.weight", mapping.same),
         ("feedforward_layernorm/scale", "ffn_norm.weight", mapping.same),
         ("feedforward_gate_dense/kernel", "ffn_gate.weight", mapping.transpose),

@@ -39,9 +39,7 @@ _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
 # The pre-tokenizers' regular expressions (llama.cpp's `llm_tokenizer_bpe`),
 # by the names `tokenizer.ggml.pre` takes. llama.cpp implements some of them
 # by hand; these are the expressions those implementations follow.
-_GPT2 = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-)
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _LLAMA3 = (
     r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
     r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -55,14 +53,35 @@ _QWEN2 = (
 # (pre-tokenizer names, expressions, whether a piece that is a token is kept
 # whole: llama.cpp's `ignore_merges`)
 _PRE_TOKENIZERS = (
-    (("default",), (r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"),
-     False),
+    (
+        ("default",),
+        (r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"),
+        False,
+    ),
     (("llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"), (_LLAMA3,), True),
     (("dbrx", "smaug-bpe"), (_LLAMA3,), False),
-    (("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone"),
-     (r"\p{N}", _GPT2), False),
-    (("gpt-2", "phi-2", "mpt", "olmo", "jais", "roberta-bpe", "jina-v1-en",
-      "jina-v2-code", "jina-es", "jina-de", "gigachat"), (_GPT2,), False),
+    (
+        ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone"),
+        (r"\p{N}", _GPT2),
+        False,
+    ),
+    (
+        (
+            "gpt-2",
+            "phi-2",
+            "mpt",
+            "olmo",
+            "jais",
+            "roberta-bpe",
+            "jina-v1-en",
+            "jina-v2-code",
+            "jina-es",
+            "jina-de",
+            "gigachat",
+        ),
+        (_GPT2,),
+        False,
+    ),
     (("qwen2", "stablelm2", "deepseek-r1-qwen"), (_QWEN2,), False),
 )
 PRE_TOKENIZERS = {

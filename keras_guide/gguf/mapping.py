@@ -55,8 +55,7 @@ def weights(f, top, block, num_layers, keras_block, gguf_block="blk.{}."):
         num_layers: how many blocks.
         keras_block, gguf_block: the block prefixes, formatted with the index.
     """
-    for path, name, layout in _entries(top, block, num_layers, keras_block,
-                                       gguf_block):
+    for path, name, layout in _entries(top, block, num_layers, keras_block, gguf_block):
         yield path, name, layout.to_keras(f.tensor(name))
 
 
@@ -67,7 +66,6 @@ def tensors(read, top, block, num_layers, keras_block, gguf_block="blk.{}."):
         read: `read(keras path)` → the weight's value as a NumPy array.
         top, block, num_layers, keras_block, gguf_block: as for `weights`.
     """
-    for path, name, layout in _entries(top, block, num_layers, keras_block,
-                                       gguf_block):
+    for path, name, layout in _entries(top, block, num_layers, keras_block, gguf_block):
         value = layout.to_gguf(np.asarray(read(path), dtype=np.float32))
         yield name, np.ascontiguousarray(value), path

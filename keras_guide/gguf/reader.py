@@ -42,8 +42,19 @@ def _gguf():
 # GGUF's value types (gguf.GGUFValueType) by number: NumPy dtypes of the
 # fixed-size ones; 8 is a string (a u64 length, then UTF-8 bytes), 9 an
 # array (an item type, a u64 count, the items).
-_FIXED = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4",
-          7: "?", 10: "<u8", 11: "<i8", 12: "<f8"}
+_FIXED = {
+    0: "<u1",
+    1: "<i1",
+    2: "<u2",
+    3: "<i2",
+    4: "<u4",
+    5: "<i4",
+    6: "<f4",
+    7: "?",
+    10: "<u8",
+    11: "<i8",
+    12: "<f8",
+}
 _STRING, _ARRAY = 8, 9
 _VERSIONS = (2, 3)
 # llama.cpp's limits (ggml.h): at most 4 dimensions.
@@ -68,7 +79,11 @@ class _Array:
 
     def __init__(self, item_type, count, offset, end):
         self.item_type, self.count, self.offset, self.end = (
-            item_type, count, offset, end)
+            item_type,
+            count,
+            offset,
+            end,
+        )
 
     def decode(self, path):
         with open(path, "rb") as f:
@@ -79,7 +94,7 @@ class _Array:
         out, pos, unpack = [], 0, _U64.unpack_from
         for _ in range(self.count):
             (length,) = unpack(data, pos)
-            out.append(data[pos + 8: pos + 8 + length].decode("utf-8", "replace"))
+            out.append(data[pos + 8 : pos + 8 + length].decode("utf-8", "replace"))
             pos += 8 + length
         return out
 
@@ -89,7 +104,11 @@ class _TensorInfo:
 
     def __init__(self, name, tensor_type, dims, offset):
         self.name, self.tensor_type, self.dims, self.offset = (
-            name, tensor_type, dims, offset)
+            name,
+            tensor_type,
+            dims,
+            offset,
+        )
         self.data_offset = None
 
     @property
@@ -111,8 +130,10 @@ class _Header:
     def take(self, count, what):
         start = self.pos
         if count < 0 or start + count > self.size:
-            self.fail(f"{what} at byte {start} needs {count} bytes, but the file "
-                      f"has {self.size}")
+            self.fail(
+                f"{what} at byte {start} needs {count} bytes, but the file "
+                f"has {self.size}"
+            )
         self.pos = start + count
         return start
 
@@ -125,16 +146,18 @@ class _Header:
     def string(self, what):
         length = self.u64(what)
         start = self.take(length, what)
-        return self.buf[start: start + length].decode("utf-8", "replace")
+        return self.buf[start : start + length].decode("utf-8", "replace")
 
     def count(self, what, item_bytes):
         """A u64 count of items of at least `item_bytes` bytes each, refused
         when the rest of the file cannot hold them."""
         count = self.u64(what)
         if count * item_bytes > self.size - self.pos:
-            self.fail(f"{what} declares {count:,} items of at least {item_bytes} "
-                      f"bytes at byte {self.pos}, more than the "
-                      f"{self.size - self.pos:,} bytes left in the file")
+            self.fail(
+                f"{what} declares {count:,} items of at least {item_bytes} "
+                f"bytes at byte {self.pos}, more than the "
+                f"{self.size - self.pos:,} bytes left in the file"
+            )
         return count
 
     def value(self, value_type, key):
@@ -147,12 +170,15 @@ class _Header:
             self.fail(f"metadata `{key}` has unknown value type {value_type}")
         item_type = self.u32(f"`{key}`'s item type")
         if item_type == _ARRAY:
-            self.fail(f"metadata `{key}` is an array of arrays, which GGUF "
-                      "readers (llama.cpp's too) do not take")
+            self.fail(
+                f"metadata `{key}` is an array of arrays, which GGUF "
+                "readers (llama.cpp's too) do not take"
+            )
         if item_type not in _FIXED and item_type != _STRING:
             self.fail(f"metadata `{key}` has unknown item type {item_type}")
-        item_bytes = np.dtype(_FIXED[item_type]).itemsize if (
-            item_type in _FIXED) else 8
+        item_bytes = (
+            np.dtype(_FIXED[item_type]).itemsize if (item_type in _FIXED) else 8
+        )
         count = self.count(f"metadata array `{key}`", item_bytes)
         start = self.pos
         if item_type in _FIXED:
@@ -172,8 +198,10 @@ class _Header:
             (length,) = unpack(buf, pos)
             pos += 8 + length
             if pos > size:
-                self.fail(f"item {done} of `{key}` declares {length:,} bytes, past "
-                          f"the end of the file ({size:,} bytes)")
+                self.fail(
+                    f"item {done} of `{key}` declares {length:,} bytes, past "
+                    f"the end of the file ({size:,} bytes)"
+                )
             done += 1
             run = run + 1 if length == last else 0
             last = length
@@ -191,8 +219,7 @@ class _Header:
         found = 0
         while found < most:
             chunk = min(_RUN_CHUNK, most - found)
-            view = np.ndarray((chunk,), "<u8", self.buf, pos + found * step,
-                              (step,))
+            view = np.ndarray((chunk,), "<u8", self.buf, pos + found * step, (step,))
             differ = np.flatnonzero(view != length)
             del view  # the map is closed after parsing: no view may outlive it
             if len(differ):
@@ -204,14 +231,18 @@ class _Header:
 def _parse(path, size):
     """`(version, metadata, value types, tensors)` of the file at `path`."""
     gguf = _gguf()
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0,
-                                           access=mmap.ACCESS_READ) as buf:
+    with (
+        open(path, "rb") as f,
+        mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf,
+    ):
         header = _Header(path, buf, size)
         header.take(4, "the magic")
         version = header.u32("the version")
         if version not in _VERSIONS:
-            header.fail(f"GGUF version {version} (supported: {_VERSIONS}; a "
-                        "byte-swapped version is a big-endian file)")
+            header.fail(
+                f"GGUF version {version} (supported: {_VERSIONS}; a "
+                "byte-swapped version is a big-endian file)"
+            )
         # A tensor's info takes at least 32 bytes, a key/value at least 13.
         num_tensors = header.count("the tensor count", 32)
         num_keys = header.count("the metadata count", 13)
@@ -225,7 +256,9 @@ def _parse(path, size):
             metadata[key] = value
             types[key] = (gguf.GGUFValueType(value_type),) + (
                 (gguf.GGUFValueType(value.item_type),)
-                if isinstance(value, _Array) else ())
+                if isinstance(value, _Array)
+                else ()
+            )
         tensors = {}
         for _ in range(num_tensors):
             name = header.string("a tensor name")
@@ -233,25 +266,31 @@ def _parse(path, size):
                 header.fail(f"tensor `{name}` appears twice")
             n_dims = header.u32(f"tensor `{name}`'s rank")
             if n_dims > _MAX_DIMS:
-                header.fail(f"tensor `{name}` has {n_dims} dimensions; GGUF "
-                            f"tensors have at most {_MAX_DIMS}")
-            dims = tuple(header.u64(f"tensor `{name}`'s shape")
-                         for _ in range(n_dims))
+                header.fail(
+                    f"tensor `{name}` has {n_dims} dimensions; GGUF "
+                    f"tensors have at most {_MAX_DIMS}"
+                )
+            dims = tuple(header.u64(f"tensor `{name}`'s shape") for _ in range(n_dims))
             raw_type = header.u32(f"tensor `{name}`'s type")
             try:
                 kind = gguf.GGMLQuantizationType(raw_type)
                 gguf.GGML_QUANT_SIZES[kind]
             except (ValueError, KeyError):
                 header.fail(f"tensor `{name}` has unknown type {raw_type}")
-            tensors[name] = _TensorInfo(name, kind, dims,
-                                        header.u64(f"tensor `{name}`'s offset"))
+            tensors[name] = _TensorInfo(
+                name, kind, dims, header.u64(f"tensor `{name}`'s offset")
+            )
         data_start = header.pos
     alignment = metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
     if "general.alignment" in metadata and (
-            types["general.alignment"] != (gguf.GGUFValueType.UINT32,)
-            or alignment <= 0 or alignment & (alignment - 1)):
-        raise GGUFError(f"`{path}`: metadata `general.alignment` must be a uint32 "
-                        f"power of two. Received: {alignment!r}")
+        types["general.alignment"] != (gguf.GGUFValueType.UINT32,)
+        or alignment <= 0
+        or alignment & (alignment - 1)
+    ):
+        raise GGUFError(
+            f"`{path}`: metadata `general.alignment` must be a uint32 "
+            f"power of two. Received: {alignment!r}"
+        )
     data_start += -data_start % alignment
     _place_tensors(path, gguf, tensors.values(), data_start, size, alignment)
     return version, metadata, types, tensors
@@ -269,28 +308,40 @@ def _place_tensors(path, gguf, tensors, data_start, size, alignment):
         if row % block:
             raise GGUFError(
                 f"`{path}`: tensor `{tensor.name}` of type {kind} has rows of "
-                f"{row} values, not whole blocks of {block}.")
+                f"{row} values, not whole blocks of {block}."
+            )
         n_bytes = math.prod(tensor.dims) // block * block_bytes
         if tensor.offset % alignment or tensor.offset < end:
-            reason = (f"is not a multiple of the alignment {alignment}"
-                      if tensor.offset % alignment else
-                      f"lies inside the tensor before it, which ends at {end}")
+            reason = (
+                f"is not a multiple of the alignment {alignment}"
+                if tensor.offset % alignment
+                else f"lies inside the tensor before it, which ends at {end}"
+            )
             raise GGUFError(
                 f"`{path}` is corrupted: tensor `{tensor.name}`'s data offset "
                 f"{tensor.offset} {reason}. llama.cpp refuses such a file: each "
-                "tensor's data follows the one before, aligned, never shared.")
+                "tensor's data follows the one before, aligned, never shared."
+            )
         end = tensor.offset + n_bytes
         if data_start + end > size:
             raise GGUFError(
                 f"`{path}` is truncated: tensor `{tensor.name}` ends at byte "
-                f"{data_start + end} but the file has {size} bytes.")
+                f"{data_start + end} but the file has {size} bytes."
+            )
         tensor.n_bytes = n_bytes
         tensor.data_offset = data_start + tensor.offset
 
 
 # Dequantizing unquantized types is a cast from these NumPy types.
-_PLAIN = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I8": np.int8,
-          "I16": np.int16, "I32": np.int32, "I64": np.int64}
+_PLAIN = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "F64": np.float64,
+    "I8": np.int8,
+    "I16": np.int16,
+    "I32": np.int32,
+    "I64": np.int64,
+}
 # Rows dequantized at a time: the block decoders make several float32 copies of
 # their input, so a whole 49,152 x 576 table would briefly cost ~3x its size.
 _CHUNK_BYTES = 16 * 2**20
@@ -327,7 +378,8 @@ class GGUFFile:
         if not isinstance(path, (str, bytes, os.PathLike)):
             raise GGUFError(
                 "`path` must be the path of a `.gguf` file (a str or os.PathLike). "
-                f"Received: path={path!r} of type {type(path).__name__}")
+                f"Received: path={path!r} of type {type(path).__name__}"
+            )
         self.path = os.fsdecode(path)
         if not os.path.isfile(self.path):
             raise GGUFError(f"No GGUF file at `{self.path}`.")
@@ -340,7 +392,8 @@ class GGUFFile:
             )
         size = os.path.getsize(self.path)
         self.version, self._metadata, self._value_types, self._tensors = _parse(
-            self.path, size)
+            self.path, size
+        )
 
     @property
     def architecture(self):
@@ -456,8 +509,9 @@ class GGUFFile:
         shape = self.tensor_shape(name)
         # A plain file read rather than a memory map, whose touched pages
         # would stay in the process's memory.
-        data = np.fromfile(self.path, dtype=np.uint8, count=tensor.n_bytes,
-                           offset=tensor.data_offset)
+        data = np.fromfile(
+            self.path, dtype=np.uint8, count=tensor.n_bytes, offset=tensor.data_offset
+        )
         try:
             if kind.name in _PLAIN:
                 values = data.view(_PLAIN[kind.name]).astype(np.float32)

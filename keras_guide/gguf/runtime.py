@@ -59,19 +59,24 @@ def _run_child(path, script, argv=(), stdin=None):
             the signal that killed it (a crash prints nothing useful).
     """
     if not available():
-        raise ImportError("Running a GGUF file needs llama.cpp: pip install "
-                          "llama-cpp-python")
-    done = subprocess.run([sys.executable, "-c", script, *argv], input=stdin,
-                          capture_output=True, text=True)
+        raise ImportError(
+            "Running a GGUF file needs llama.cpp: pip install llama-cpp-python"
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
         raise RuntimeError(
             f"llama.cpp crashed on {path} ({name}). A llama-cpp-python built for "
             "this CPU's newest instructions can crash on some machines; the README "
-            "builds it for AVX2 (CMAKE_ARGS).")
+            "builds it for AVX2 (CMAKE_ARGS)."
+        )
     if done.returncode:
-        tail = done.stderr.strip().splitlines()[-1:] or [
-            f"exit code {done.returncode}"]
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise RuntimeError(f"llama.cpp could not run {path}: {tail[0]}")
     return done
 
@@ -88,8 +93,11 @@ def speed(path, threads=2, prompt_tokens=128, generate_tokens=64):
         ImportError: `llama-cpp-python` is not installed.
         RuntimeError: llama.cpp failed on the file (its message included).
     """
-    done = _run_child(path, _RUN, [os.fspath(path), str(threads),
-                                   str(prompt_tokens), str(generate_tokens)])
+    done = _run_child(
+        path,
+        _RUN,
+        [os.fspath(path), str(threads), str(prompt_tokens), str(generate_tokens)],
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["file_mib"] = os.path.getsize(path) / 2**20
     return result
@@ -140,8 +148,12 @@ def logits(path, sequences, kv_float32=False):
     sequences = [[int(i) for i in sequence] for sequence in sequences]
     with tempfile.TemporaryDirectory(prefix="keras-guide-llama-") as folder:
         out = os.path.join(folder, "logits.npz")
-        request = {"path": os.fspath(path), "sequences": sequences,
-                   "kv_float32": bool(kv_float32), "out": out}
+        request = {
+            "path": os.fspath(path),
+            "sequences": sequences,
+            "kv_float32": bool(kv_float32),
+            "out": out,
+        }
         _run_child(path, _LOGITS, stdin=json.dumps(request))
         with np.load(out) as saved:
             return [saved[str(i)] for i in range(len(sequences))]
@@ -242,26 +254,36 @@ class Session:
         RuntimeError: llama.cpp failed (its message, or the signal).
     """
 
-    def __init__(self, path, context, threads=None, kv_float32=False,
-                 flash_attention=None):
+    def __init__(
+        self, path, context, threads=None, kv_float32=False, flash_attention=None
+    ):
         import tempfile
 
         if not available():
-            raise ImportError("Running a GGUF file needs llama.cpp: pip install "
-                              "llama-cpp-python")
+            raise ImportError(
+                "Running a GGUF file needs llama.cpp: pip install llama-cpp-python"
+            )
         self.path = os.fspath(path)
         self._folder = tempfile.TemporaryDirectory(prefix="keras-guide-llama-")
         self._errors = open(os.path.join(self._folder.name, "stderr"), "w+")
         self._process = self._logits = None
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _SESSION], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._errors, text=True)
+                [sys.executable, "-c", _SESSION],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+                text=True,
+            )
             logits = os.path.join(self._folder.name, "logits.npy")
-            info = self._ask(path=self.path, context=int(context),
-                             threads=int(threads or os.cpu_count() or 1),
-                             kv_float32=bool(kv_float32), logits=logits,
-                             flash_attention=flash_attention)
+            info = self._ask(
+                path=self.path,
+                context=int(context),
+                threads=int(threads or os.cpu_count() or 1),
+                kv_float32=bool(kv_float32),
+                logits=logits,
+                flash_attention=flash_attention,
+            )
             self._logits = np.load(logits, mmap_mode="r")
         except BaseException:
             # A model llama.cpp cannot load leaves no process or files behind.
@@ -284,11 +306,12 @@ class Session:
             code = self._process.returncode
             if code is not None and code < 0:
                 raise RuntimeError(
-                    f"llama.cpp crashed on {self.path} "
-                    f"({signal.Signals(-code).name}).")
+                    f"llama.cpp crashed on {self.path} ({signal.Signals(-code).name})."
+                )
             self._errors.seek(0)
             tail = self._errors.read().strip().splitlines()[-1:] or [
-                f"exit code {code}"]
+                f"exit code {code}"
+            ]
             raise RuntimeError(f"llama.cpp could not run {self.path}: {tail[0]}")
         return json.loads(line)
 
@@ -310,7 +333,8 @@ class Session:
         if not 0 < len(tokens) <= self.context or not 0 <= first < len(tokens):
             raise ValueError(
                 f"A sequence of 1 to {self.context} tokens, scored from a position "
-                f"inside it. Received: {len(tokens)} tokens, first={first}")
+                f"inside it. Received: {len(tokens)} tokens, first={first}"
+            )
         rows = self._ask(op="logits", tokens=tokens.tolist(), first=int(first))["rows"]
         return np.array(self._logits[:rows])
 

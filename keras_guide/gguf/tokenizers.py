@@ -87,14 +87,16 @@ class _LlamaCppIds:
     def get_config(self):
         # `requires` last: Keras' error where keras_guide is missing prints
         # this config, so its message ends with what to install.
-        return {**super().get_config(), **self._extra_config(),
-                "gguf_settings": self.gguf_settings,
-                "requires": _saving.REQUIRES}
+        return {
+            **super().get_config(),
+            **self._extra_config(),
+            "gguf_settings": self.gguf_settings,
+            "requires": _saving.REQUIRES,
+        }
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(
-            {k: v for k, v in config.items() if k != "requires"})
+        return super().from_config({k: v for k, v in config.items() if k != "requires"})
 
     def llama_cpp_tokenizer(self):
         """The `LlamaCppTokenizer` of this vocabulary (built once)."""
@@ -197,8 +199,7 @@ def _bpe_tokenizer(tokenizer, token_types=None, settings=None):
     kinds = token_types or {}
     specials = {t for t in tokenizer.special_tokens if t is not None}
     types = [
-        kinds.get(token, _CONTROL if token in specials else _NORMAL)
-        for token in tokens
+        kinds.get(token, _CONTROL if token in specials else _NORMAL) for token in tokens
     ]
     return LlamaCppTokenizer(
         tokens,
@@ -340,8 +341,8 @@ def sentencepiece_proto(f):
         piece = proto.pieces.add()
         piece.piece = token
         piece.score = float(score)
-        piece.type = _UNKNOWN if index == unknown else (
-            int(kind) if 1 <= kind <= 6 else _NORMAL
+        piece.type = (
+            _UNKNOWN if index == unknown else (int(kind) if 1 <= kind <= 6 else _NORMAL)
         )
     return proto.SerializeToString()
 
@@ -370,8 +371,10 @@ def gguf_metadata(tokenizer, add_bos):
     if encoder is None:
         if isinstance(tokenizer, keras_hub.models.Llama3Tokenizer):
             encoder = _bpe_tokenizer(tokenizer)
-        elif isinstance(tokenizer, (keras_hub.models.Gemma3Tokenizer,
-                                    keras_hub.models.LlamaTokenizer)):
+        elif isinstance(
+            tokenizer,
+            (keras_hub.models.Gemma3Tokenizer, keras_hub.models.LlamaTokenizer),
+        ):
             encoder = _proto_tokenizer(tokenizer)
         else:
             raise GGUFError(

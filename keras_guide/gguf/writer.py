@@ -107,12 +107,14 @@ def save_gguf(
     _files.check_folder(path, GGUFError)
     backbone = backbone_of(model)
     origin = getattr(model, "_keras_guide_source", None) or getattr(
-        backbone, "_keras_guide_source", None)
+        backbone, "_keras_guide_source", None
+    )
     if origin is not None and _same_file(origin, path):
         raise GGUFError(
             f"`{path}` is the file this model was loaded from; write it "
             "elsewhere (overwrite=True never replaces a model's own source, as "
-            "the command line never replaces an input).")
+            "the command line never replaces an input)."
+        )
     if os.path.exists(path) and not overwrite:
         raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
     kind = type(backbone).__name__
@@ -142,8 +144,16 @@ def save_gguf(
     written = "float32" if kind_of_file.producer == "llama.cpp" else dtype
 
     def write(tmp):
-        _write(tmp, arch, name or backbone.name, written, meta, tokenizer_meta,
-               tensors, description)
+        _write(
+            tmp,
+            arch,
+            name or backbone.name,
+            written,
+            meta,
+            tokenizer_meta,
+            tensors,
+            description,
+        )
 
     if written != dtype:
         quantize.write_quantized(path, dtype, write)
@@ -199,8 +209,9 @@ def check_float16_range(name, value, error=GGUFError):
         )
 
 
-def tokenizer_metadata(model, source, vocabulary_size, carrier="a GGUF file",
-                       error=GGUFError):
+def tokenizer_metadata(
+    model, source, vocabulary_size, carrier="a GGUF file", error=GGUFError
+):
     """The `tokenizer.*` keys a file written for `model` carries.
 
     Shared with `keras_guide.hf.writer`, which writes them as Hugging Face
@@ -231,8 +242,11 @@ def tokenizer_metadata(model, source, vocabulary_size, carrier="a GGUF file",
                 f"`{source.path}` has {found} tokens but the model's table "
                 f"{vocabulary_size} rows: it is not this model's tokenizer."
             )
-        return {key: source.get(key) for key in source.keys()
-                if key.startswith("tokenizer.")}
+        return {
+            key: source.get(key)
+            for key in source.keys()
+            if key.startswith("tokenizer.")
+        }
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = getattr(preprocessor, "tokenizer", None)
     if tokenizer is None:
@@ -258,8 +272,10 @@ def _tokenizer_metadata(model, source, vocabulary_size):
     """`{key: (value, gguf value type or None)}` of the `tokenizer.*` keys:
     a key copied from `source` keeps its type."""
     meta = tokenizer_metadata(model, source, vocabulary_size)
-    return {key: (value, None if source is None else source.value_types(key))
-            for key, value in meta.items()}
+    return {
+        key: (value, None if source is None else source.value_types(key))
+        for key, value in meta.items()
+    }
 
 
 def _tensor_type(gguf, name, value, dtype):
@@ -295,11 +311,19 @@ def _add_value(writer, gguf, key, value, types):
     elif value and isinstance(value[0], str):
         writer.add_array(key, value)
     elif value and isinstance(value[0], float):
-        writer.add_key_value(key, list(value), gguf.GGUFValueType.ARRAY,
-                             sub_type=gguf.GGUFValueType.FLOAT32)
+        writer.add_key_value(
+            key,
+            list(value),
+            gguf.GGUFValueType.ARRAY,
+            sub_type=gguf.GGUFValueType.FLOAT32,
+        )
     else:
-        writer.add_key_value(key, [int(v) for v in value], gguf.GGUFValueType.ARRAY,
-                             sub_type=gguf.GGUFValueType.INT32)
+        writer.add_key_value(
+            key,
+            [int(v) for v in value],
+            gguf.GGUFValueType.ARRAY,
+            sub_type=gguf.GGUFValueType.INT32,
+        )
 
 
 def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors, description=None):
@@ -310,7 +334,8 @@ def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors, description=No
         if description:
             writer.add_description(str(description))
         writer.add_file_type(
-            int(getattr(gguf.LlamaFileType, dtypes_lib.TYPES[dtype].file_type)))
+            int(getattr(gguf.LlamaFileType, dtypes_lib.TYPES[dtype].file_type))
+        )
         if dtype.startswith("q"):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for key, value in meta.items():

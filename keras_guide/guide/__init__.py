@@ -18,5 +18,13 @@ from keras_guide.guide.options import GuideOptions
 from keras_guide.guide.report import GuideReport
 from keras_guide.guide.report import ReportRow
 
-__all__ = ["DATA_AWARE", "DATA_FREE", "GuideOptions", "GuideReport", "ReportRow",
-           "build_student", "guide", "weight_selection"]
+__all__ = [
+    "DATA_AWARE",
+    "DATA_FREE",
+    "GuideOptions",
+    "GuideReport",
+    "ReportRow",
+    "build_student",
+    "guide",
+    "weight_selection",
+]

@@ -1,7 +1,5 @@
 """Students of a teacher's family: `build_student`."""
 
-
-
 from keras_guide.adapters import adapter_for
 from keras_guide.adapters import backbone_of
 

@@ -119,9 +119,16 @@ def guide(
     Reference: arXiv 2510.06502.
     """
     options = GuideOptions(
-        blocks=blocks, layer_map=layer_map, projection=projection, center=center,
-        norm=norm, rescale=rescale, token_weights=token_weights,
-        regularize=regularize, select=select, calibrated=calibration is not None,
+        blocks=blocks,
+        layer_map=layer_map,
+        projection=projection,
+        center=center,
+        norm=norm,
+        rescale=rescale,
+        token_weights=token_weights,
+        regularize=regularize,
+        select=select,
+        calibrated=calibration is not None,
     )
     pair = _validate(teacher, student, options)
     projection = options.projection
@@ -130,27 +137,48 @@ def guide(
     stats = _calibrate(pair, calibration, options, projection)
     pair = dataclasses.replace(
         pair,
-        layer_map=plan.layer_map(options.layer_map, pair.d_t.num_layers,
-                                 pair.d_s.num_layers, options.blocks, stats),
+        layer_map=plan.layer_map(
+            options.layer_map,
+            pair.d_t.num_layers,
+            pair.d_s.num_layers,
+            options.blocks,
+            stats,
+        ),
     )
-    m = plan.projection(pair, projection, options.center, options.token_weights,
-                        stats)
-    guided, selections = plan.plan(pair, m, options.norm, options.rescale,
-                                   options.select, stats)
+    m = plan.projection(pair, projection, options.center, options.token_weights, stats)
+    guided, selections = plan.plan(
+        pair, m, options.norm, options.rescale, options.select, stats
+    )
     _check_coverage(pair, guided)
     _apply(pair, guided, options.regularize)
     layer_map = options.layer_map
-    calibration = None if stats is None else dict(
-        tokens=stats.tokens, seconds=stats.seconds,
-        block_change=stats.block_change.tolist())
-    return _report(pair, m, guided, dict(
-        blocks=options.blocks,
-        layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
-        projection=projection if isinstance(projection, str) else "given",
-        center=options.center, norm=options.norm, rescale=options.rescale,
-        regularize=options.regularize, select=options.select,
-    ), recipe=options.recipe, calibration=calibration,
-        selections=selections if options.select == "importance" else None)
+    calibration = (
+        None
+        if stats is None
+        else dict(
+            tokens=stats.tokens,
+            seconds=stats.seconds,
+            block_change=stats.block_change.tolist(),
+        )
+    )
+    return _report(
+        pair,
+        m,
+        guided,
+        dict(
+            blocks=options.blocks,
+            layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
+            projection=projection if isinstance(projection, str) else "given",
+            center=options.center,
+            norm=options.norm,
+            rescale=options.rescale,
+            regularize=options.regularize,
+            select=options.select,
+        ),
+        recipe=options.recipe,
+        calibration=calibration,
+        selections=selections if options.select == "importance" else None,
+    )
 
 
 def _validate(teacher, student, options):
@@ -176,8 +204,9 @@ def _validate(teacher, student, options):
     d_t, d_s = adapter.dims(t_backbone), adapter.dims(s_backbone)
     _check_dims(adapter, d_t, d_s, t_backbone, s_backbone)
     # Checks an explicit or named map now; "importance" waits for calibration.
-    mapping = plan.layer_map(options.layer_map, d_t.num_layers, d_s.num_layers,
-                             options.blocks, stats=False)
+    mapping = plan.layer_map(
+        options.layer_map, d_t.num_layers, d_s.num_layers, options.blocks, stats=False
+    )
     return plan.Pair(t_backbone, s_backbone, adapter, d_t, d_s, mapping)
 
 

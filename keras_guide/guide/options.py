@@ -23,12 +23,18 @@ SELECTS = ("uniform", "importance")
 PROJECTIONS = ("auto", "pca", "activations", "channels", "select")
 # What calibration text alone chooses: the data-aware recipe measured best on
 # both real teachers (README, "Data-aware choices"); and the defaults without it.
-DATA_AWARE = {"projection": "channels", "select": "importance",
-              "layer_map": "importance"}
+DATA_AWARE = {
+    "projection": "channels",
+    "select": "importance",
+    "layer_map": "importance",
+}
 DATA_FREE = {"projection": "auto", "select": "uniform", "layer_map": "uniform"}
 # The choices that run the teacher on calibration text.
-_DATA_AWARE_VALUES = {"projection": ("activations", "channels"),
-                      "select": ("importance",), "layer_map": ("importance",)}
+_DATA_AWARE_VALUES = {
+    "projection": ("activations", "channels"),
+    "select": ("importance",),
+    "layer_map": ("importance",),
+}
 
 
 def takes_calibration(options):
@@ -37,8 +43,9 @@ def takes_calibration(options):
     recipe). `options` is a dict of `guide`'s keyword arguments."""
     for name, values in _DATA_AWARE_VALUES.items():
         value = options.get(name)
-        if value is None or (name == "projection" and isinstance(value, str)
-                             and value == "auto"):
+        if value is None or (
+            name == "projection" and isinstance(value, str) and value == "auto"
+        ):
             return True
         if isinstance(value, str) and value in values:
             return True
@@ -93,8 +100,11 @@ class GuideOptions:
         for name in ("projection", "select", "layer_map"):
             value = getattr(self, name)
             unset = value is None or (
-                name == "projection" and isinstance(value, str) and value == "auto"
-                and self.calibrated)
+                name == "projection"
+                and isinstance(value, str)
+                and value == "auto"
+                and self.calibrated
+            )
             if unset:
                 object.__setattr__(self, name, recipe[name])
         self._check()
@@ -102,19 +112,22 @@ class GuideOptions:
     def _check(self):
         for name in ("center", "rescale", "calibrated"):
             if not _is_flag(getattr(self, name)):
-                raise ValueError(f"`{name}` must be True or False. Received: "
-                                 f"{name}={getattr(self, name)!r}")
-        for name, choices in (("blocks", BLOCKS), ("norm", NORMS),
-                              ("select", SELECTS)):
+                raise ValueError(
+                    f"`{name}` must be True or False. Received: "
+                    f"{name}={getattr(self, name)!r}"
+                )
+        for name, choices in (("blocks", BLOCKS), ("norm", NORMS), ("select", SELECTS)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}. Received: "
-                                 f"{name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be one of {choices}. Received: {name}={value!r}"
+                )
         if isinstance(self.layer_map, str):
             if self.layer_map not in LAYER_MAPS:
                 raise ValueError(
                     f"`layer_map` must be one of {LAYER_MAPS} or a list of teacher "
-                    f"block indices. Received: layer_map={self.layer_map!r}")
+                    f"block indices. Received: layer_map={self.layer_map!r}"
+                )
         else:
             try:
                 items = list(self.layer_map)
@@ -124,42 +137,51 @@ class GuideOptions:
                 raise ValueError(
                     "An explicit `layer_map` is a list of whole teacher block "
                     "indices (not floats or booleans). Received: "
-                    f"layer_map={self.layer_map!r}")
+                    f"layer_map={self.layer_map!r}"
+                )
         if isinstance(self.projection, str) and self.projection not in PROJECTIONS:
             raise ValueError(
                 f"`projection` must be one of {PROJECTIONS}, a (d_teacher, "
                 "d_student) matrix or a Projection. Received: "
-                f"projection={self.projection!r}")
+                f"projection={self.projection!r}"
+            )
         if self.regularize is not None:
             check_strength(self.regularize, "regularize")
         if self.token_weights is not None:
             weights = np.asarray(self.token_weights, dtype=np.float64)
-            if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
-                    weights < 0):
+            if (
+                weights.ndim != 1
+                or not np.all(np.isfinite(weights))
+                or np.any(weights < 0)
+            ):
                 raise ValueError(
                     "`token_weights` must be finite, non-negative row weights, one "
                     f"per token (shape (V,)). Received: shape {weights.shape}, "
-                    f"{int(np.sum(~np.isfinite(weights) | (weights < 0)))} bad values")
+                    f"{int(np.sum(~np.isfinite(weights) | (weights < 0)))} bad values"
+                )
         needs = self.needs_calibration
         if needs and not self.calibrated:
             raise ValueError(
                 f"{', '.join(needs)} measure the teacher on calibration text; pass "
                 "`calibration=` (token ids of shape (sequences, length) from the "
-                "teacher's tokenizer, a few thousand tokens).")
+                "teacher's tokenizer, a few thousand tokens)."
+            )
         if self.calibrated and not needs:
             raise ValueError(
                 "`calibration` was given but no choice uses it: pass "
                 "projection='activations' or 'channels', select='importance' "
-                "and/or layer_map='importance' (or leave them unset).")
+                "and/or layer_map='importance' (or leave them unset)."
+            )
 
     @property
     def needs_calibration(self):
         """The choices that run the teacher on calibration text, as
         `"name='value'"` strings (empty for a data-free guide)."""
-        return [f"{name}={getattr(self, name)!r}"
-                for name, values in _DATA_AWARE_VALUES.items()
-                if isinstance(getattr(self, name), str)
-                and getattr(self, name) in values]
+        return [
+            f"{name}={getattr(self, name)!r}"
+            for name, values in _DATA_AWARE_VALUES.items()
+            if isinstance(getattr(self, name), str) and getattr(self, name) in values
+        ]
 
     @property
     def recipe(self):

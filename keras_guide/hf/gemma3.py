@@ -23,8 +23,9 @@ def _rope(blocks, sliding):
         # No block of this kind: transformers' own default for it.
         theta = 10_000.0 if sliding else 1_000_000.0
         return {"rope_type": "default", "rope_theta": theta}
-    settings = {(float(b.rope_wavelength), float(b.rope_scaling_factor))
-                for b in chosen}
+    settings = {
+        (float(b.rope_wavelength), float(b.rope_scaling_factor)) for b in chosen
+    }
     if len(settings) > 1:
         kind = "sliding-window" if sliding else "global"
         raise ValueError(
@@ -70,7 +71,8 @@ def config(backbone, context_length):
         "hidden_activation": "gelu_pytorch_tanh",
         "max_position_embeddings": int(context_length),
         "rms_norm_eps": float(backbone.layer_norm_epsilon),
-        "query_pre_attn_scalar": round(scalar) if abs(scalar - round(scalar)) < 1e-6
+        "query_pre_attn_scalar": round(scalar)
+        if abs(scalar - round(scalar)) < 1e-6
         else scalar,
         "sliding_window": max(windows),
         "layer_types": [
@@ -114,14 +116,17 @@ def tensors(read, backbone):
         for name in ("query", "key", "value"):
             # Keras (heads, d, ℓ) → (heads·ℓ, d).
             kernel = read(k + f"attention/{name}/kernel")
-            yield (t + f"self_attn.{name[0]}_proj.weight",
-                   kernel.transpose(0, 2, 1).reshape(-1, d))
+            yield (
+                t + f"self_attn.{name[0]}_proj.weight",
+                kernel.transpose(0, 2, 1).reshape(-1, d),
+            )
         # Keras (heads, ℓ, d) → (d, heads·ℓ).
         kernel = read(k + "attention/attention_output/kernel")
-        yield (t + "self_attn.o_proj.weight",
-               kernel.transpose(2, 0, 1).reshape(d, -1))
-        for keras_name, name in (("ffw_gating", "gate_proj"),
-                                 ("ffw_gating_2", "up_proj"),
-                                 ("ffw_linear", "down_proj")):
+        yield (t + "self_attn.o_proj.weight", kernel.transpose(2, 0, 1).reshape(d, -1))
+        for keras_name, name in (
+            ("ffw_gating", "gate_proj"),
+            ("ffw_gating_2", "up_proj"),
+            ("ffw_linear", "down_proj"),
+        ):
             yield t + f"mlp.{name}.weight", read(k + keras_name + "/kernel").T
     yield "model.norm.weight", read("final_normalization/scale")

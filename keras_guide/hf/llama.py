@@ -8,8 +8,7 @@ rope type, its Llama 3.1 frequency adjustment the `llama3` type.
 """
 
 
-def check_heads(backbone, family="Llama", why="its head width is hidden_dim / "
-                "heads"):
+def check_heads(backbone, family="Llama", why="its head width is hidden_dim / heads"):
     """Refuses a backbone whose width does not split into its query heads.
 
     Shared with `keras_guide.hf.gemma3`.
@@ -27,7 +26,8 @@ def check_heads(backbone, family="Llama", why="its head width is hidden_dim / "
         raise ValueError(
             f"transformers' {family} needs hidden_dim divisible by the query heads "
             f"({why}); save this model as a KerasHub preset instead. Received: "
-            f"hidden_dim={d}, num_query_heads={h}")
+            f"hidden_dim={d}, num_query_heads={h}"
+        )
 
 
 def config(backbone, context_length):
@@ -90,18 +90,26 @@ def tensors(read, backbone):
         k, t = f"transformer_layer_{i}/", f"model.layers.{i}."
         a = k + "self_attention/"
         yield t + "input_layernorm.weight", read(k + "self_attention_layernorm/scale")
-        yield (t + "post_attention_layernorm.weight",
-               read(k + "feedforward_layernorm/scale"))
+        yield (
+            t + "post_attention_layernorm.weight",
+            read(k + "feedforward_layernorm/scale"),
+        )
         for name in ("query", "key", "value"):
             # Keras (d, heads, ℓ) → (heads·ℓ, d).
-            yield (t + f"self_attn.{name[0]}_proj.weight",
-                   read(a + name + "/kernel").reshape(d, -1).T)
+            yield (
+                t + f"self_attn.{name[0]}_proj.weight",
+                read(a + name + "/kernel").reshape(d, -1).T,
+            )
         # Keras (heads, ℓ, d) → (d, heads·ℓ).
-        yield (t + "self_attn.o_proj.weight",
-               read(a + "attention_output/kernel").reshape(-1, d).T)
-        for keras_name, name in (("feedforward_gate_dense", "gate_proj"),
-                                 ("feedforward_intermediate_dense", "up_proj"),
-                                 ("feedforward_output_dense", "down_proj")):
+        yield (
+            t + "self_attn.o_proj.weight",
+            read(a + "attention_output/kernel").reshape(-1, d).T,
+        )
+        for keras_name, name in (
+            ("feedforward_gate_dense", "gate_proj"),
+            ("feedforward_intermediate_dense", "up_proj"),
+            ("feedforward_output_dense", "down_proj"),
+        ):
             yield t + f"mlp.{name}.weight", read(k + keras_name + "/kernel").T
     yield "model.norm.weight", read("sequence_output_layernorm/scale")
     if not backbone.token_embedding.tie_weights:

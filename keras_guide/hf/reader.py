@@ -31,8 +31,11 @@ def is_hf_folder(path):
             found = json.load(f)
     except (OSError, ValueError):
         return False
-    return isinstance(found, dict) and "model_type" in found and (
-        "class_name" not in found)
+    return (
+        isinstance(found, dict)
+        and "model_type" in found
+        and ("class_name" not in found)
+    )
 
 
 class _Metadata:
@@ -54,8 +57,7 @@ def _pre_tokenizer_name(pre_tokenizer, ignore_merges):
     if not pre_tokenizer or pre_tokenizer.get("type") != "Sequence":
         return None
     steps = pre_tokenizer.get("pretokenizers", [])
-    if not steps or steps[-1].get("type") != "ByteLevel" or steps[-1].get(
-            "use_regex"):
+    if not steps or steps[-1].get("type") != "ByteLevel" or steps[-1].get("use_regex"):
         return None
     patterns = []
     for step in steps[:-1]:
@@ -92,14 +94,22 @@ def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
         index = added["id"]
         if not 0 <= index < len(tokens) or tokens[index] != added["content"]:
             return None
-        types[index] = (_USER_DEFINED if not added["special"] else
-                        _UNKNOWN if added["content"] == unknown else _CONTROL)
+        types[index] = (
+            _USER_DEFINED
+            if not added["special"]
+            else _UNKNOWN
+            if added["content"] == unknown
+            else _CONTROL
+        )
     meta = {"tokenizer.ggml.tokens": tokens}
     normalizer = tokenizer_json.get("normalizer") or {}
     if model.get("byte_fallback") or normalizer.get("type") == "Sequence":
         steps = normalizer.get("normalizers", [])
-        if not steps or steps[-1] != {"type": "Replace", "pattern": {"String": " "},
-                                      "content": "▁"}:
+        if not steps or steps[-1] != {
+            "type": "Replace",
+            "pattern": {"String": " "},
+            "content": "▁",
+        }:
             return None
         scores = [0.0] * len(tokens)
         made = set()
@@ -109,33 +119,51 @@ def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
                 made.add(token)
                 scores[vocab[token]] = -float(rank + 1)
         for index, token in enumerate(tokens):
-            if (len(token) == 6 and token.startswith("<0x") and token.endswith(">")
-                    and types[index] == 1):
+            if (
+                len(token) == 6
+                and token.startswith("<0x")
+                and token.endswith(">")
+                and types[index] == 1
+            ):
                 types[index] = _BYTE
-        meta.update({
-            "tokenizer.ggml.model": "llama",
-            "tokenizer.ggml.scores": scores,
-            "tokenizer.ggml.add_space_prefix": steps[0].get("type") == "Prepend",
-        })
+        meta.update(
+            {
+                "tokenizer.ggml.model": "llama",
+                "tokenizer.ggml.scores": scores,
+                "tokenizer.ggml.add_space_prefix": steps[0].get("type") == "Prepend",
+            }
+        )
     else:
-        pre = _pre_tokenizer_name(tokenizer_json.get("pre_tokenizer"),
-                                  model.get("ignore_merges"))
+        pre = _pre_tokenizer_name(
+            tokenizer_json.get("pre_tokenizer"), model.get("ignore_merges")
+        )
         if pre is None:
             return None
-        meta.update({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre,
-                     "tokenizer.ggml.merges": merges})
+        meta.update(
+            {
+                "tokenizer.ggml.model": "gpt2",
+                "tokenizer.ggml.pre": pre,
+                "tokenizer.ggml.merges": merges,
+            }
+        )
     meta["tokenizer.ggml.token_type"] = types
-    for name, key in (("bos", "bos_token"), ("eos", "eos_token"),
-                      ("unknown", "unk_token"), ("padding", "pad_token")):
+    for name, key in (
+        ("bos", "bos_token"),
+        ("eos", "eos_token"),
+        ("unknown", "unk_token"),
+        ("padding", "pad_token"),
+    ):
         token = tokenizer_config.get(key)
         if isinstance(token, dict):
             token = token.get("content")
         if token is not None and token in vocab:
             meta[f"tokenizer.ggml.{name}_token_id"] = vocab[token]
     meta["tokenizer.ggml.add_bos_token"] = bool(
-        tokenizer_config.get("add_bos_token", False))
+        tokenizer_config.get("add_bos_token", False)
+    )
     meta["tokenizer.ggml.add_eos_token"] = bool(
-        tokenizer_config.get("add_eos_token", False))
+        tokenizer_config.get("add_eos_token", False)
+    )
     if tokenizer_config.get("chat_template"):
         meta["tokenizer.chat_template"] = tokenizer_config["chat_template"]
     return meta
@@ -155,7 +183,8 @@ def _llama_overrides(config):
             rope_low_freq_factor=float(rope["low_freq_factor"]),
             rope_high_freq_factor=float(rope["high_freq_factor"]),
             rope_pretraining_sequence_length=int(
-                rope["original_max_position_embeddings"]),
+                rope["original_max_position_embeddings"]
+            ),
         )
     elif kind not in ("default", "linear", "llama3"):
         raise ValueError(
@@ -196,8 +225,11 @@ def load_hf(folder):
     backbone = keras_hub.models.Backbone.from_preset(folder, **overrides)
     meta = _folder_tokenizer(folder)
     if meta is None:  # a tokenizer.json of another origin: KerasHub's reading
-        task_cls = (keras_hub.models.Llama3CausalLM if model_type == "llama"
-                    else keras_hub.models.Gemma3CausalLM)
+        task_cls = (
+            keras_hub.models.Llama3CausalLM
+            if model_type == "llama"
+            else keras_hub.models.Gemma3CausalLM
+        )
         preprocessor = task_cls.preprocessor_cls.from_preset(folder)
         return task_cls(backbone=backbone, preprocessor=preprocessor)
     from keras_guide.gguf import gemma3
@@ -212,16 +244,19 @@ def load_hf(folder):
             f"one of {sorted(classes)}."
         )
     _, tokenizer_cls, preprocessor_cls, task_cls = (
-        getattr(keras_hub.models, name) for name in classes[kind])
+        getattr(keras_hub.models, name) for name in classes[kind]
+    )
     tokenizer = loader._tokenizer(_Metadata(folder, meta), kind, tokenizer_cls)
     preprocessor = preprocessor_cls(
-        tokenizer, add_start_token=meta["tokenizer.ggml.add_bos_token"])
+        tokenizer, add_start_token=meta["tokenizer.ggml.add_bos_token"]
+    )
     return task_cls(backbone=backbone, preprocessor=preprocessor)
 
 
 def _folder_tokenizer(folder):
-    paths = [os.path.join(folder, n) for n in ("tokenizer.json",
-                                                "tokenizer_config.json")]
+    paths = [
+        os.path.join(folder, n) for n in ("tokenizer.json", "tokenizer_config.json")
+    ]
     if not all(os.path.isfile(p) for p in paths):
         return None
     with open(paths[0], encoding="utf-8") as f:

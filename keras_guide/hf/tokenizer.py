@@ -33,8 +33,15 @@ _SPECIAL_TYPES = (_CONTROL, _UNKNOWN, _USER_DEFINED)
 _SPACE = "▁"
 # Control tokens llama.cpp ends generation at whatever the file's ids say
 # (`llama-vocab.cpp`; the texts every version since 2024 lists).
-END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-               "<|endoftext|>", "<|eom_id|>", "<EOT>")
+END_OF_TURN = (
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+)
 
 
 class TokenizerError(ValueError):
@@ -191,8 +198,10 @@ def _sentencepiece_model(meta, tokens, types, vocab, unknown):
 
 def _post_processor(bos, eos, add_bos, add_eos):
     single = [{"Sequence": {"id": "A", "type_id": 0}}]
-    pair = [{"Sequence": {"id": "A", "type_id": 0}},
-            {"Sequence": {"id": "B", "type_id": 1}}]
+    pair = [
+        {"Sequence": {"id": "A", "type_id": 0}},
+        {"Sequence": {"id": "B", "type_id": 1}},
+    ]
     specials = {}
     for add, (index, token), at in ((add_bos, bos, 0), (add_eos, eos, None)):
         if not add:
@@ -201,8 +210,12 @@ def _post_processor(bos, eos, add_bos, add_eos):
         for sequence in (single, pair):
             sequence.insert(len(sequence) if at is None else at, item)
         specials[token] = {"id": token, "ids": [index], "tokens": [token]}
-    return {"type": "TemplateProcessing", "single": single, "pair": pair,
-            "special_tokens": specials}
+    return {
+        "type": "TemplateProcessing",
+        "single": single,
+        "pair": pair,
+        "special_tokens": specials,
+    }
 
 
 def files(meta, context_length):
@@ -230,8 +243,9 @@ def files(meta, context_length):
             "'gpt2' (byte-level BPE) and 'llama' (SentencePiece)."
         )
     tokens = list(meta["tokenizer.ggml.tokens"])
-    types = [int(t) for t in meta.get("tokenizer.ggml.token_type")
-             or [_NORMAL] * len(tokens)]
+    types = [
+        int(t) for t in meta.get("tokenizer.ggml.token_type") or [_NORMAL] * len(tokens)
+    ]
     if len(types) != len(tokens):
         raise TokenizerError(f"{len(tokens)} tokens but {len(types)} token types.")
     vocab = {token: index for index, token in enumerate(tokens)}
@@ -289,8 +303,10 @@ def files(meta, context_length):
     if template:
         config["chat_template"] = template
     stops = [i for i in ends if i is not None] + [
-        i for i in (vocab.get(t) for t in END_OF_TURN)
-        if i is not None and types[i] == _CONTROL]
+        i
+        for i in (vocab.get(t) for t in END_OF_TURN)
+        if i is not None and types[i] == _CONTROL
+    ]
     special_ids = {
         "bos_token_id": bos[0],
         "eos_token_id": eos[0],

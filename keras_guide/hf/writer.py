@@ -39,8 +39,15 @@ FILES = (
 )
 
 
-def save_hf(model, folder, *, metadata_from=None, overwrite=False,
-            dtype="float32", context_length=None):
+def save_hf(
+    model,
+    folder,
+    *,
+    metadata_from=None,
+    overwrite=False,
+    dtype="float32",
+    context_length=None,
+):
     """Writes a KerasHub Llama or Gemma 3 model as a Hugging Face folder.
 
     Everything is checked and the configuration and tokenizer files built
@@ -87,8 +94,9 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
     if os.path.exists(folder) and not overwrite:
         raise ValueError(f"`{folder}` exists; pass overwrite=True to replace it.")
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"`{folder}` is a file; a Hugging Face checkpoint is a "
-                         "folder.")
+        raise ValueError(
+            f"`{folder}` is a file; a Hugging Face checkpoint is a folder."
+        )
     backbone = backbone_of(model)
     kind = type(backbone).__name__
     if kind not in FAMILIES:
@@ -105,8 +113,12 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
         source = GGUFFile(metadata_from)
     # The tokenizer save_gguf would write, as its tokenizer.* keys.
     meta = gguf_writer.tokenizer_metadata(
-        model, source, backbone.vocabulary_size, carrier="a Hugging Face folder",
-        error=ValueError)
+        model,
+        source,
+        backbone.vocabulary_size,
+        carrier="a Hugging Face folder",
+        error=ValueError,
+    )
     context = int(
         context_length
         or (source is not None and source.get(f"{arch}.context_length"))
@@ -133,9 +145,11 @@ def save_hf(model, folder, *, metadata_from=None, overwrite=False,
     def read(path):
         return gguf_writer.weight_values(variables[path], "transformers", ValueError)
 
-    _write_folder(folder, documents,
-                  lambda path: _write_safetensors(
-                      path, family.tensors(read, backbone), dtype))
+    _write_folder(
+        folder,
+        documents,
+        lambda path: _write_safetensors(path, family.tensors(read, backbone), dtype),
+    )
     return folder
 
 

@@ -19,8 +19,11 @@ from keras_guide import _checks
 def _axis(weight, axis, name):
     _checks.real_dtype(weight, name)
     ndim = np.ndim(weight)
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(
-            axis, (int, np.integer)) or not -ndim <= axis < ndim:
+    if (
+        isinstance(axis, (bool, np.bool_))
+        or not isinstance(axis, (int, np.integer))
+        or not -ndim <= axis < ndim
+    ):
         raise ValueError(
             f"Axis {axis} is out of range for `{name}` of shape "
             f"{np.shape(weight)} (rank {ndim}). Received: axis={axis}"
@@ -38,9 +41,12 @@ def project_axis(weight, matrix, axis, name="weight"):
         float64 array, `axis` now of size `d_S`.
     """
     axis = _axis(weight, axis, name)
-    matrix = np.asarray(_checks.real_array(
-        matrix, f"projection for `{name}`", ndim=2, role="The projection"),
-        dtype=np.float64)
+    matrix = np.asarray(
+        _checks.real_array(
+            matrix, f"projection for `{name}`", ndim=2, role="The projection"
+        ),
+        dtype=np.float64,
+    )
     if np.shape(weight)[axis] != matrix.shape[0]:
         raise ValueError(
             f"`{name}` of shape {np.shape(weight)} has {np.shape(weight)[axis]} "
@@ -87,8 +93,9 @@ def fold_shift(weight, shift, axis, bias=None, name="weight"):
     The result has `weight`'s shape without axis `axis` (the bias shape).
     """
     axis = _axis(weight, axis, name)
-    shift = np.asarray(_checks.real_array(shift, f"norm shift for `{name}`"),
-                       np.float64)
+    shift = np.asarray(
+        _checks.real_array(shift, f"norm shift for `{name}`"), np.float64
+    )
     if shift.shape != (np.shape(weight)[axis],):
         raise ValueError(
             f"The norm shift of shape {shift.shape} does not match axis {axis} "
@@ -118,10 +125,13 @@ def diagonal_gain(gain, matrix):
 
     Used for a final norm that feeds a tied head, which cannot be folded.
     """
-    matrix = np.asarray(_checks.real_array(
-        matrix, "projection", ndim=2, role="The projection"), np.float64)
-    gain = np.asarray(_checks.real_array(gain, "gain", ndim=1, role="The norm gain"),
-                      np.float64)
+    matrix = np.asarray(
+        _checks.real_array(matrix, "projection", ndim=2, role="The projection"),
+        np.float64,
+    )
+    gain = np.asarray(
+        _checks.real_array(gain, "gain", ndim=1, role="The norm gain"), np.float64
+    )
     if gain.shape != matrix.shape[:1]:
         raise ValueError(
             f"The norm gain of shape {gain.shape} does not match the projection's "

@@ -97,8 +97,11 @@ def _check_shape(shape, name):
     except TypeError:
         dims = None
     if dims is None or not all(
-            not isinstance(d, (bool, np.bool_)) and isinstance(d, (int, np.integer))
-            and d >= 0 for d in dims):
+        not isinstance(d, (bool, np.bool_))
+        and isinstance(d, (int, np.integer))
+        and d >= 0
+        for d in dims
+    ):
         raise ValueError(
             f"The student shape for `{name}` must be a tuple of non-negative "
             f"integers. Received: shape={shape!r}"
@@ -146,9 +149,12 @@ def check_fits(value, dtype, name="weight"):
     largest = float(ml_dtypes.finfo(np_dtype).max)
     peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
     if peak > largest:
-        advice = ("Build the student in float32 or bfloat16 (build_student(..., "
-                  "dtype='float32'))." if dtype == "float16" else
-                  "Rescale the teacher weight, or build the student in float64.")
+        advice = (
+            "Build the student in float32 or bfloat16 (build_student(..., "
+            "dtype='float32'))."
+            if dtype == "float16"
+            else "Rescale the teacher weight, or build the student in float64."
+        )
         raise ValueError(
             f"The guided `{name}` reaches {peak:.4g}, beyond {dtype}'s largest "
             f"value {largest:.6g}: it would be stored as inf. {advice}"
@@ -247,7 +253,8 @@ class GuidedInitializer(keras.initializers.Initializer):
         is made, not when a layer first calls it."""
         for axis, matrix in self.project.items():
             matrix = projection_lib.as_projection(
-                matrix, name=f"projection for axis {axis} of `{self.name}`").matrix
+                matrix, name=f"projection for axis {axis} of `{self.name}`"
+            ).matrix
             if matrix.shape[0] != teacher_shape[axis]:
                 raise ValueError(
                     f"The projection for axis {axis} of `{self.name}` has shape "

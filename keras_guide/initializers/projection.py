@@ -78,8 +78,11 @@ def _check_table(table, dim, name):
             "(for a 3-D kernel, reshape it to rows first)."
         )
     d_teacher = shape[1]
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(
-            dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+    if (
+        isinstance(dim, (bool, np.bool_))
+        or not isinstance(dim, (int, np.integer))
+        or not 1 <= dim <= d_teacher
+    ):
         raise ValueError(
             f"`dim` must be an integer in [1, {d_teacher}] for `{name}` of "
             f"shape {shape}: the student cannot be wider than the "
@@ -121,8 +124,12 @@ def gram_matrix(table, weights=None, chunk_rows=None, precision="auto"):
     row_sum = np.zeros((width,), dtype=np.float64)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != (num_rows,) or not np.all(np.isfinite(weights)) or (
-                np.any(weights < 0)) or not np.any(weights > 0):
+        if (
+            weights.shape != (num_rows,)
+            or not np.all(np.isfinite(weights))
+            or (np.any(weights < 0))
+            or not np.any(weights > 0)
+        ):
             raise ValueError(
                 f"`weights` must be {num_rows} finite, non-negative row weights, "
                 f"not all zero, one per row of the table of shape {table.shape}. "
@@ -250,8 +257,10 @@ def pca_projection(
     gram, row_sum, total = gram_matrix(table, weights, chunk_rows, precision)
     if not np.all(np.isfinite(gram)):
         # The Gram pass doubles as the finiteness check; scan only on failure.
-        bad = sum(int(np.size(c) - np.count_nonzero(np.isfinite(c)))
-                  for c in _host.row_chunks(table, chunk_rows))
+        bad = sum(
+            int(np.size(c) - np.count_nonzero(np.isfinite(c)))
+            for c in _host.row_chunks(table, chunk_rows)
+        )
         _host.check_finite(np.zeros(0), name, shape=tuple(table.shape), bad=bad)
         raise ValueError(
             f"`{name}` of shape {tuple(table.shape)} is finite but its Gram matrix "
@@ -290,8 +299,9 @@ def _check_spectrum(eigenvalues, kept, name):
 _RANK_TOLERANCE = 1e-6
 
 
-def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca",
-                         name="table"):
+def projection_from_gram(
+    gram, dim, mean_preserving=False, mean=None, kind="pca", name="table"
+):
     """`M` from the top `dim` eigenvectors of a `(d_T, d_T)` second-moment matrix.
 
     The shared last step of `pca_projection` (the table's Gram) and of the
@@ -321,8 +331,11 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
         raise ValueError(
             f"`gram` must be a finite square matrix. Received: shape {gram.shape}"
         )
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(
-            dim, (int, np.integer)) or not 1 <= dim <= d_teacher:
+    if (
+        isinstance(dim, (bool, np.bool_))
+        or not isinstance(dim, (int, np.integer))
+        or not 1 <= dim <= d_teacher
+    ):
         raise ValueError(
             f"`dim` must be an integer in [1, {d_teacher}]. Received: dim={dim!r}"
         )
@@ -334,9 +347,7 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
         return Projection(vectors, mean, explained, eigenvalues, kind)
     ones_t = np.full((d_teacher,), 1.0 / np.sqrt(d_teacher))
     complement = householder(ones_t)[:, 1:]
-    eigenvalues, inner = _top_eigenvectors(
-        complement.T @ gram @ complement, dim - 1
-    )
+    eigenvalues, inner = _top_eigenvectors(complement.T @ gram @ complement, dim - 1)
     if dim > 1:
         _check_spectrum(eigenvalues, dim - 1, name)
     directions = fix_signs(complement @ inner)
@@ -351,8 +362,9 @@ def projection_from_gram(gram, dim, mean_preserving=False, mean=None, kind="pca"
     )
 
 
-def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
-                  name="table"):
+def project_table(
+    table, projection, num_rows=None, scale=1.0, chunk_rows=None, name="table"
+):
     """Returns the student table `scale · E_T[:num_rows] M`, computed by row blocks.
 
     The student's embedding table is the largest weight GUIDE writes (256,000 ×
@@ -385,8 +397,11 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
     _checks.real_dtype(table, name, role="Table")
     scale = _checks.scalar(scale, "scale", where=f"`{name}`")
     shape = tuple(int(n) for n in table.shape)
-    num_rows = shape[0] if num_rows is None else _checks.integer(
-        num_rows, "num_rows", minimum=0, where=f"`{name}`")
+    num_rows = (
+        shape[0]
+        if num_rows is None
+        else _checks.integer(num_rows, "num_rows", minimum=0, where=f"`{name}`")
+    )
     chunk_rows = _chunk_rows(chunk_rows, shape[-1] if shape else 1)
     if len(shape) != 2 or shape[1] != matrix.shape[0]:
         raise ValueError(
@@ -413,8 +428,10 @@ def project_table(table, projection, num_rows=None, scale=1.0, chunk_rows=None,
     if not np.all(np.isfinite(out)):
         # NaN or Inf in a row reaches its output row (Inf · 0 is NaN too).
         rows = min(num_rows, shape[0])
-        bad = sum(int(np.size(c) - np.count_nonzero(np.isfinite(c)))
-                  for c in _host.row_chunks(table, _default_chunk_rows(shape[1])))
+        bad = sum(
+            int(np.size(c) - np.count_nonzero(np.isfinite(c)))
+            for c in _host.row_chunks(table, _default_chunk_rows(shape[1]))
+        )
         _host.check_finite(np.zeros(0), name, shape=shape, bad=bad)
         raise ValueError(
             f"`{name}` of shape {shape} is finite but its first {rows} rows "
@@ -436,8 +453,10 @@ def selection_projection(teacher_dim, student_dim, indices=None, kind="select"):
     if indices is None:
         indices = selection.uniform_indices(teacher_dim, student_dim)
     indices = _checks.indices(indices, "indices")
-    if indices.shape != (student_dim,) or len(set(indices.tolist())) != student_dim or (
-        indices.size and not 0 <= indices.min() <= indices.max() < teacher_dim
+    if (
+        indices.shape != (student_dim,)
+        or len(set(indices.tolist())) != student_dim
+        or (indices.size and not 0 <= indices.min() <= indices.max() < teacher_dim)
     ):
         raise ValueError(
             f"A selection needs {student_dim} distinct indices in [0, "

@@ -13,8 +13,11 @@ from keras_guide import _checks
 
 def _check_sizes(teacher_size, student_size, name):
     for arg, value in (("teacher_size", teacher_size), ("student_size", student_size)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, np.integer)) or value < 1:
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, (int, np.integer))
+            or value < 1
+        ):
             raise ValueError(
                 f"`{arg}` of {name} must be a positive integer. "
                 f"Received: {arg}={value!r}"
@@ -51,9 +54,7 @@ def uniform_indices(teacher_size, student_size, name="axis"):
     return np.round(np.linspace(0, teacher_size - 1, student_size)).astype(np.int64)
 
 
-def gqa_head_indices(
-    teacher_heads, teacher_kv_heads, student_heads, student_kv_heads
-):
+def gqa_head_indices(teacher_heads, teacher_kv_heads, student_heads, student_kv_heads):
     """Selects key/value groups, then query heads inside the kept groups.
 
     KerasHub's grouped-query attention lets query head `i` read key/value head
@@ -71,9 +72,14 @@ def gqa_head_indices(
         `(g_S,)`.
     """
     teacher_heads, teacher_kv_heads, student_heads, student_kv_heads = (
-        _checks.integer(value, name) for value, name in (
-            (teacher_heads, "teacher_heads"), (teacher_kv_heads, "teacher_kv_heads"),
-            (student_heads, "student_heads"), (student_kv_heads, "student_kv_heads")))
+        _checks.integer(value, name)
+        for value, name in (
+            (teacher_heads, "teacher_heads"),
+            (teacher_kv_heads, "teacher_kv_heads"),
+            (student_heads, "student_heads"),
+            (student_kv_heads, "student_kv_heads"),
+        )
+    )
     for heads, kv, who in (
         (teacher_heads, teacher_kv_heads, "teacher"),
         (student_heads, student_kv_heads, "student"),

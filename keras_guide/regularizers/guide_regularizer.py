@@ -129,9 +129,11 @@ def check_strength(value, name, where=""):
             or infinite value (a negative strength pushes the weights away
             from their guided values).
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ) and not (isinstance(value, np.ndarray) and value.shape == ()):
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        and not (isinstance(value, np.ndarray) and value.shape == ())
+    ):
         raise ValueError(
             f"`{name}` must be a finite, non-negative number{where}. "
             f"Received: {name}={value!r}"

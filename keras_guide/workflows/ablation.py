@@ -68,8 +68,9 @@ DEFAULT_VARIANTS = (
     Variant("random init (seed 1)", seed=1),
     Variant("KD only", kd=True),
     Variant("uniform selection (Xu et al.)", init="selection"),
-    Variant("GUIDE blocks=first (paper)", init="guide",
-            guide_options=(("blocks", "first"),)),
+    Variant(
+        "GUIDE blocks=first (paper)", init="guide", guide_options=(("blocks", "first"),)
+    ),
     Variant("GUIDE blocks=all", init="guide", guide_options=(("blocks", "all"),)),
     Variant("GUIDE (defaults) + KD", init="guide", kd=True),
 )
@@ -149,20 +150,33 @@ def initialize(variant, teacher, student):
 def trainer(variant, teacher, student, settings):
     """The compiled model that trains `student`: itself (cross-entropy), or a
     `Distiller` for a KD variant."""
-    optimizer = training.adamw(settings.peak_learning_rate, settings.num_steps,
-                               settings.warmup_steps, settings.weight_decay,
-                               schedule=settings.schedule)
+    optimizer = training.adamw(
+        settings.peak_learning_rate,
+        settings.num_steps,
+        settings.warmup_steps,
+        settings.weight_decay,
+        schedule=settings.schedule,
+    )
     if not variant.kd:
         student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
         return student
-    distiller = Distiller(teacher, student,
-                          LogitsDistillation(temperature=DEMO_KD_TEMPERATURE))
+    distiller = Distiller(
+        teacher, student, LogitsDistillation(temperature=DEMO_KD_TEMPERATURE)
+    )
     distiller.compile(optimizer=optimizer)
     return distiller
 
 
-def run_variant(variant, teacher, make_student, train_batches, eval_batches,
-                curve_batches, settings, verbose=True):
+def run_variant(
+    variant,
+    teacher,
+    make_student,
+    train_batches,
+    eval_batches,
+    curve_batches,
+    settings,
+    verbose=True,
+):
     """Initializes, trains and evaluates one variant; returns a `Result`."""
     student = make_student(variant.seed)
     report = initialize(variant, teacher, student)
@@ -170,26 +184,46 @@ def run_variant(variant, teacher, make_student, train_batches, eval_batches,
     model = trainer(variant, teacher, student, settings)
     eval_every = max(1, settings.num_steps // max(1, settings.curve_points))
     history = training.train(
-        model, train_batches, settings.num_steps,
+        model,
+        train_batches,
+        settings.num_steps,
         evaluate=lambda _: heldout_cross_entropy(student, curve_batches),
-        eval_every=eval_every, verbose=verbose, label=f"[{variant.name}]",
+        eval_every=eval_every,
+        verbose=verbose,
+        label=f"[{variant.name}]",
     )
     loss = heldout_cross_entropy(student, eval_batches)
     if verbose:
-        print(f"  held-out loss {step0:.3f} -> {loss:.3f} "
-              f"({history['train_seconds']:.0f}s)")
+        print(
+            f"  held-out loss {step0:.3f} -> {loss:.3f} "
+            f"({history['train_seconds']:.0f}s)"
+        )
     result = Result(
-        name=variant.name, init=variant.init, kd=variant.kd, seed=variant.seed,
-        loss=loss, step0_loss=step0, train_seconds=history["train_seconds"],
-        tokens=history["tokens"], history=history,
+        name=variant.name,
+        init=variant.init,
+        kd=variant.kd,
+        seed=variant.seed,
+        loss=loss,
+        step0_loss=step0,
+        train_seconds=history["train_seconds"],
+        tokens=history["tokens"],
+        history=history,
         guide_report=str(report) if report is not None else "",
     )
     return result, student
 
 
-def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
-                 variants=DEFAULT_VARIANTS, curve_batches=None, verbose=True,
-                 teacher_loss=None):
+def run_ablation(
+    teacher,
+    make_student,
+    train_batches,
+    eval_batches,
+    settings,
+    variants=DEFAULT_VARIANTS,
+    curve_batches=None,
+    verbose=True,
+    teacher_loss=None,
+):
     """Runs every variant and fills in `gap_closed`.
 
     Args:
@@ -214,8 +248,16 @@ def run_ablation(teacher, make_student, train_batches, eval_batches, settings,
     curve_batches = curve_batches or eval_batches
     results, best, best_loss = [], None, float("inf")
     for variant in variants:
-        result, student = run_variant(variant, teacher, make_student, train_batches,
-                                      eval_batches, curve_batches, settings, verbose)
+        result, student = run_variant(
+            variant,
+            teacher,
+            make_student,
+            train_batches,
+            eval_batches,
+            curve_batches,
+            settings,
+            verbose,
+        )
         results.append(result)
         if result.loss < best_loss:
             best, best_loss = student, result.loss
@@ -229,8 +271,10 @@ def format_table(results, teacher_loss, base_loss=None):
     """Returns the results as a plain-text table (one row per variant)."""
     if base_loss is None:
         base_loss = float(np.mean([r.loss for r in results if r.is_baseline]))
-    header = (f"{'variant':<32} {'held-out':>9} {'ppl':>8} {'gap closed':>10} "
-              f"{'step 0':>8} {'time s':>7} {'tok/s':>7}")
+    header = (
+        f"{'variant':<32} {'held-out':>9} {'ppl':>8} {'gap closed':>10} "
+        f"{'step 0':>8} {'time s':>7} {'tok/s':>7}"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
         gap = "" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.1f}%"
@@ -239,8 +283,10 @@ def format_table(results, teacher_loss, base_loss=None):
             f"{r.step0_loss:>8.3f} {r.train_seconds:>7.1f} {r.tokens_per_second:>7.0f}"
         )
     lines.append("-" * len(header))
-    lines.append(f"{'random-init mean (L_base)':<32} {base_loss:>9.4f} "
-                 f"{math.exp(base_loss):>8.2f}")
+    lines.append(
+        f"{'random-init mean (L_base)':<32} {base_loss:>9.4f} "
+        f"{math.exp(base_loss):>8.2f}"
+    )
     lines.append(f"{'teacher':<32} {teacher_loss:>9.4f} {math.exp(teacher_loss):>8.2f}")
     return "\n".join(lines)
 
@@ -249,13 +295,22 @@ def result_writers(results, teacher_loss, meta=None):
     """`{file name: write(path)}` for `results.json` and `results.csv`."""
     rows = []
     for r in results:
-        rows.append({
-            "variant": r.name, "init": r.init, "kd": r.kd, "seed": r.seed,
-            "held_out_loss": r.loss, "perplexity": r.perplexity,
-            "gap_closed": r.gap_closed, "step0_loss": r.step0_loss,
-            "train_seconds": r.train_seconds, "tokens": r.tokens,
-            "tokens_per_second": r.tokens_per_second,
-        })
+        rows.append(
+            {
+                "variant": r.name,
+                "init": r.init,
+                "kd": r.kd,
+                "seed": r.seed,
+                "held_out_loss": r.loss,
+                "perplexity": r.perplexity,
+                "gap_closed": r.gap_closed,
+                "step0_loss": r.step0_loss,
+                "train_seconds": r.train_seconds,
+                "tokens": r.tokens,
+                "tokens_per_second": r.tokens_per_second,
+            }
+        )
+
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -277,8 +332,9 @@ def result_writers(results, teacher_loss, meta=None):
     return {"results.json": write_json, "results.csv": write_csv}
 
 
-def write_outputs(results, best, teacher_loss, out_dir, meta=None,
-                  title="GUIDE ablation"):
+def write_outputs(
+    results, best, teacher_loss, out_dir, meta=None, title="GUIDE ablation"
+):
     """Writes `results.json`, `results.csv`, `ablation.png` (titled `title`)
     and `best_student.keras` into `out_dir`, each atomically.
 
@@ -290,8 +346,7 @@ def write_outputs(results, best, teacher_loss, out_dir, meta=None,
     """
     os.makedirs(out_dir, exist_ok=True)
     writers = result_writers(results, teacher_loss, meta)
-    writers["ablation.png"] = lambda tmp: plot(results, teacher_loss, tmp,
-                                               title=title)
+    writers["ablation.png"] = lambda tmp: plot(results, teacher_loss, tmp, title=title)
     writers["best_student.keras"] = best.save
     failed = []
     for name, write in writers.items():
@@ -301,8 +356,9 @@ def write_outputs(results, best, teacher_loss, out_dir, meta=None,
         except OSError as error:
             failed.append(f"{path} ({error.strerror or error})")
     if failed:
-        written = [n for n in writers if os.path.join(out_dir, n) not in
-                   " ".join(failed)]
+        written = [
+            n for n in writers if os.path.join(out_dir, n) not in " ".join(failed)
+        ]
         raise OSError(
             f"Could not write {'; '.join(failed)}. Written: "
             f"{', '.join(written) or 'nothing'}; the results table was printed "
@@ -317,19 +373,35 @@ def plot(results, teacher_loss, path, title="GUIDE ablation"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]}
+    )
     for r in results:
         style = "--" if r.is_baseline else "-"
-        left.plot(r.history["eval_steps"], r.history["eval_loss"], style,
-                  marker="o", ms=3, label=r.name)
+        left.plot(
+            r.history["eval_steps"],
+            r.history["eval_loss"],
+            style,
+            marker="o",
+            ms=3,
+            label=r.name,
+        )
     left.axhline(teacher_loss, color="k", lw=1, ls=":", label="teacher")
     left.set_xlabel("training step")
     left.set_ylabel("held-out loss (curve subset, nats)")
-    left.text(0.01, 0.01, "step-0 losses: see the table", transform=left.transAxes,
-              fontsize=7, color="gray")
-    after_start = [loss for r in results for loss in
-                   (r.history["eval_loss"][1:] or r.history["eval_loss"])]
+    left.text(
+        0.01,
+        0.01,
+        "step-0 losses: see the table",
+        transform=left.transAxes,
+        fontsize=7,
+        color="gray",
+    )
+    after_start = [
+        loss
+        for r in results
+        for loss in (r.history["eval_loss"][1:] or r.history["eval_loss"])
+    ]
     low = min(after_start + [teacher_loss])
     left.set_ylim(low - 0.1, max(after_start) + 0.3)
     left.grid(alpha=0.3)

@@ -47,10 +47,14 @@ SET_PREFIX = "step-"
 # temporary name but not yet renamed.
 STAGES = (
     "begin",
-    "student.keras:tmp", "student.keras",
-    "optimizer.npz:tmp", "optimizer.npz",
-    "state.json:tmp", "state.json",
-    "manifest.json:tmp", "manifest.json",
+    "student.keras:tmp",
+    "student.keras",
+    "optimizer.npz:tmp",
+    "optimizer.npz",
+    "state.json:tmp",
+    "state.json",
+    "manifest.json:tmp",
+    "manifest.json",
     "pruned",
 )
 
@@ -127,8 +131,11 @@ def model_digest(model):
     digest = hashlib.sha256(type(model).__name__.encode())
     backbone = getattr(model, "backbone", None) or model
     if hasattr(backbone, "vocabulary_size"):
-        config = {k: v for k, v in backbone.get_config().items()
-                  if k not in ("name", "trainable")}
+        config = {
+            k: v
+            for k, v in backbone.get_config().items()
+            if k not in ("name", "trainable")
+        }
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for weight in model.weights:
         # Read through a temporary: reading a JAX array itself caches a host
@@ -153,15 +160,17 @@ def save_variables(variables, path, dtype=None, compressed=False):
     _write_variables(variables, path, dtype, compressed)
 
 
-def _write_variables(variables, path, dtype=None, compressed=False, stage=None,
-                     step=None):
+def _write_variables(
+    variables, path, dtype=None, compressed=False, stage=None, step=None
+):
     import keras
 
     arrays = {}
     for i, variable in enumerate(variables):
         value = keras.ops.convert_to_numpy(variable)
-        arrays[f"{i:05d}:{variable.path}"] = value if dtype is None else (
-            value.astype(dtype))
+        arrays[f"{i:05d}:{variable.path}"] = (
+            value if dtype is None else (value.astype(dtype))
+        )
     save = np.savez_compressed if compressed else np.savez
     write_atomic(path, lambda tmp: save(tmp, **arrays), stage, step)
 
@@ -205,8 +214,9 @@ def seed_states(model):
     a checkpoint keeps them for a resumed run's dropout masks to continue
     the interrupted run's.
     """
-    return [v for v in model.non_trainable_variables
-            if v.name == "seed_generator_state"]
+    return [
+        v for v in model.non_trainable_variables if v.name == "seed_generator_state"
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,8 +255,11 @@ def _sets(directory):
     """The set folders in `directory`, newest first."""
     if not os.path.isdir(directory):
         return []
-    names = [n for n in os.listdir(directory)
-             if n.startswith(SET_PREFIX) and n[len(SET_PREFIX):].isdigit()]
+    names = [
+        n
+        for n in os.listdir(directory)
+        if n.startswith(SET_PREFIX) and n[len(SET_PREFIX) :].isdigit()
+    ]
     return [os.path.join(directory, n) for n in sorted(names, reverse=True)]
 
 
@@ -255,9 +268,13 @@ def _check_links(path):
     for file in (path, *(os.path.join(path, n) for n in (MANIFEST_FILE, *SET_FILES))):
         if os.path.islink(file):
             target = os.path.realpath(file)
-            where = ("outside the checkpoint" if not target.startswith(
-                os.path.realpath(os.path.dirname(path)) + os.sep) else
-                "not a file of its own")
+            where = (
+                "outside the checkpoint"
+                if not target.startswith(
+                    os.path.realpath(os.path.dirname(path)) + os.sep
+                )
+                else "not a file of its own"
+            )
             name = os.path.relpath(file, os.path.dirname(path))
             raise ValueError(f"{name} is a link to {target}, {where}")
 
@@ -282,7 +299,8 @@ def _check_state(path, step, num_steps):
             f"{MANIFEST_FILE}, but its {STATE_FILE} holds step {held[0]} of "
             f"{held[1]}: the manifest was edited or copied from elsewhere. "
             "Remove that set to resume from an older one, or start a new run "
-            "(another --out, or --overwrite).")
+            "(another --out, or --overwrite)."
+        )
 
 
 def _check_set(path):
@@ -306,14 +324,21 @@ def _check_set(path):
     # files, and a step the run could have reached, named as its folder is.
     listed = sorted(files) if isinstance(files, dict) else files
     if listed != sorted(SET_FILES):
-        raise ValueError(f"the manifest lists {listed!r}, not the set's files "
-                         f"{sorted(SET_FILES)}")
-    valid = all(isinstance(v, int) and not isinstance(v, bool)
-                for v in (step, num_steps))
-    if not valid or not 0 < step <= num_steps or path != _set_path(
-            os.path.dirname(path), step):
-        raise ValueError(f"the manifest's step {step!r} of {num_steps!r} is not "
-                         f"this set's ({os.path.basename(path)})")
+        raise ValueError(
+            f"the manifest lists {listed!r}, not the set's files {sorted(SET_FILES)}"
+        )
+    valid = all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (step, num_steps)
+    )
+    if (
+        not valid
+        or not 0 < step <= num_steps
+        or path != _set_path(os.path.dirname(path), step)
+    ):
+        raise ValueError(
+            f"the manifest's step {step!r} of {num_steps!r} is not "
+            f"this set's ({os.path.basename(path)})"
+        )
     for name, expected in files.items():
         file = os.path.join(path, name)
         if not os.path.exists(file):
@@ -340,8 +365,13 @@ def latest(directory):
         except ValueError as reason:
             skipped.append((path, str(reason)))
             continue
-        return Checkpoint(path, int(manifest["step"]), int(manifest["num_steps"]),
-                          manifest.get("settings") or {}, tuple(skipped))
+        return Checkpoint(
+            path,
+            int(manifest["step"]),
+            int(manifest["num_steps"]),
+            manifest.get("settings") or {},
+            tuple(skipped),
+        )
     return None
 
 
@@ -363,25 +393,45 @@ def skipped_sets(directory):
 # command line names each setting.
 RUN_FILE = "run.json"
 _COMPRESS_OPTIONS = {
-    "teacher": "TEACHER", "size": "--size", "text": "--text", "eval_text": "--eval",
-    "sequence_length": "--sequence-length", "kd": "--kd/--temperature/"
-    "--student-loss-weight/--top-k", "guide_options": "the GUIDE options",
-    "steps": "--steps", "batch_size": "--batch-size",
-    "learning_rate": "--learning-rate", "warmup_steps": "warm-up steps",
-    "checkpoint_every": "--checkpoint-every", "seed": "--seed",
-    "candidates": "--candidates", "calibration_tokens": "--calibration-tokens",
-    "eval_windows": "--eval-tokens", "backend": "the Keras backend",
+    "teacher": "TEACHER",
+    "size": "--size",
+    "text": "--text",
+    "eval_text": "--eval",
+    "sequence_length": "--sequence-length",
+    "kd": "--kd/--temperature/--student-loss-weight/--top-k",
+    "guide_options": "the GUIDE options",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "learning_rate": "--learning-rate",
+    "warmup_steps": "warm-up steps",
+    "checkpoint_every": "--checkpoint-every",
+    "seed": "--seed",
+    "candidates": "--candidates",
+    "calibration_tokens": "--calibration-tokens",
+    "eval_windows": "--eval-tokens",
+    "backend": "the Keras backend",
 }
 
 
 def _windows_summary(windows):
     tokens, mask = windows
-    return (f"{int(np.asarray(mask).sum()):,} tokens in {len(tokens)} windows "
-            f"(sha256 {array_digest(tokens, mask)[:12]})")
+    return (
+        f"{int(np.asarray(mask).sum()):,} tokens in {len(tokens)} windows "
+        f"(sha256 {array_digest(tokens, mask)[:12]})"
+    )
 
 
-def compress_settings(teacher, windows, target, shape, budget, calibration_tokens,
-                      max_candidates, guide_options, eval_windows):
+def compress_settings(
+    teacher,
+    windows,
+    target,
+    shape,
+    budget,
+    calibration_tokens,
+    max_candidates,
+    guide_options,
+    eval_windows,
+):
     """Every setting that shapes a `compress` run's result, as JSON values.
 
     Args:
@@ -399,23 +449,39 @@ def compress_settings(teacher, windows, target, shape, budget, calibration_token
     import keras
 
     train, held = windows
-    return json.loads(json.dumps({
-        "teacher": f"sha256 {model_digest(teacher)[:12]}",
-        "size": (f"{int(target):,} parameters" if target is not None else
-                 ", ".join(f"{k}={v}" for k, v in sorted(dict(shape).items()))),
-        "text": _windows_summary(train),
-        "eval_text": _windows_summary(held),
-        "sequence_length": int(train[0].shape[1] - 1),
-        "kd": budget.kd,
-        "guide_options": dict(sorted((guide_options or {}).items())),
-        **{name: getattr(budget, name) for name in (
-            "steps", "batch_size", "learning_rate", "warmup_steps",
-            "checkpoint_every", "seed")},
-        "candidates": int(max_candidates),
-        "calibration_tokens": int(calibration_tokens),
-        "eval_windows": eval_windows,
-        "backend": keras.backend.backend(),
-    }, default=str))
+    return json.loads(
+        json.dumps(
+            {
+                "teacher": f"sha256 {model_digest(teacher)[:12]}",
+                "size": (
+                    f"{int(target):,} parameters"
+                    if target is not None
+                    else ", ".join(f"{k}={v}" for k, v in sorted(dict(shape).items()))
+                ),
+                "text": _windows_summary(train),
+                "eval_text": _windows_summary(held),
+                "sequence_length": int(train[0].shape[1] - 1),
+                "kd": budget.kd,
+                "guide_options": dict(sorted((guide_options or {}).items())),
+                **{
+                    name: getattr(budget, name)
+                    for name in (
+                        "steps",
+                        "batch_size",
+                        "learning_rate",
+                        "warmup_steps",
+                        "checkpoint_every",
+                        "seed",
+                    )
+                },
+                "candidates": int(max_candidates),
+                "calibration_tokens": int(calibration_tokens),
+                "eval_windows": eval_windows,
+                "backend": keras.backend.backend(),
+            },
+            default=str,
+        )
+    )
 
 
 def same_run(out_dir, resume, settings):
@@ -442,20 +508,24 @@ def same_run(out_dir, resume, settings):
             with open(path) as f:
                 stored = json.load(f)
         except (OSError, ValueError) as error:
-            raise ResumeError(f"--resume: {path} cannot be read ({error}); start "
-                              "a new run (another --out, or --overwrite).") from None
+            raise ResumeError(
+                f"--resume: {path} cannot be read ({error}); start "
+                "a new run (another --out, or --overwrite)."
+            ) from None
         missing = "(not set)"
         changed = [
             f"{_COMPRESS_OPTIONS.get(name, name)}: {stored.get(name, missing)!r} "
             f"-> {settings.get(name, missing)!r}"
             for name in dict.fromkeys([*stored, *settings])
-            if stored.get(name, missing) != settings.get(name, missing)]
+            if stored.get(name, missing) != settings.get(name, missing)
+        ]
         if changed:
             raise ResumeError(
                 f"--resume: the run in {out_dir} was made with other settings: "
                 f"{'; '.join(changed)}. A resume keeps what the run decided, so "
                 "resume with the same options, or start a new run (another "
-                "--out, or --overwrite).")
+                "--out, or --overwrite)."
+            )
         return
     write_json(path, settings)
 
@@ -466,7 +536,8 @@ def settings_differences(stored, current):
     missing = "(not set)"
     return [
         f"{name}: {stored.get(name, missing)!r} -> {current.get(name, missing)!r}"
-        for name in names if stored.get(name, missing) != current.get(name, missing)
+        for name in names
+        if stored.get(name, missing) != current.get(name, missing)
     ]
 
 
@@ -491,19 +562,32 @@ def save(directory, student, optimizer, step, num_steps, settings=None, keep=2):
         _files.fsync_dir(path)
     _stage("begin", step)
     write_atomic(os.path.join(path, STUDENT_FILE), student.save, STUDENT_FILE, step)
-    _write_variables(optimizer.variables, os.path.join(path, OPTIMIZER_FILE),
-                     stage=OPTIMIZER_FILE, step=step)
+    _write_variables(
+        optimizer.variables,
+        os.path.join(path, OPTIMIZER_FILE),
+        stage=OPTIMIZER_FILE,
+        step=step,
+    )
     import keras
 
-    seeds = [keras.ops.convert_to_numpy(v).astype(np.int64).tolist()
-             for v in seed_states(student)]
-    state = {"step": int(step), "num_steps": int(num_steps), "seed_states": seeds,
-             "global_rng": _backend.rng_state()}
+    seeds = [
+        keras.ops.convert_to_numpy(v).astype(np.int64).tolist()
+        for v in seed_states(student)
+    ]
+    state = {
+        "step": int(step),
+        "num_steps": int(num_steps),
+        "seed_states": seeds,
+        "global_rng": _backend.rng_state(),
+    }
     write_json(os.path.join(path, STATE_FILE), state, STATE_FILE, step)
-    files = {name: file_digest(os.path.join(path, name))
-             for name in SET_FILES}
-    manifest = {"step": int(step), "num_steps": int(num_steps),
-                "settings": settings or {}, "files": files}
+    files = {name: file_digest(os.path.join(path, name)) for name in SET_FILES}
+    manifest = {
+        "step": int(step),
+        "num_steps": int(num_steps),
+        "settings": settings or {},
+        "files": files,
+    }
     write_json(manifest_path, manifest, MANIFEST_FILE, step)
     _prune(directory, path, keep)
     _stage("pruned", step)
@@ -556,7 +640,8 @@ def restore(directory, student, settings=None):
                 f"The checkpoint at {found.path} was taken in a run of "
                 f"{found.num_steps} steps (its manifest); this run has "
                 f"{settings['num_steps']}. Resume with the same --steps, or start "
-                "a new run (another --out, or --overwrite).")
+                "a new run (another --out, or --overwrite)."
+            )
     with open(os.path.join(found.path, STATE_FILE)) as f:
         state = json.load(f)
     stored = state.get("seed_states", [])
@@ -579,5 +664,6 @@ def restore_optimizer(found, optimizer, variables):
     (a `Checkpoint`, or a set's folder)."""
     path = found.path if isinstance(found, Checkpoint) else found
     optimizer.build(variables)
-    load_variables(optimizer.variables, os.path.join(path, OPTIMIZER_FILE),
-                   check_paths=False)
+    load_variables(
+        optimizer.variables, os.path.join(path, OPTIMIZER_FILE), check_paths=False
+    )

@@ -10,9 +10,17 @@ from keras_guide.workflows import ablation
 from keras_guide.workflows import text
 
 
-def compare(teacher, sizes, windows, settings, out_dir,
-            variants=ablation.DEFAULT_VARIANTS, meta=None, started=None,
-            verbose=True):
+def compare(
+    teacher,
+    sizes,
+    windows,
+    settings,
+    out_dir,
+    variants=ablation.DEFAULT_VARIANTS,
+    meta=None,
+    started=None,
+    verbose=True,
+):
     """Runs the ablation's variants on students of `sizes` built from `teacher`.
 
     Args:
@@ -32,24 +40,37 @@ def compare(teacher, sizes, windows, settings, out_dir,
         `(results, teacher_loss)`.
     """
     started = time.perf_counter() if started is None else started
-    train = text.Batches(*windows[0], batch_size=settings.batch_size,
-                         seed=settings.data_seed)
-    held = text.eval_batches(*windows[1], batch_size=16,
-                             max_windows=settings.eval_windows)
-    curve = text.eval_batches(*windows[1], batch_size=16,
-                              max_windows=settings.curve_windows)
+    train = text.Batches(
+        *windows[0], batch_size=settings.batch_size, seed=settings.data_seed
+    )
+    held = text.eval_batches(
+        *windows[1], batch_size=16, max_windows=settings.eval_windows
+    )
+    curve = text.eval_batches(
+        *windows[1], batch_size=16, max_windows=settings.curve_windows
+    )
 
     def make_student(seed):
         keras.utils.set_random_seed(int(seed))
         return build_student(teacher, **sizes)
 
     results, best, teacher_loss = ablation.run_ablation(
-        teacher, make_student, train, held, settings, variants=variants,
-        curve_batches=curve, verbose=verbose,
+        teacher,
+        make_student,
+        train,
+        held,
+        settings,
+        variants=variants,
+        curve_batches=curve,
+        verbose=verbose,
     )
-    meta = {"backend": keras.backend.backend(),
-            "settings": dataclasses.asdict(settings), "sizes": sizes,
-            **(meta or {}), "wall_seconds": time.perf_counter() - started}
+    meta = {
+        "backend": keras.backend.backend(),
+        "settings": dataclasses.asdict(settings),
+        "sizes": sizes,
+        **(meta or {}),
+        "wall_seconds": time.perf_counter() - started,
+    }
     # The table first: what the run computed is on screen even if a file
     # cannot be written.
     if verbose:

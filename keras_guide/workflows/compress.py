@@ -55,10 +55,19 @@ CURVE_FILE = "curve.png"
 HELD_OUT_TEXT = "heldout.txt"
 # The report's llama-perplexity contexts, and the tokens scored at each.
 PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
-OUTPUTS = (checkpoint.RUN_FILE, SEARCH_FILE, INITIAL_FILE, REPORT_FILE, REPORT_TEXT,
-           CURVE_FILE,
-           HELD_OUT_TEXT,
-           "student.gguf", "student_preset", "student_hf", *distill_lib.OUTPUTS)
+OUTPUTS = (
+    checkpoint.RUN_FILE,
+    SEARCH_FILE,
+    INITIAL_FILE,
+    REPORT_FILE,
+    REPORT_TEXT,
+    CURVE_FILE,
+    HELD_OUT_TEXT,
+    "student.gguf",
+    "student_preset",
+    "student_hf",
+    *distill_lib.OUTPUTS,
+)
 # The distillation recipe: the live teacher's full distribution at τ = 1,
 # weighted equally with the data's cross-entropy (README, "Distillation on
 # real teachers").
@@ -100,9 +109,9 @@ def parse_size(size, teacher):
     `(None, sizes)` for a shape (`shapes.parse_parameter_count`,
     `shapes.parse_shape`)."""
     target = shapes_lib.parse_parameter_count(
-        size, shapes_lib.count_parameters(teacher))
-    return target, None if target is not None else shapes_lib.parse_shape(
-        size, teacher)
+        size, shapes_lib.count_parameters(teacher)
+    )
+    return target, None if target is not None else shapes_lib.parse_shape(size, teacher)
 
 
 def windows(teacher, train, held_out=None, sequence_length=128):
@@ -136,7 +145,7 @@ def _run_hashes(windows, length):
     hashes = np.zeros(count, np.uint64)
     with np.errstate(over="ignore"):
         for j in range(length):
-            hashes = hashes * np.uint64(1_000_003) + stream[j: j + count]
+            hashes = hashes * np.uint64(1_000_003) + stream[j : j + count]
     return hashes
 
 
@@ -179,8 +188,17 @@ def _calibration(train, tokens):
     return windows[:rows], mask[:rows]
 
 
-def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
-           score_windows=8, max_candidates=5, guide_options=None, verbose=True):
+def search(
+    teacher,
+    train,
+    target=None,
+    shape=None,
+    calibration_tokens=4096,
+    score_windows=8,
+    max_candidates=5,
+    guide_options=None,
+    verbose=True,
+):
     """Chooses the student: candidates guided from one calibration pass and
     scored on the training windows after the calibration ones.
 
@@ -198,16 +216,18 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
     guide_options = dict(guide_options or {})
     calibrated = options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
-    rest = train[0][len(tokens):], train[1][len(tokens):]
+    rest = train[0][len(tokens) :], train[1][len(tokens) :]
     if len(rest[0]) < 1:
-        raise ValueError("The training text has no window left after the "
-                         "calibration text to score candidates on.")
+        raise ValueError(
+            "The training text has no window left after the "
+            "calibration text to score candidates on."
+        )
     backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
     started = time.perf_counter()
     batches = calibration_lib.calibration_batches(
-        tokens, list(backbone.input.keys()), backbone.vocabulary_size)
-    stats = (calibration_lib.collect_statistics(teacher, batches) if calibrated
-             else None)
+        tokens, list(backbone.input.keys()), backbone.vocabulary_size
+    )
+    stats = calibration_lib.collect_statistics(teacher, batches) if calibrated else None
     calibration_seconds = time.perf_counter() - started
     started = time.perf_counter()
     if shape is not None:
@@ -217,8 +237,7 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
         # Shapes are read from models built off the mesh (a mesh of
         # `ModelParallel` may not divide a reference model's sizes).
         with paused_distribution():
-            candidates = shapes_lib.candidate_shapes(teacher, target,
-                                                     max_candidates)
+            candidates = shapes_lib.candidate_shapes(teacher, target, max_candidates)
     candidates = _shardable(teacher, candidates)
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
@@ -231,12 +250,18 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
         report = guide(teacher, student, calibration=stats, **guide_options)
         score = heldout_cross_entropy(student, scoring)
         parameters = counter(student) if given else candidate.parameters
-        row = {"sizes": dict(sizes), "parameters": int(parameters),
-               "score": float(score), "seconds": time.perf_counter() - started}
+        row = {
+            "sizes": dict(sizes),
+            "parameters": int(parameters),
+            "score": float(score),
+            "seconds": time.perf_counter() - started,
+        }
         tried.append(row)
         if verbose:
-            print(f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
-                  f"{parameters:,} parameters, loss after init {score:.3f}")
+            print(
+                f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
+                f"{parameters:,} parameters, loss after init {score:.3f}"
+            )
         if best is None or score < best[0]["score"]:
             best = (row, student, report)
         else:
@@ -245,14 +270,19 @@ def search(teacher, train, target=None, shape=None, calibration_tokens=4096,
     record = {
         "candidates": tried,
         "chosen": row,
-        "calibration": {"tokens": int(stats.tokens) if calibrated else 0,
-                        "seconds": calibration_seconds},
+        "calibration": {
+            "tokens": int(stats.tokens) if calibrated else 0,
+            "seconds": calibration_seconds,
+        },
         "shape_search_seconds": shape_seconds,
         "score_windows": int(min(score_windows, len(rest[0]))),
-        "recipe": {"guide": {k: report.options[k]
-                             for k in ("projection", "select", "layer_map",
-                                       "norm", "rescale")},
-                   "guide_recipe": report.recipe},
+        "recipe": {
+            "guide": {
+                k: report.options[k]
+                for k in ("projection", "select", "layer_map", "norm", "rescale")
+            },
+            "guide_recipe": report.recipe,
+        },
     }
     return student, record
 
@@ -269,8 +299,9 @@ def _shardable(teacher, candidates):
         return candidates
     kept, reason = [], None
     for candidate in candidates:
-        sizes = candidate.sizes if isinstance(candidate, shapes_lib.Shape) else (
-            candidate)
+        sizes = (
+            candidate.sizes if isinstance(candidate, shapes_lib.Shape) else (candidate)
+        )
         # The backbone alone: a task model cannot be built without memory.
         with paused_distribution(), keras.StatelessScope():
             plan = build_student(backbone_of(teacher), **sizes)
@@ -280,8 +311,9 @@ def _shardable(teacher, candidates):
         except ValueError as error:
             reason = reason or str(error)
     if not kept:
-        raise ValueError(f"No student shape of this size fits --model-parallel's "
-                         f"mesh: {reason}")
+        raise ValueError(
+            f"No student shape of this size fits --model-parallel's mesh: {reason}"
+        )
     return kept
 
 
@@ -293,8 +325,12 @@ def _plot(history, teacher_loss, path):
 
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(history["train_steps"], history["train_loss"], label="training loss")
-    axis.plot(history["eval_steps"], history["eval_loss"], "o-",
-              label="held-out loss (student)")
+    axis.plot(
+        history["eval_steps"],
+        history["eval_loss"],
+        "o-",
+        label="held-out loss (student)",
+    )
     axis.axhline(teacher_loss, color="k", linestyle="--", label="teacher, held out")
     axis.set_xlabel("step")
     axis.set_ylabel("cross-entropy (nats/token)")
@@ -346,32 +382,57 @@ def render(report):
         lines.append(
             f"| the student's .gguf in llama.cpp vs the Keras student | | KL "
             f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
-            f"({parity['tokens']} tokens) |")
+            f"({parity['tokens']} tokens) |"
+        )
     lines += _perplexity_rows(report.get("llama_perplexity"))
     lines += _gguf_types_rows(report)
     search = report["search"]
     devices = report.get("devices", 1)
     groups = devices // report.get("model_parallel", 1)
-    how = (f" (model parallel: keras.distribution.ModelParallel, each weight "
-           f"split over {devices // groups} of them and each batch over "
-           f"{groups} groups)" if groups < devices else
-           " (data parallel: keras.distribution.DataParallel, each batch split "
-           "over them)" if devices > 1 else "")
-    lines += ["", f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
-              "", f"Devices: {devices}{how}",
-              "", "## Shape", "",
-              "| candidate | parameters | loss after init | seconds |",
-              "|---|---|---|---|"]
+    how = (
+        f" (model parallel: keras.distribution.ModelParallel, each weight "
+        f"split over {devices // groups} of them and each batch over "
+        f"{groups} groups)"
+        if groups < devices
+        else " (data parallel: keras.distribution.DataParallel, each batch split "
+        "over them)"
+        if devices > 1
+        else ""
+    )
+    lines += [
+        "",
+        f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
+        "",
+        f"Devices: {devices}{how}",
+        "",
+        "## Shape",
+        "",
+        "| candidate | parameters | loss after init | seconds |",
+        "|---|---|---|---|",
+    ]
     for row in search["candidates"]:
         mark = " **(chosen)**" if row == search["chosen"] else ""
         described = ", ".join(f"{k}={v}" for k, v in row["sizes"].items())
-        lines.append(f"| {described}{mark} | {row['parameters']:,} | "
-                     f"{row['score']:.3f} | {row['seconds']:.1f} |")
-    lines += ["", "The lowest cross-entropy right after guided initialization "
-              "(on training windows the calibration did not use) wins.",
-              "", "## Recipe", "", "```", json.dumps(report["recipe"], indent=1),
-              "```", "", "## Where the time went", "",
-              "| stage | seconds | share |", "|---|---|---|"]
+        lines.append(
+            f"| {described}{mark} | {row['parameters']:,} | "
+            f"{row['score']:.3f} | {row['seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        "The lowest cross-entropy right after guided initialization "
+        "(on training windows the calibration did not use) wins.",
+        "",
+        "## Recipe",
+        "",
+        "```",
+        json.dumps(report["recipe"], indent=1),
+        "```",
+        "",
+        "## Where the time went",
+        "",
+        "| stage | seconds | share |",
+        "|---|---|---|",
+    ]
     total = sum(report["seconds"].values())
     for stage, seconds in report["seconds"].items():
         lines.append(f"| {stage} | {seconds:.1f} | {seconds / total:.1%} |")
@@ -388,21 +449,32 @@ def _gguf_types_rows(report):
     if len(files) < 2:
         return []
     contexts = (report.get("llama_perplexity") or {}).get("contexts", {})
-    context, figures = next(((c, f) for c, f in contexts.items()
-                             if "skipped" not in f), (None, {}))
-    lines = ["", "## The student's GGUF files", "",
-             f"| file | MiB | prompt / generated tokens/s | peak MiB | PPL, KL from "
-             f"the teacher, same top p ({context}-token chunks) |",
-             "|---|---|---|---|---|"]
+    context, figures = next(
+        ((c, f) for c, f in contexts.items() if "skipped" not in f), (None, {})
+    )
+    lines = [
+        "",
+        "## The student's GGUF files",
+        "",
+        f"| file | MiB | prompt / generated tokens/s | peak MiB | PPL, KL from "
+        f"the teacher, same top p ({context}-token chunks) |",
+        "|---|---|---|---|---|",
+    ]
     for name in files:
         speed, f = speeds[name], figures.get(name)
-        quality = (f"{f['perplexity']:.2f}, {f['vs_base']['kl']:.3f}, "
-                   f"{f['vs_base']['same_top']:.1%}" if f else "")
+        quality = (
+            f"{f['perplexity']:.2f}, {f['vs_base']['kl']:.3f}, "
+            f"{f['vs_base']['same_top']:.1%}"
+            if f
+            else ""
+        )
         label = "student.gguf" if name == "student" else f"{name}.gguf"
-        lines.append(f"| {label} | {speed['file_mib']:.1f} | "
-                     f"{speed['prompt_tokens_per_s']:.0f} / "
-                     f"{speed['generate_tokens_per_s']:.1f} | "
-                     f"{speed['peak_rss_mib']:.0f} | {quality} |")
+        lines.append(
+            f"| {label} | {speed['file_mib']:.1f} | "
+            f"{speed['prompt_tokens_per_s']:.0f} / "
+            f"{speed['generate_tokens_per_s']:.1f} | "
+            f"{speed['peak_rss_mib']:.0f} | {quality} |"
+        )
     return lines
 
 
@@ -411,20 +483,26 @@ def _perplexity_rows(measured):
     if not measured:
         return []
     if "error" in measured:
-        return [f"| perplexity, llama-perplexity's protocol | not measured: "
-                f"{measured['error']} | |"]
+        return [
+            f"| perplexity, llama-perplexity's protocol | not measured: "
+            f"{measured['error']} | |"
+        ]
     where, lines, kl = measured["runtime"], [], None
     for context, figures in measured["contexts"].items():
         label = f"{where} perplexity, {int(context):,}-token chunks"
         if "skipped" in figures:
             lines.append(f"| {label} | not measured: {figures['skipped']} | |")
             continue
-        def shown(f):
-            return (f"{f['perplexity']:.2f} ± {f['perplexity_error']:.2f} "
-                    f"({f['nll']:.3f} nats)")
 
-        lines.append(f"| {label} | {shown(figures['teacher'])} | "
-                     f"{shown(figures['student'])} |")
+        def shown(f):
+            return (
+                f"{f['perplexity']:.2f} ± {f['perplexity_error']:.2f} "
+                f"({f['nll']:.3f} nats)"
+            )
+
+        lines.append(
+            f"| {label} | {shown(figures['teacher'])} | {shown(figures['student'])} |"
+        )
         kl = kl or (context, figures)
     if kl:
         context, figures = kl
@@ -436,12 +514,12 @@ def _perplexity_rows(measured):
             lines.append(
                 f"| {where} KL of {what} from the teacher, same top p "
                 f"({int(context):,}-token chunks) | | {k['kl']:.3f} ± "
-                f"{k['kl_error']:.3f}, {k['same_top']:.1%}{size} |")
+                f"{k['kl_error']:.3f}, {k['same_top']:.1%}{size} |"
+            )
     return lines
 
 
-def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir,
-                      verbose):
+def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir, verbose):
     """The report's `llama-perplexity` figures on the held-out text, written
     to `out_dir` as one file: in llama.cpp on the written files where the
     student was written as GGUF, else in Keras."""
@@ -452,31 +530,62 @@ def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir,
     _files.write_text(path, text_)
     on_files = "gguf" in written and runtime.available()
     if on_files:
-        first, students = teacher_path, {
-            "student" + kind[len("gguf"):]: path
-            for kind, path in written.items() if kind.startswith("gguf")}
+        first, students = (
+            teacher_path,
+            {
+                "student" + kind[len("gguf") :]: path
+                for kind, path in written.items()
+                if kind.startswith("gguf")
+            },
+        )
     else:
         first, students = teacher, {"student": student}
     try:
         contexts = evaluate.teacher_and_students(
-            first, students, text_, PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS,
-            verbose=verbose)
+            first,
+            students,
+            text_,
+            PERPLEXITY_CONTEXTS,
+            PERPLEXITY_TOKENS,
+            verbose=verbose,
+        )
     except (RuntimeError, ValueError) as error:
         return {"error": f"{type(error).__name__}: {error}"}
-    return {"runtime": "llama.cpp" if on_files else "Keras", "text": path,
-            "protocol": "llama-perplexity: chunks of the context, the second half "
-                        "of each scored, the start token first where the "
-                        "vocabulary adds one",
-            "contexts": contexts}
+    return {
+        "runtime": "llama.cpp" if on_files else "Keras",
+        "text": path,
+        "protocol": "llama-perplexity: chunks of the context, the second half "
+        "of each scored, the start token first where the "
+        "vocabulary adds one",
+        "contexts": contexts,
+    }
 
 
 @inputs.owns_run_folder("out_dir")
-def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
-             budget=Budget(), calibration_tokens=4096, max_candidates=5,
-             gguf_dtype="float32", held_out="", resume=False, overwrite=False,
-             import_seconds=0.0, eval_windows=None, teacher_name=None,
-             guide_options=None, held_out_text=None, exports=(), verbose=True,
-             devices=1, model_parallel=1):
+def compress(
+    teacher,
+    teacher_path,
+    windows,
+    out_dir,
+    target=None,
+    shape=None,
+    budget=Budget(),
+    calibration_tokens=4096,
+    max_candidates=5,
+    gguf_dtype="float32",
+    held_out="",
+    resume=False,
+    overwrite=False,
+    import_seconds=0.0,
+    eval_windows=None,
+    teacher_name=None,
+    guide_options=None,
+    held_out_text=None,
+    exports=(),
+    verbose=True,
+    devices=1,
+    model_parallel=1,
+):
     """The whole run; see the module docstring.
 
     Args:
@@ -520,9 +629,21 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     train, held = windows
     os.makedirs(out_dir, exist_ok=True)
     inputs.check_held_out(held)
-    checkpoint.same_run(out_dir, resume, checkpoint.compress_settings(
-        teacher, windows, target, shape, budget, calibration_tokens,
-        max_candidates, guide_options, eval_windows))
+    checkpoint.same_run(
+        out_dir,
+        resume,
+        checkpoint.compress_settings(
+            teacher,
+            windows,
+            target,
+            shape,
+            budget,
+            calibration_tokens,
+            max_candidates,
+            guide_options,
+            eval_windows,
+        ),
+    )
     search_path = os.path.join(out_dir, SEARCH_FILE)
     initial_path = os.path.join(out_dir, INITIAL_FILE)
     started = time.perf_counter()
@@ -531,40 +652,65 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
             record = json.load(f)
         student = keras.saving.load_model(initial_path)
         if verbose:
-            print(f"Resuming: the student chosen before, "
-                  f"{shapes_lib.Shape(record['chosen']['sizes'], 0).describe()}")
+            print(
+                f"Resuming: the student chosen before, "
+                f"{shapes_lib.Shape(record['chosen']['sizes'], 0).describe()}"
+            )
     else:
         if verbose:
             print("Choosing the student's shape")
-        student, record = search(teacher, train, target, shape, calibration_tokens,
-                                 max_candidates=max_candidates,
-                                 guide_options=guide_options, verbose=verbose)
+        student, record = search(
+            teacher,
+            train,
+            target,
+            shape,
+            calibration_tokens,
+            max_candidates=max_candidates,
+            guide_options=guide_options,
+            verbose=verbose,
+        )
         checkpoint.write_atomic(initial_path, student.save)
         checkpoint.write_json(search_path, record)
     seconds["calibration"] = record["calibration"]["seconds"]
-    seconds["candidate search"] = (time.perf_counter() - started
-                                   - record["calibration"]["seconds"])
+    seconds["candidate search"] = (
+        time.perf_counter() - started - record["calibration"]["seconds"]
+    )
     started = time.perf_counter()
     finished = _finished_training(out_dir, verbose) if resume else None
     # Stored teacher targets alone (a run stopped while storing them) resume
     # too: their windows are not scored again.
     resuming = resume and (
         os.path.exists(checkpoint.checkpoint_dir(out_dir))
-        or os.path.exists(os.path.join(out_dir, teacher_targets.FOLDER,
-                                       teacher_targets.MANIFEST)))
-    result = distill_lib.distill(
-        teacher, student, windows, out_dir, num_steps=budget.steps,
-        batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-        warmup_steps=budget.warmup_steps,
-        kd_options=budget.kd if budget.kd is not None else False,
-        checkpoint_every=budget.checkpoint_every, seed=budget.seed,
-        resume=resuming, overwrite=not resuming, verbose=verbose,
-        eval_windows=max(1, eval_windows // 4) if eval_windows else None,
-        teacher_path=teacher_path,
-    ) if not finished else finished
+        or os.path.exists(
+            os.path.join(out_dir, teacher_targets.FOLDER, teacher_targets.MANIFEST)
+        )
+    )
+    result = (
+        distill_lib.distill(
+            teacher,
+            student,
+            windows,
+            out_dir,
+            num_steps=budget.steps,
+            batch_size=budget.batch_size,
+            learning_rate=budget.learning_rate,
+            warmup_steps=budget.warmup_steps,
+            kd_options=budget.kd if budget.kd is not None else False,
+            checkpoint_every=budget.checkpoint_every,
+            seed=budget.seed,
+            resume=resuming,
+            overwrite=not resuming,
+            verbose=verbose,
+            eval_windows=max(1, eval_windows // 4) if eval_windows else None,
+            teacher_path=teacher_path,
+        )
+        if not finished
+        else finished
+    )
     if finished:
         student = keras.saving.load_model(
-            os.path.join(out_dir, distill_lib.STUDENT_FILE))
+            os.path.join(out_dir, distill_lib.STUDENT_FILE)
+        )
     seconds["training"] = time.perf_counter() - started
     started = time.perf_counter()
     batches = text.eval_batches(*held, batch_size=8, max_windows=eval_windows)
@@ -572,50 +718,77 @@ def compress(teacher, teacher_path, windows, out_dir, target=None, shape=None,
     seconds["evaluation"] = time.perf_counter() - started
     started = time.perf_counter()
     is_gguf = str(teacher_path).endswith(".gguf")
-    formats = ["gguf"] if is_gguf else (
-        ["preset"] if hasattr(student, "save_to_preset") else [])
+    formats = (
+        ["gguf"]
+        if is_gguf
+        else (["preset"] if hasattr(student, "save_to_preset") else [])
+    )
     formats = list(dict.fromkeys(formats + list(exports)))
     written = export_lib.export(
-        student, os.path.join(out_dir, "student"), formats, gguf_dtype=gguf_dtype,
-        metadata_from=teacher_path if is_gguf else None, overwrite=True,
-        description=_description(teacher_name or teacher_path, train))
+        student,
+        os.path.join(out_dir, "student"),
+        formats,
+        gguf_dtype=gguf_dtype,
+        metadata_from=teacher_path if is_gguf else None,
+        overwrite=True,
+        description=_description(teacher_name or teacher_path, train),
+    )
     seconds["export"] = time.perf_counter() - started
     report = {
-        "teacher": {"path": str(teacher_path),
-                    "name": str(teacher_name or teacher_path),
-                    "parameters": shapes_lib.count_parameters(teacher)},
-        "student": {"sizes": record["chosen"]["sizes"],
-                    "parameters": shapes_lib.count_parameters(student)},
+        "teacher": {
+            "path": str(teacher_path),
+            "name": str(teacher_name or teacher_path),
+            "parameters": shapes_lib.count_parameters(teacher),
+        },
+        "student": {
+            "sizes": record["chosen"]["sizes"],
+            "parameters": shapes_lib.count_parameters(student),
+        },
         "evaluation": scores,
         "held_out": held_out,
         "devices": int(devices),
         "model_parallel": int(model_parallel),
         "search": record,
-        "recipe": {**record["recipe"], "kd": budget.kd, "steps": budget.steps,
-                   "batch_size": budget.batch_size,
-                   "sequence_length": int(train[0].shape[1] - 1),
-                   "tokens": result["tokens"], "learning_rate": budget.learning_rate,
-                   "schedule": "linear warm-up, cosine to a tenth",
-                   "seed": budget.seed},
+        "recipe": {
+            **record["recipe"],
+            "kd": budget.kd,
+            "steps": budget.steps,
+            "batch_size": budget.batch_size,
+            "sequence_length": int(train[0].shape[1] - 1),
+            "tokens": result["tokens"],
+            "learning_rate": budget.learning_rate,
+            "schedule": "linear warm-up, cosine to a tenth",
+            "seed": budget.seed,
+        },
         "training": result,
         "seconds": seconds,
-        "outputs": [os.path.join(out_dir, distill_lib.STUDENT_FILE),
-                    *written.values(), os.path.join(out_dir, REPORT_TEXT),
-                    os.path.join(out_dir, CURVE_FILE)],
+        "outputs": [
+            os.path.join(out_dir, distill_lib.STUDENT_FILE),
+            *written.values(),
+            os.path.join(out_dir, REPORT_TEXT),
+            os.path.join(out_dir, CURVE_FILE),
+        ],
     }
     if "gguf" in written:
         started = time.perf_counter()
-        report["llama_cpp"] = _llama_cpp_speeds(teacher_path, {
-            "student" + kind[len("gguf"):]: path for kind, path in written.items()
-            if kind.startswith("gguf")})
+        report["llama_cpp"] = _llama_cpp_speeds(
+            teacher_path,
+            {
+                "student" + kind[len("gguf") :]: path
+                for kind, path in written.items()
+                if kind.startswith("gguf")
+            },
+        )
         if report["llama_cpp"] is not None:
             report["llama_cpp"]["parity"] = _llama_cpp_parity(
-                student, written["gguf"], held)
+                student, written["gguf"], held
+            )
         seconds["llama.cpp checks"] = time.perf_counter() - started
     if held_out_text:
         started = time.perf_counter()
         report["llama_perplexity"] = _llama_perplexity(
-            teacher, student, teacher_path, written, held_out_text, out_dir, verbose)
+            teacher, student, teacher_path, written, held_out_text, out_dir, verbose
+        )
         report["outputs"].append(os.path.join(out_dir, HELD_OUT_TEXT))
         seconds["perplexity protocol"] = time.perf_counter() - started
     with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
@@ -629,11 +802,13 @@ def _description(teacher, train):
     """What the student's files say of it: the context it was trained at and
     where its measurements are."""
     length = int(train[0].shape[1] - 1)
-    return (f"A student of {os.path.basename(str(teacher))} made by keras-guide "
-            f"compress (GUIDE + distillation), trained on {length}-token windows; "
-            "measured with llama-perplexity's protocol at "
-            f"{' and '.join(str(c) for c in PERPLEXITY_CONTEXTS)} tokens of "
-            "context, in its run's report.json.")
+    return (
+        f"A student of {os.path.basename(str(teacher))} made by keras-guide "
+        f"compress (GUIDE + distillation), trained on {length}-token windows; "
+        "measured with llama-perplexity's protocol at "
+        f"{' and '.join(str(c) for c in PERPLEXITY_CONTEXTS)} tokens of "
+        "context, in its run's report.json."
+    )
 
 
 def _finished_training(out_dir, verbose=1):
@@ -649,11 +824,19 @@ def _finished_training(out_dir, verbose=1):
     student = os.path.join(out_dir, distill_lib.STUDENT_FILE)
     if not os.path.exists(student):
         if verbose:
-            print(f"{path} records a finished training, but {student} is missing: "
-                  "training again")
+            print(
+                f"{path} records a finished training, but {student} is missing: "
+                "training again"
+            )
         return None
-    keys = ("held_out_loss", "teacher_loss", "steps", "start_step",
-            "train_seconds", "tokens")
+    keys = (
+        "held_out_loss",
+        "teacher_loss",
+        "steps",
+        "start_step",
+        "train_seconds",
+        "tokens",
+    )
     return {k: record[k] for k in keys}
 
 
@@ -663,8 +846,9 @@ def _llama_cpp_parity(student, path, held, windows=4):
     from keras_guide.gguf import runtime
 
     tokens, mask = held
-    sequences = [row[keep.astype(bool)] for row, keep in
-                 zip(tokens[:windows], mask[:windows])]
+    sequences = [
+        row[keep.astype(bool)] for row, keep in zip(tokens[:windows], mask[:windows])
+    ]
     try:
         theirs = runtime.logits(path, sequences)
     except Exception as error:  # noqa: BLE001 (reported, not fatal)
@@ -690,7 +874,9 @@ def _llama_cpp_speeds(teacher_path, students):
     if not runtime.available():
         return None
     try:
-        return {"teacher": runtime.speed(teacher_path),
-                **{name: runtime.speed(path) for name, path in students.items()}}
+        return {
+            "teacher": runtime.speed(teacher_path),
+            **{name: runtime.speed(path) for name, path in students.items()},
+        }
     except RuntimeError as error:
         return {"error": str(error)}

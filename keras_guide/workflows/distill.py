@@ -54,15 +54,19 @@ def distiller_arguments(kd_options=None):
     # How the teacher is read, not a Distiller argument.
     top_k = options.pop("top_k", None)
     options.pop("targets_from", None)
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(
-            top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError("`kd_options['top_k']` must be a positive integer (the "
-                         "teacher's logits stored per token). Received: "
-                         f"top_k={top_k!r}")
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
+    ):
+        raise ValueError(
+            "`kd_options['top_k']` must be a positive integer (the "
+            "teacher's logits stored per token). Received: "
+            f"top_k={top_k!r}"
+        )
     arguments = {}
     if "temperature" in options:
         arguments["distillation_losses"] = LogitsDistillation(
-            temperature=options.pop("temperature"))
+            temperature=options.pop("temperature")
+        )
     if "student_loss_weight" in options:
         arguments["student_loss_weight"] = options.pop("student_loss_weight")
     if options:
@@ -107,7 +111,8 @@ class StoredTeacherBatches:
             raise ValueError(
                 f"`top_k` ({self.top_k}) is more than the teacher's vocabulary "
                 f"({vocabulary}): pass at most {vocabulary} (all of it is the live "
-                "teacher's distribution).")
+                "teacher's distribution)."
+            )
         windows = min(len(batches.tokens), int(num_steps) * batches.batch_size)
         tokens = windows * (batches.tokens.shape[1] - 1)
         needed = tokens * (8 * self.top_k + 4)
@@ -118,7 +123,8 @@ class StoredTeacherBatches:
                 f"windows this run uses ({tokens} tokens) takes "
                 f"{needed / 2**30:.1f} GiB, more than half of this machine's "
                 f"{memory / 2**30:.1f} GiB: pass a smaller top_k, fewer steps, or "
-                "distil from the live teacher (no top_k).")
+                "distil from the live teacher (no top_k)."
+            )
 
     def batch(self, step):
         x, y, weight = self.batches.batch(step)
@@ -126,16 +132,23 @@ class StoredTeacherBatches:
         missing = sorted({r for r in rows if r not in self.stored})
         if missing:
             started = time.perf_counter()
-            inputs, _, _ = text.window_batch(self.batches.tokens[missing],
-                                             self.batches.mask[missing])
-            stored = teacher_top_k(self.teacher, inputs, self.top_k,
-                                   batch_size=len(missing),
-                                   temperature=self.temperature)
+            inputs, _, _ = text.window_batch(
+                self.batches.tokens[missing], self.batches.mask[missing]
+            )
+            stored = teacher_top_k(
+                self.teacher,
+                inputs,
+                self.top_k,
+                batch_size=len(missing),
+                temperature=self.temperature,
+            )
             for i, row in enumerate(missing):
                 self.stored[row] = {key: value[i] for key, value in stored.items()}
             self.seconds += time.perf_counter() - started
-        targets = {key: np.stack([self.stored[r][key] for r in rows])
-                   for key in self.stored[rows[0]]}
+        targets = {
+            key: np.stack([self.stored[r][key] for r in rows])
+            for key in self.stored[rows[0]]
+        }
         return x, {"labels": y, **targets}, weight
 
 
@@ -143,8 +156,19 @@ def _default(function, name):
     return inspect.signature(function).parameters[name].default
 
 
-def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate,
-                 warmup_steps, kd_options, checkpoint_every, seed, extra=None):
+def run_settings(
+    teacher,
+    student,
+    windows,
+    num_steps,
+    batch_size,
+    learning_rate,
+    warmup_steps,
+    kd_options,
+    checkpoint_every,
+    seed,
+    extra=None,
+):
     """What must not change between a run and its resume.
 
     Returns:
@@ -160,16 +184,19 @@ def run_settings(teacher, student, windows, num_steps, batch_size, learning_rate
     return {
         "teacher": checkpoint.model_digest(teacher),
         "student": checkpoint.model_digest(student),
-        "data": checkpoint.array_digest(train_tokens, train_mask, held_tokens,
-                                        held_mask),
+        "data": checkpoint.array_digest(
+            train_tokens, train_mask, held_tokens, held_mask
+        ),
         "num_steps": int(num_steps),
         "batch_size": int(batch_size),
         "learning_rate": float(learning_rate),
         "warmup_steps": int(warmup_steps),
-        "temperature": float(kd.get("temperature",
-                                    _default(LogitsDistillation, "temperature"))),
-        "student_loss_weight": float(kd.get(
-            "student_loss_weight", _default(Distiller, "student_loss_weight"))),
+        "temperature": float(
+            kd.get("temperature", _default(LogitsDistillation, "temperature"))
+        ),
+        "student_loss_weight": float(
+            kd.get("student_loss_weight", _default(Distiller, "student_loss_weight"))
+        ),
         "top_k": int(kd.get("top_k") or 0),
         # Only where set: the settings of runs before the option stay as they were.
         **({"targets_from": kd["targets_from"]} if kd.get("targets_from") else {}),
@@ -250,20 +277,29 @@ def _check_resumable(out_dir):
         )
 
 
-def _check_options(num_steps, batch_size, learning_rate, warmup_steps,
-                   checkpoint_every, seed):
-    for name, value, low in (("num_steps", num_steps, 1), ("batch_size", batch_size, 1),
-                             ("warmup_steps", warmup_steps, 0),
-                             ("checkpoint_every", checkpoint_every, 1),
-                             ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-                value < low):
+def _check_options(
+    num_steps, batch_size, learning_rate, warmup_steps, checkpoint_every, seed
+):
+    for name, value, low in (
+        ("num_steps", num_steps, 1),
+        ("batch_size", batch_size, 1),
+        ("warmup_steps", warmup_steps, 0),
+        ("checkpoint_every", checkpoint_every, 1),
+        ("seed", seed, 0),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or (value < low)
+        ):
             raise ValueError(
                 f"`{name}` must be an integer ≥ {low}. Received: {name}={value!r}"
             )
-    if isinstance(learning_rate, bool) or not isinstance(
-            learning_rate, (int, float, np.number)) or not (
-            math.isfinite(learning_rate) and learning_rate > 0):
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float, np.number))
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
+    ):
         raise ValueError(
             "`learning_rate` must be a finite number > 0 (a negative rate trains "
             f"uphill). Received: learning_rate={learning_rate!r}"
@@ -279,10 +315,25 @@ def seed_dropout(model, seed):
 
 
 @inputs.owns_run_folder("out_dir")
-def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
-            learning_rate=1e-3, warmup_steps=None, kd_options=None,
-            checkpoint_every=200, seed=0, resume=False, overwrite=False,
-            settings_extra=None, verbose=True, eval_windows=None, teacher_path=None):
+def distill(
+    teacher,
+    student,
+    windows,
+    out_dir,
+    num_steps=1000,
+    batch_size=16,
+    learning_rate=1e-3,
+    warmup_steps=None,
+    kd_options=None,
+    checkpoint_every=200,
+    seed=0,
+    resume=False,
+    overwrite=False,
+    settings_extra=None,
+    verbose=True,
+    eval_windows=None,
+    teacher_path=None,
+):
     """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
 
     Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
@@ -334,14 +385,23 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
             settings that differ from the checkpoint's (each listed).
     """
     warmup = warmup_steps if warmup_steps is not None else max(1, num_steps // 10)
-    _check_options(num_steps, batch_size, learning_rate, warmup, checkpoint_every,
-                   seed)
+    _check_options(num_steps, batch_size, learning_rate, warmup, checkpoint_every, seed)
     previous = check_output(out_dir, resume, overwrite)
     checkpoint.remove_temporaries(out_dir)
     arguments = distiller_arguments(kd_options)
-    settings = run_settings(teacher, student, windows, num_steps, batch_size,
-                            learning_rate, warmup, kd_options, checkpoint_every,
-                            seed, settings_extra)
+    settings = run_settings(
+        teacher,
+        student,
+        windows,
+        num_steps,
+        batch_size,
+        learning_rate,
+        warmup,
+        kd_options,
+        checkpoint_every,
+        seed,
+        settings_extra,
+    )
     batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
     top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
     source = (kd_options or {}).get("targets_from")
@@ -349,19 +409,30 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     if kd_options:
         teacher_targets.check_source(source, teacher_path, top_k)
     if from_disk:
-        scorer = (teacher_targets.LlamaCppScorer(teacher_path,
-                                                 windows[0][0].shape[1] - 1)
-                  if source == "llama.cpp" else teacher_targets.KerasScorer(
-                      teacher, batch_size))
+        scorer = (
+            teacher_targets.LlamaCppScorer(teacher_path, windows[0][0].shape[1] - 1)
+            if source == "llama.cpp"
+            else teacher_targets.KerasScorer(teacher, batch_size)
+        )
         batches = teacher_targets.DiskTargets(
-            batches, scorer, os.path.join(out_dir, teacher_targets.FOLDER), top_k,
-            settings["temperature"], num_steps, source, settings["teacher"],
-            settings["data"], reuse=resume)
+            batches,
+            scorer,
+            os.path.join(out_dir, teacher_targets.FOLDER),
+            top_k,
+            settings["temperature"],
+            num_steps,
+            source,
+            settings["teacher"],
+            settings["data"],
+            reuse=resume,
+        )
     elif top_k:
         batches = StoredTeacherBatches(
-            batches, teacher, top_k, settings["temperature"], num_steps)
-    held = text.eval_batches(*windows[1], batch_size=max(batch_size, 16),
-                             max_windows=eval_windows)
+            batches, teacher, top_k, settings["temperature"], num_steps
+        )
+    held = text.eval_batches(
+        *windows[1], batch_size=max(batch_size, 16), max_windows=eval_windows
+    )
     directory = checkpoint.checkpoint_dir(out_dir)
     keras.utils.set_random_seed(int(seed))
     seed_dropout(student, seed)
@@ -392,13 +463,22 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
         checkpoint.save(directory, student, optimizer, step, num_steps, settings)
 
     history = training.train(
-        distiller, batches, num_steps, start_step=start_step,
+        distiller,
+        batches,
+        num_steps,
+        start_step=start_step,
         evaluate=lambda _: heldout_cross_entropy(student, held),
-        eval_every=max(1, min(checkpoint_every, num_steps)), verbose=verbose,
-        label=f"Distilling {num_steps - start_step} steps", on_eval=save_checkpoint,
+        eval_every=max(1, min(checkpoint_every, num_steps)),
+        verbose=verbose,
+        label=f"Distilling {num_steps - start_step} steps",
+        on_eval=save_checkpoint,
     )
-    checkpoint.write_atomic(os.path.join(out_dir, STUDENT_FILE), student.save,
-                            "final:" + STUDENT_FILE, num_steps)
+    checkpoint.write_atomic(
+        os.path.join(out_dir, STUDENT_FILE),
+        student.save,
+        "final:" + STUDENT_FILE,
+        num_steps,
+    )
     result = {
         "held_out_loss": history["eval_loss"][-1],
         "teacher_loss": heldout_cross_entropy(teacher, held),
@@ -412,6 +492,7 @@ def distill(teacher, student, windows, out_dir, num_steps=1000, batch_size=16,
     if from_disk:
         result["teacher_windows_scored"] = scored
     record = {**result, "finished": True, "settings": settings, "history": history}
-    checkpoint.write_json(os.path.join(out_dir, RESULT_FILE), record,
-                          "final:" + RESULT_FILE, num_steps)
+    checkpoint.write_json(
+        os.path.join(out_dir, RESULT_FILE), record, "final:" + RESULT_FILE, num_steps
+    )
     return result

@@ -39,13 +39,17 @@ def open_runner(path, context, runtime="auto", threads=None):
             is not a `.gguf` file.
     """
     if runtime not in runners_lib.RUNTIMES:
-        raise ValueError(f"`runtime` must be one of {runners_lib.RUNTIMES}. "
-                         f"Received: runtime={runtime!r}")
+        raise ValueError(
+            f"`runtime` must be one of {runners_lib.RUNTIMES}. "
+            f"Received: runtime={runtime!r}"
+        )
     resolved = os.fspath(inputs.resolve_model(path))
     is_gguf = resolved.endswith(".gguf")
     if runtime == "llama.cpp" and not is_gguf:
-        raise ValueError(f"{path}: llama.cpp runs .gguf files only; run it in Keras "
-                         "(--runtime keras or auto) or export it first.")
+        raise ValueError(
+            f"{path}: llama.cpp runs .gguf files only; run it in Keras "
+            "(--runtime keras or auto) or export it first."
+        )
     if is_gguf and runtime != "keras":
         return runners_lib.LlamaCppRunner(resolved, context, threads=threads)
     return keras_runner(inputs.load_model(resolved), path)
@@ -62,13 +66,23 @@ def read_text(paths):
     files = [name for path in paths for name in text_lib.text_files(path)]
     joined = "".join(text_lib.read_text(name) for name in files)
     if not joined.strip():
-        raise ValueError(f"{', '.join(paths)}: no text to evaluate on (empty). Pass "
-                         "a text file of at least two chunks.")
+        raise ValueError(
+            f"{', '.join(paths)}: no text to evaluate on (empty). Pass "
+            "a text file of at least two chunks."
+        )
     return joined, files
 
 
-def evaluate(models, paths, contexts=(512,), base=None, max_chunks=None,
-             runtime="auto", threads=None, verbose=True):
+def evaluate(
+    models,
+    paths,
+    contexts=(512,),
+    base=None,
+    max_chunks=None,
+    runtime="auto",
+    threads=None,
+    verbose=True,
+):
     """Every model on the text of `paths` at each context.
 
     Args:
@@ -114,27 +128,43 @@ def evaluate(models, paths, contexts=(512,), base=None, max_chunks=None,
             if ids is None:
                 ids, bos = llama_perplexity.shared_tokens(runners, text)
             if verbose:
-                print(f"Context {context}: {len(ids) // context} chunks of the "
-                      f"text's {len(ids):,} tokens")
+                print(
+                    f"Context {context}: {len(ids) // context} chunks of the "
+                    f"text's {len(ids):,} tokens"
+                )
             results[str(context)] = llama_perplexity.measure(
-                runners, ids, context, bos, base=base, max_chunks=max_chunks,
-                verbose=verbose)
+                runners,
+                ids,
+                context,
+                bos,
+                base=base,
+                max_chunks=max_chunks,
+                verbose=verbose,
+            )
         finally:
             for runner in runners.values():
                 if runner.runtime != "keras":
                     runner.close()
     return {
         "text": {"files": files, "characters": len(text), "tokens": int(len(ids))},
-        "models": {name: ("keras" if name in keras_models else "llama.cpp")
-                   for name in names},
+        "models": {
+            name: ("keras" if name in keras_models else "llama.cpp") for name in names
+        },
         "base": base,
         "results": results,
         "seconds": time.perf_counter() - started,
     }
 
 
-def evaluate_tasks(models, tasks, include_path=None, num_fewshot=None,
-                   limit=None, batch_size=8, verbose=True):
+def evaluate_tasks(
+    models,
+    tasks,
+    include_path=None,
+    num_fewshot=None,
+    limit=None,
+    batch_size=8,
+    verbose=True,
+):
     """Every model on lm-evaluation-harness tasks, in Keras
     (`keras_guide.evaluation.harness`; `pip install "keras-guide[eval]"`).
 
@@ -143,22 +173,38 @@ def evaluate_tasks(models, tasks, include_path=None, num_fewshot=None,
     """
     from keras_guide.evaluation import harness
 
-    return {name: harness.evaluate_tasks(
-        inputs.load_model(name), tasks, include_path=include_path,
-        num_fewshot=num_fewshot, limit=limit, batch_size=batch_size,
-        progress=verbose) for name in models}
+    return {
+        name: harness.evaluate_tasks(
+            inputs.load_model(name),
+            tasks,
+            include_path=include_path,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            batch_size=batch_size,
+            progress=verbose,
+        )
+        for name in models
+    }
 
 
 def _task_lines(scores):
-    lines = ["", "### lm-evaluation-harness", "", "| model | task | metric | value |",
-             "|---|---|---|---|"]
+    lines = [
+        "",
+        "### lm-evaluation-harness",
+        "",
+        "| model | task | metric | value |",
+        "|---|---|---|---|",
+    ]
     for name, tasks in scores.items():
         for task, metrics in tasks.items():
             for metric, value in metrics.items():
                 if metric.endswith("_stderr") or "_stderr," in metric:
                     continue
-                error = metrics.get(metric.replace(",", "_stderr,", 1) if "," in
-                                    metric else metric + "_stderr")
+                error = metrics.get(
+                    metric.replace(",", "_stderr,", 1)
+                    if "," in metric
+                    else metric + "_stderr"
+                )
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 if isinstance(error, float):
                     shown += f" ± {error:.4f}"
@@ -171,31 +217,44 @@ def render(report):
     lines = []
     if report.get("text"):
         files = ", ".join(os.path.basename(f) for f in report["text"]["files"])
-        lines.append(f"Text: {files} ({report['text']['tokens']:,} tokens). "
-                     "llama-perplexity's protocol: chunks of the context, the "
-                     "second half of each scored.")
+        lines.append(
+            f"Text: {files} ({report['text']['tokens']:,} tokens). "
+            "llama-perplexity's protocol: chunks of the context, the "
+            "second half of each scored."
+        )
     for context, figures in report.get("results", {}).items():
         rows = next(iter(figures.values()))
-        lines += ["", f"### Context {context} ({rows['chunks']} chunks, "
-                      f"{rows['tokens']:,} scored tokens)", ""]
+        lines += [
+            "",
+            f"### Context {context} ({rows['chunks']} chunks, "
+            f"{rows['tokens']:,} scored tokens)",
+            "",
+        ]
         header = "| model | runtime | PPL | ln PPL (nats/token) |"
         rule = "|---|---|---|---|"
         if report["base"]:
-            header += (f" ln(PPL/PPL base) | mean KL from {report['base']} | "
-                       "99 % KL | median KL | same top p | Δp RMS |")
+            header += (
+                f" ln(PPL/PPL base) | mean KL from {report['base']} | "
+                "99 % KL | median KL | same top p | Δp RMS |"
+            )
             rule += "---|---|---|---|---|---|"
         lines += [header, rule]
         for name, f in figures.items():
-            row = (f"| {name} | {report['models'][name]} | {f['perplexity']:.3f} ± "
-                   f"{f['perplexity_error']:.3f} | {f['nll']:.4f} |")
+            row = (
+                f"| {name} | {report['models'][name]} | {f['perplexity']:.3f} ± "
+                f"{f['perplexity_error']:.3f} | {f['nll']:.4f} |"
+            )
             if report["base"]:
                 k = f.get("vs_base")
-                row += (" (base) | | | | | |" if k is None else
-                        f" {k['ln_ppl_ratio']:.4f} ± {k['ln_ppl_ratio_error']:.4f} | "
-                        f"{k['kl']:.4f} ± {k['kl_error']:.4f} | "
-                        f"{k['kl_percentiles']['99.0']:.4f} | "
-                        f"{k['kl_percentiles']['50.0']:.4f} | "
-                        f"{k['same_top']:.2%} | {k['delta_p_rms']:.2%} |")
+                row += (
+                    " (base) | | | | | |"
+                    if k is None
+                    else f" {k['ln_ppl_ratio']:.4f} ± {k['ln_ppl_ratio_error']:.4f} | "
+                    f"{k['kl']:.4f} ± {k['kl_error']:.4f} | "
+                    f"{k['kl_percentiles']['99.0']:.4f} | "
+                    f"{k['kl_percentiles']['50.0']:.4f} | "
+                    f"{k['same_top']:.2%} | {k['delta_p_rms']:.2%} |"
+                )
             lines.append(row)
     if report.get("tasks"):
         lines += _task_lines(report["tasks"])
@@ -209,8 +268,9 @@ def write(report, out):
     _files.write_text(os.path.join(out, TABLE_FILE), render(report))
 
 
-def teacher_and_students(teacher, students, text, contexts=(512, 2048),
-                         max_tokens=8192, verbose=True):
+def teacher_and_students(
+    teacher, students, text, contexts=(512, 2048), max_tokens=8192, verbose=True
+):
     """A teacher and its students with `llama-perplexity`'s protocol on
     `text`, each student against the teacher as base, at each context the
     text and every model allow: what `compress`'s report gives.
@@ -233,9 +293,11 @@ def teacher_and_students(teacher, students, text, contexts=(512, 2048),
         length does not allow two chunks.
     """
     models = {"teacher": teacher, **students}
-    in_keras = {name: keras_runner(model, name)
-                for name, model in models.items()
-                if not isinstance(model, (str, os.PathLike))}
+    in_keras = {
+        name: keras_runner(model, name)
+        for name, model in models.items()
+        if not isinstance(model, (str, os.PathLike))
+    }
     out, ids = {}, None
     for context in contexts:
         runners = {}
@@ -244,24 +306,36 @@ def teacher_and_students(teacher, students, text, contexts=(512, 2048),
             # still closes the sessions opened before it.
             for name, model in models.items():
                 runners[name] = in_keras.get(name) or runners_lib.LlamaCppRunner(
-                    model, context)
+                    model, context
+                )
             if ids is None:
                 ids, bos = llama_perplexity.shared_tokens(runners, text)
-            limit = min([r.context_length for r in runners.values()
-                         if r.context_length] or [context])
+            limit = min(
+                [r.context_length for r in runners.values() if r.context_length]
+                or [context]
+            )
             if context > limit:
-                out[str(context)] = {"skipped": "above the models' context "
-                                                f"length ({limit})"}
+                out[str(context)] = {
+                    "skipped": f"above the models' context length ({limit})"
+                }
             elif len(ids) < 2 * context:
-                out[str(context)] = {"skipped": f"the held-out text has "
-                                                f"{len(ids)} tokens, fewer than "
-                                                "two chunks"}
+                out[str(context)] = {
+                    "skipped": f"the held-out text has "
+                    f"{len(ids)} tokens, fewer than "
+                    "two chunks"
+                }
             else:
                 if verbose:
                     print(f"llama-perplexity's protocol at a context of {context}")
                 out[str(context)] = llama_perplexity.measure(
-                    runners, ids, context, bos, base="teacher",
-                    max_chunks=max(2, max_tokens // context), verbose=verbose)
+                    runners,
+                    ids,
+                    context,
+                    bos,
+                    base="teacher",
+                    max_chunks=max(2, max_tokens // context),
+                    verbose=verbose,
+                )
         finally:
             for name, runner in runners.items():
                 if name not in in_keras:

@@ -30,12 +30,14 @@ def gguf_dtypes(gguf_dtype):
     if unknown or not names:
         raise ValueError(
             f"GGUF types are {', '.join(dtypes.DTYPES)}. Received: "
-            f"gguf_dtype={gguf_dtype!r}")
+            f"gguf_dtype={gguf_dtype!r}"
+        )
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(
             f"GGUF types {twice} are named twice; each type is one file. "
-            f"Received: gguf_dtype={gguf_dtype!r}")
+            f"Received: gguf_dtype={gguf_dtype!r}"
+        )
     return names
 
 
@@ -83,8 +85,15 @@ def write_preset(model, folder, overwrite=False, description=None):
     return folder
 
 
-def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
-           overwrite=False, description=None):
+def export(
+    model,
+    base,
+    formats,
+    gguf_dtype="float32",
+    metadata_from=None,
+    overwrite=False,
+    description=None,
+):
     """Writes `model` in each of `formats` next to each other.
 
     Args:
@@ -129,11 +138,18 @@ def export(model, base, formats, gguf_dtype="float32", metadata_from=None,
     for kind in dict.fromkeys(formats):
         path = targets[kind]
         if kind == "gguf":
-            files = {d: targets["gguf" if i == 0 else f"gguf.{d}"]
-                     for i, d in enumerate(names)}
+            files = {
+                d: targets["gguf" if i == 0 else f"gguf.{d}"]
+                for i, d in enumerate(names)
+            }
             _write_ggufs(model, files, metadata_from, overwrite, description)
-            written.update({k: v for k, v in targets.items()
-                            if k == "gguf" or k.startswith("gguf.")})
+            written.update(
+                {
+                    k: v
+                    for k, v in targets.items()
+                    if k == "gguf" or k.startswith("gguf.")
+                }
+            )
             continue
         if kind == "preset":
             write_preset(model, path, overwrite=overwrite, description=description)
@@ -158,8 +174,14 @@ def _write_ggufs(model, files, metadata_from, overwrite, description=None):
     by_llama_cpp = [d for d in files if dtypes.TYPES[d].producer == "llama.cpp"]
     for dtype, path in files.items():
         if dtype not in by_llama_cpp:
-            save_gguf(model, path, dtype=dtype, metadata_from=metadata_from,
-                      overwrite=overwrite, description=description)
+            save_gguf(
+                model,
+                path,
+                dtype=dtype,
+                metadata_from=metadata_from,
+                overwrite=overwrite,
+                description=description,
+            )
     if not by_llama_cpp:
         return
     source = files.get("float32")
@@ -168,8 +190,13 @@ def _write_ggufs(model, files, metadata_from, overwrite, description=None):
         first = files[by_llama_cpp[0]]
         folder, name = os.path.split(os.path.abspath(first))
         source = _files.temporary_path(os.path.join(folder, "float32-" + name))
-        save_gguf(model, source, metadata_from=metadata_from, overwrite=True,
-                  description=description)
+        save_gguf(
+            model,
+            source,
+            metadata_from=metadata_from,
+            overwrite=True,
+            description=description,
+        )
     try:
         for dtype in by_llama_cpp:
             quantize.quantize_gguf(source, files[dtype], dtype, overwrite=overwrite)

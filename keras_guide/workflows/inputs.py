@@ -56,8 +56,10 @@ def _alive(pid):
 
 
 def _describe(owner):
-    return (f"process {owner.get('pid', '?')} on {owner.get('host', '?')}, since "
-            f"{owner.get('started', '?')}")
+    return (
+        f"process {owner.get('pid', '?')} on {owner.get('host', '?')}, since "
+        f"{owner.get('started', '?')}"
+    )
 
 
 def lock_run_folder(out):
@@ -92,7 +94,8 @@ def lock_run_folder(out):
         except OSError as error:
             raise InputError(
                 f"Cannot write to {out} ({error.strerror or error}): its run lock "
-                f"{path} cannot be created. Pass a writable --out.") from None
+                f"{path} cannot be created. Pass a writable --out."
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -101,7 +104,8 @@ def lock_run_folder(out):
             raise InputError(
                 f"--out {out} is in use by another run ({_describe(owner)}): "
                 "wait for it to end, or pass another --out (--overwrite never "
-                "replaces a running run's files).") from None
+                "replaces a running run's files)."
+            ) from None
         # Its owner may have removed the file between our open and lock.
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
@@ -116,14 +120,23 @@ def lock_run_folder(out):
         os.close(fd)
         raise InputError(
             f"--out {out} names {_describe(owner)} as its run: this host cannot "
-            f"tell whether it still runs. If it has ended, remove {path}.")
+            f"tell whether it still runs. If it has ended, remove {path}."
+        )
     if owner.get("pid") is not None and owner.get("pid") != os.getpid():
-        state = ("which is no longer running" if not _alive(owner["pid"]) else
-                 "which no longer holds it")
-        print(f"Taking over {out}: its lock names {_describe(owner)}, {state} "
-              "(a run that crashed or was killed).")
-    record = {"pid": os.getpid(), "host": host,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        state = (
+            "which is no longer running"
+            if not _alive(owner["pid"])
+            else "which no longer holds it"
+        )
+        print(
+            f"Taking over {out}: its lock names {_describe(owner)}, {state} "
+            "(a run that crashed or was killed)."
+        )
+    record = {
+        "pid": os.getpid(),
+        "host": host,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode(), 0)
     os.fsync(fd)
@@ -301,7 +314,7 @@ def calibration_ids(paths, encoder, tokens):
         ids += encoded
         if len(ids) >= tokens:
             break
-    ids = np.asarray(ids[: tokens], dtype=np.int32)
+    ids = np.asarray(ids[:tokens], dtype=np.int32)
     start = text.start_token_id(encoder)
     width = min(256 if start is None else 255, max(len(ids), 1))
     windows = ids[: len(ids) // width * width].reshape(-1, width)
@@ -333,7 +346,8 @@ def check_not_input(out, written, inputs):
             continue
         source = real(path)
         if any(inside(source, t) for t in targets) or any(
-                inside(t, source) for t in targets + [real(out)]):
+            inside(t, source) for t in targets + [real(out)]
+        ):
             raise InputError(
                 f"--out {out} would write over or into the input {option} {path}. "
                 "Pass another --out (--overwrite never replaces an input)."
@@ -401,13 +415,17 @@ def check_held_out(windows, given=True):
     # Each window predicts every real token after its first.
     count = int(np.maximum(np.asarray(mask).sum(-1) - 1, 0).sum()) if length else 0
     if count < max(length, 1):
-        source = ("--eval" if given else
-                  "the held-out share of --text (every tenth file, or the last "
-                  "tenth of each)")
+        source = (
+            "--eval"
+            if given
+            else "the held-out share of --text (every tenth file, or the last "
+            "tenth of each)"
+        )
         raise InputError(
             f"{source} holds {count} tokens to predict; measuring loss, KL and "
             f"agreement needs at least {max(length, 1)} (one window of "
-            f"--sequence-length {length}). Pass more held-out text.")
+            f"--sequence-length {length}). Pass more held-out text."
+        )
 
 
 def check_texts(train, held_out):
@@ -423,7 +441,8 @@ def check_texts(train, held_out):
         raise InputError(
             "--eval and --text share "
             f"{', '.join(sorted(train_files & eval_files))}: evaluation text must be "
-            "text training never sees.")
+            "text training never sees."
+        )
 
 
 def check_run_folder(out, written, inputs, resume, overwrite):
@@ -443,7 +462,8 @@ def check_run_folder(out, written, inputs, resume, overwrite):
             if os.path.exists(path) and inside(real(path), folder):
                 raise InputError(
                     f"--out {out} holds the input {option} {path}: pass a "
-                    "folder of its own for the run's outputs.")
+                    "folder of its own for the run's outputs."
+                )
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {out} is a file; pass a folder.")
     if os.path.isdir(out):
@@ -452,14 +472,14 @@ def check_run_folder(out, written, inputs, resume, overwrite):
         lock_run_folder(out)
     previous = [p for p in written if os.path.exists(p)]
     if resume and overwrite:
-        raise InputError("--resume continues a run, --overwrite replaces it: pass "
-                         "one.")
+        raise InputError("--resume continues a run, --overwrite replaces it: pass one.")
     if resume and not previous:
         raise InputError(f"--resume: {out} holds no run to continue.")
     if previous and not (resume or overwrite):
         raise InputError(
             f"--out {out} holds a previous run ({', '.join(previous)}); pass "
-            "--resume to continue it, --overwrite to replace it, or another --out.")
+            "--resume to continue it, --overwrite to replace it, or another --out."
+        )
     check_writable(out)
     lock_run_folder(out)
     if overwrite:

@@ -98,8 +98,9 @@ def parse_shape(text, teacher):
         except ValueError:
             sizes[name] = -1
         if sizes[name] <= 0:
-            raise ValueError(f"--size: {name} must be a positive integer. "
-                             f"Received: {item!r}")
+            raise ValueError(
+                f"--size: {name} must be a positive integer. Received: {item!r}"
+            )
     if not sizes:
         raise ValueError(f"--size names no size. Received: {text!r}")
     return sizes
@@ -129,21 +130,29 @@ class _Counter:
         group = max(1, d.num_heads // max(1, d.num_key_value_heads))
         kv = d.num_key_value_heads + 1
         heads = kv * group
-        width = heads * d.head_dim if "head_dim" not in self.adapter.config_keys \
+        width = (
+            heads * d.head_dim
+            if "head_dim" not in self.adapter.config_keys
             else d.hidden_dim + 32
+        )
         units = getattr(self.adapter, "intermediate_units", 1)
-        self.reference = {"hidden_dim": width, "num_heads": heads,
-                          "num_key_value_heads": kv,
-                          "intermediate_dim": (d.intermediate_dim + 32) * units,
-                          "vocabulary_size": 1}
+        self.reference = {
+            "hidden_dim": width,
+            "num_heads": heads,
+            "num_key_value_heads": kv,
+            "intermediate_dim": (d.intermediate_dim + 32) * units,
+            "vocabulary_size": 1,
+        }
         one, two = self._build(1), self._build(2)
         teacher_shapes = {w.path: tuple(w.shape) for w in self.backbone.weights}
         pairs = {  # (teacher length, reference length) → size name
             (d.hidden_dim, width): "hidden_dim",
             (d.num_heads, heads): "num_heads",
             (d.num_key_value_heads, kv): "num_key_value_heads",
-            (d.intermediate_dim * units, self.reference["intermediate_dim"]):
-                "intermediate_dim",
+            (
+                d.intermediate_dim * units,
+                self.reference["intermediate_dim"],
+            ): "intermediate_dim",
             (d.vocabulary_size, 1): "vocabulary_size",
         }
         self.outside, self.block = [], []
@@ -165,7 +174,8 @@ class _Counter:
         if len(block_paths) != len(self.block):
             raise ValueError(
                 "Cannot tell a block's weights from the others; pass the shape "
-                "with --size, e.g. 'num_layers=8,hidden_dim=384'.")
+                "with --size, e.g. 'num_layers=8,hidden_dim=384'."
+            )
 
     def _build(self, layers):
         """`{path: shape}` of a reference model with `layers` blocks."""
@@ -183,15 +193,18 @@ class _Counter:
         return {w.path: tuple(w.shape) for w in model.weights}
 
     def parameters(self, sizes, layers):
-        values = {"vocabulary_size": self.dims.vocabulary_size,
-                  "num_key_value_heads": self.dims.num_key_value_heads,
-                  **{k: v for k, v in sizes.items() if k != "num_layers"}}
+        values = {
+            "vocabulary_size": self.dims.vocabulary_size,
+            "num_key_value_heads": self.dims.num_key_value_heads,
+            **{k: v for k, v in sizes.items() if k != "num_layers"},
+        }
 
         def count(roles):
             return math.prod(r if isinstance(r, int) else values[r] for r in roles)
 
-        return (sum(count(r) for r in self.outside)
-                + layers * sum(count(r) for r in self.block))
+        return sum(count(r) for r in self.outside) + layers * sum(
+            count(r) for r in self.block
+        )
 
 
 def _width_sizes(dims, adapter, width):
@@ -206,17 +219,23 @@ def _width_sizes(dims, adapter, width):
         heads = width // head_dim
     # The fewest key/value heads that divide the heads into groups no larger
     # than the teacher's (groups cannot grow).
-    kv_heads = next(k for k in range(max(1, -(-heads // group)), heads + 1)
-                    if heads % k == 0)
+    kv_heads = next(
+        k for k in range(max(1, -(-heads // group)), heads + 1) if heads % k == 0
+    )
     if kv_heads > dims.num_key_value_heads:
         return None  # no grouping of these heads fits the teacher's
     units = getattr(adapter, "intermediate_units", 1)
     config_intermediate = dims.intermediate_dim * units
-    intermediate = min(config_intermediate,
-                       _round_to(config_intermediate * ratio,
-                                 FALLBACK_BLOCK * units))
-    sizes = {"hidden_dim": width, "num_heads": heads,
-             "num_key_value_heads": kv_heads, "intermediate_dim": intermediate}
+    intermediate = min(
+        config_intermediate,
+        _round_to(config_intermediate * ratio, FALLBACK_BLOCK * units),
+    )
+    sizes = {
+        "hidden_dim": width,
+        "num_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_dim": intermediate,
+    }
     return {k: v for k, v in sizes.items() if k in adapter.config_keys}
 
 
@@ -243,10 +262,14 @@ def candidate_shapes(teacher, target, max_candidates=5):
     unit = dims.head_dim if "head_dim" not in adapter.config_keys else 8
     if dims.hidden_dim >= 8 * math.lcm(unit, FALLBACK_BLOCK):
         unit = math.lcm(unit, FALLBACK_BLOCK)
-    widths = [w for w in range(unit, dims.hidden_dim + 1, unit)
-              if _width_sizes(dims, adapter, w) is not None]
-    depths = sorted({max(1, round(dims.num_layers * share)) for share in _DEPTHS},
-                    reverse=True)
+    widths = [
+        w
+        for w in range(unit, dims.hidden_dim + 1, unit)
+        if _width_sizes(dims, adapter, w) is not None
+    ]
+    depths = sorted(
+        {max(1, round(dims.num_layers * share)) for share in _DEPTHS}, reverse=True
+    )
     shapes = []
     for layers in depths:
         best = None

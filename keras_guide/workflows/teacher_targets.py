@@ -37,9 +37,11 @@ from keras_guide.workflows import text
 FOLDER = "teacher_targets"
 MANIFEST = "targets.json"
 SOURCES = ("keras", "llama.cpp")
-_ARRAYS = (("logits", offline.TOP_K_LOGITS, np.float32, True),
-           ("indices", offline.TOP_K_INDICES, np.int32, True),
-           ("log_normalizer", offline.LOG_NORMALIZER, np.float32, False))
+_ARRAYS = (
+    ("logits", offline.TOP_K_LOGITS, np.float32, True),
+    ("indices", offline.TOP_K_INDICES, np.int32, True),
+    ("log_normalizer", offline.LOG_NORMALIZER, np.float32, False),
+)
 # Windows scored between two manifest writes.
 CHUNK = 32
 
@@ -61,23 +63,31 @@ def check_source(targets_from, teacher_path, top_k):
     if targets_from is None:
         return
     if targets_from not in SOURCES:
-        raise ValueError(f"`targets_from` must be one of {', '.join(SOURCES)}. "
-                         f"Received: targets_from={targets_from!r}")
+        raise ValueError(
+            f"`targets_from` must be one of {', '.join(SOURCES)}. "
+            f"Received: targets_from={targets_from!r}"
+        )
     if not top_k:
-        raise ValueError(f"--targets-from {targets_from} stores the teacher's top-k "
-                         "logits: pass --top-k K too. Received: no --top-k")
+        raise ValueError(
+            f"--targets-from {targets_from} stores the teacher's top-k "
+            "logits: pass --top-k K too. Received: no --top-k"
+        )
     if targets_from == "keras":
         return
     if teacher_path is None or not str(teacher_path).endswith(".gguf"):
-        raise ValueError("--targets-from llama.cpp runs the teacher's .gguf file in "
-                         "llama.cpp: pass a .gguf teacher, or --targets-from keras. "
-                         f"Received: teacher {teacher_path}")
+        raise ValueError(
+            "--targets-from llama.cpp runs the teacher's .gguf file in "
+            "llama.cpp: pass a .gguf teacher, or --targets-from keras. "
+            f"Received: teacher {teacher_path}"
+        )
     from keras_guide.gguf import runtime
 
     if not runtime.available():
-        raise ValueError("--targets-from llama.cpp needs llama.cpp: pip install "
-                         "llama-cpp-python, or pass --targets-from keras. Received: "
-                         "llama_cpp is not importable")
+        raise ValueError(
+            "--targets-from llama.cpp needs llama.cpp: pip install "
+            "llama-cpp-python, or pass --targets-from keras. Received: "
+            "llama_cpp is not importable"
+        )
 
 
 def use_order(batches, num_steps):
@@ -116,12 +126,16 @@ def top_k_rows(logits, k, temperature):
     # A few rows at a time: their float64 copy stays in the cache (6x faster
     # than the whole window's at a 49k vocabulary).
     for start in range(0, len(logits), 8):
-        scaled = logits[start: start + 8].astype(np.float64) / float(temperature)
+        scaled = logits[start : start + 8].astype(np.float64) / float(temperature)
         peak = scaled.max(axis=-1, keepdims=True)
-        log_z[start: start + 8] = (np.log(np.exp(scaled - peak).sum(axis=-1))
-                                   + peak[:, 0])
-    return (np.take_along_axis(values, order, axis=-1), ids.astype(np.int32),
-            log_z.astype(np.float32))
+        log_z[start : start + 8] = (
+            np.log(np.exp(scaled - peak).sum(axis=-1)) + peak[:, 0]
+        )
+    return (
+        np.take_along_axis(values, order, axis=-1),
+        ids.astype(np.int32),
+        log_z.astype(np.float32),
+    )
 
 
 class LlamaCppScorer:
@@ -149,16 +163,23 @@ class LlamaCppScorer:
     def __call__(self, tokens, mask, k, temperature):
         if self._session is None:
             self._session = self._runtime.Session(
-                self.path, self.context, threads=self.threads, kv_float32=True,
-                flash_attention=False)
+                self.path,
+                self.context,
+                threads=self.threads,
+                kv_float32=True,
+                flash_attention=False,
+            )
             if k > self._session.vocabulary_size:
                 raise ValueError(
                     f"`top_k` ({k}) is more than the teacher's vocabulary "
-                    f"({self._session.vocabulary_size}): pass at most that.")
+                    f"({self._session.vocabulary_size}): pass at most that."
+                )
         width = tokens.shape[1] - 1
-        out = (np.zeros((len(tokens), width, k), np.float32),
-               np.zeros((len(tokens), width, k), np.int32),
-               np.zeros((len(tokens), width), np.float32))
+        out = (
+            np.zeros((len(tokens), width, k), np.float32),
+            np.zeros((len(tokens), width, k), np.int32),
+            np.zeros((len(tokens), width), np.float32),
+        )
         for i, (row, real) in enumerate(zip(tokens, mask)):
             length = max(1, int(real[:-1].sum()))
             self.calls += 1
@@ -183,9 +204,9 @@ class KerasScorer:
     def __call__(self, tokens, mask, k, temperature):
         inputs, _, _ = text.window_batch(tokens, mask)
         self.calls += 1
-        stored = offline.teacher_top_k(self.teacher, inputs, k,
-                                       batch_size=self.batch_size,
-                                       temperature=temperature)
+        stored = offline.teacher_top_k(
+            self.teacher, inputs, k, batch_size=self.batch_size, temperature=temperature
+        )
         return tuple(stored[key] for _, key, _, _ in _ARRAYS)
 
     def close(self):
@@ -193,10 +214,16 @@ class KerasScorer:
 
 
 def _digest(source, teacher_digest, data_digest, order, k, temperature, shape):
-    return {"source": source, "teacher": teacher_digest, "data": data_digest,
-            "order": checkpoint.array_digest(order), "top_k": int(k),
-            "temperature": float(temperature), "windows": int(shape[0]),
-            "tokens_per_window": int(shape[1])}
+    return {
+        "source": source,
+        "teacher": teacher_digest,
+        "data": data_digest,
+        "order": checkpoint.array_digest(order),
+        "top_k": int(k),
+        "temperature": float(temperature),
+        "windows": int(shape[0]),
+        "tokens_per_window": int(shape[1]),
+    }
 
 
 class DiskTargets:
@@ -225,8 +252,19 @@ class DiskTargets:
             difference named), or not enough free disk for the files.
     """
 
-    def __init__(self, batches, scorer, folder, top_k, temperature, num_steps,
-                 source, teacher_digest, data_digest, reuse=False):
+    def __init__(
+        self,
+        batches,
+        scorer,
+        folder,
+        top_k,
+        temperature,
+        num_steps,
+        source,
+        teacher_digest,
+        data_digest,
+        reuse=False,
+    ):
         self.batches, self.scorer, self.folder = batches, scorer, folder
         self.top_k, self.temperature = int(top_k), float(temperature)
         self.order = use_order(batches, num_steps)
@@ -234,8 +272,9 @@ class DiskTargets:
         self.position[self.order] = np.arange(len(self.order))
         shape = (len(self.order), batches.tokens.shape[1] - 1)
         self.shape = shape
-        self.digest = _digest(source, teacher_digest, data_digest, self.order,
-                              top_k, temperature, shape)
+        self.digest = _digest(
+            source, teacher_digest, data_digest, self.order, top_k, temperature, shape
+        )
         self.seconds, self.stored, self._arrays = 0.0, 0, None
         manifest = os.path.join(folder, MANIFEST)
         if reuse and os.path.exists(manifest):
@@ -244,25 +283,31 @@ class DiskTargets:
             differences = [
                 f"{key} {previous['digest'].get(key)!r} → {value!r}"
                 for key, value in self.digest.items()
-                if previous["digest"].get(key) != value]
+                if previous["digest"].get(key) != value
+            ]
             if differences:
                 raise ValueError(
                     f"The teacher targets stored in {folder} were computed for "
                     f"another run ({'; '.join(differences)}): resume with the same "
                     "teacher, text and options, or pass --overwrite to compute them "
-                    f"again. Received: {len(differences)} differences")
+                    f"again. Received: {len(differences)} differences"
+                )
             self.stored = int(previous["stored"])
             self.seconds = float(previous.get("seconds", 0.0))
         needed = shape[0] * shape[1] * (8 * self.top_k + 4)
-        parent = folder if os.path.isdir(folder) else os.path.dirname(
-            os.path.abspath(folder))
+        parent = (
+            folder
+            if os.path.isdir(folder)
+            else os.path.dirname(os.path.abspath(folder))
+        )
         free = shutil.disk_usage(parent).free
         if not self.stored and needed > free:
             raise ValueError(
                 f"Storing the teacher's top {self.top_k} logits for the {shape[0]} "
                 f"windows this run uses takes {needed / 2**30:.2f} GiB, more than "
                 f"the {free / 2**30:.2f} GiB free under {parent}: pass a smaller "
-                "--top-k, fewer steps, or distil from the live teacher.")
+                "--top-k, fewer steps, or distil from the live teacher."
+            )
 
     def _path(self, name):
         return os.path.join(self.folder, name + ".npy")
@@ -276,20 +321,28 @@ class DiskTargets:
                 shape = (*self.shape, self.top_k) if per_logit else self.shape
 
                 def create(tmp, dtype=dtype, shape=shape):
-                    np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
-                                              shape=shape).flush()
+                    np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=dtype, shape=shape
+                    ).flush()
 
                 _files.write_atomic(self._path(name), create)
             self._write_manifest()
         else:
             checkpoint.remove_temporaries(self.folder)
-        self._arrays = {key: np.load(self._path(name), mmap_mode="r+")
-                        for name, key, _, _ in _ARRAYS}
+        self._arrays = {
+            key: np.load(self._path(name), mmap_mode="r+")
+            for name, key, _, _ in _ARRAYS
+        }
 
     def _write_manifest(self):
-        checkpoint.write_json(os.path.join(self.folder, MANIFEST), {
-            "digest": self.digest, "stored": int(self.stored),
-            "seconds": self.seconds})
+        checkpoint.write_json(
+            os.path.join(self.folder, MANIFEST),
+            {
+                "digest": self.digest,
+                "stored": int(self.stored),
+                "seconds": self.seconds,
+            },
+        )
 
     def fill(self, verbose=False):
         """Scores and stores every window not yet stored, a chunk at a time.
@@ -302,27 +355,34 @@ class DiskTargets:
         try:
             while self.stored < len(self.order):
                 started = time.perf_counter()
-                rows = self.order[self.stored: self.stored + CHUNK]
-                values = self.scorer(self.batches.tokens[rows],
-                                     self.batches.mask[rows], self.top_k,
-                                     self.temperature)
+                rows = self.order[self.stored : self.stored + CHUNK]
+                values = self.scorer(
+                    self.batches.tokens[rows],
+                    self.batches.mask[rows],
+                    self.top_k,
+                    self.temperature,
+                )
                 end = self.stored + len(rows)
                 for (_, key, _, _), value in zip(_ARRAYS, values):
-                    self._arrays[key][self.stored: end] = value
+                    self._arrays[key][self.stored : end] = value
                     self._arrays[key].flush()
                 self.stored, scored = end, scored + len(rows)
                 self.seconds += time.perf_counter() - started
                 self._write_manifest()
                 if verbose:
-                    print(f"\rTeacher targets: {self.stored}/{len(self.order)} "
-                          "windows", end="", flush=True)
+                    print(
+                        f"\rTeacher targets: {self.stored}/{len(self.order)} windows",
+                        end="",
+                        flush=True,
+                    )
         finally:
             self.scorer.close()
         if verbose and scored:
             print()
         # Read-only from here: training only reads.
-        self._arrays = {key: np.load(self._path(name), mmap_mode="r")
-                        for name, key, _, _ in _ARRAYS}
+        self._arrays = {
+            key: np.load(self._path(name), mmap_mode="r") for name, key, _, _ in _ARRAYS
+        }
         return scored
 
     def batch(self, step):
@@ -334,8 +394,11 @@ class DiskTargets:
         # Sorted reads from the memory map, then back to the batch's order.
         ranks = np.argsort(positions)
         back = np.argsort(ranks)
-        targets = {key: np.asarray(array[positions[ranks]])[back]
-                   for key, array in self._arrays.items()}
-        targets[offline.TEMPERATURE] = np.full(len(positions), self.temperature,
-                                               np.float32)
+        targets = {
+            key: np.asarray(array[positions[ranks]])[back]
+            for key, array in self._arrays.items()
+        }
+        targets[offline.TEMPERATURE] = np.full(
+            len(positions), self.temperature, np.float32
+        )
         return x, {"labels": y, **targets}, weight

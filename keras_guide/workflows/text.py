@@ -45,7 +45,7 @@ def strip_gutenberg(text):
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     start = _GUTENBERG_START.search(text)
     if start:
-        text = text[start.end():]
+        text = text[start.end() :]
     end = _GUTENBERG_END.search(text)
     if end:
         text = text[: end.start()]
@@ -86,8 +86,11 @@ def read_text(path, max_chars=None):
         text = f.read() if max_chars is None else f.read(max_chars)
     bad = text.count("\ufffd")
     if "\x00" in text or bad > max(1, _UNDECODABLE * len(text)):
-        why = ("it holds NUL bytes" if "\x00" in text
-               else f"{bad} of its {len(text)} characters do not decode")
+        why = (
+            "it holds NUL bytes"
+            if "\x00" in text
+            else f"{bad} of its {len(text)} characters do not decode"
+        )
         raise ValueError(
             f"{path} is not UTF-8 text ({why}). Pass text files; convert other "
             "encodings first (e.g. iconv -f latin1 -t utf-8)."
@@ -132,7 +135,7 @@ def make_windows(documents, sequence_length, pad_id, start_id=None):
     for doc in documents:
         last = max(len(doc) - 1, 1) if start_id is None else max(len(doc), 1)
         for start in range(0, last, sequence_length):
-            chunk = np.concatenate([head, doc[start: start + width - len(head)]])
+            chunk = np.concatenate([head, doc[start : start + width - len(head)]])
             row = np.full(width, pad_id, dtype=np.int32)
             row[: len(chunk)] = chunk
             mask = np.zeros(width, dtype=np.int32)
@@ -196,7 +199,7 @@ class Batches:
     def rows(self, step):
         """The window indices batch number `step` holds."""
         epoch, k = divmod(int(step), self.batches_per_epoch)
-        return self._order(epoch)[k * self.batch_size: (k + 1) * self.batch_size]
+        return self._order(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
 
     def batch(self, step):
         """Returns batch number `step` as `(x, y, sample_weight)`."""
@@ -214,7 +217,7 @@ def eval_batches(tokens, mask, batch_size, max_windows=None):
         rows = np.round(np.linspace(0, len(tokens) - 1, max_windows)).astype(int)
         tokens, mask = tokens[rows], mask[rows]
     return [
-        window_batch(tokens[i: i + batch_size], mask[i: i + batch_size])
+        window_batch(tokens[i : i + batch_size], mask[i : i + batch_size])
         for i in range(0, len(tokens), batch_size)
     ]
 
@@ -239,8 +242,10 @@ def split_documents(paths, held_out=None):
     if held_files:
         return docs([f for f in files if f not in held_files]), docs(held_files)
     if len(files) >= 10:
-        return (docs([f for i, f in enumerate(files) if i % 10 != 9]),
-                docs([f for i, f in enumerate(files) if i % 10 == 9]))
+        return (
+            docs([f for i, f in enumerate(files) if i % 10 != 9]),
+            docs([f for i, f in enumerate(files) if i % 10 == 9]),
+        )
     train, held = [], []
     for doc in docs(files):
         cut = int(len(doc) * 0.9)
@@ -259,10 +264,10 @@ def text_windows(paths, encoder, sequence_length, held_out=None):
     """
     train, held = split_documents(paths, held_out)
     pad, start = encoder.end_token_id, start_token_id(encoder)
-    return (make_windows(tokenize_documents(train, encoder), sequence_length, pad,
-                         start),
-            make_windows(tokenize_documents(held, encoder), sequence_length, pad,
-                         start))
+    return (
+        make_windows(tokenize_documents(train, encoder), sequence_length, pad, start),
+        make_windows(tokenize_documents(held, encoder), sequence_length, pad, start),
+    )
 
 
 def sequence_length(model, requested=None):
@@ -311,7 +316,7 @@ class HubEncoder:
         lines = text.splitlines(keepends=True)
         ids = []
         for start in range(0, len(lines), 256):
-            for row in self.tokenizer(lines[start: start + 256]):
+            for row in self.tokenizer(lines[start : start + 256]):
                 ids.extend(int(i) for i in np.asarray(row).reshape(-1))
         return ids
 

@@ -97,9 +97,15 @@ def train(
         seconds at each evaluation), `train_seconds`, `tokens`.
     """
     log_every = log_every or max(1, num_steps // 100)
-    history = {"train_steps": [], "train_loss": [], "eval_steps": [],
-               "eval_loss": [], "eval_seconds": [], "train_seconds": 0.0,
-               "tokens": 0}
+    history = {
+        "train_steps": [],
+        "train_loss": [],
+        "eval_steps": [],
+        "eval_loss": [],
+        "eval_seconds": [],
+        "train_seconds": 0.0,
+        "tokens": 0,
+    }
 
     def run_eval(step):
         loss = float(evaluate(model))
@@ -115,20 +121,27 @@ def train(
         run_eval(start_step)
     if verbose and label:
         print(label)
-    bar = keras.utils.Progbar(num_steps - start_step, verbose=1 if verbose else 0,
-                              stateful_metrics=["loss", "held_out", "tokens/s"])
+    bar = keras.utils.Progbar(
+        num_steps - start_step,
+        verbose=1 if verbose else 0,
+        stateful_metrics=["loss", "held_out", "tokens/s"],
+    )
     window = []
     for step in range(start_step, num_steps):
         window.append(_train_step(model, batches, step, history, label))
         done = step + 1
-        values = [("loss", float(np.mean(window))),
-                  ("tokens/s", history["tokens"] / max(history["train_seconds"], 1e-9))]
+        values = [
+            ("loss", float(np.mean(window))),
+            ("tokens/s", history["tokens"] / max(history["train_seconds"], 1e-9)),
+        ]
         if len(window) == log_every or done == num_steps:
             history["train_steps"].append(done)
             history["train_loss"].append(float(np.mean(window)))
             window = []
-        if evaluate is not None and eval_every and (
-            done % eval_every == 0 or done == num_steps
+        if (
+            evaluate is not None
+            and eval_every
+            and (done % eval_every == 0 or done == num_steps)
         ):
             values.append(("held_out", run_eval(done)))
         bar.update(done - start_step, values=values)

@@ -40,11 +40,15 @@ def test_every_family_guides_the_same_student_on_every_backend():
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         out = subprocess.run(
             [sys.executable, "-c", _DIGESTS],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=900,
         )
         lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         assert out.returncode == 0 and lines, out.stderr[-3000:]
-        digests[backend] = json.loads(lines[-1][len("RESULT "):])
+        digests[backend] = json.loads(lines[-1][len("RESULT ") :])
     assert sorted(digests["jax"]) == sorted(harness.FAMILIES)
     for name in harness.FAMILIES:
         by_backend = {backend: d[name] for backend, d in digests.items()}

@@ -44,16 +44,26 @@ def test_calibration_alone_applies_the_data_aware_recipe(teacher):
     report = guide(teacher, alone, calibration=_ids(8))
     assert report.recipe == "data-aware"
     assert {k: report.options[k] for k in ("projection", "select", "layer_map")} == {
-        "projection": "channels", "select": "importance", "layer_map": "importance"}
+        "projection": "channels",
+        "select": "importance",
+        "layer_map": "importance",
+    }
     assert "recipe: data-aware (projection=channels" in str(report)
     explicit = build_student(teacher, **SIZES)
-    guide(teacher, explicit, projection="channels", select="importance",
-          layer_map="importance", calibration=_ids(8))
+    guide(
+        teacher,
+        explicit,
+        projection="channels",
+        select="importance",
+        layer_map="importance",
+        calibration=_ids(8),
+    )
     for path, value in harness.weights(explicit).items():
         np.testing.assert_array_equal(harness.weights(alone)[path], value)
     # An option set explicitly is kept.
-    kept = guide(teacher, build_student(teacher, **SIZES), select="uniform",
-                 calibration=_ids(8))
+    kept = guide(
+        teacher, build_student(teacher, **SIZES), select="uniform", calibration=_ids(8)
+    )
     assert kept.options["select"] == "uniform"
     assert guide(teacher, build_student(teacher, **SIZES)).recipe == "data-free"
 
@@ -64,7 +74,8 @@ def test_statistics_of_one_pass_guide_several_students(teacher):
     from keras_guide import calibration
 
     batches = calibration.calibration_batches(
-        _ids(8), list(teacher.input.keys()), teacher.vocabulary_size)
+        _ids(8), list(teacher.input.keys()), teacher.vocabulary_size
+    )
     stats = calibration.collect_statistics(teacher, batches)
     from_ids, from_stats = (build_student(teacher, **SIZES) for _ in range(2))
     guide(teacher, from_ids, calibration=_ids(8))
@@ -79,8 +90,14 @@ def test_statistics_of_one_pass_guide_several_students(teacher):
 
 def test_unused_calibration_is_refused(teacher):
     with pytest.raises(ValueError, match="no choice uses it"):
-        guide(teacher, build_student(teacher, **SIZES), projection="pca",
-              select="uniform", layer_map="uniform", calibration=_ids(4))
+        guide(
+            teacher,
+            build_student(teacher, **SIZES),
+            projection="pca",
+            select="uniform",
+            layer_map="uniform",
+            calibration=_ids(4),
+        )
 
 
 def test_too_few_tokens_for_the_activation_basis(teacher):
@@ -91,8 +108,9 @@ def test_too_few_tokens_for_the_activation_basis(teacher):
     for path, value in harness.weights(student).items():
         np.testing.assert_array_equal(value, before[path])
     # Unit importance needs no full-rank second moment.
-    guide(teacher, student, projection="pca", select="importance",
-          calibration=_ids(1, 4))
+    guide(
+        teacher, student, projection="pca", select="importance", calibration=_ids(1, 4)
+    )
 
 
 def test_out_of_vocabulary_calibration_leaves_teacher_and_student(teacher):

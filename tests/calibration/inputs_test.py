@@ -80,14 +80,19 @@ def test_a_large_batch_is_cut_and_bad_masks_and_lengths_are_refused():
     from keras_guide.calibration import calibration_batches
 
     ids = np.ones((100, 6), "int32")
-    batches = calibration_batches([ids], ["token_ids", "padding_mask"], 10,
-                                  batch_size=8)
+    batches = calibration_batches(
+        [ids], ["token_ids", "padding_mask"], 10, batch_size=8
+    )
     assert [len(b["token_ids"]) for b in batches] == [8] * 12 + [4]
     mask = np.ones((2, 6), "int32")
     mask[0, 0] = -1
     with pytest.raises(ValueError, match=r"`padding_mask` must hold 0/1.*\[-1, 1\]"):
-        calibration_batches([{"token_ids": ids[:2], "padding_mask": mask}],
-                            ["token_ids", "padding_mask"], 10)
-    with pytest.raises(ValueError, match="sequences of 6 tokens; the teacher takes "
-                                         "at most 4"):
+        calibration_batches(
+            [{"token_ids": ids[:2], "padding_mask": mask}],
+            ["token_ids", "padding_mask"],
+            10,
+        )
+    with pytest.raises(
+        ValueError, match="sequences of 6 tokens; the teacher takes at most 4"
+    ):
         calibration_batches(ids, ["token_ids", "padding_mask"], 10, max_length=4)

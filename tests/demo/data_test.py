@@ -25,7 +25,7 @@ def test_held_out_text_does_not_occur_in_training_text():
     train = "\n".join(data.load_texts(data.split_names()["train"]))
     for text in data.load_texts(data.TEST_PLAYS):
         lines = [line for line in text.split("\n") if len(line) > 45]
-        probe = lines[len(lines) // 2: len(lines) // 2 + 20]
+        probe = lines[len(lines) // 2 : len(lines) // 2 + 20]
         assert sum(line in train for line in probe) <= 2
 
 

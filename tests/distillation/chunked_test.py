@@ -21,18 +21,25 @@ def _tied_lm(seed):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((None,), dtype="int32")
     embedding = keras.layers.ReversibleEmbedding(
-        VOCAB, WIDTH, embeddings_initializer=keras.initializers.RandomNormal(
-            stddev=1.0), name="embed")
+        VOCAB,
+        WIDTH,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        name="embed",
+    )
     hidden = keras.layers.Dense(WIDTH, activation="tanh", name="block")(
-        embedding(inputs))
+        embedding(inputs)
+    )
     return keras.Model(inputs, embedding(hidden, reverse=True))
 
 
 def _reference(teacher, student, x, y, w, tau, alpha):
     """Float64 loss terms and the student's gradients, by hand."""
+
     def weights(model):
-        return {v.path.split("/")[0] + "/" + v.name: tiny.numpy(v).astype(np.float64)
-                for v in model.weights}
+        return {
+            v.path.split("/")[0] + "/" + v.name: tiny.numpy(v).astype(np.float64)
+            for v in model.weights
+        }
 
     t, s = weights(teacher), weights(student)
     h_t = np.tanh(t["embed/embeddings"][x] @ t["block/kernel"] + t["block/bias"])
@@ -48,14 +55,22 @@ def _reference(teacher, student, x, y, w, tau, alpha):
     total = w.sum()
     ce_mean, kd = (ce * w).sum() / total, tau**2 * (kl * w).sum() / total
     onehot = np.eye(VOCAB)[y]
-    dz = (alpha * (np.exp(log_q1) - onehot) + (1 - alpha) * tau * (
-        np.exp(log_q) - np.exp(log_p))) * w[..., None] / total
+    dz = (
+        (
+            alpha * (np.exp(log_q1) - onehot)
+            + (1 - alpha) * tau * (np.exp(log_q) - np.exp(log_p))
+        )
+        * w[..., None]
+        / total
+    )
     da = (dz @ e) * (1 - h2**2)
     d_e = np.einsum("btv,btd->vd", dz, h2)
     np.add.at(d_e, x, da @ k.T)
-    grads = {"embed/embeddings": d_e,
-             "block/kernel": np.einsum("btd,bte->de", h1, da),
-             "block/bias": da.sum((0, 1))}
+    grads = {
+        "embed/embeddings": d_e,
+        "block/kernel": np.einsum("btd,bte->de", h1, da),
+        "block/bias": da.sum((0, 1)),
+    }
     return ce_mean, kd, alpha * ce_mean + (1 - alpha) * kd, grads
 
 
@@ -65,23 +80,30 @@ def test_loss_and_gradients_match_float64_reference(chunk):
     student = _tied_lm(2)
     x, y, w = tiny.token_batch(ROWS, SEQ, VOCAB, seed=3)
     tau, alpha = 2.0, 0.3
-    distiller = Distiller(teacher, student, LogitsDistillation(tau),
-                          student_loss_weight=alpha, logits_chunk_tokens=chunk)
+    distiller = Distiller(
+        teacher,
+        student,
+        LogitsDistillation(tau),
+        student_loss_weight=alpha,
+        logits_chunk_tokens=chunk,
+    )
     # Chunk 7 of 30 tokens: five chunks, the last one padded.
     assert (distiller._heads is not None) == (chunk > 0)
     distiller.compile(optimizer=keras.optimizers.SGD(1.0))
     ce, kd, loss, grads = _reference(teacher, student, x, y, w, tau, alpha)
-    before = {v.path: tiny.numpy(v).astype(np.float64)
-              for v in student.trainable_weights}
+    before = {
+        v.path: tiny.numpy(v).astype(np.float64) for v in student.trainable_weights
+    }
     logs = distiller.train_on_batch(x, y, sample_weight=w, return_dict=True)
     np.testing.assert_allclose(
-        [logs["student_loss"], logs["kd_loss"], logs["loss"]], [ce, kd, loss],
-        rtol=2e-5)
+        [logs["student_loss"], logs["kd_loss"], logs["loss"]], [ce, kd, loss], rtol=2e-5
+    )
     for v in student.trainable_weights:
         want = grads[v.path.split("/")[0] + "/" + v.name]
         got = before[v.path] - tiny.numpy(v)  # SGD at rate 1: w − g
-        np.testing.assert_allclose(got, want, atol=2e-6 * np.abs(want).max(),
-                                   err_msg=v.path)
+        np.testing.assert_allclose(
+            got, want, atol=2e-6 * np.abs(want).max(), err_msg=v.path
+        )
 
 
 def test_chunked_gpt2_step_equals_whole_logits_step_with_feature_term():
@@ -91,17 +113,26 @@ def test_chunked_gpt2_step_equals_whole_logits_step_with_feature_term():
         teacher = tiny.gpt2(hidden=16, layers=2, seed=1)
         student = tiny.gpt2(hidden=8, layers=1, seed=2)
         distiller = Distiller(
-            teacher, student,
-            [LogitsDistillation(2.0), FeatureDistillation(
-                teacher_layer_name="transformer_layer_1",
-                student_layer_name="transformer_layer_0")],
-            student_loss_weight=0.3, logits_chunk_tokens=chunk)
+            teacher,
+            student,
+            [
+                LogitsDistillation(2.0),
+                FeatureDistillation(
+                    teacher_layer_name="transformer_layer_1",
+                    student_layer_name="transformer_layer_0",
+                ),
+            ],
+            student_loss_weight=0.3,
+            logits_chunk_tokens=chunk,
+        )
         assert (distiller._heads is not None) == (chunk != 0)
         distiller.compile(optimizer=keras.optimizers.SGD(1.0))
         before = [tiny.numpy(v) for v in student.trainable_weights]
         logs = distiller.train_on_batch(x, y, sample_weight=w, return_dict=True)
-        steps[chunk] = (logs, [b - tiny.numpy(v) for b, v in
-                               zip(before, student.trainable_weights)])
+        steps[chunk] = (
+            logs,
+            [b - tiny.numpy(v) for b, v in zip(before, student.trainable_weights)],
+        )
     whole_logs, whole = steps.pop(0)
     for logs, grads in steps.values():
         for name in ("loss", "student_loss", "kd_loss", "hidden_loss"):

@@ -69,8 +69,10 @@ def _then_trains(distiller, batch, teacher_before):
 def test_bad_arrays_are_refused_before_any_step_by_every_entry_point(setup, kind):
     distiller, batch = setup
     x, y, weight = _bad(kind, batch)
-    teacher, student = (tiny.weights_bytes(distiller.teacher),
-                        tiny.weights_bytes(distiller.student))
+    teacher, student = (
+        tiny.weights_bytes(distiller.teacher),
+        tiny.weights_bytes(distiller.student),
+    )
     calls = [
         lambda: distiller.fit(x, y, sample_weight=weight, verbose=0),
         lambda: distiller.evaluate(x, y, sample_weight=weight, verbose=0),
@@ -78,8 +80,10 @@ def test_bad_arrays_are_refused_before_any_step_by_every_entry_point(setup, kind
         lambda: distiller.test_on_batch(x, y, sample_weight=weight),
     ]
     if "token" in kind:
-        calls += [lambda: distiller.predict(x, verbose=0),
-                  lambda: distiller.predict_on_batch(x)]
+        calls += [
+            lambda: distiller.predict(x, verbose=0),
+            lambda: distiller.predict_on_batch(x),
+        ]
     for call in calls:
         with pytest.raises(ValueError, match=KINDS[kind]):
             call()
@@ -94,7 +98,8 @@ def _stream(batch, bad_at, kind="label = V", count=3):
 
 @pytest.mark.parametrize("bad_at", [0, 2])
 def test_a_bad_batch_drawn_from_a_generator_is_refused_and_the_models_stay_usable(
-        setup, bad_at):
+    setup, bad_at
+):
     distiller, batch = setup
     teacher = tiny.weights_bytes(distiller.teacher)
     with pytest.raises(ValueError, match=KINDS["label = V"]):
@@ -155,8 +160,12 @@ def test_validation_data_is_checked_too(setup):
     distiller, batch = setup
     teacher = tiny.weights_bytes(distiller.teacher)
     with pytest.raises(ValueError, match=KINDS["Inf weight"]):
-        distiller.fit(*batch[:2], sample_weight=batch[2], verbose=0,
-                      validation_data=_bad("Inf weight", batch))
+        distiller.fit(
+            *batch[:2],
+            sample_weight=batch[2],
+            verbose=0,
+            validation_data=_bad("Inf weight", batch),
+        )
     _then_trains(distiller, batch, teacher)
 
 
@@ -169,8 +178,11 @@ def test_broken_offline_targets_are_refused(setup):
     rng = np.random.default_rng(0)
     logits = rng.normal(size=y.shape + (k,)).astype("float32")
     indices = np.argsort(rng.random(y.shape + (V,)), -1)[..., :k].astype("int32")
-    good = {offline.LABELS: y, offline.TOP_K_LOGITS: logits,
-            offline.TOP_K_INDICES: indices}
+    good = {
+        offline.LABELS: y,
+        offline.TOP_K_LOGITS: logits,
+        offline.TOP_K_INDICES: indices,
+    }
     teacher = tiny.weights_bytes(distiller.teacher)
     cases = {
         offline.TOP_K_INDICES: (indices + V, r"top_k_indices.*class ids in \[0, 64\)"),
@@ -194,8 +206,10 @@ def test_an_error_inside_the_first_step_leaves_the_models_readable(setup):
     # puts them back.
     distiller, batch = setup
     x, y, _ = batch
-    teacher, student = (tiny.weights_bytes(distiller.teacher),
-                        tiny.weights_bytes(distiller.student))
+    teacher, student = (
+        tiny.weights_bytes(distiller.teacher),
+        tiny.weights_bytes(distiller.student),
+    )
     with pytest.raises(Exception):  # noqa: B017 (the backend's own shape error)
         distiller.fit(x, y, sample_weight=np.ones((8, 3), "float32"), verbose=0)
     assert tiny.weights_bytes(distiller.teacher) == teacher
@@ -208,10 +222,17 @@ def _bert_classifier(hidden, seed):
 
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=V, num_layers=1, num_heads=2, hidden_dim=hidden,
-        intermediate_dim=2 * hidden, max_sequence_length=16, num_segments=2)
-    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3,
-                                               preprocessor=None)
+        vocabulary_size=V,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=hidden,
+        intermediate_dim=2 * hidden,
+        max_sequence_length=16,
+        num_segments=2,
+    )
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None
+    )
 
 
 def test_a_classifier_distils_with_token_ids_beyond_its_classes():
@@ -219,29 +240,39 @@ def test_a_classifier_distils_with_token_ids_beyond_its_classes():
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, V, (8, tiny.SEQ)).astype("int32"),
-         "segment_ids": np.zeros((8, tiny.SEQ), "int32"),
-         "padding_mask": np.ones((8, tiny.SEQ), "int32")}
+    x = {
+        "token_ids": rng.integers(0, V, (8, tiny.SEQ)).astype("int32"),
+        "segment_ids": np.zeros((8, tiny.SEQ), "int32"),
+        "padding_mask": np.ones((8, tiny.SEQ), "int32"),
+    }
     y = rng.integers(0, 3, (8,)).astype("int32")
     before = tiny.weights_bytes(teacher)
     distiller.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert tiny.weights_bytes(teacher) == before
     with pytest.raises(ValueError, match=r"`y` must hold labels in \[0, 3\)"):
         distiller.fit(x, np.full(8, 3, "int32"), verbose=0)
-    with pytest.raises(ValueError, match=r"`segment_ids` must hold segment ids in "
-                                         r"\[0, 2\)"):
-        distiller.fit({**x, "segment_ids": np.full((8, tiny.SEQ), 2, "int32")}, y,
-                      verbose=0)
+    with pytest.raises(
+        ValueError,
+        match=r"`segment_ids` must hold segment ids in "
+        r"\[0, 2\)",
+    ):
+        distiller.fit(
+            {**x, "segment_ids": np.full((8, tiny.SEQ), 2, "int32")}, y, verbose=0
+        )
     with pytest.raises(ValueError, match=r"`segment_ids` must hold .*min -1"):
-        distiller.train_on_batch({**x, "segment_ids": -np.ones((8, tiny.SEQ),
-                                                                "int32")}, y)
+        distiller.train_on_batch(
+            {**x, "segment_ids": -np.ones((8, tiny.SEQ), "int32")}, y
+        )
     assert tiny.weights_bytes(teacher) == before
 
 
-@pytest.mark.parametrize("weight, message", [
-    (1e-45, "min positive 1.4e-45"),
-    (1e38, "max 1e\\+38"),
-])
+@pytest.mark.parametrize(
+    "weight, message",
+    [
+        (1e-45, "min positive 1.4e-45"),
+        (1e38, "max 1e\\+38"),
+    ],
+)
 def test_weights_float32_sums_cannot_hold_are_refused(setup, weight, message):
     distiller, (x, y, w) = setup
     w = w.copy()
@@ -264,8 +295,11 @@ def test_a_loss_that_becomes_nan_ends_fit_with_an_error_not_silently(setup):
     # A teacher whose logits are infinite: every KD loss is NaN.
     kernel = teacher.backbone.token_embedding.embeddings
     kernel.assign(np.full(kernel.shape, np.inf, "float32"))
-    with pytest.raises(FloatingPointError, match=r"loss became nan at batch 0.*"
-                                                 r"teacher float32"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"loss became nan at batch 0.*"
+        r"teacher float32",
+    ):
         distiller.fit(x, y, sample_weight=w, epochs=3, verbose=0)
 
 
@@ -279,6 +313,9 @@ def test_an_unbuilt_teacher_is_refused_before_it_could_be_built_at_random():
             return self.dense(keras.ops.one_hot(x, 12))
 
     student = tiny.dense_lm(seed=0)
-    with pytest.raises(ValueError, match=r"The teacher `subclassed` is not built: "
-                       r"it has no weights yet.*load its trained weights first"):
+    with pytest.raises(
+        ValueError,
+        match=r"The teacher `subclassed` is not built: "
+        r"it has no weights yet.*load its trained weights first",
+    ):
         Distiller(Subclassed(), student)

@@ -67,8 +67,9 @@ class _AbsoluteLogitError(DistillationLoss):
 
     metric_name = "abs_loss"
 
-    def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None,
-                     state=None):
+    def compute_loss(
+        self, teacher_outputs, student_outputs, sample_weight=None, state=None
+    ):
         error = keras.ops.mean(keras.ops.abs(teacher_outputs - student_outputs), -1)
         return token_mean(error, sample_weight)
 
@@ -79,12 +80,16 @@ def test_a_new_kind_of_term_is_one_subclass():
     terms = [LogitsDistillation(2.0), _AbsoluteLogitError()]
     distiller = Distiller(teacher, student, terms, distillation_loss_weights=[1.0, 2.0])
     distiller.compile(optimizer="sgd")
-    got = distiller.evaluate(x, y, sample_weight=weight, batch_size=len(x), verbose=0,
-                             return_dict=True)
+    got = distiller.evaluate(
+        x, y, sample_weight=weight, batch_size=len(x), verbose=0, return_dict=True
+    )
     z_t = tiny.numpy(teacher.predict(x, verbose=0)).astype(np.float64)
     z_s = tiny.numpy(student.predict(x, verbose=0)).astype(np.float64)
     absolute = tiny.masked_mean64(np.abs(z_t - z_s).mean(-1), weight)
     np.testing.assert_allclose(got["abs_loss"], absolute, rtol=1e-5)
-    want = (0.5 * tiny.ce_reference(y, z_s, weight)
-            + 0.5 * tiny.kd_reference(z_t, z_s, 2.0, weight) + 1.0 * absolute)
+    want = (
+        0.5 * tiny.ce_reference(y, z_s, weight)
+        + 0.5 * tiny.kd_reference(z_t, z_s, 2.0, weight)
+        + 1.0 * absolute
+    )
     np.testing.assert_allclose(got["loss"], want, rtol=2e-5)

@@ -9,8 +9,15 @@ from keras_guide import cli
 from keras_guide.demo import data
 from keras_guide.demo import models
 
-TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
-        "intermediate_dim": 32, "dropout": 0.0, "max_sequence_length": 16}
+TINY = {
+    "vocabulary_size": 2048,
+    "num_layers": 1,
+    "num_heads": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "dropout": 0.0,
+    "max_sequence_length": 16,
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +31,26 @@ def workspace(tmp_path_factory):
 
 
 def _command(root, out, *flags):
-    return ["distill", "--teacher", str(root / "teacher.keras"), "--student",
-            str(root / "student.keras"), "--text", str(root / "tempest.txt"),
-            "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
-            "--sequence-length", "16", "--steps", "2", *flags]
+    return [
+        "distill",
+        "--teacher",
+        str(root / "teacher.keras"),
+        "--student",
+        str(root / "student.keras"),
+        "--text",
+        str(root / "tempest.txt"),
+        "--tokenizer",
+        "demo",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--sequence-length",
+        "16",
+        "--steps",
+        "2",
+        *flags,
+    ]
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="the PyTorch refusal")
@@ -36,8 +59,9 @@ def test_distill_parallel_on_torch_says_it_is_unsupported(workspace, capsys):
     assert "PyTorch" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="keras.distribution runs on JAX")
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="keras.distribution runs on JAX"
+)
 @pytest.mark.parametrize("flags", [("--data-parallel",), ("--model-parallel", "1")])
 def test_distill_parallel_trains_on_jax(workspace, flags):
     out = workspace / ("dp" if flags[0] == "--data-parallel" else "mp")

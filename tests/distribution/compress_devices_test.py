@@ -29,29 +29,44 @@ def runs():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="spawns its own JAX process with 4 simulated devices; "
-                           "keras.distribution runs on JAX")
-def test_four_devices_and_a_resume_by_two_processes_give_the_one_device_student(
-        runs):
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="spawns its own JAX process with 4 simulated devices; "
+    "keras.distribution runs on JAX",
+)
+def test_four_devices_and_a_resume_by_two_processes_give_the_one_device_student(runs):
     assert runs["jax_devices"] == 4
-    assert runs["codes"] == {"1": 0, "4": 0, "4 stopped": 130, "4 sharded": 0,
-                             "3 refused": 2}
+    assert runs["codes"] == {
+        "1": 0,
+        "4": 0,
+        "4 stopped": 130,
+        "4 sharded": 0,
+        "3 refused": 2,
+    }
     processes = runs["processes"]
     assert processes["codes"] == [0, 0], processes["tail"]
     # Process 0 printed the report; process 1 says where it is, and left no
     # private folder behind; the run folder holds one report.
-    assert processes["last_lines"][1][0].startswith("Process 1 of 2 done; "
-                                                    "process 0 wrote the report")
+    assert processes["last_lines"][1][0].startswith(
+        "Process 1 of 2 done; process 0 wrote the report"
+    )
     assert processes["scratch_left"] == []
     assert processes["out_files"].count("report.json") == 1
     assert "run.json" in processes["out_files"]
     placed = runs["placed"]
     # Every weight of teacher and student replicated over the run's devices.
-    assert placed["one"] == {"distribution": "NoneType", "teacher": [1],
-                             "student": [1], "split": [0, 0]}
-    assert placed["four"] == {"distribution": "DataParallel", "teacher": [4],
-                              "student": [4], "split": [0, 0]}
+    assert placed["one"] == {
+        "distribution": "NoneType",
+        "teacher": [1],
+        "student": [1],
+        "split": [0, 0],
+    }
+    assert placed["four"] == {
+        "distribution": "DataParallel",
+        "teacher": [4],
+        "student": [4],
+        "split": [0, 0],
+    }
     # --model-parallel 2: KerasHub's Llama layout map splits the attention
     # and MLP kernels of both models over the (2, 2) mesh.
     sharded = placed["sharded"]
@@ -98,16 +113,26 @@ def previous_run(tmp_path):
 
 def _refused(root, capsys, *flags):
     capsys.readouterr()
-    code = cli.main(["compress", str(root / "teacher.gguf"), "--text",
-                     str(root / "train"), "--out", str(root / "run"), "--overwrite",
-                     *flags])
+    code = cli.main(
+        [
+            "compress",
+            str(root / "teacher.gguf"),
+            "--text",
+            str(root / "train"),
+            "--out",
+            str(root / "run"),
+            "--overwrite",
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, (code, err)
     return err[0]
 
 
-@pytest.mark.skipif(keras.backend.backend() == "jax",
-                    reason="the refusal of other backends")
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="the refusal of other backends"
+)
 def test_several_devices_off_jax_are_refused(previous_run, capsys):
     root, before = previous_run
     line = _refused(root, capsys, "--devices", "2")
@@ -116,21 +141,24 @@ def test_several_devices_off_jax_are_refused(previous_run, capsys):
     assert file_hashes(root / "run") == before
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="keras.distribution runs on JAX")
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="keras.distribution runs on JAX"
+)
 def test_more_devices_than_exist_are_refused_naming_the_count(previous_run, capsys):
     root, before = previous_run
     count = len(keras.distribution.list_devices())
-    line = _refused(root, capsys, "--devices", str(count + 1), "--batch-size",
-                    str(count + 1))
+    line = _refused(
+        root, capsys, "--devices", str(count + 1), "--batch-size", str(count + 1)
+    )
     assert f"JAX sees {count} device(s)" in line, line
     assert "XLA_FLAGS=--xla_force_host_platform_device_count=N" in line
     assert f"Received: --devices {count + 1}" in line
     assert file_hashes(root / "run") == before
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="keras.distribution runs on JAX")
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="keras.distribution runs on JAX"
+)
 def test_a_batch_the_devices_do_not_divide_is_refused(previous_run, capsys):
     root, before = previous_run
     line = _refused(root, capsys, "--devices", "2", "--batch-size", "3")
@@ -142,22 +170,41 @@ def test_a_batch_the_devices_do_not_divide_is_refused(previous_run, capsys):
 def test_devices_must_be_a_positive_integer(previous_run, capsys):
     root, before = previous_run
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["compress", str(root / "teacher.gguf"), "--text",
-                  str(root / "train"), "--out", str(root / "run"), "--devices", "0"])
+        cli.main(
+            [
+                "compress",
+                str(root / "teacher.gguf"),
+                "--text",
+                str(root / "train"),
+                "--out",
+                str(root / "run"),
+                "--devices",
+                "0",
+            ]
+        )
     assert exit_.value.code == 2
     assert "--devices: must be an integer > 0" in capsys.readouterr().err
     assert file_hashes(root / "run") == before
 
 
-@pytest.mark.parametrize("environment, expected", [
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"},
-     "KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer"),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"},
-     "set KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID"
-     if keras.backend.backend() == "jax" else "set KERAS_BACKEND=jax"),
-])
+@pytest.mark.parametrize(
+    "environment, expected",
+    [
+        (
+            {"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"},
+            "KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer",
+        ),
+        (
+            {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"},
+            "set KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID"
+            if keras.backend.backend() == "jax"
+            else "set KERAS_BACKEND=jax",
+        ),
+    ],
+)
 def test_a_multi_process_environment_that_cannot_start_is_refused(
-        previous_run, capsys, monkeypatch, environment, expected):
+    previous_run, capsys, monkeypatch, environment, expected
+):
     root, before = previous_run
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -167,7 +214,8 @@ def test_a_multi_process_environment_that_cannot_start_is_refused(
 
 
 def test_a_model_parallel_size_the_devices_do_not_divide_is_refused(
-        previous_run, capsys):
+    previous_run, capsys
+):
     root, before = previous_run
     line = _refused(root, capsys, "--devices", "1", "--model-parallel", "2")
     if keras.backend.backend() == "jax":

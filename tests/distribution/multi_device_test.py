@@ -22,8 +22,7 @@ _TOL = 1e-6
 
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax",
-    reason="spawns its own JAX process with 2 simulated devices; "
-    "the JAX run suffices",
+    reason="spawns its own JAX process with 2 simulated devices; the JAX run suffices",
 )
 tensorflow_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -31,11 +31,15 @@ from tests.harness.lm_eval_tasks import write_task
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_LENGTH = 16
 QUESTIONS = [
-    ("Where does the cat sleep?",
-     ["on the mat", "in the sea", "at the inn", "under a tree"]),
+    (
+        "Where does the cat sleep?",
+        ["on the mat", "in the sea", "at the inn", "under a tree"],
+    ),
     ("What is the sun?", ["a star", "a stone", "the sea"]),
-    ("Who sings in the morning, in the garden, near the old stone wall?",
-     ["the thrush", "a teapot", "the rain", "nobody"]),
+    (
+        "Who sings in the morning, in the garden, near the old stone wall?",
+        ["the thrush", "a teapot", "the rain", "nobody"],
+    ),
     ("Which one is heavier?", ["iron", "air", "a feather"]),
     ("What do the bees make?", ["honey", "tea", "the weather"]),
     ("How are you?", ["fine", "the", "a long answer"]),
@@ -85,14 +89,14 @@ class Reference:
                 continuation = context[-spaces:] + continuation
                 context = context[:-spaces]
             head = self.encode(context)
-            rest = self.encode(context + continuation)[len(head):]
+            rest = self.encode(context + continuation)[len(head) :]
         return head, rest
 
     def loglikelihood(self, context, continuation):
         head, rest = self.pair(context, continuation)
-        full = (head + rest)[-(self.max_length + 1):]
+        full = (head + rest)[-(self.max_length + 1) :]
         log_p, top = self.log_probs(full)
-        return float(log_p[-len(rest):].sum()), bool(top[-len(rest):].all())
+        return float(log_p[-len(rest) :].sum()), bool(top[-len(rest) :].all())
 
     def rolling(self, string):
         """Each token once: the first `max_length` after the prefix token, then
@@ -104,8 +108,8 @@ class Reference:
         total = self.log_probs([self.prefix] + tokens[:first])[0].sum()
         for start in range(first, n, size):
             end = min(start + size, n)
-            window = tokens[end - size - 1: end]
-            total += self.log_probs(window)[0][-(end - start):].sum()
+            window = tokens[end - size - 1 : end]
+            total += self.log_probs(window)[0][-(end - start) :].sum()
         return float(total)
 
     def decode(self, ids):
@@ -116,7 +120,7 @@ class Reference:
 
     def generate(self, context, until, steps):
         until = until + [self.decode([self.end])]
-        ids = self.encode(context)[-(self.max_length - steps):]
+        ids = self.encode(context)[-(self.max_length - steps) :]
         new = []
         while True:
             token = int(np.argmax(self.logits(ids + new)[-1]))
@@ -139,8 +143,9 @@ def llama(tmp_path_factory):
 
 
 def _reference(model, path, max_length=MAX_LENGTH):
-    return Reference(model, lambda ids: gguf_reference.llama_logits(path, ids),
-                     max_length)
+    return Reference(
+        model, lambda ids: gguf_reference.llama_logits(path, ids), max_length
+    )
 
 
 def _instances(kind, arguments):
@@ -162,7 +167,11 @@ def test_task_scores_equal_a_direct_float64_computation(llama, tmp_path):
         expected_norm.append(float(np.argmax(lls / lengths) == gold))
         rows.append({"question": question, "choices": choices, "gold": gold})
     write_task(tmp_path, "kg_choice", rows, multiple_choice("acc", "acc_norm"))
-    write_task(tmp_path, "kg_rolling", [{"page": d} for d in DOCUMENTS], """
+    write_task(
+        tmp_path,
+        "kg_rolling",
+        [{"page": d} for d in DOCUMENTS],
+        """
         output_type: loglikelihood_rolling
         doc_to_text: ""
         doc_to_target: "{{page}}"
@@ -170,13 +179,17 @@ def test_task_scores_equal_a_direct_float64_computation(llama, tmp_path):
           - metric: word_perplexity
           - metric: byte_perplexity
           - metric: bits_per_byte
-        """)
+        """,
+    )
     # Half the targets are the reference's greedy text: exact_match is 1/2
     # only if the harness generates exactly that text for them.
     outputs = [ref.generate(p, ["\n"], STEPS) for p in PROMPTS]
     targets = [o if i % 2 == 0 else o + "never" for i, o in enumerate(outputs)]
-    write_task(tmp_path, "kg_generate",
-                [{"prompt": p, "target": t} for p, t in zip(PROMPTS, targets)], f"""
+    write_task(
+        tmp_path,
+        "kg_generate",
+        [{"prompt": p, "target": t} for p, t in zip(PROMPTS, targets)],
+        f"""
         output_type: generate_until
         doc_to_text: "{{{{prompt}}}}"
         doc_to_target: "{{{{target}}}}"
@@ -186,11 +199,18 @@ def test_task_scores_equal_a_direct_float64_computation(llama, tmp_path):
           do_sample: false
         metric_list:
           - metric: exact_match
-        """)
+        """,
+    )
 
     got = harness.evaluate_tasks(
-        llama, ["kg_choice", "kg_rolling", "kg_generate"], include_path=str(tmp_path),
-        batch_size=3, max_length=MAX_LENGTH, bootstrap_iters=0, progress=False)
+        llama,
+        ["kg_choice", "kg_rolling", "kg_generate"],
+        include_path=str(tmp_path),
+        batch_size=3,
+        max_length=MAX_LENGTH,
+        bootstrap_iters=0,
+        progress=False,
+    )
 
     assert got["kg_choice"]["acc"] == 0.5
     assert got["kg_choice"]["acc_norm"] == pytest.approx(np.mean(expected_norm))
@@ -211,8 +231,11 @@ def test_batches_give_each_request_its_own_result(llama):
         ("The cat", " sat on the mat"),
         ("", "the rain in the north"),  # the prefix token is the context
         ("Answer: ", "the sea"),  # the trailing space joins the continuation
-        ("A much longer context that runs past the window of the model, then "
-         "some more words to be cut from the left", " and the end"),
+        (
+            "A much longer context that runs past the window of the model, then "
+            "some more words to be cut from the left",
+            " and the end",
+        ),
         ("The", " the the the"),
         ("In the north", "."),
         ("She", " said"),
@@ -223,14 +246,19 @@ def test_batches_give_each_request_its_own_result(llama):
     single, batched = one.loglikelihood(requests), four.loglikelihood(requests)
     expected = [ref.loglikelihood(c, x) for c, x in pairs]
     assert [g for _, g in batched] == [g for _, g in single] == [g for _, g in expected]
-    np.testing.assert_allclose([v for v, _ in batched], [v for v, _ in single],
-                               rtol=1e-6)
-    np.testing.assert_allclose([v for v, _ in batched], [v for v, _ in expected],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [v for v, _ in batched], [v for v, _ in single], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [v for v, _ in batched], [v for v, _ in expected], rtol=1e-5
+    )
 
     rolling = _instances("loglikelihood_rolling", [(d,) for d in DOCUMENTS])
-    np.testing.assert_allclose(four.loglikelihood_rolling(rolling),
-                               [ref.rolling(d) for d in DOCUMENTS], rtol=1e-5)
+    np.testing.assert_allclose(
+        four.loglikelihood_rolling(rolling),
+        [ref.rolling(d) for d in DOCUMENTS],
+        rtol=1e-5,
+    )
 
     settings = {"until": ["e"], "max_gen_toks": 3}
     generate = _instances("generate_until", [(p, settings) for p in PROMPTS])
@@ -249,9 +277,13 @@ def test_a_start_token_opens_every_sequence(tmp_path):
     first = int(np.argmax(gguf_reference.llama_logits(path, ids)[-1]))
     second = int(np.argmax(gguf_reference.llama_logits(path, ids + [first])[-1]))
     assert ids[0] == 1 and second != 1
-    path = str(gguf_files.write_llama(
-        tmp_path / "b.gguf", seed=1,
-        metadata={**bos, "tokenizer.ggml.eos_token_id": second}))
+    path = str(
+        gguf_files.write_llama(
+            tmp_path / "b.gguf",
+            seed=1,
+            metadata={**bos, "tokenizer.ggml.eos_token_id": second},
+        )
+    )
     model = keras_guide.load_gguf(path)
     ref = _reference(model, path)
     assert ref.start == 1
@@ -264,7 +296,9 @@ def test_a_start_token_opens_every_sequence(tmp_path):
     document = DOCUMENTS[3]
     np.testing.assert_allclose(
         lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(document,)])),
-        [ref.rolling(document)], rtol=1e-5)
+        [ref.rolling(document)],
+        rtol=1e-5,
+    )
     settings = {"until": [], "max_gen_toks": 5}
     got = lm.generate_until(_instances("generate_until", [("The river", settings)]))
     expected = "" if first == second else ref.decode([first])
@@ -273,30 +307,48 @@ def test_a_start_token_opens_every_sequence(tmp_path):
 
 def test_bad_tasks_get_one_line_naming_them(llama, tmp_path):
     llama, _ = llama
-    write_task(tmp_path, "kg_missing_file", [], """
+    write_task(
+        tmp_path,
+        "kg_missing_file",
+        [],
+        """
         output_type: loglikelihood_rolling
         doc_to_text: ""
         doc_to_target: "{{page}}"
-        """)
+        """,
+    )
     os.remove(tmp_path / "kg_missing_file.jsonl")
     (tmp_path / "kg_hub.yaml").write_text(
         "task: kg_hub\ndataset_path: allenai/ai2_arc\ndataset_name: ARC-Easy\n"
         "output_type: multiple_choice\ntest_split: test\ndoc_to_text: q\n"
-        "doc_to_target: 0\ndoc_to_choice: ['a', 'b']\n")
+        "doc_to_target: 0\ndoc_to_choice: ['a', 'b']\n"
+    )
     lm = harness.KerasLM(llama, max_length=MAX_LENGTH, progress=False)
-    with pytest.raises(ValueError, match=r"Task 'kg_hub' needs 'allenai/ai2_arc' "
-                       r"\(ARC-Easy\), which this machine cannot load") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"Task 'kg_hub' needs 'allenai/ai2_arc' "
+        r"\(ARC-Easy\), which this machine cannot load",
+    ) as info:
         harness.evaluate_tasks(lm, ["kg_hub"], include_path=str(tmp_path))
     assert "dataset_path: json" in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(ValueError, match=r"Task 'kg_missing_file' needs 'json' with "
-                       r"data_files=.*kg_missing_file\.jsonl"):
+    with pytest.raises(
+        ValueError,
+        match=r"Task 'kg_missing_file' needs 'json' with "
+        r"data_files=.*kg_missing_file\.jsonl",
+    ):
         harness.evaluate_tasks(lm, ["kg_missing_file"], include_path=str(tmp_path))
-    with pytest.raises(ValueError, match=r"lm-eval knows no task 'hellaswagg' "
-                       r"\(close: hellaswag.*include_path"):
+    with pytest.raises(
+        ValueError,
+        match=r"lm-eval knows no task 'hellaswagg' "
+        r"\(close: hellaswag.*include_path",
+    ):
         harness.evaluate_tasks(lm, ["hellaswagg"], include_path=str(tmp_path))
     with pytest.raises(ValueError, match="generates greedily"):
-        lm.generate_until(_instances("generate_until", [("a", {"do_sample": True,
-                                                                "temperature": 1.0})]))
+        lm.generate_until(
+            _instances(
+                "generate_until", [("a", {"do_sample": True, "temperature": 1.0})]
+            )
+        )
     with pytest.raises(ValueError, match="max_gen_toks.*below the model's max_length"):
         lm.generate_until(_instances("generate_until", [("a", {"max_gen_toks": 16})]))
     with pytest.raises(ValueError, match="no preprocessor with a tokenizer"):
@@ -318,7 +370,8 @@ def test_lm_eval_is_optional():
         "except ImportError as e:\n    print(e)\n"
     )
     env = dict(os.environ, KERAS_BACKEND="jax")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "pip install 'keras-guide[eval]'" in out.stdout

@@ -30,6 +30,7 @@ def write(kind, path, **kwargs):
         kwargs.setdefault("context_length", 128)
     return getattr(gguf_files, f"write_{kind}")(path, **kwargs)
 
+
 # llama.cpp's own logits, chunk by chunk, with the protocol written out:
 # tokenized whole with special tokens, chunks of n_ctx with the start token
 # first where the vocabulary adds one, the second half scored. Flash
@@ -63,19 +64,27 @@ print(json.dumps({"nll": nll, "tokens": len(ids)}))
 
 def reference_nll(path, text, context, chunks):
     done = subprocess.run(
-        [sys.executable, "-c", _REFERENCE], capture_output=True, text=True,
-        input=json.dumps({"path": str(path), "text": text, "context": context,
-                          "chunks": chunks}), check=True)
+        [sys.executable, "-c", _REFERENCE],
+        capture_output=True,
+        text=True,
+        input=json.dumps(
+            {"path": str(path), "text": text, "context": context, "chunks": chunks}
+        ),
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(paths_by_name, text, context, chunks, base=None, runtime="auto"):
-    opened = {name: evaluate.open_runner(path, context, runtime)
-              for name, path in paths_by_name.items()}
+    opened = {
+        name: evaluate.open_runner(path, context, runtime)
+        for name, path in paths_by_name.items()
+    }
     try:
         ids, bos = llama_perplexity.shared_tokens(opened, text)
-        return llama_perplexity.measure(opened, ids, context, bos, base=base,
-                                        max_chunks=chunks, verbose=False)
+        return llama_perplexity.measure(
+            opened, ids, context, bos, base=base, max_chunks=chunks, verbose=False
+        )
     finally:
         for runner in opened.values():
             runner.close()
@@ -94,20 +103,24 @@ def test_perplexity_is_llama_cpps_own(tmp_path, writer):
     assert ours["nll"] == pytest.approx(nll.mean(), rel=1e-6)
     error = math.sqrt((np.mean(nll**2) - nll.mean() ** 2) / (len(nll) - 1))
     assert ours["perplexity_error"] == pytest.approx(
-        math.exp(nll.mean()) * error, rel=1e-4)
+        math.exp(nll.mean()) * error, rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("writer", ["llama", "gemma3"])
 def test_keras_and_llama_cpp_agree_on_the_same_model(tmp_path, writer):
     path = write(writer, tmp_path / "m.gguf", quant=gguf_files.Q.F32)
-    opened = {"llama.cpp": evaluate.open_runner(path, 32),
-              "keras": evaluate.open_runner(path, 32, runtime="keras")}
+    opened = {
+        "llama.cpp": evaluate.open_runner(path, 32),
+        "keras": evaluate.open_runner(path, 32, runtime="keras"),
+    }
     try:
         assert [r.runtime for r in opened.values()] == ["llama.cpp", "keras"]
         ids, bos = llama_perplexity.shared_tokens(opened, TEXT)
         np.testing.assert_array_equal(opened["keras"].tokenize(TEXT), ids)
-        result = llama_perplexity.measure(opened, ids, 32, bos, base="llama.cpp",
-                                          max_chunks=4, verbose=False)
+        result = llama_perplexity.measure(
+            opened, ids, 32, bos, base="llama.cpp", max_chunks=4, verbose=False
+        )
     finally:
         opened["llama.cpp"].close()
     cpp, keras_figures = result["llama.cpp"], result["keras"]
@@ -119,10 +132,12 @@ def test_keras_and_llama_cpp_agree_on_the_same_model(tmp_path, writer):
 
 
 def test_a_context_above_the_models_is_refused(tmp_path):
-    path = write("llama", tmp_path / "m.gguf",
-                 metadata={"llama.context_length": 64})
-    with pytest.raises(ValueError, match=r"--context 128 is above m's context length "
-                                         r"\(64 tokens\)"):
+    path = write("llama", tmp_path / "m.gguf", metadata={"llama.context_length": 64})
+    with pytest.raises(
+        ValueError,
+        match=r"--context 128 is above m's context length "
+        r"\(64 tokens\)",
+    ):
         opened = {"m": evaluate.open_runner(path, 128)}
         try:
             llama_perplexity.check_context(opened, 128)
@@ -142,8 +157,9 @@ def test_models_with_other_vocabularies_are_refused(tmp_path):
     spm = write("llama", tmp_path / "spm.gguf", tokenizer="llama")
     with pytest.raises(ValueError, match="gemma has a vocabulary of .* llama of"):
         run({"llama": llama, "gemma": gemma}, TEXT, 32, 2, base="llama")
-    with pytest.raises(ValueError, match="spm does not add a start token and gemma "
-                                         "does"):
+    with pytest.raises(
+        ValueError, match="spm does not add a start token and gemma does"
+    ):
         run({"gemma": gemma, "spm": spm}, TEXT, 32, 2)
 
 
@@ -157,8 +173,14 @@ def test_evaluate_writes_the_report_and_its_table(tmp_path):
     student = write("llama", tmp_path / "s.gguf", seed=1)
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
-    report = evaluate.evaluate([str(student)], [str(text)], contexts=(32, 64),
-                               base=str(path), max_chunks=3, verbose=False)
+    report = evaluate.evaluate(
+        [str(student)],
+        [str(text)],
+        contexts=(32, 64),
+        base=str(path),
+        max_chunks=3,
+        verbose=False,
+    )
     assert list(report["results"]) == ["32", "64"]
     figures = report["results"]["32"]
     assert list(figures) == [str(path), str(student)]
@@ -183,13 +205,30 @@ def test_the_cli_on_the_real_teacher_is_llama_cpps_own_and_keras_agrees(tmp_path
     text = tmp_path / "argparse.txt"
     text.write_text(inspect.getsource(__import__("argparse"))[:12000])
     out = tmp_path / "out"
-    assert cli.main(["eval", "smollm2", "--text", str(text), "--context", "256",
-                     "--chunks", "3", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "smollm2",
+                "--text",
+                str(text),
+                "--context",
+                "256",
+                "--chunks",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ours = json.loads((out / evaluate.JSON_FILE).read_text())["results"]["256"]
-    nll = np.array(reference_nll(checkpoints.path("smollm2"), text.read_text(),
-                                 256, 3)["nll"])
+    nll = np.array(
+        reference_nll(checkpoints.path("smollm2"), text.read_text(), 256, 3)["nll"]
+    )
     assert ours["smollm2"]["nll"] == pytest.approx(nll.mean(), rel=1e-6)
     assert ours["smollm2"]["tokens"] == len(nll) == 3 * 127
-    keras_run = run({"smollm2": "smollm2"}, text.read_text(), 256, 3,
-                    runtime="keras")["smollm2"]
+    keras_run = run({"smollm2": "smollm2"}, text.read_text(), 256, 3, runtime="keras")[
+        "smollm2"
+    ]
     assert keras_run["nll"] == pytest.approx(nll.mean(), abs=0.02)

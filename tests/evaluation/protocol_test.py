@@ -24,8 +24,10 @@ def test_chunks_drop_the_tail_and_open_with_the_start_token():
 
 @pytest.mark.parametrize("length, context", [(15, 8), (3, 4)])
 def test_a_text_shorter_than_two_chunks_is_refused(length, context):
-    with pytest.raises(ValueError, match=f"has {length} tokens.*at least two chunks, "
-                                         f"{2 * context} tokens"):
+    with pytest.raises(
+        ValueError,
+        match=f"has {length} tokens.*at least two chunks, {2 * context} tokens",
+    ):
         protocol.chunks(np.arange(length), context)
 
 
@@ -37,8 +39,9 @@ def test_a_context_below_four_is_refused():
 def _reference(logits, targets, base=None):
     """The tool's loops, one token at a time."""
     out = {"nll": [], "kl": [], "same": [], "dp": [], "nll_base": []}
-    for z, t, zb in zip(logits, targets, base if base is not None else
-                        [None] * len(targets)):
+    for z, t, zb in zip(
+        logits, targets, base if base is not None else [None] * len(targets)
+    ):
         z = np.asarray(z, np.float64)
         log_q = z - z.max() - math.log(np.exp(z - z.max()).sum())
         out["nll"].append(-log_q[t])
@@ -68,8 +71,9 @@ def test_perplexity_and_its_error_are_the_tools():
     assert summary["tokens"] == n
     assert summary["nll"] == pytest.approx(mean, rel=1e-12)
     assert summary["perplexity"] == pytest.approx(math.exp(mean), rel=1e-12)
-    assert summary["perplexity_error"] == pytest.approx(math.exp(mean) * error,
-                                                        rel=1e-9)
+    assert summary["perplexity_error"] == pytest.approx(
+        math.exp(mean) * error, rel=1e-9
+    )
 
 
 def test_kl_divergence_figures_are_the_tools():
@@ -90,8 +94,9 @@ def test_kl_divergence_figures_are_the_tools():
     for q in (99.0, 50.0, 5.0):
         p = q / 100 * (len(kl) - 1)
         i = int(p)
-        expected = (1 - (p - i)) * ordered[i] + (p - i) * ordered[min(i + 1,
-                                                                      len(kl) - 1)]
+        expected = (1 - (p - i)) * ordered[i] + (p - i) * ordered[
+            min(i + 1, len(kl) - 1)
+        ]
         assert k["kl_percentiles"][f"{q:.1f}"] == pytest.approx(expected, rel=1e-9)
     nll, nll_base = np.array(ref["nll"]), np.array(ref["nll_base"])
     assert k["ln_ppl_ratio"] == pytest.approx(nll.mean() - nll_base.mean(), rel=1e-10)
@@ -100,10 +105,12 @@ def test_kl_divergence_figures_are_the_tools():
     eb = math.sqrt((np.mean(nll_base**2) - nll_base.mean() ** 2) / (n - 1))
     cov = (np.mean(nll * nll_base) - nll.mean() * nll_base.mean()) / (n - 1)
     assert k["ln_ppl_ratio_error"] == pytest.approx(
-        math.sqrt(e**2 + eb**2 - 2 * cov), rel=1e-9)
+        math.sqrt(e**2 + eb**2 - 2 * cov), rel=1e-9
+    )
     assert k["same_top"] == pytest.approx(np.mean(ref["same"]))
-    assert k["delta_p_rms"] == pytest.approx(math.sqrt(np.mean(np.square(ref["dp"]))),
-                                             rel=1e-10)
+    assert k["delta_p_rms"] == pytest.approx(
+        math.sqrt(np.mean(np.square(ref["dp"]))), rel=1e-10
+    )
     assert 0 < k["kl"] and 0 < k["same_top"] < 1
 
 

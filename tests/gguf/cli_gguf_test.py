@@ -22,8 +22,7 @@ SIZES = [
 ]
 
 
-def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys,
-                                                        llama_gguf):
+def test_init_from_a_gguf_teacher_with_data_aware_options(tmp_path, capsys, llama_gguf):
     teacher = llama_gguf
     text = tmp_path / "calibration.txt"
     text.write_text(" the in the a on er " * 200)

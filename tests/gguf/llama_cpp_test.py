@@ -85,12 +85,13 @@ def keras_greedy(lm, ids, steps):
     for _ in range(steps):
         x = {
             "token_ids": np.asarray([out + [0] * (length - len(out))], "int32"),
-            "padding_mask": np.asarray([[1] * len(out) + [0] * (length - len(out))],
-                                       "int32"),
+            "padding_mask": np.asarray(
+                [[1] * len(out) + [0] * (length - len(out))], "int32"
+            ),
         }
         z = keras.ops.convert_to_numpy(lm(x))[0, len(out) - 1]
         out.append(int(np.argmax(z)))
-    return out[len(ids):]
+    return out[len(ids) :]
 
 
 def kl_and_agreement(reference, other):
@@ -110,8 +111,12 @@ def _tiny_student(tmp_path, write):
     # than width / heads; Llama: one block, heads as wide as the teacher's.
     gemma = "gemma" in write.__name__
     student = keras_guide.build_student(
-        teacher, num_layers=6 if gemma else 1, hidden_dim=24 if gemma else 16,
-        num_heads=2, num_key_value_heads=1, intermediate_dim=40,
+        teacher,
+        num_layers=6 if gemma else 1,
+        hidden_dim=24 if gemma else 16,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=40,
     )
     keras_guide.guide(teacher, student)
     return student
@@ -123,8 +128,9 @@ def test_tiny_exported_students_run_in_llama_cpp_as_in_keras(tmp_path, write):
     path = save_gguf(student, tmp_path / "student.gguf")
     # Longer than the tiny Gemma's sliding window of 3: both masks are used.
     ids = tiny.token_ids(student.backbone.vocabulary_size, length=12)
-    kl, agreement = kl_and_agreement(keras_logits(student, ids),
-                                     llama_cpp_logits(path, ids))
+    kl, agreement = kl_and_agreement(
+        keras_logits(student, ids), llama_cpp_logits(path, ids)
+    )
     assert kl < 1e-5 and agreement == 1.0, (kl, agreement)
     assert llama_cpp_follows(path, ids, keras_greedy(student, ids, 6))
 
@@ -137,7 +143,8 @@ def test_tiny_tokenizers_give_llama_cpps_ids(tmp_path, write):
     port = lm.preprocessor.tokenizer.llama_cpp_tokenizer()
     for text in TEXTS:
         assert port.encode(text, add_special=False) == reference.tokenize(
-            text.encode(), add_bos=False, special=False), text
+            text.encode(), add_bos=False, special=False
+        ), text
 
 
 # The real checkpoints (JAX only: minutes, and backend-independent checks of
@@ -153,10 +160,20 @@ real = pytest.mark.skipif(
 IMPORT_BOUNDS = {"smollm2": (0.005, 0.95), "gemma3": (0.01, 0.9)}
 # A quarter-size student of each, guided (data-free) and not trained.
 STUDENTS = {
-    "smollm2": dict(num_layers=8, hidden_dim=384, num_heads=6,
-                    num_key_value_heads=2, intermediate_dim=1024),
-    "gemma3": dict(num_layers=7, hidden_dim=384, num_heads=2,
-                   num_key_value_heads=1, intermediate_dim=1024),
+    "smollm2": dict(
+        num_layers=8,
+        hidden_dim=384,
+        num_heads=6,
+        num_key_value_heads=2,
+        intermediate_dim=1024,
+    ),
+    "gemma3": dict(
+        num_layers=7,
+        hidden_dim=384,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=1024,
+    ),
 }
 
 
@@ -182,15 +199,17 @@ def test_real_tokenizers_give_llama_cpps_ids(checkpoint):
         got = keras.ops.convert_to_numpy(tokenizer(text)).tolist() if text else []
         assert got == want, (name, text)
     assert ids.tolist() == reference.tokenize(
-        real_checkpoints.PARAGRAPH.encode(), add_bos=True, special=False)
+        real_checkpoints.PARAGRAPH.encode(), add_bos=True, special=False
+    )
 
 
 @real
 @pytest.mark.slow
 def test_real_imports_agree_with_llama_cpp(checkpoint):
     name, path, lm, ids = checkpoint
-    kl, agreement = kl_and_agreement(llama_cpp_logits(path, ids, kv_float32=False),
-                                     keras_logits(lm, ids))
+    kl, agreement = kl_and_agreement(
+        llama_cpp_logits(path, ids, kv_float32=False), keras_logits(lm, ids)
+    )
     bound, top1 = IMPORT_BOUNDS[name]
     assert kl < bound and agreement >= top1, (name, kl, agreement)
 
@@ -200,13 +219,11 @@ def test_real_imports_agree_with_llama_cpp(checkpoint):
 def test_real_teacher_exported_runs_in_llama_cpp_as_in_keras(checkpoint, tmp_path):
     name, path, lm, ids = checkpoint
     out = save_gguf(lm, tmp_path / "teacher.gguf", metadata_from=path)
-    kl, agreement = kl_and_agreement(keras_logits(lm, ids),
-                                     llama_cpp_logits(out, ids))
+    kl, agreement = kl_and_agreement(keras_logits(lm, ids), llama_cpp_logits(out, ids))
     assert kl < 1e-4 and agreement == 1.0, (name, kl, agreement)
     for prompt in ("The capital of France is", "def add(a, b):\n    return"):
         start = real_checkpoints.token_ids(lm, prompt)
-        assert llama_cpp_follows(out, start, keras_greedy(lm, start, 8)), (
-            name, prompt)
+        assert llama_cpp_follows(out, start, keras_greedy(lm, start, 8)), (name, prompt)
 
 
 # KL bounds of exported quarter-size students (measured: float32 2e-6 /
@@ -237,8 +254,11 @@ def test_real_students_exported_run_in_llama_cpp(checkpoint, tmp_path):
 def test_a_llama_cpp_process_that_crashes_or_fails_is_named(tmp_path):
     path = tmp_path / "m.gguf"
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
-    with pytest.raises(RuntimeError, match=r"llama.cpp crashed on .*m.gguf \(SIGSEGV\)"
-                       r".*AVX2"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"llama.cpp crashed on .*m.gguf \(SIGSEGV\)"
+        r".*AVX2",
+    ):
         runtime._run_child(path, crash)
     with pytest.raises(RuntimeError, match=r"llama.cpp could not run .*m.gguf: boom"):
         runtime._run_child(path, "import sys; sys.exit('boom')")

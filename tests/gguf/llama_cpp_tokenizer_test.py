@@ -24,8 +24,16 @@ def _bpe(pre="gpt-2", merges=("Ġ t", "h e", "Ġt he", "i n"), extra=(), **kwarg
     tokens = ["<s>", "</s>", "<user>"] + symbols
     tokens += ["".join(m.split(" ")) for m in merges] + list(extra)
     types = [3, 3, 4] + [1] * (len(tokens) - 3)
-    return LlamaCppTokenizer(tokens, types, model="gpt2", merges=list(merges),
-                             pre=pre, bos_id=0, eos_id=1, **kwargs)
+    return LlamaCppTokenizer(
+        tokens,
+        types,
+        model="gpt2",
+        merges=list(merges),
+        pre=pre,
+        bos_id=0,
+        eos_id=1,
+        **kwargs,
+    )
 
 
 def _pieces(tokenizer, ids):
@@ -81,8 +89,9 @@ def _spm(specials=(("<unk>", 2), ("<s>", 3), ("</s>", 3), ("  ", 4)), **kwargs):
         tokens.append(piece)
         types.append(1)
         scores.append(-float(rank))
-    return LlamaCppTokenizer(tokens, types, model="llama", scores=scores, bos_id=1,
-                             eos_id=2, **kwargs)
+    return LlamaCppTokenizer(
+        tokens, types, model="llama", scores=scores, bos_id=1, eos_id=2, **kwargs
+    )
 
 
 def test_sentencepiece_merges_by_score_and_falls_back_to_bytes():
@@ -98,7 +107,9 @@ def test_sentencepiece_space_prefix_and_raw_whitespace_tokens():
     # Gemma stores runs of spaces raw, as user-defined tokens: cut out
     # before spaces become "▁" (and after them a space prefix returns).
     assert _pieces(tok, tok.encode("a  the", add_special=False)) == [
-        "▁a", "  ", "▁the",
+        "▁a",
+        "  ",
+        "▁the",
     ]
 
 

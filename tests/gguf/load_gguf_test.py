@@ -196,24 +196,42 @@ def test_the_package_exposes_the_importer_without_needing_gguf_at_import():
         keras_guide.load_ggml  # noqa: B018
 
 
-@pytest.mark.parametrize("metadata, message", [
-    # A tiny file declaring huge blocks: refused before any model is built.
-    ({"llama.embedding_length": 16384}, r"tensor `token_embd.weight` has shape "
-                                        r"\(\d+, 32\), but the metadata describes"),
-    ({"llama.feed_forward_length": 1 << 20}, r"`blk.0.ffn_gate.weight` has shape"),
-    ({"llama.block_count": 3}, r"no tensor `blk.2.attn_q.weight`"),
-    ({"llama.attention.head_count": 0}, r"`llama.attention.head_count` must be a "
-                                        r"positive whole number. Received: 0"),
-    ({"llama.attention.head_count_kv": 3}, r"4 query heads cannot share 3"),
-    ({"llama.rope.freq_base": -500.0}, r"`llama.rope.freq_base` must be a positive "
-                                       r"finite number. Received: -500"),
-    ({"llama.attention.layer_norm_rms_epsilon": float("nan")},
-     r"layer_norm_rms_epsilon` must be a positive finite number"),
-    ({"llama.embedding_length": "wide"}, r"must be a positive whole number. "
-                                         r"Received: 'wide'"),
-])
-def test_broken_metadata_is_refused_before_anything_is_allocated(tmp_path, metadata,
-                                                                 message):
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        # A tiny file declaring huge blocks: refused before any model is built.
+        (
+            {"llama.embedding_length": 16384},
+            r"tensor `token_embd.weight` has shape "
+            r"\(\d+, 32\), but the metadata describes",
+        ),
+        ({"llama.feed_forward_length": 1 << 20}, r"`blk.0.ffn_gate.weight` has shape"),
+        ({"llama.block_count": 3}, r"no tensor `blk.2.attn_q.weight`"),
+        (
+            {"llama.attention.head_count": 0},
+            r"`llama.attention.head_count` must be a "
+            r"positive whole number. Received: 0",
+        ),
+        ({"llama.attention.head_count_kv": 3}, r"4 query heads cannot share 3"),
+        (
+            {"llama.rope.freq_base": -500.0},
+            r"`llama.rope.freq_base` must be a positive "
+            r"finite number. Received: -500",
+        ),
+        (
+            {"llama.attention.layer_norm_rms_epsilon": float("nan")},
+            r"layer_norm_rms_epsilon` must be a positive finite number",
+        ),
+        (
+            {"llama.embedding_length": "wide"},
+            r"must be a positive whole number. "
+            r"Received: 'wide'",
+        ),
+    ],
+)
+def test_broken_metadata_is_refused_before_anything_is_allocated(
+    tmp_path, metadata, message
+):
     path = tiny.write_llama(tmp_path / "broken.gguf", metadata=metadata)
     with tiny.built_backbones() as built:
         with pytest.raises(GGUFError, match=message):

@@ -43,16 +43,17 @@ MORE_BITS = {
 # 9.5e-3, q3_k_m 5.7e-2 / 2.2e-2, q2_k 0.25 / 0.077 for Llama / Gemma 3;
 # unit-scale random weights are far more sensitive to rounding than trained
 # ones, see benchmarks/gguf_types.py for a trained student).
-KL_BOUNDS = {"q6_k": 7e-3, "q5_k_m": 0.016, "q4_k_m": 0.05, "q3_k_m": 0.12,
-             "q2_k": 0.5}
+KL_BOUNDS = {"q6_k": 7e-3, "q5_k_m": 0.016, "q4_k_m": 0.05, "q3_k_m": 0.12, "q2_k": 0.5}
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """The tiny Llama (32 wide, tied, byte-level BPE) and Gemma 3 models."""
     tmp = tmp_path_factory.mktemp("small")
-    return {"llama": load_gguf(tiny.write_llama(tmp / "llama.gguf")),
-            "gemma3": load_gguf(tiny.write_gemma3(tmp / "gemma3.gguf", layers=2))}
+    return {
+        "llama": load_gguf(tiny.write_llama(tmp / "llama.gguf")),
+        "gemma3": load_gguf(tiny.write_gemma3(tmp / "gemma3.gguf", layers=2)),
+    }
 
 
 def _wide(small, **sizes):
@@ -68,8 +69,9 @@ def _wide(small, **sizes):
             if "gemma" not in type(backbone).__name__.lower():
                 value += 1.0
         else:
-            value = rng.normal(size=shape) / np.sqrt(shape[0] if len(shape) == 2
-                                                     else np.prod(shape[:-1]))
+            value = rng.normal(size=shape) / np.sqrt(
+                shape[0] if len(shape) == 2 else np.prod(shape[:-1])
+            )
         v.assign(value.astype("float32"))
     return type(small)(backbone=backbone, preprocessor=small.preprocessor)
 
@@ -78,8 +80,9 @@ def _wide(small, **sizes):
 def students(small):
     return {
         "llama": _wide(small["llama"], hidden_dim=256, intermediate_dim=512),
-        "gemma3": _wide(small["gemma3"], hidden_dim=256, intermediate_dim=512,
-                        head_dim=128),
+        "gemma3": _wide(
+            small["gemma3"], hidden_dim=256, intermediate_dim=512, head_dim=128
+        ),
     }
 
 
@@ -112,8 +115,10 @@ def test_the_type_table_agrees_with_gguf_and_llama_cpp():
         assert kind.producer in ("gguf", "llama.cpp")
     # llama.cpp's file-type numbers, read in a process of its own.
     names = [kind.file_type for kind in dtypes.TYPES.values()]
-    script = ("import sys, llama_cpp\n"
-              "print(*[getattr(llama_cpp, 'LLAMA_FTYPE_' + n) for n in sys.argv[1:]])")
+    script = (
+        "import sys, llama_cpp\n"
+        "print(*[getattr(llama_cpp, 'LLAMA_FTYPE_' + n) for n in sys.argv[1:]])"
+    )
     done = runtime._run_child("llama_cpp", script, names)
     numbers = [int(n) for n in done.stdout.split()]
     assert numbers == [int(gguf.LlamaFileType[n]) for n in names]
@@ -122,8 +127,7 @@ def test_the_type_table_agrees_with_gguf_and_llama_cpp():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
-def test_k_quants_hold_their_types_and_run_close_to_float32(
-        students, family, tmp_path):
+def test_k_quants_hold_their_types_and_run_close_to_float32(students, family, tmp_path):
     lm = students[family]
     ids = tiny.token_ids(lm.backbone.vocabulary_size, length=48)
     reference = save_gguf(lm, tmp_path / "float32.gguf")
@@ -140,8 +144,9 @@ def test_k_quants_hold_their_types_and_run_close_to_float32(
         assert {t for t, rank in types.values() if rank == 1} == {"F32"}
         matrices = {n: t for n, (t, rank) in types.items() if rank == 2}
         assert set(matrices.values()) <= {kind.tensor_type} | more, (dtype, matrices)
-        blocks = collections.Counter(t for n, t in matrices.items()
-                                     if n.startswith("blk."))
+        blocks = collections.Counter(
+            t for n, t in matrices.items() if n.startswith("blk.")
+        )
         assert blocks.most_common(1)[0][0] == kind.tensor_type, (dtype, blocks)
         kls[dtype] = _kl(expected, runtime.logits(out, [ids])[0])
         assert kls[dtype] < KL_BOUNDS[dtype], (family, dtype, kls)
@@ -151,34 +156,42 @@ def test_k_quants_hold_their_types_and_run_close_to_float32(
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".keras-guide")]
 
 
-def test_rows_not_in_whole_k_blocks_take_llama_cpps_32_wide_fallback(
-        tmp_path, small):
+def test_rows_not_in_whole_k_blocks_take_llama_cpps_32_wide_fallback(tmp_path, small):
     lm = small["llama"]  # 32 wide, MLP 64: no row is 256 long
     source = save_gguf(lm, tmp_path / "float32.gguf")
-    fallback = {"Q6_K": "Q8_0", "Q5_K": "Q5_1", "Q4_K": "Q5_0", "Q3_K": "Q4_0",
-                "Q2_K": "Q4_0"}
+    fallback = {
+        "Q6_K": "Q8_0",
+        "Q5_K": "Q5_1",
+        "Q4_K": "Q5_0",
+        "Q3_K": "Q4_0",
+        "Q2_K": "Q4_0",
+    }
     for dtype, more in MORE_BITS.items():
         own = fallback[dtypes.TYPES[dtype].tensor_type]
         types = _types(quantize_gguf(source, tmp_path / f"{dtype}.gguf", dtype))
-        blocks = collections.Counter(t for n, (t, rank) in types.items()
-                                     if n.startswith("blk.") and rank == 2)
+        blocks = collections.Counter(
+            t for n, (t, rank) in types.items() if n.startswith("blk.") and rank == 2
+        )
         assert set(blocks) <= {own} | {fallback[t] for t in more}, (dtype, blocks)
         assert blocks.most_common(1)[0][0] == own, (dtype, blocks)
         # The tied embedding is the output head: llama.cpp gives it Q8_0.
         assert types["token_embd.weight"][0] == "Q8_0"
 
 
-def test_bad_input_is_refused_before_anything_is_written(
-        tmp_path, small, monkeypatch):
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, small, monkeypatch):
     lm = small["llama"]
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(ValueError, match=r"dtype must be one of .*q4_k_m.* "
-                                         r"Received: dtype='q4_k'"):
+    with pytest.raises(
+        ValueError,
+        match=r"dtype must be one of .*q4_k_m.* "
+        r"Received: dtype='q4_k'",
+    ):
         save_gguf(lm, out / "s.gguf", dtype="q4_k")
     quantized = save_gguf(lm, tmp_path / "q8_0.gguf", dtype="q8_0")
-    with pytest.raises(GGUFError, match="holds Q8_0 tensors; llama.cpp quantizes "
-                                        "float files only"):
+    with pytest.raises(
+        GGUFError, match="holds Q8_0 tensors; llama.cpp quantizes float files only"
+    ):
         quantize_gguf(quantized, out / "s.gguf", "q4_k_m")
     source = save_gguf(lm, tmp_path / "float32.gguf")
     with pytest.raises(GGUFError, match="is `source` itself"):
@@ -195,8 +208,7 @@ def test_bad_input_is_refused_before_anything_is_written(
     with pytest.raises(ImportError, match="pip install llama-cpp-python"):
         save_gguf(lm, out / "s.gguf", dtype="q4_k_m")
     with pytest.raises(ImportError, match="pip install llama-cpp-python"):
-        export.export(lm, str(out / "student"), ["gguf"],
-                      gguf_dtype=["q8_0", "q4_k_m"])
+        export.export(lm, str(out / "student"), ["gguf"], gguf_dtype=["q8_0", "q4_k_m"])
     assert os.listdir(out) == []
 
 
@@ -208,8 +220,9 @@ def test_export_writes_one_file_per_type(tmp_path, small):
     with pytest.raises(ValueError, match="twice"):
         export.export(lm, base, ["gguf"], gguf_dtype=["q8_0", "q8_0"])
     assert os.listdir(tmp_path) == []
-    written = export.export(lm, base, ["gguf", "keras"],
-                            gguf_dtype=["q8_0", "float32", "q4_k_m", "q6_k"])
+    written = export.export(
+        lm, base, ["gguf", "keras"], gguf_dtype=["q8_0", "float32", "q4_k_m", "q6_k"]
+    )
     assert written == {
         "gguf": base + ".gguf",
         "gguf.float32": base + ".float32.gguf",
@@ -217,15 +230,20 @@ def test_export_writes_one_file_per_type(tmp_path, small):
         "gguf.q6_k": base + ".q6_k.gguf",
         "keras": base + ".keras",
     }
-    assert written == export.paths(base, ["gguf", "keras"],
-                                   ["q8_0", "float32", "q4_k_m", "q6_k"])
+    assert written == export.paths(
+        base, ["gguf", "keras"], ["q8_0", "float32", "q4_k_m", "q6_k"]
+    )
     assert _file_type(written["gguf"]) == int(gguf.LlamaFileType.MOSTLY_Q8_0)
-    assert _file_type(written["gguf.q4_k_m"]) == int(
-        gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    assert _file_type(written["gguf.q4_k_m"]) == int(gguf.LlamaFileType.MOSTLY_Q4_K_M)
     ids = tiny.token_ids(lm.backbone.vocabulary_size)
-    keras_logits = keras.ops.convert_to_numpy(lm({
-        "token_ids": np.asarray(ids, "int32")[None],
-        "padding_mask": np.ones((1, len(ids)), "int32")}))[0]
+    keras_logits = keras.ops.convert_to_numpy(
+        lm(
+            {
+                "token_ids": np.asarray(ids, "int32")[None],
+                "padding_mask": np.ones((1, len(ids)), "int32"),
+            }
+        )
+    )[0]
     float_logits = runtime.logits(written["gguf.float32"], [ids])[0]
     assert _kl(keras_logits, float_logits) < 1e-4
     leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".keras-guide")]

@@ -38,9 +38,11 @@ def real(request):
 def test_logits_equal_the_llama_cpp_layout_reference(real):
     name, path, lm = real
     if name == "gemma3":
-        pytest.skip("Gemma 3 is checked against llama.cpp's own logits "
-                    "(tests/gguf/llama_cpp_test.py) and the NumPy reference on tiny "
-                    "files (load_gguf_test.py); 25 s of CI saved")
+        pytest.skip(
+            "Gemma 3 is checked against llama.cpp's own logits "
+            "(tests/gguf/llama_cpp_test.py) and the NumPy reference on tiny "
+            "files (load_gguf_test.py); 25 s of CI saved"
+        )
     ids = real_models.token_ids(lm, "The quick brown fox jumps over the lazy dog.")[:12]
     expected = (
         reference.llama_logits if name == "smollm2" else reference.gemma3_logits

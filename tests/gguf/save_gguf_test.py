@@ -41,8 +41,13 @@ def _weights(lm):
     "write",
     [
         lambda p: tiny.write_llama(p, quant=Q.F32),
-        lambda p: tiny.write_llama(p, quant=Q.F32, tied=False, tokenizer="llama",
-                                   metadata={"tokenizer.ggml.unknown_token_id": 3}),
+        lambda p: tiny.write_llama(
+            p,
+            quant=Q.F32,
+            tied=False,
+            tokenizer="llama",
+            metadata={"tokenizer.ggml.unknown_token_id": 3},
+        ),
     ],
     ids=["tied-bpe", "untied-sentencepiece"],
 )
@@ -68,8 +73,14 @@ def _student(teacher, **sizes):
 
 def test_guided_students_of_every_shape_reload_exactly(tmp_path, llama_gguf):
     teacher = load_gguf(llama_gguf)
-    student = _student(teacher, num_layers=1, hidden_dim=16, num_heads=2,
-                       num_key_value_heads=1, intermediate_dim=24)
+    student = _student(
+        teacher,
+        num_layers=1,
+        hidden_dim=16,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=24,
+    )
     back = load_gguf(save_gguf(student, tmp_path / "student.gguf"))
     for path, value in _weights(student).items():
         np.testing.assert_array_equal(_weights(back)[path], value, err_msg=path)
@@ -80,8 +91,14 @@ def test_guided_students_of_every_shape_reload_exactly(tmp_path, llama_gguf):
 def test_gemma3_round_trip_keeps_every_weight_and_each_norms_one_plus_gain(tmp_path):
     teacher = load_gguf(tiny.write_gemma3(tmp_path / "teacher.gguf", quant=Q.F32))
     # Head width 16 with hidden width 24 and 2 heads: not width / heads.
-    student = _student(teacher, num_layers=6, hidden_dim=24, num_heads=2,
-                       num_key_value_heads=1, intermediate_dim=40)
+    student = _student(
+        teacher,
+        num_layers=6,
+        hidden_dim=24,
+        num_heads=2,
+        num_key_value_heads=1,
+        intermediate_dim=40,
+    )
     out = save_gguf(student, tmp_path / "student.gguf")
     f = GGUFFile(out)
     assert f.get("gemma3.attention.key_length") == 16
@@ -100,16 +117,16 @@ def test_gemma3_round_trip_keeps_every_weight_and_each_norms_one_plus_gain(tmp_p
         else:
             np.testing.assert_array_equal(got, value, err_msg=path)
     ids = tiny.token_ids(teacher.backbone.vocabulary_size)
-    np.testing.assert_allclose(_logits(back, ids), _logits(student, ids), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        _logits(back, ids), _logits(student, ids), rtol=0, atol=1e-5
+    )
 
 
 def test_gemma3_query_scale_of_62_blocks_is_folded_both_ways(tmp_path):
     # llama.cpp scales a 62-block Gemma 3's queries by 1/√(width / heads)
     # (here 1/√8), KerasHub by 1/√(head width) (1/√16): the ratio lives in
     # the query norm gains, divided out on import and put back on export.
-    source = tiny.write_gemma3(tmp_path / "deep.gguf", quant=Q.F32, layers=62,
-                               heads=4)
+    source = tiny.write_gemma3(tmp_path / "deep.gguf", quant=Q.F32, layers=62, heads=4)
     lm = load_gguf(source)
     ids = tiny.token_ids(lm.backbone.vocabulary_size, seed=3)
     expected = reference.gemma3_logits(str(source), ids)
@@ -118,12 +135,14 @@ def test_gemma3_query_scale_of_62_blocks_is_folded_both_ways(tmp_path):
     out = save_gguf(lm, tmp_path / "copy.gguf")
     original, copy = GGUFFile(source), GGUFFile(out)
     for name in original.tensor_names:
-        np.testing.assert_allclose(copy.tensor(name), original.tensor(name),
-                                   rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            copy.tensor(name), original.tensor(name), rtol=1e-6, atol=1e-7, err_msg=name
+        )
 
 
-@pytest.mark.parametrize("dtype, matrix_type",
-                         [("float16", Q.F16), ("bfloat16", Q.BF16)])
+@pytest.mark.parametrize(
+    "dtype, matrix_type", [("float16", Q.F16), ("bfloat16", Q.BF16)]
+)
 def test_half_precision(tmp_path, dtype, matrix_type):
     lm = load_gguf(tiny.write_llama(tmp_path / "teacher.gguf", quant=Q.F32))
     out = save_gguf(lm, tmp_path / f"{dtype}.gguf", dtype=dtype)
@@ -134,9 +153,13 @@ def test_half_precision(tmp_path, dtype, matrix_type):
     for path, value in _weights(lm).items():
         np.testing.assert_array_equal(
             _weights(back)[path],
-            keras.ops.convert_to_numpy(keras.ops.cast(
-                keras.ops.cast(value, dtype), "float32")) if value.ndim > 1 else value,
-            err_msg=path)
+            keras.ops.convert_to_numpy(
+                keras.ops.cast(keras.ops.cast(value, dtype), "float32")
+            )
+            if value.ndim > 1
+            else value,
+            err_msg=path,
+        )
 
 
 @pytest.mark.parametrize("dtype, kind", [("q8_0", Q.Q8_0), ("q4_0", Q.Q4_0)])
@@ -145,7 +168,8 @@ def test_quantized_types_hold_ggmls_own_quantization(tmp_path, dtype, kind):
     out = save_gguf(lm, tmp_path / f"{dtype}.gguf", dtype=dtype)
     f, plain = GGUFFile(out), GGUFFile(save_gguf(lm, tmp_path / "f32.gguf"))
     assert f.get("general.file_type") == int(
-        getattr(gguf.LlamaFileType, "MOSTLY_" + kind.name))
+        getattr(gguf.LlamaFileType, "MOSTLY_" + kind.name)
+    )
     for name in plain.tensor_names:
         value = plain.tensor(name)
         if value.ndim == 1:
@@ -160,8 +184,10 @@ def test_quantized_types_hold_ggmls_own_quantization(tmp_path, dtype, kind):
 def test_metadata_from_copies_the_teachers_tokenizer_keys_verbatim(tmp_path):
     source = tiny.write_llama(
         tmp_path / "teacher.gguf",
-        metadata={"tokenizer.chat_template": "{{ messages }}",
-                  "llama.context_length": 321},
+        metadata={
+            "tokenizer.chat_template": "{{ messages }}",
+            "llama.context_length": 321,
+        },
     )
     teacher = load_gguf(source)
     out = save_gguf(teacher.backbone, tmp_path / "copy.gguf", metadata_from=source)
@@ -194,15 +220,20 @@ def test_bad_input_is_refused_by_name_and_leaves_no_file(tmp_path, llama_gguf):
     with pytest.raises(GGUFError, match="tokens but the model's table"):
         save_gguf(lm, tmp_path / "x.gguf", metadata_from=other)
     lm.backbone.token_embedding.embeddings.assign(
-        np.full(lm.backbone.token_embedding.embeddings.shape, 7e4, "float32"))
+        np.full(lm.backbone.token_embedding.embeddings.shape, 7e4, "float32")
+    )
     with pytest.raises(GGUFError, match="beyond float16's 65504: write it with"):
         save_gguf(lm, tmp_path / "x.gguf", dtype="float16")
     lm.backbone.token_embedding.embeddings.assign(
-        np.full(lm.backbone.token_embedding.embeddings.shape, np.nan, "float32"))
+        np.full(lm.backbone.token_embedding.embeddings.shape, np.nan, "float32")
+    )
     with pytest.raises(GGUFError, match="token_embedding/embeddings` holds NaN"):
         save_gguf(lm, tmp_path / "x.gguf")
-    assert sorted(os.listdir(tmp_path)) == ["gemma.gguf", "student.gguf",
-                                             "teacher.gguf"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "gemma.gguf",
+        "student.gguf",
+        "teacher.gguf",
+    ]
     assert not [n for n in os.listdir(tmp_path) if _files.is_temporary(n)]
 
 

@@ -147,8 +147,16 @@ def write_llama(
     return path
 
 
-def write_gemma3(path, quant=Q.Q8_0, seed=0, layers=6, window=3, heads=2,
-                 context_length=None, strings=None):
+def write_gemma3(
+    path,
+    quant=Q.Q8_0,
+    seed=0,
+    layers=6,
+    window=3,
+    heads=2,
+    context_length=None,
+    strings=None,
+):
     """A 6-block Gemma 3 (five sliding-window layers, one global), 32 wide,
     heads 16 wide; `context_length`, where given, is written (llama.cpp
     needs it)."""

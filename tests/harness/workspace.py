@@ -29,8 +29,18 @@ def make_workspace(root, config, plays=("tempest",), characters=3000, student=Tr
             data.load_texts([name])[0][:characters]
         )
     if student:
-        assert cli.main(["init", str(root / "teacher.keras"), "--out",
-                         str(root / "student.keras"), *STUDENT]) == 0
+        assert (
+            cli.main(
+                [
+                    "init",
+                    str(root / "teacher.keras"),
+                    "--out",
+                    str(root / "student.keras"),
+                    *STUDENT,
+                ]
+            )
+            == 0
+        )
     return root
 
 
@@ -41,14 +51,16 @@ def make_gguf_workspace(root):
     `root`."""
     from tests.harness import gguf_files
 
-    gguf_files.write_llama(root / "teacher.gguf", layers=4,
-                           metadata={"llama.context_length": 64})
+    gguf_files.write_llama(
+        root / "teacher.gguf", layers=4, metadata={"llama.context_length": 64}
+    )
     rng = np.random.default_rng(0)
     for folder, count in (("train", 3), ("eval", 1)):
         (root / folder).mkdir()
         for i in range(count):
             (root / folder / f"{folder}{i}.txt").write_text(
-                " ".join(rng.choice(WORDS, 3000)))
+                " ".join(rng.choice(WORDS, 3000))
+            )
     return root
 
 

@@ -57,43 +57,108 @@ def _rope_scaled_backbone(**rope):
 
     keras.utils.set_random_seed(3)
     return keras_hub.models.Llama3Backbone(
-        vocabulary_size=len(tiny.bpe_vocabulary()[0]), num_layers=1,
-        num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
-        intermediate_dim=32, tie_word_embeddings=False, **rope)
+        vocabulary_size=len(tiny.bpe_vocabulary()[0]),
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        tie_word_embeddings=False,
+        **rope,
+    )
 
 
 def build(tmp_path):
     """`{name: (model, metadata_from)}` of the tiny models written."""
-    bpe = _teacher(tmp_path, "bpe", tiny.write_llama,
-                   metadata={"tokenizer.chat_template": CHAT_TEMPLATE})
+    bpe = _teacher(
+        tmp_path,
+        "bpe",
+        tiny.write_llama,
+        metadata={"tokenizer.chat_template": CHAT_TEMPLATE},
+    )
     untied = _teacher(tmp_path, "untied", tiny.write_llama, tied=False)
-    spm = _teacher(tmp_path, "spm", tiny.write_llama, tokenizer="llama",
-                   metadata={"tokenizer.ggml.unknown_token_id": 3})
-    gemma = _teacher(tmp_path, "gemma", tiny.write_gemma3, layers=8,
-                     strings={"tokenizer.chat_template": GEMMA_CHAT_TEMPLATE})
+    spm = _teacher(
+        tmp_path,
+        "spm",
+        tiny.write_llama,
+        tokenizer="llama",
+        metadata={"tokenizer.ggml.unknown_token_id": 3},
+    )
+    gemma = _teacher(
+        tmp_path,
+        "gemma",
+        tiny.write_gemma3,
+        layers=8,
+        strings={"tokenizer.chat_template": GEMMA_CHAT_TEMPLATE},
+    )
     return {
         # Two query heads share one key-value head; the head is the table.
-        "llama-gqa-tied": (_student(bpe, 0, num_layers=2, hidden_dim=16,
-                                    num_heads=2, num_key_value_heads=1,
-                                    intermediate_dim=40), None),
-        "llama-untied": (_student(untied, 1, num_layers=1, hidden_dim=32,
-                                  num_heads=4, num_key_value_heads=2,
-                                  intermediate_dim=40), None),
+        "llama-gqa-tied": (
+            _student(
+                bpe,
+                0,
+                num_layers=2,
+                hidden_dim=16,
+                num_heads=2,
+                num_key_value_heads=1,
+                intermediate_dim=40,
+            ),
+            None,
+        ),
+        "llama-untied": (
+            _student(
+                untied,
+                1,
+                num_layers=1,
+                hidden_dim=32,
+                num_heads=4,
+                num_key_value_heads=2,
+                intermediate_dim=40,
+            ),
+            None,
+        ),
         # SentencePiece (Llama 2), untied from a tied teacher.
-        "llama-sentencepiece": (_student(spm, 2, tie_embeddings=False,
-                                         num_layers=1, hidden_dim=16, num_heads=2,
-                                         num_key_value_heads=2,
-                                         intermediate_dim=40), None),
+        "llama-sentencepiece": (
+            _student(
+                spm,
+                2,
+                tie_embeddings=False,
+                num_layers=1,
+                hidden_dim=16,
+                num_heads=2,
+                num_key_value_heads=2,
+                intermediate_dim=40,
+            ),
+            None,
+        ),
         # Seven blocks: five sliding-window, a global one, a sliding one; heads
         # 16 wide in a 24-wide model.
-        "gemma3": (_student(gemma, 3, num_layers=7, hidden_dim=24, num_heads=2,
-                            num_key_value_heads=1, intermediate_dim=40), None),
+        "gemma3": (
+            _student(
+                gemma,
+                3,
+                num_layers=7,
+                hidden_dim=24,
+                num_heads=2,
+                num_key_value_heads=1,
+                intermediate_dim=40,
+            ),
+            None,
+        ),
         # Backbones (the tokenizer from the GGUF file).
-        "llama3-rope-llama3": (_rope_scaled_backbone(
-            rope_frequency_adjustment_factor=8.0, rope_low_freq_factor=1.0,
-            rope_high_freq_factor=4.0, rope_pretraining_sequence_length=16), bpe),
-        "llama3-rope-linear": (_rope_scaled_backbone(
-            rope_position_scaling_factor=4.0), bpe),
+        "llama3-rope-llama3": (
+            _rope_scaled_backbone(
+                rope_frequency_adjustment_factor=8.0,
+                rope_low_freq_factor=1.0,
+                rope_high_freq_factor=4.0,
+                rope_pretraining_sequence_length=16,
+            ),
+            bpe,
+        ),
+        "llama3-rope-linear": (
+            _rope_scaled_backbone(rope_position_scaling_factor=4.0),
+            bpe,
+        ),
     }
 
 
@@ -103,8 +168,10 @@ def ids_of(model):
 
 
 def keras_logits(model, ids):
-    x = {"token_ids": np.asarray([ids], "int32"),
-         "padding_mask": np.ones((1, len(ids)), "int32")}
+    x = {
+        "token_ids": np.asarray([ids], "int32"),
+        "padding_mask": np.ones((1, len(ids)), "int32"),
+    }
     out = model(x)
     if not hasattr(model, "backbone"):  # a backbone: its hidden states
         out = model.token_embedding(out, reverse=True)

@@ -35,11 +35,20 @@ def exported(tmp_path_factory):
             job.update(prompt=cases.PROMPT, steps=cases.STEPS)
         jobs.append(job)
     answers, logits = reference.transformers_answers(jobs, tmp_path)
-    teachers = {"llama-gqa-tied": tmp_path / "bpe.gguf",
-                "llama-untied": tmp_path / "untied.gguf",
-                "llama-sentencepiece": tmp_path / "spm.gguf",
-                "gemma3": tmp_path / "gemma.gguf"}
-    return {name: dict(answer=answer, theirs=z, ours=ours[name],
-                       folder=tmp_path / name, model=models[name][0],
-                       teacher=teachers.get(name))
-            for name, answer, z in zip(models, answers, logits)}
+    teachers = {
+        "llama-gqa-tied": tmp_path / "bpe.gguf",
+        "llama-untied": tmp_path / "untied.gguf",
+        "llama-sentencepiece": tmp_path / "spm.gguf",
+        "gemma3": tmp_path / "gemma.gguf",
+    }
+    return {
+        name: dict(
+            answer=answer,
+            theirs=z,
+            ours=ours[name],
+            folder=tmp_path / name,
+            model=models[name][0],
+            teacher=teachers.get(name),
+        )
+        for name, answer, z in zip(models, answers, logits)
+    }

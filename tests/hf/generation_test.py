@@ -28,31 +28,33 @@ def _keras_greedy(model, prompt, steps):
     if preprocessor.add_start_token:
         ids = [preprocessor.tokenizer.start_token_id] + ids
     model.compile(sampler="greedy")
-    x = {"token_ids": np.asarray([ids + [0] * steps], "int32"),
-         "padding_mask": np.asarray([[1] * len(ids) + [0] * steps], "int32")}
+    x = {
+        "token_ids": np.asarray([ids + [0] * steps], "int32"),
+        "padding_mask": np.asarray([[1] * len(ids) + [0] * steps], "int32"),
+    }
     # Token ids in, token ids out: the preprocessor steps aside meanwhile.
     model.preprocessor = None
     try:
         out = model.generate(x, stop_token_ids=None)
     finally:
         model.preprocessor = preprocessor
-    return ids, [int(i) for i in np.asarray(out["token_ids"])[0, len(ids):]]
+    return ids, [int(i) for i in np.asarray(out["token_ids"])[0, len(ids) :]]
 
 
-def test_keras_llama_cpp_and_transformers_generate_the_same_tokens(exported,
-                                                                   tmp_path):
+def test_keras_llama_cpp_and_transformers_generate_the_same_tokens(exported, tmp_path):
     case = exported[cases.GENERATOR]
     model = case["model"]
     prompt_ids, generated = _keras_greedy(model, cases.PROMPT, cases.STEPS)
     assert len(generated) == cases.STEPS
     # Not degenerate, and no near-tie along the path.
     assert len(set(generated)) >= cases.STEPS // 2, generated
-    z = cases.keras_logits(model, prompt_ids + generated)[len(prompt_ids) - 1:-1]
+    z = cases.keras_logits(model, prompt_ids + generated)[len(prompt_ids) - 1 : -1]
     assert (z.argmax(-1) == generated).all()
     top = np.sort(z, -1)
     assert (top[:, -1] - top[:, -2]).min() > 1e-3
     llama_cpp = reference.llama_cpp_greedy(
-        save_gguf(model, tmp_path / "student.gguf"), cases.PROMPT, cases.STEPS)
+        save_gguf(model, tmp_path / "student.gguf"), cases.PROMPT, cases.STEPS
+    )
     transformers = case["answer"]
     assert llama_cpp["prompt_ids"] == transformers["prompt_ids"] == prompt_ids
     assert llama_cpp["generated"] == generated

@@ -20,10 +20,14 @@ from keras_guide.hf import reader  # noqa: E402
 from keras_guide.workflows import inputs  # noqa: E402
 from tests.hf import cases  # noqa: E402
 
-TASKS = {"llama-gqa-tied": "Llama3CausalLM", "llama-untied": "Llama3CausalLM",
-         "llama-sentencepiece": "LlamaCausalLM", "gemma3": "Gemma3CausalLM",
-         "llama3-rope-llama3": "Llama3CausalLM",
-         "llama3-rope-linear": "Llama3CausalLM"}
+TASKS = {
+    "llama-gqa-tied": "Llama3CausalLM",
+    "llama-untied": "Llama3CausalLM",
+    "llama-sentencepiece": "LlamaCausalLM",
+    "gemma3": "Gemma3CausalLM",
+    "llama3-rope-llama3": "Llama3CausalLM",
+    "llama3-rope-linear": "Llama3CausalLM",
+}
 
 
 def _ids(tokenizer, text):
@@ -39,8 +43,9 @@ def test_a_written_folder_loads_back_as_the_same_model(exported, name):
     ids = cases.ids_of(case["model"])
     # Exactly: the same float32 weights in the same graph (KerasHub's own
     # converter alone reads Llama's epsilon and rope_parameters as defaults).
-    np.testing.assert_allclose(cases.keras_logits(back, ids), case["ours"],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        cases.keras_logits(back, ids), case["ours"], rtol=1e-6, atol=1e-6
+    )
     if not hasattr(case["model"], "preprocessor"):
         return
     mine = case["model"].preprocessor.tokenizer
@@ -49,15 +54,20 @@ def test_a_written_folder_loads_back_as_the_same_model(exported, name):
     for text in cases.HARD_TEXTS:
         assert _ids(theirs, text) == _ids(mine, text), (name, text)
     assert back.preprocessor.add_start_token == (
-        case["model"].preprocessor.add_start_token)
+        case["model"].preprocessor.add_start_token
+    )
 
 
-@pytest.mark.parametrize("name, template, chat", [
-    ("llama-gqa-tied", cases.CHAT_TEMPLATE, cases.CHAT),
-    ("gemma3", cases.GEMMA_CHAT_TEMPLATE, cases.GEMMA_CHAT),
-])
-def test_the_chat_template_survives_every_format(exported, tmp_path, name,
-                                                 template, chat):
+@pytest.mark.parametrize(
+    "name, template, chat",
+    [
+        ("llama-gqa-tied", cases.CHAT_TEMPLATE, cases.CHAT),
+        ("gemma3", cases.GEMMA_CHAT_TEMPLATE, cases.GEMMA_CHAT),
+    ],
+)
+def test_the_chat_template_survives_every_format(
+    exported, tmp_path, name, template, chat
+):
     case = exported[name]
     # GGUF teacher → Keras student → Hugging Face folder, rendered by
     # transformers as the template says.
@@ -77,14 +87,22 @@ def test_a_tokenizer_json_of_another_origin_is_read_by_kerashub(exported, tmp_pa
     folder = tmp_path / "other"
     shutil.copytree(exported["llama-untied"]["folder"], folder)
     tokenizer_json = json.load(open(folder / "tokenizer.json"))
-    tokenizer_json["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False,
-                                       "trim_offsets": True, "use_regex": True}
+    tokenizer_json["pre_tokenizer"] = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": True,
+        "use_regex": True,
+    }
     json.dump(tokenizer_json, open(folder / "tokenizer.json", "w"))
     back = inputs.load_model(str(folder))
     assert type(back.preprocessor.tokenizer) is keras_hub.models.Llama3Tokenizer
     ids = cases.ids_of(exported["llama-untied"]["model"])
-    np.testing.assert_allclose(cases.keras_logits(back, ids),
-                               exported["llama-untied"]["ours"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        cases.keras_logits(back, ids),
+        exported["llama-untied"]["ours"],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_a_kerashub_preset_is_not_taken_for_a_hugging_face_folder(exported, tmp_path):

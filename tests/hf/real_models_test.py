@@ -29,8 +29,10 @@ TEXTS = cases.HARD_TEXTS + [
 ]
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="real checkpoints run on JAX only, to keep CI in time")
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="real checkpoints run on JAX only, to keep CI in time",
+)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["smollm2", "gemma3"])
 def test_real_vocabularies_give_llama_cpps_ids(tmp_path, name):
@@ -40,18 +42,23 @@ def test_real_vocabularies_give_llama_cpps_ids(tmp_path, name):
     tokenizer_json, config, ids = hf_tokenizer.files(meta, 8192)
     folder = tmp_path / name
     folder.mkdir()
-    for file, document in (("tokenizer.json", tokenizer_json),
-                           ("tokenizer_config.json", config)):
+    for file, document in (
+        ("tokenizer.json", tokenizer_json),
+        ("tokenizer_config.json", config),
+    ):
         with open(folder / file, "w", encoding="utf-8") as out:
             json.dump(document, out, ensure_ascii=False)
     (answer,), _ = reference.transformers_answers(
-        [{"folder": os.fspath(folder), "texts": TEXTS}], tmp_path)
+        [{"folder": os.fspath(folder), "texts": TEXTS}], tmp_path
+    )
     want = reference.llama_cpp_ids(path, TEXTS)
     for index, text in enumerate(TEXTS):
         assert answer["ids"][index] == want[True][index], (name, text)
         assert answer["ids_split_special"][index] == want[False][index], (name, text)
         assert answer["ids_with_specials"][index] == want["with_bos"][index], (
-            name, text)
+            name,
+            text,
+        )
     # Generation stops at the end of a turn too (<|im_end|> is SmolLM2's end
     # token, <|endoftext|> its end of text; Gemma's <eos> and <end_of_turn>),
     # all tokens llama.cpp ends generation at.

@@ -24,14 +24,20 @@ def transformers_answers(jobs, folder):
     request = os.path.join(os.fspath(folder), "transformers_request.json")
     with open(request, "w") as f:
         json.dump(jobs, f)
-    done = subprocess.run([sys.executable, CHILD, request], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": ""})
+    done = subprocess.run(
+        [sys.executable, CHILD, request],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answers = json.load(open(request + ".out.json"))
     with np.load(request + ".out.npz") as saved:
         logits = {k: saved[k].astype(np.float64) for k in saved.files}
-    return ([answers[str(i)] for i in range(len(jobs))],
-            [logits.get(str(i)) for i in range(len(jobs))])
+    return (
+        [answers[str(i)] for i in range(len(jobs))],
+        [logits.get(str(i)) for i in range(len(jobs))],
+    )
 
 
 _TOKENIZE = r"""
@@ -55,11 +61,18 @@ def llama_cpp_ids(path, texts):
     special tokens written in the text are parsed (`parse_special`),
     `"with_bos"` (parsed, the start token added where the file says so), and
     `"eog"`: the tokens llama.cpp ends generation at."""
-    done = runtime._run_child(path, _TOKENIZE, stdin=json.dumps(
-        {"path": os.fspath(path), "texts": list(texts)}))
+    done = runtime._run_child(
+        path,
+        _TOKENIZE,
+        stdin=json.dumps({"path": os.fspath(path), "texts": list(texts)}),
+    )
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return {False: out["False"], True: out["True"], "with_bos": out["with_bos"],
-            "eog": out["eog"]}
+    return {
+        False: out["False"],
+        True: out["True"],
+        "with_bos": out["with_bos"],
+        "eog": out["eog"],
+    }
 
 
 _GENERATE = r"""
@@ -83,8 +96,13 @@ print(json.dumps({"prompt_ids": prompt, "generated": out}))
 def llama_cpp_greedy(path, prompt, steps):
     """llama.cpp's greedy continuation of `prompt` (its own tokens, float32
     key/value cache): `{"prompt_ids", "generated"}`."""
-    done = runtime._run_child(path, _GENERATE, stdin=json.dumps(
-        {"path": os.fspath(path), "prompt": prompt, "steps": int(steps)}))
+    done = runtime._run_child(
+        path,
+        _GENERATE,
+        stdin=json.dumps(
+            {"path": os.fspath(path), "prompt": prompt, "steps": int(steps)}
+        ),
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -29,8 +29,14 @@ from tests.harness import models as tiny_models  # noqa: E402
 from tests.hf import cases  # noqa: E402
 from tests.hf import reference  # noqa: E402
 
-CASES = ["llama-gqa-tied", "llama-untied", "llama-sentencepiece", "gemma3",
-         "llama3-rope-llama3", "llama3-rope-linear"]
+CASES = [
+    "llama-gqa-tied",
+    "llama-untied",
+    "llama-sentencepiece",
+    "gemma3",
+    "llama3-rope-llama3",
+    "llama3-rope-linear",
+]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -51,21 +57,21 @@ def test_the_config_says_what_the_model_is(exported):
     assert gemma["query_pre_attn_scalar"] == 16
     assert gemma["sliding_window"] == 3
     assert gemma["layer_types"] == ["sliding_attention"] * 5 + [
-        "full_attention", "sliding_attention"]
+        "full_attention",
+        "sliding_attention",
+    ]
     assert gemma["rope_parameters"]["sliding_attention"]["rope_theta"] == 10_000
     assert gemma["rope_parameters"]["full_attention"]["rope_theta"] == 1_000_000
     tied = json.load(open(exported["llama-gqa-tied"]["folder"] / "config.json"))
     assert tied["tie_word_embeddings"] and tied["num_key_value_heads"] == 1
-    untied = json.load(open(exported["llama-sentencepiece"]["folder"] /
-                            "config.json"))
+    untied = json.load(open(exported["llama-sentencepiece"]["folder"] / "config.json"))
     assert not untied["tie_word_embeddings"]
     for name in CASES:
         files = sorted(os.listdir(exported[name]["folder"]))
         assert files == sorted(writer.FILES), files
 
 
-@pytest.mark.parametrize("name", ["llama-gqa-tied", "llama-sentencepiece",
-                                  "gemma3"])
+@pytest.mark.parametrize("name", ["llama-gqa-tied", "llama-sentencepiece", "gemma3"])
 def test_auto_tokenizer_gives_llama_cpps_ids(exported, name):
     case = exported[name]
     want = reference.llama_cpp_ids(case["teacher"], cases.HARD_TEXTS)
@@ -83,10 +89,12 @@ def test_auto_tokenizer_gives_llama_cpps_ids(exported, name):
 
 
 def test_written_from_the_gguf_or_from_the_model_the_tokenizer_is_the_same(
-        exported, tmp_path):
+    exported, tmp_path
+):
     case = exported["gemma3"]
-    folder = pathlib.Path(save_hf(case["model"], tmp_path / "copy",
-                                  metadata_from=case["teacher"]))
+    folder = pathlib.Path(
+        save_hf(case["model"], tmp_path / "copy", metadata_from=case["teacher"])
+    )
     for name in ("tokenizer.json", "tokenizer_config.json"):
         mine = json.load(open(case["folder"] / name))
         theirs = json.load(open(folder / name))
@@ -101,16 +109,22 @@ def test_weights_in_half_precision(exported, tmp_path):
     for dtype, tolerance in (("float16", 1e-3), ("bfloat16", 8e-3)):
         folder = pathlib.Path(save_hf(case["model"], tmp_path / dtype, dtype=dtype))
         assert json.load(open(folder / "config.json"))["dtype"] == dtype
-        header = json.loads(open(folder / "model.safetensors", "rb").read()[8:][
-            : int.from_bytes(open(folder / "model.safetensors", "rb").read(8),
-                             "little")])
+        header = json.loads(
+            open(folder / "model.safetensors", "rb").read()[8:][
+                : int.from_bytes(
+                    open(folder / "model.safetensors", "rb").read(8), "little"
+                )
+            ]
+        )
         assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {
-            {"float16": "F16", "bfloat16": "BF16"}[dtype]}
+            {"float16": "F16", "bfloat16": "BF16"}[dtype]
+        }
         if dtype == "float16":
             half = load_file(folder / "model.safetensors")
             for key, value in full.items():
-                np.testing.assert_allclose(half[key], value, rtol=tolerance,
-                                           atol=1e-4, err_msg=key)
+                np.testing.assert_allclose(
+                    half[key], value, rtol=tolerance, atol=1e-4, err_msg=key
+                )
 
 
 # Bad input: one line, nothing written.
@@ -145,17 +159,19 @@ def test_a_vocabulary_tokenizer_json_cannot_express_is_refused(exported, tmp_pat
     # A merge whose result is not a token: llama.cpp applies it, tokenizers
     # cannot.
     tokens, types, merges = tiny.bpe_vocabulary()
-    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": tokens,
-            "tokenizer.ggml.token_type": types,
-            "tokenizer.ggml.merges": merges + ["Ġt h"]}
+    meta = {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.merges": merges + ["Ġt h"],
+    }
     with pytest.raises(TokenizerError, match="'Ġth', which is not a token"):
         hf_tokenizer.files(meta, 64)
     model = exported["llama-untied"]["model"]
     with pytest.raises(ValueError, match="no preprocessor with a tokenizer"):
         save_hf(model.backbone, tmp_path / "out")
     with pytest.raises(ValueError, match="is not this model's tokenizer"):
-        save_hf(model, tmp_path / "out",
-                metadata_from=exported["gemma3"]["teacher"])
+        save_hf(model, tmp_path / "out", metadata_from=exported["gemma3"]["teacher"])
     with pytest.raises(ValueError, match="dtype must be one of"):
         save_hf(model, tmp_path / "out", dtype="q8_0")
     assert not os.path.exists(tmp_path / "out") and _nothing_left(tmp_path / "out")

@@ -19,10 +19,12 @@ import transformers
 def _model(folder, cache):
     if folder not in cache:
         model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="eager",
-            output_loading_info=True)
-        cache[folder] = model.eval(), {k: sorted(map(str, v)) for k, v in
-                                       info.items()}
+            folder,
+            dtype=torch.float32,
+            attn_implementation="eager",
+            output_loading_info=True,
+        )
+        cache[folder] = model.eval(), {k: sorted(map(str, v)) for k, v in info.items()}
     return cache[folder]
 
 
@@ -45,28 +47,39 @@ def main(path):
         tokenizer = tokenizers.get(folder)
         if "texts" in job:
             out["class_tokenizer"] = type(tokenizer).__name__
-            out["ids"] = [tokenizer(t, add_special_tokens=False)["input_ids"]
-                          for t in job["texts"]]
+            out["ids"] = [
+                tokenizer(t, add_special_tokens=False)["input_ids"]
+                for t in job["texts"]
+            ]
             out["ids_with_specials"] = [tokenizer(t)["input_ids"] for t in job["texts"]]
             out["ids_split_special"] = [
-                tokenizer(t, add_special_tokens=False,
-                          split_special_tokens=True)["input_ids"]
-                for t in job["texts"]]
+                tokenizer(t, add_special_tokens=False, split_special_tokens=True)[
+                    "input_ids"
+                ]
+                for t in job["texts"]
+            ]
             out["decoded"] = [tokenizer.decode(ids) for ids in out["ids"]]
         if "prompt" in job:
             model, _ = _model(folder, models)
             prompt = tokenizer(job["prompt"], return_tensors="pt")["input_ids"]
             config = transformers.GenerationConfig(
-                max_new_tokens=job["steps"], do_sample=False, eos_token_id=None,
-                pad_token_id=0)
+                max_new_tokens=job["steps"],
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
             with torch.no_grad():
-                done = model.generate(prompt, generation_config=config,
-                                      attention_mask=torch.ones_like(prompt))
+                done = model.generate(
+                    prompt,
+                    generation_config=config,
+                    attention_mask=torch.ones_like(prompt),
+                )
             out["prompt_ids"] = prompt[0].tolist()
-            out["generated"] = done[0, prompt.shape[1]:].tolist()
+            out["generated"] = done[0, prompt.shape[1] :].tolist()
         if "messages" in job:
             out["chat"] = tokenizer.apply_chat_template(
-                job["messages"], tokenize=False, add_generation_prompt=True)
+                job["messages"], tokenize=False, add_generation_prompt=True
+            )
     if any(name.startswith("keras_guide") for name in sys.modules):
         sys.exit("keras_guide was imported")
     json.dump(answer, open(path + ".out.json", "w"))

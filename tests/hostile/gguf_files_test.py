@@ -33,8 +33,12 @@ def _with_string_array(data, key, count):
     `count` empty strings. Its length is kept a multiple of the file's
     32-byte alignment, so every tensor still lies where it did."""
     assert (24 + len(key) + 8 * count) % 32 == 0
-    entry = (struct.pack("<Q", len(key)) + key.encode()
-             + struct.pack("<IIQ", 9, 8, count) + bytes(8 * count))
+    entry = (
+        struct.pack("<Q", len(key))
+        + key.encode()
+        + struct.pack("<IIQ", 9, 8, count)
+        + bytes(8 * count)
+    )
     (keys,) = struct.unpack_from("<Q", data, _KV_COUNT)
     return data[:_KV_COUNT] + struct.pack("<Q", keys + 1) + entry + data[_HEADER:]
 
@@ -54,8 +58,11 @@ def _with_offsets(path, offsets):
 def test_millions_of_empty_strings_load_within_the_file_s_size(tmp_path):
     path = tmp_path / "strings.gguf"
     count = 2_000_000
-    path.write_bytes(_with_string_array(
-        tiny.write_llama(tmp_path / "llama.gguf").read_bytes(), "junk.arr", count))
+    path.write_bytes(
+        _with_string_array(
+            tiny.write_llama(tmp_path / "llama.gguf").read_bytes(), "junk.arr", count
+        )
+    )
     before = _digest(path)
     tracemalloc.start()
     try:
@@ -72,33 +79,49 @@ def test_millions_of_empty_strings_load_within_the_file_s_size(tmp_path):
     assert _digest(path) == before
 
 
-@pytest.mark.parametrize("count, message", [
-    # More items than the bytes left could hold: refused before any is read.
-    (10**15, r"declares 1,000,000,000,000,000 items of at least 8 bytes"),
-    (40, r"item 39 of `junk.arr` declares 1,099,511,627,776 bytes, past the end"),
-])
+@pytest.mark.parametrize(
+    "count, message",
+    [
+        # More items than the bytes left could hold: refused before any is read.
+        (10**15, r"declares 1,000,000,000,000,000 items of at least 8 bytes"),
+        (40, r"item 39 of `junk.arr` declares 1,099,511,627,776 bytes, past the end"),
+    ],
+)
 def test_arrays_longer_than_the_file_are_refused(tmp_path, count, message):
     data = tiny.write_llama(tmp_path / "llama.gguf").read_bytes()
-    entry = (struct.pack("<Q", 8) + b"junk.arr" + struct.pack("<IIQ", 9, 8, count)
-             + bytes(8 * 39) + struct.pack("<Q", 2**40))
+    entry = (
+        struct.pack("<Q", 8)
+        + b"junk.arr"
+        + struct.pack("<IIQ", 9, 8, count)
+        + bytes(8 * 39)
+        + struct.pack("<Q", 2**40)
+    )
     (keys,) = struct.unpack_from("<Q", data, _KV_COUNT)
     path = tmp_path / "long.gguf"
-    path.write_bytes(data[:_KV_COUNT] + struct.pack("<Q", keys + 1) + entry
-                     + data[_HEADER:])
-    with pytest.raises(GGUFError, match=rf"long.gguf` is truncated or corrupted: "
-                                        rf"(metadata array `junk.arr` )?{message}"):
+    path.write_bytes(
+        data[:_KV_COUNT] + struct.pack("<Q", keys + 1) + entry + data[_HEADER:]
+    )
+    with pytest.raises(
+        GGUFError,
+        match=rf"long.gguf` is truncated or corrupted: "
+        rf"(metadata array `junk.arr` )?{message}",
+    ):
         load_gguf(path)
 
 
-@pytest.mark.parametrize("offsets, message", [
-    # Every tensor on the first one's data: a large model from a small file.
-    (lambda i, o: 0, r"offset 0 lies inside the tensor before it"),
-    (lambda i, o: o + 1 if i == 3 else o, r"is not a multiple of the alignment 32"),
-    (lambda i, o: o + 2**40 if i == 5 else o,
-     r"is truncated: tensor `.*` ends at byte \d+ but the file has"),
-])
-def test_aliased_overlapping_or_outside_tensors_are_refused(tmp_path, offsets,
-                                                            message):
+@pytest.mark.parametrize(
+    "offsets, message",
+    [
+        # Every tensor on the first one's data: a large model from a small file.
+        (lambda i, o: 0, r"offset 0 lies inside the tensor before it"),
+        (lambda i, o: o + 1 if i == 3 else o, r"is not a multiple of the alignment 32"),
+        (
+            lambda i, o: o + 2**40 if i == 5 else o,
+            r"is truncated: tensor `.*` ends at byte \d+ but the file has",
+        ),
+    ],
+)
+def test_aliased_overlapping_or_outside_tensors_are_refused(tmp_path, offsets, message):
     source = tiny.write_llama(tmp_path / "llama.gguf")
     path = tmp_path / "aliased.gguf"
     path.write_bytes(_with_offsets(source, offsets))
@@ -113,14 +136,25 @@ def test_aliased_overlapping_or_outside_tensors_are_refused(tmp_path, offsets,
     assert _digest(path) == before
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("llama.rope.freq_base", 1e30, r"`llama.rope.freq_base` must lie in \[1, "
-                                   r"1e\+10\].*Received: 1\.0000\d+e\+30"),
-    ("llama.attention.layer_norm_rms_epsilon", 1e30,
-     r"`llama.attention.layer_norm_rms_epsilon` must lie in \[1e-12, 0.1\]"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "llama.rope.freq_base",
+            1e30,
+            r"`llama.rope.freq_base` must lie in \[1, "
+            r"1e\+10\].*Received: 1\.0000\d+e\+30",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            1e30,
+            r"`llama.attention.layer_norm_rms_epsilon` must lie in \[1e-12, 0.1\]",
+        ),
+    ],
+)
 def test_absurd_rotary_base_and_epsilon_are_refused_with_the_range(
-        tmp_path, key, value, message):
+    tmp_path, key, value, message
+):
     path = tiny.write_llama(tmp_path / "absurd.gguf", metadata={key: value})
     with pytest.raises(GGUFError, match=message):
         load_gguf(path)
@@ -128,8 +162,11 @@ def test_absurd_rotary_base_and_epsilon_are_refused_with_the_range(
 
 def test_bad_paths_are_named(tmp_path):
     for path in (None, 3, ["model.gguf"]):
-        with pytest.raises(GGUFError, match=r"`path` must be the path of a `.gguf` "
-                                            r"file .* Received: path="):
+        with pytest.raises(
+            GGUFError,
+            match=r"`path` must be the path of a `.gguf` "
+            r"file .* Received: path=",
+        ):
             load_gguf(path)
 
 
@@ -137,8 +174,11 @@ def test_save_gguf_never_replaces_the_model_s_own_file(tmp_path):
     path = tiny.write_llama(tmp_path / "llama.gguf")
     before = _digest(path)
     lm = load_gguf(path)
-    with pytest.raises(GGUFError, match=r"llama.gguf` is the file this model was "
-                                        r"loaded from"):
+    with pytest.raises(
+        GGUFError,
+        match=r"llama.gguf` is the file this model was "
+        r"loaded from",
+    ):
         save_gguf(lm, path, overwrite=True)
     with pytest.raises(GGUFError, match="is the file this model was loaded from"):
         save_gguf(lm.backbone, str(path), overwrite=True, metadata_from=None)

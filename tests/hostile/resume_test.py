@@ -24,17 +24,48 @@ from tests.harness.workspace import ctrl_c_at  # noqa: E402
 from tests.harness.workspace import file_hashes  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 
-QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
-         "--calibration-tokens", "256", "--checkpoint-every", "1",
-         "--candidates", "1", "--eval-tokens", "64", "--kd", "off",
-         # Data-free GUIDE options: no calibration pass (the cheapest run).
-         "--projection", "select", "--select", "uniform", "--layer-map", "first"]
+QUICK = [
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--sequence-length",
+    "16",
+    "--calibration-tokens",
+    "256",
+    "--checkpoint-every",
+    "1",
+    "--candidates",
+    "1",
+    "--eval-tokens",
+    "64",
+    "--kd",
+    "off",
+    # Data-free GUIDE options: no calibration pass (the cheapest run).
+    "--projection",
+    "select",
+    "--select",
+    "uniform",
+    "--layer-map",
+    "first",
+]
 
 
 def _command(root, out, *extra, eval_text=None):
-    return ["compress", str(root / "teacher.gguf"), "--size", "50%", "--text",
-            str(root / "train"), "--eval", str(eval_text or root / "eval"),
-            "--out", str(out), *QUICK, *extra]
+    return [
+        "compress",
+        str(root / "teacher.gguf"),
+        "--size",
+        "50%",
+        "--text",
+        str(root / "train"),
+        "--eval",
+        str(eval_text or root / "eval"),
+        "--out",
+        str(out),
+        *QUICK,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +85,32 @@ def run(interrupted, tmp_path):
     return out, file_hashes(out)
 
 
-@pytest.mark.parametrize("extra, named", [
-    (["--size", "60%"], r"--size: '\d[\d,]* parameters' -> '\d[\d,]* parameters'"),
-    (["--seed", "1"], "--seed: 0 -> 1"),
-    (["--learning-rate", "0.01"], "--learning-rate: 0.002 -> 0.01"),
-    (["--candidates", "3"], "--candidates: 1 -> 3"),
-    (["--calibration-tokens", "300"], "--calibration-tokens: 256 -> 300"),
-    # The run trained on cross-entropy alone (--kd off, the cheapest).
-    (["--kd", "on", "--temperature", "2"],
-     r"--kd/--temperature/--student-loss-weight/--top-k: None -> \{'temperature': "
-     r"2.0, 'student_loss_weight': 0.5\}"),
-    (["--norm", "reset"], r"the GUIDE options: \{'layer_map': 'first', "
-                          r"'projection': 'select', 'select': 'uniform'\} -> "
-                          r"\{'layer_map': 'first', 'norm': 'reset', "),
-    (["--sequence-length", "12"], "--sequence-length: 16 -> 12"),
-])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--size", "60%"], r"--size: '\d[\d,]* parameters' -> '\d[\d,]* parameters'"),
+        (["--seed", "1"], "--seed: 0 -> 1"),
+        (["--learning-rate", "0.01"], "--learning-rate: 0.002 -> 0.01"),
+        (["--candidates", "3"], "--candidates: 1 -> 3"),
+        (["--calibration-tokens", "300"], "--calibration-tokens: 256 -> 300"),
+        # The run trained on cross-entropy alone (--kd off, the cheapest).
+        (
+            ["--kd", "on", "--temperature", "2"],
+            r"--kd/--temperature/--student-loss-weight/--top-k: None -> "
+            r"\{'temperature': 2.0, 'student_loss_weight': 0.5\}",
+        ),
+        (
+            ["--norm", "reset"],
+            r"the GUIDE options: \{'layer_map': 'first', "
+            r"'projection': 'select', 'select': 'uniform'\} -> "
+            r"\{'layer_map': 'first', 'norm': 'reset', ",
+        ),
+        (["--sequence-length", "12"], "--sequence-length: 16 -> 12"),
+    ],
+)
 def test_a_resume_with_another_setting_is_refused_naming_it(
-        interrupted, run, capsys, extra, named):
+    interrupted, run, capsys, extra, named
+):
     import re
 
     out, before = run
@@ -82,8 +122,9 @@ def test_a_resume_with_another_setting_is_refused_naming_it(
     assert file_hashes(out) == before
 
 
-def test_a_resume_with_other_text_is_refused_naming_it(interrupted, run, capsys,
-                                                       tmp_path):
+def test_a_resume_with_other_text_is_refused_naming_it(
+    interrupted, run, capsys, tmp_path
+):
     out, before = run
     other = tmp_path / "other_eval.txt"
     other.write_text(" ".join(np.random.default_rng(5).choice(WORDS, 3000)))
@@ -115,14 +156,15 @@ def test_a_manifest_claiming_another_step_is_refused(interrupted, run, capsys):
     assert cli.main(_command(interrupted, out, "--resume")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert (f"claims step 999 of 999 in its manifest.json, but its state.json holds "
-            f"step {held[0]} of {held[1]}") in err[0]
+    assert (
+        f"claims step 999 of 999 in its manifest.json, but its state.json holds "
+        f"step {held[0]} of {held[1]}"
+    ) in err[0]
     assert file_hashes(out) == before
     assert not (out / "distill.json").exists()
 
 
-def test_a_manifest_outside_the_checkpoint_is_named(interrupted, run, capsys,
-                                                    tmp_path):
+def test_a_manifest_outside_the_checkpoint_is_named(interrupted, run, capsys, tmp_path):
     out, _ = run
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -136,16 +178,19 @@ def test_a_manifest_outside_the_checkpoint_is_named(interrupted, run, capsys,
     assert cli.main(_command(interrupted, out, "--resume")) == 2
     err = capsys.readouterr().err
     assert "has no complete checkpoint to resume (2 incomplete sets: " in err
-    assert (f"step-00000002/manifest.json is a link to "
-            f"{os.path.realpath(outside)}/step-00000002.json, outside the "
-            "checkpoint") in err
+    assert (
+        f"step-00000002/manifest.json is a link to "
+        f"{os.path.realpath(outside)}/step-00000002.json, outside the "
+        "checkpoint"
+    ) in err
     assert "every save was interrupted" not in err
     assert file_hashes(out) == before
 
 
 @pytest.mark.parametrize("words", [0, 5])
-def test_held_out_text_too_short_to_measure_is_refused(interrupted, tmp_path,
-                                                       capsys, words):
+def test_held_out_text_too_short_to_measure_is_refused(
+    interrupted, tmp_path, capsys, words
+):
     import re
 
     short = tmp_path / "short.txt"
@@ -155,9 +200,12 @@ def test_held_out_text_too_short_to_measure_is_refused(interrupted, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     # An empty file still makes a line end and the end-of-text token.
-    found = re.search(r"--eval holds (\d+) tokens to predict; measuring loss, KL "
-                      r"and agreement needs at least 16 \(one window of "
-                      r"--sequence-length 16\)", err[0])
+    found = re.search(
+        r"--eval holds (\d+) tokens to predict; measuring loss, KL "
+        r"and agreement needs at least 16 \(one window of "
+        r"--sequence-length 16\)",
+        err[0],
+    )
     assert found and 2 + words <= int(found.group(1)) < 16, err
     assert not out.exists() or not os.listdir(out)
     assert short.read_text() == " ".join(["the"] * words)

@@ -25,17 +25,41 @@ from tests.harness.workspace import file_hashes
 from tests.harness.workspace import make_workspace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = {"vocabulary_size": 2048, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
-        "intermediate_dim": 32, "dropout": 0.0, "max_sequence_length": 16}
+TINY = {
+    "vocabulary_size": 2048,
+    "num_layers": 1,
+    "num_heads": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "dropout": 0.0,
+    "max_sequence_length": 16,
+}
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def _command(root, out, *extra):
-    return ["distill", "--teacher", str(root / "teacher.keras"), "--student",
-            str(root / "student.keras"), "--text", str(root / "texts"),
-            "--tokenizer", "demo", "--out", str(out), "--batch-size", "2",
-            "--sequence-length", "8", "--checkpoint-every", "1", "--steps", "2",
-            *extra]
+    return [
+        "distill",
+        "--teacher",
+        str(root / "teacher.keras"),
+        "--student",
+        str(root / "student.keras"),
+        "--text",
+        str(root / "texts"),
+        "--tokenizer",
+        "demo",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--sequence-length",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--steps",
+        "2",
+        *extra,
+    ]
 
 
 def _weights(path):
@@ -49,8 +73,9 @@ def workspace(tmp_path_factory):
 
     root = make_workspace(tmp_path_factory.mktemp("two_runs"), TINY, student=False)
     # A student of its own shape, unguided: what is trained does not matter.
-    models.build_causal_lm({**TINY, "hidden_dim": 8, "intermediate_dim": 16},
-                           seed=2).save(root / "student.keras")
+    models.build_causal_lm(
+        {**TINY, "hidden_dim": 8, "intermediate_dim": 16}, seed=2
+    ).save(root / "student.keras")
     return root
 
 
@@ -72,9 +97,18 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
     out, signals = tmp_path / "run", tmp_path / "signals"
     signals.mkdir()
     first = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile.pause_at", str(signals),
-         *_command(workspace, out)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "tests.hostile.pause_at",
+            str(signals),
+            *_command(workspace, out),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for(signals / "paused", first)
         lock = json.loads((out / inputs.LOCK_FILE).read_text())
@@ -85,8 +119,10 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
         assert cli.main(_command(workspace, out, "--overwrite")) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("keras-guide distill: error:")
-        assert f"--out {out} is in use by another run (process {first.pid} on " \
-               f"{socket.gethostname()}" in err[0]
+        assert (
+            f"--out {out} is in use by another run (process {first.pid} on "
+            f"{socket.gethostname()}" in err[0]
+        )
         assert file_hashes(out) == before
     finally:
         (signals / "go").touch()
@@ -102,13 +138,15 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
     assert not (out / inputs.LOCK_FILE).exists()
 
 
-def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(workspace, capsys,
-                                                              tmp_path):
+def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(
+    workspace, capsys, tmp_path
+):
     gone = _ended_pid()
     out = tmp_path / "crashed"
     out.mkdir()
-    (out / inputs.LOCK_FILE).write_text(json.dumps(
-        {"pid": gone, "host": socket.gethostname(), "started": "earlier"}))
+    (out / inputs.LOCK_FILE).write_text(
+        json.dumps({"pid": gone, "host": socket.gethostname(), "started": "earlier"})
+    )
     assert inputs.lock_run_folder(out)
     try:
         printed = capsys.readouterr().out
@@ -122,8 +160,9 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(workspace, capsys,
     # A lock naming a process of another host is not taken: its owner may run.
     other = tmp_path / "elsewhere"
     other.mkdir()
-    (other / inputs.LOCK_FILE).write_text(json.dumps(
-        {"pid": 1, "host": "another-host", "started": "now"}))
+    (other / inputs.LOCK_FILE).write_text(
+        json.dumps({"pid": 1, "host": "another-host", "started": "now"})
+    )
     before = file_hashes(other)
     assert cli.main(_command(workspace, other, "--overwrite")) == 2
     err = capsys.readouterr().err
@@ -143,15 +182,39 @@ def test_compress_overwrite_never_touches_a_running_run(tmp_path, capsys):
     (out / "report.json").write_text("{}")
     (out / "search.json").write_text("{}")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from keras_guide.workflows import inputs; "
-         f"inputs.lock_run_folder({str(out)!r}); print('held', flush=True); "
-         "sys.stdin.read()"], cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from keras_guide.workflows import inputs; "
+            f"inputs.lock_run_folder({str(out)!r}); print('held', flush=True); "
+            "sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()
         before = file_hashes(out)
-        assert cli.main(["compress", str(teacher), "--text", str(tmp_path / "train"),
-                         "--out", str(out), "--overwrite", "--steps", "2"]) == 2
+        assert (
+            cli.main(
+                [
+                    "compress",
+                    str(teacher),
+                    "--text",
+                    str(tmp_path / "train"),
+                    "--out",
+                    str(out),
+                    "--overwrite",
+                    "--steps",
+                    "2",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert f"--out {out} is in use by another run (process {holder.pid} " in err
         assert file_hashes(out) == before

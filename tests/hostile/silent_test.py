@@ -29,8 +29,11 @@ V = tiny.VOCAB
 
 def test_the_same_model_as_teacher_and_student_is_refused():
     student = tiny.gpt2(hidden=8, seed=1)
-    with pytest.raises(ValueError, match=r"`teacher` and `student` are the same "
-                                         r"model .*would train nothing"):
+    with pytest.raises(
+        ValueError,
+        match=r"`teacher` and `student` are the same "
+        r"model .*would train nothing",
+    ):
         Distiller(student, student)
     assert student.trainable  # not frozen by the refused call
     # A student built on the teacher's own layers shares its weights.
@@ -38,8 +41,11 @@ def test_the_same_model_as_teacher_and_student_is_refused():
     inputs = keras.Input((None,), dtype="int32")
     hidden = teacher.get_layer("embed")(inputs)
     sharing = keras.Model(inputs, keras.layers.Dense(12, name="own_head")(hidden))
-    with pytest.raises(ValueError, match=r"The student shares 1 trainable weights "
-                                         r"with the teacher \(e.g. `embed/"):
+    with pytest.raises(
+        ValueError,
+        match=r"The student shares 1 trainable weights "
+        r"with the teacher \(e.g. `embed/",
+    ):
         Distiller(teacher, sharing)
     assert teacher.trainable
 
@@ -50,30 +56,39 @@ def _overflowing(model):
     rng = np.random.default_rng(0)
     for weight in model.backbone.weights:
         if len(weight.shape) >= 2:
-            weight.assign((255 * rng.standard_normal(weight.shape)).clip(
-                -255, 255).astype(weight.dtype))
+            weight.assign(
+                (255 * rng.standard_normal(weight.shape))
+                .clip(-255, 255)
+                .astype(weight.dtype)
+            )
     return model
 
 
-@pytest.mark.parametrize("role, policy", [("student", "float16"),
-                                          ("student", "mixed_float16"),
-                                          ("teacher", "mixed_float16")])
-def test_a_float16_forward_pass_that_overflows_is_found_before_training(role,
-                                                                        policy):
-    teacher = tiny.gpt2(hidden=16, seed=0,
-                        dtype=policy if role == "teacher" else None)
-    student = tiny.gpt2(hidden=8, seed=1,
-                        dtype=policy if role == "student" else None)
+@pytest.mark.parametrize(
+    "role, policy",
+    [
+        ("student", "float16"),
+        ("student", "mixed_float16"),
+        ("teacher", "mixed_float16"),
+    ],
+)
+def test_a_float16_forward_pass_that_overflows_is_found_before_training(role, policy):
+    teacher = tiny.gpt2(hidden=16, seed=0, dtype=policy if role == "teacher" else None)
+    student = tiny.gpt2(hidden=8, seed=1, dtype=policy if role == "student" else None)
     _overflowing(teacher if role == "teacher" else student)
     x, y, w = tiny.lm_batch()
     for train in ("fit", "train_on_batch"):
         distiller = Distiller(teacher, student)
         distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
         before_s, before_t = tiny.weights_bytes(student), tiny.weights_bytes(teacher)
-        with pytest.raises(FloatingPointError, match=(
+        with pytest.raises(
+            FloatingPointError,
+            match=(
                 rf"The {role}'s logits on the first batch are not finite .* its "
                 rf"dtype policy {policy} computes in float16.* Nothing was "
-                rf"trained: run the {role} in float32 or bfloat16")):
+                rf"trained: run the {role} in float32 or bfloat16"
+            ),
+        ):
             if train == "fit":
                 distiller.fit(x, y, sample_weight=w, verbose=0)
             else:
@@ -83,8 +98,10 @@ def test_a_float16_forward_pass_that_overflows_is_found_before_training(role,
 
 
 def test_a_float16_student_that_fits_passes_the_check():
-    teacher, student = tiny.gpt2(hidden=16, seed=0), tiny.gpt2(hidden=8, seed=1,
-                                                                 dtype="float16")
+    teacher, student = (
+        tiny.gpt2(hidden=16, seed=0),
+        tiny.gpt2(hidden=8, seed=1, dtype="float16"),
+    )
     distiller = Distiller(teacher, student)
     x, y, _ = tiny.lm_batch()
     distiller.check_half_precision(x, y)
@@ -104,11 +121,16 @@ def test_float_ids_and_labels_are_refused_not_truncated(gpt2_pair, where):
         name = "y"
     inputs = (dict(x), y.copy())
     before = tiny.weights_bytes(student)
-    for call in (lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
-                 lambda: distiller.train_on_batch(x, y, sample_weight=w),
-                 lambda: distiller.evaluate(x, y, sample_weight=w, verbose=0)):
-        with pytest.raises(ValueError, match=rf"`{name}` must hold integer .*its "
-                                             r"dtype is float"):
+    for call in (
+        lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
+        lambda: distiller.train_on_batch(x, y, sample_weight=w),
+        lambda: distiller.evaluate(x, y, sample_weight=w, verbose=0),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"`{name}` must hold integer .*its "
+            r"dtype is float",
+        ):
             call()
     assert tiny.weights_bytes(student) == before
     np.testing.assert_array_equal(x["token_ids"], inputs[0]["token_ids"])
@@ -129,31 +151,49 @@ def test_float_features_and_distributions_are_still_taken():
     assert np.isfinite(distiller.fit(x, y, verbose=0).history["loss"][-1])
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("strength", r"`strength` must be a finite, non-negative number \(a "
-                 r"GuideRegularizer's, as training applies it\).*Received: "
-                 r"strength=-1.0"),
-    ("student_loss_weight", r"`student_loss_weight` must be in \[0, 1.0\]. "
-                            r"Received: student_loss_weight=-0.5"),
-    ("temperature", r"`temperature` must be finite and > 0. Received: "
-                    r"temperature=-2.0"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            "strength",
+            r"`strength` must be a finite, non-negative number \(a "
+            r"GuideRegularizer's, as training applies it\).*Received: "
+            r"strength=-1.0",
+        ),
+        (
+            "student_loss_weight",
+            r"`student_loss_weight` must be in \[0, 1.0\]. "
+            r"Received: student_loss_weight=-0.5",
+        ),
+        (
+            "temperature",
+            r"`temperature` must be finite and > 0. Received: "
+            r"temperature=-2.0",
+        ),
+    ],
+)
 def test_settings_assigned_after_construction_are_checked_where_applied(
-        setting, message):
+    setting, message
+):
     teacher = tiny.dense_lm(seed=0)
     regularizer = GuideRegularizer(np.zeros((6, 12), "float32"), strength=0.1)
     student = tiny.dense_lm(seed=1, kernel_regularizer=regularizer)
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer="adam")
-    variable = {"strength": regularizer.strength,
-                "student_loss_weight": distiller.student_loss_weight,
-                "temperature": distiller.temperature}[setting]
-    variable.assign({"strength": -1.0, "student_loss_weight": -0.5,
-                     "temperature": -2.0}[setting])
+    variable = {
+        "strength": regularizer.strength,
+        "student_loss_weight": distiller.student_loss_weight,
+        "temperature": distiller.temperature,
+    }[setting]
+    variable.assign(
+        {"strength": -1.0, "student_loss_weight": -0.5, "temperature": -2.0}[setting]
+    )
     x, y, w = tiny.token_batch()
     before = tiny.weights_bytes(student)
-    for call in (lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
-                 lambda: distiller.train_on_batch(x, y, sample_weight=w)):
+    for call in (
+        lambda: distiller.fit(x, y, sample_weight=w, verbose=0),
+        lambda: distiller.train_on_batch(x, y, sample_weight=w),
+    ):
         with pytest.raises(ValueError, match=message):
             call()
     assert tiny.weights_bytes(student) == before
@@ -167,20 +207,32 @@ def _calibration(segment=0, pad_id=0):
     mask = np.ones_like(ids)
     mask[:, -2:] = 0
     ids[:, -2:] = pad_id
-    return {"token_ids": ids, "segment_ids": np.full_like(ids, segment),
-            "padding_mask": mask}
+    return {
+        "token_ids": ids,
+        "segment_ids": np.full_like(ids, segment),
+        "padding_mask": mask,
+    }
 
 
-@pytest.mark.parametrize("calibration, message", [
-    (_calibration(segment=-1), r"`segment_ids` must lie in \[0, 2\) .*min -1, "
-                               r"max -1\); -1 would wrap to the last segment"),
-    (_calibration(segment=2), r"`segment_ids` must lie in \[0, 2\) .*max 2"),
-    (5, r"`calibration` must be token ids .* Received: calibration=5 of type int"),
-    ("text", r"`calibration` must be token ids .* of type str"),
-])
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        (
+            _calibration(segment=-1),
+            r"`segment_ids` must lie in \[0, 2\) .*min -1, "
+            r"max -1\); -1 would wrap to the last segment",
+        ),
+        (_calibration(segment=2), r"`segment_ids` must lie in \[0, 2\) .*max 2"),
+        (5, r"`calibration` must be token ids .* Received: calibration=5 of type int"),
+        ("text", r"`calibration` must be token ids .* of type str"),
+    ],
+)
 def test_calibration_is_checked_before_the_teacher_runs(calibration, message):
-    kept = {k: v.copy() for k, v in calibration.items()} if isinstance(
-        calibration, dict) else calibration
+    kept = (
+        {k: v.copy() for k, v in calibration.items()}
+        if isinstance(calibration, dict)
+        else calibration
+    )
     with pytest.raises(ValueError, match=message):
         calibration_batches(calibration, NAMES, V, num_segments=2)
     if isinstance(calibration, dict):
@@ -197,8 +249,10 @@ def test_out_of_vocabulary_ids_under_padding_are_not_looked_up(gpt2_pair):
     names = ["token_ids", "padding_mask"]
     padded = {k: v for k, v in _calibration(pad_id=10 * V).items() if k in names}
     kept = {k: v.copy() for k, v in padded.items()}
-    clean = {**padded, "token_ids": np.where(padded["padding_mask"] == 1,
-                                             padded["token_ids"], 0)}
+    clean = {
+        **padded,
+        "token_ids": np.where(padded["padding_mask"] == 1, padded["token_ids"], 0),
+    }
     stats = collect_statistics(teacher, calibration_batches(padded, names, V))
     want = collect_statistics(teacher, calibration_batches(clean, names, V))
     np.testing.assert_array_equal(stats.gram, want.gram)
@@ -210,9 +264,14 @@ def test_out_of_vocabulary_ids_under_padding_are_not_looked_up(gpt2_pair):
 def test_guide_names_bad_calibration(gpt2_pair):
     teacher, student = gpt2_pair
     before = tiny.weights_bytes(student)
-    for calibration, message in ((5, "`calibration` must be token ids"),
-                                 (np.full((2, 8), V), "outside the teacher's "
-                                                      r"vocabulary \[0, 64\)")):
+    for calibration, message in (
+        (5, "`calibration` must be token ids"),
+        (
+            np.full((2, 8), V),
+            "outside the teacher's "
+            r"vocabulary \[0, 64\)",
+        ),
+    ):
         with pytest.raises(ValueError, match=message):
             keras_guide.guide(teacher, student, calibration=calibration)
     assert tiny.weights_bytes(student) == before
@@ -220,13 +279,21 @@ def test_guide_names_bad_calibration(gpt2_pair):
 
 def test_a_table_given_as_a_list_is_taken_or_named():
     table = np.random.default_rng(0).normal(size=(20, 6))
-    np.testing.assert_array_equal(pca_projection(table.tolist(), 3).matrix,
-                                  pca_projection(table, 3).matrix)
+    np.testing.assert_array_equal(
+        pca_projection(table.tolist(), 3).matrix, pca_projection(table, 3).matrix
+    )
     value = GuidedInitializer(table.tolist(), {1: pca_projection(table, 3)})(
-        (20, 3), "float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(value),
-                               table @ pca_projection(table, 3).matrix, rtol=1e-5,
-                               atol=1e-6)
-    with pytest.raises(ValueError, match=r"Table `table` given as a list must be "
-                                         r"rectangular"):
+        (20, 3), "float32"
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(value),
+        table @ pca_projection(table, 3).matrix,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"Table `table` given as a list must be "
+        r"rectangular",
+    ):
         pca_projection([[1.0, 2.0], [3.0]], 1)

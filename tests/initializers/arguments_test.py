@@ -34,8 +34,11 @@ def test_pca_dim_must_be_a_positive_integer(dim):
 
 
 def test_a_table_with_fewer_rows_than_directions_warns():
-    with pytest.warns(UserWarning, match=r"`table` has only 3 directions with "
-                      r"energy.*the other 2 are arbitrary"):
+    with pytest.warns(
+        UserWarning,
+        match=r"`table` has only 3 directions with "
+        r"energy.*the other 2 are arbitrary",
+    ):
         pca_projection(TABLE[:3], 5)
 
 
@@ -49,8 +52,11 @@ def test_an_all_zero_table_is_refused_not_explained_in_full():
 
 def test_a_table_of_low_rank_warns_how_many_directions_are_arbitrary():
     low = TABLE[:, :2] @ np.random.default_rng(1).normal(size=(2, 8))
-    with pytest.warns(UserWarning, match=r"only 2 directions with energy.*fewer "
-                      r"than the 4 kept: the other 2 are arbitrary"):
+    with pytest.warns(
+        UserWarning,
+        match=r"only 2 directions with energy.*fewer "
+        r"than the 4 kept: the other 2 are arbitrary",
+    ):
         p = pca_projection(low, 4)
     assert p.explained_variance == pytest.approx(1.0)
     with warnings.catch_warnings():
@@ -95,8 +101,9 @@ def test_a_complex_projection_is_refused():
         project_table(TABLE, m)
 
 
-@pytest.mark.parametrize("teacher_size, student_size", [(8, 0), (8, 2.0), (8.0, 2),
-                                                        (True, 1), (-4, 2)])
+@pytest.mark.parametrize(
+    "teacher_size, student_size", [(8, 0), (8, 2.0), (8.0, 2), (True, 1), (-4, 2)]
+)
 def test_selection_sizes_are_positive_integers(teacher_size, student_size):
     with pytest.raises(ValueError, match=r"must be a positive integer|integer ≥ 1"):
         uniform_indices(teacher_size, student_size)
@@ -109,15 +116,17 @@ def test_selection_indices_are_whole_numbers():
         selection_projection(8, 2, indices=[0.5, 2.0])
     np.testing.assert_array_equal(
         selection_projection(8, 2, indices=np.array([1.0, 5.0])).matrix.argmax(0),
-        [1, 5])
+        [1, 5],
+    )
     with pytest.raises(ValueError, match=r"1-D list of integer indices"):
         select_axis(TABLE, [0.5, 2.0], axis=1)
     with pytest.raises(ValueError, match=r"1-D list of integer indices"):
         select_axis(TABLE, [True, False], axis=1)
 
 
-@pytest.mark.parametrize("args", [(4, 2.0, 2, 1), (4, 2, 0, 1), (4, 2, 2, None),
-                                  (True, 1, 1, 1)])
+@pytest.mark.parametrize(
+    "args", [(4, 2.0, 2, 1), (4, 2, 0, 1), (4, 2, 2, None), (True, 1, 1, 1)]
+)
 def test_gqa_head_counts_are_positive_integers(args):
     with pytest.raises(ValueError, match=r"must be an integer ≥ 1"):
         gqa_head_indices(*args)
@@ -146,8 +155,11 @@ def test_gains_shifts_and_biases_must_be_finite(bad):
 
 
 def test_diagonal_gain_checks_the_gain_against_the_projection():
-    with pytest.raises(ValueError, match=r"gain of shape \(6,\) does not match the "
-                       r"projection's teacher width 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"gain of shape \(6,\) does not match the "
+        r"projection's teacher width 8",
+    ):
         diagonal_gain(np.ones(6), np.eye(8)[:, :4])
 
 
@@ -173,8 +185,11 @@ def test_guided_value_and_initializer_scales_must_be_finite(scale):
 
 
 def test_guided_value_refuses_a_bad_shape_and_repeated_indices():
-    with pytest.raises(ValueError, match=r"student shape for `w` must be a tuple of "
-                       r"non-negative integers"):
+    with pytest.raises(
+        ValueError,
+        match=r"student shape for `w` must be a tuple of "
+        r"non-negative integers",
+    ):
         guided_value(TABLE, (40, 4.5), select={1: "uniform"}, name="w")
     with pytest.raises(ValueError, match=r"give 2 distinct indices in \[0, 8\)"):
         guided_value(TABLE, (40, 2), select={1: [3, 3]}, name="w")
@@ -184,15 +199,21 @@ def test_the_initializer_checks_its_rules_when_made_not_when_called():
     m = pca_projection(TABLE, 4)
     with pytest.raises(ValueError, match=r"`project` for `w` must be a dict"):
         GuidedInitializer(TABLE, project=m, name="w")
-    with pytest.raises(ValueError, match=r"projection for axis 0 of `w` has shape "
-                       r"\(8, 4\); the teacher weight \(shape \(40, 8\)\) has 40"):
+    with pytest.raises(
+        ValueError,
+        match=r"projection for axis 0 of `w` has shape "
+        r"\(8, 4\); the teacher weight \(shape \(40, 8\)\) has 40",
+    ):
         GuidedInitializer(TABLE, project={0: m}, name="w")
     with pytest.raises(ValueError, match=r"Unknown selection rule for axis 1"):
         GuidedInitializer(TABLE, select={1: "random"}, name="w")
     with pytest.raises(ValueError, match=r"integer indices"):
         GuidedInitializer(TABLE, select={1: [0.5, 1.5]}, name="w")
-    with pytest.raises(ValueError, match=r"norm gain for axis 1 of `w` has shape "
-                       r"\(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"norm gain for axis 1 of `w` has shape "
+        r"\(3,\)",
+    ):
         GuidedInitializer(TABLE, gains={1: np.ones(3)}, name="w")
     with pytest.raises(ValueError, match=r"Teacher weight `w` must hold real numbers"):
         GuidedInitializer(TABLE.astype(np.complex64), name="w")

@@ -147,17 +147,22 @@ def test_saved_guided_model_config_holds_no_weight_values(tmp_path):
     m = pca_projection(table, 16)
     project, select = {0: m}, {1: "uniform"}
     target = guided_value(w_teacher, (16, 48), project, select)
-    model = keras.Sequential([
-        keras.Input((8,), dtype="int32"),
-        keras.layers.Embedding(
-            2000, 16, embeddings_initializer=GuidedInitializer(table, {1: m}),
-            embeddings_regularizer=GuideRegularizer(table @ m.matrix, 0.5),
-        ),
-        keras.layers.Dense(
-            48, kernel_initializer=GuidedInitializer(w_teacher, project, select),
-            kernel_regularizer=GuideRegularizer(target, 0.5),
-        ),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8,), dtype="int32"),
+            keras.layers.Embedding(
+                2000,
+                16,
+                embeddings_initializer=GuidedInitializer(table, {1: m}),
+                embeddings_regularizer=GuideRegularizer(table @ m.matrix, 0.5),
+            ),
+            keras.layers.Dense(
+                48,
+                kernel_initializer=GuidedInitializer(w_teacher, project, select),
+                kernel_regularizer=GuideRegularizer(target, 0.5),
+            ),
+        ]
+    )
     track_guide_state(model)
     saved = [keras.ops.convert_to_numpy(w) for w in model.weights]
     path = str(tmp_path / "student.keras")
@@ -191,8 +196,12 @@ def test_guide_regularizers_on_a_keras_hub_student_are_not_saved(tmp_path):
     from keras_guide import guide
 
     teacher = keras_hub.models.GPT2Backbone(
-        vocabulary_size=512, num_layers=2, num_heads=4, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=16,
+        vocabulary_size=512,
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=16,
     )
     student = build_student(teacher, hidden_dim=16, num_heads=2, intermediate_dim=32)
     guide(teacher, student, regularize=0.5)

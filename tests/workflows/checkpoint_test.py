@@ -74,9 +74,15 @@ def test_a_run_checkpoint_restores_the_student_step_and_optimizer(tmp_path):
     settings = {"num_steps": 10, "learning_rate": 0.1}
     path = checkpoint.save(directory, student, optimizer, 4, 10, settings)
     assert sorted(os.listdir(path)) == [
-        "manifest.json", "optimizer.npz", "state.json", "student.keras"]
-    with pytest.raises(checkpoint.ResumeError,
-                       match=r"learning_rate: 0\.1 -> 0\.2; num_steps: 10 -> 12"):
+        "manifest.json",
+        "optimizer.npz",
+        "state.json",
+        "student.keras",
+    ]
+    with pytest.raises(
+        checkpoint.ResumeError,
+        match=r"learning_rate: 0\.1 -> 0\.2; num_steps: 10 -> 12",
+    ):
         checkpoint.restore(directory, target, {"num_steps": 12, "learning_rate": 0.2})
     for got, want in zip(_values(target.weights), _values(_model(1).weights)):
         np.testing.assert_array_equal(got, want)  # a refused resume loads nothing
@@ -145,14 +151,19 @@ def test_the_model_digest_is_its_content_not_its_names(tmp_path):
     assert checkpoint.model_digest(loaded) == checkpoint.model_digest(a)
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda m: m["files"].update({"../../secret.txt": "0" * 64}),
-     "the manifest lists .*secret.txt"),
-    (lambda m: m.update(files={}), r"the manifest lists \[\]"),
-    (lambda m: m.update(step=99), "the manifest's step 99 of 10 is not this set's"),
-    (lambda m: m.update(step=2), "the manifest's step 2 of 10 is not this set's"),
-    (lambda m: m.update(num_steps="ten"), "the manifest's step 4 of 'ten'"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (
+            lambda m: m["files"].update({"../../secret.txt": "0" * 64}),
+            "the manifest lists .*secret.txt",
+        ),
+        (lambda m: m.update(files={}), r"the manifest lists \[\]"),
+        (lambda m: m.update(step=99), "the manifest's step 99 of 10 is not this set's"),
+        (lambda m: m.update(step=2), "the manifest's step 2 of 10 is not this set's"),
+        (lambda m: m.update(num_steps="ten"), "the manifest's step 4 of 'ten'"),
+    ],
+)
 def test_a_manifest_is_read_not_trusted(tmp_path, edit, reason):
     import json
     import re

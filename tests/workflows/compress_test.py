@@ -19,8 +19,18 @@ from keras_guide.workflows import shapes  # noqa: E402
 from tests.harness.workspace import ctrl_c_at  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 
-QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
-         "--calibration-tokens", "256", "--checkpoint-every", "2"]
+QUICK = [
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--sequence-length",
+    "16",
+    "--calibration-tokens",
+    "256",
+    "--checkpoint-every",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +39,22 @@ def workspace(tmp_path_factory):
 
 
 def _run(workspace, out, *extra):
-    return cli.main(["compress", str(workspace / "teacher.gguf"), "--size", "50%",
-                     "--text", str(workspace / "train"), "--eval",
-                     str(workspace / "eval"), "--out", str(out), *QUICK, *extra])
+    return cli.main(
+        [
+            "compress",
+            str(workspace / "teacher.gguf"),
+            "--size",
+            "50%",
+            "--text",
+            str(workspace / "train"),
+            "--eval",
+            str(workspace / "eval"),
+            "--out",
+            str(out),
+            *QUICK,
+            *extra,
+        ]
+    )
 
 
 def test_sizes_and_shapes_from_a_target(workspace):
@@ -41,7 +64,9 @@ def test_sizes_and_shapes_from_a_target(workspace):
     assert shapes.parse_parameter_count("20k", total) == 20_000
     assert shapes.parse_parameter_count("num_layers=2,hidden_dim=16", total) is None
     assert shapes.parse_shape("num_layers=2, hidden_dim=16", teacher) == {
-        "num_layers": 2, "hidden_dim": 16}
+        "num_layers": 2,
+        "hidden_dim": 16,
+    }
     candidates = shapes.candidate_shapes(teacher, int(0.6 * total))
     assert candidates
     for shape in candidates:
@@ -57,43 +82,66 @@ def test_sizes_and_shapes_from_a_target(workspace):
         assert sizes["num_heads"] // sizes["num_key_value_heads"] <= 2
 
 
-@pytest.mark.parametrize("size, message", [
-    ("0.5%", "No llama student of this teacher has between"),
-    ("150%", "not smaller than the teacher's"),
-    ("-3", "a share of the teacher's parameters"),
-    ("widths=3", "has no size 'widths'"),
-])
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        ("0.5%", "No llama student of this teacher has between"),
+        ("150%", "not smaller than the teacher's"),
+        ("-3", "a share of the teacher's parameters"),
+        ("widths=3", "has no size 'widths'"),
+    ],
+)
 def test_sizes_no_shape_meets(workspace, tmp_path, capsys, size, message):
-    code = cli.main(["compress", str(workspace / "teacher.gguf"), "--size", size,
-                     "--text", str(workspace / "train"), "--out",
-                     str(tmp_path / "out"), *QUICK])
+    code = cli.main(
+        [
+            "compress",
+            str(workspace / "teacher.gguf"),
+            "--size",
+            size,
+            "--text",
+            str(workspace / "train"),
+            "--out",
+            str(tmp_path / "out"),
+            *QUICK,
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
 
 
-def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
-                                                           monkeypatch):
+def test_compress_chooses_records_reports_and_writes_a_gguf(
+    workspace, tmp_path, monkeypatch
+):
     # The tiny teacher's context is 64 tokens: the protocol at 16 and 32
     # (and the default 512 refused by the model, 3,000 words by the text).
     monkeypatch.setattr(compress, "PERPLEXITY_CONTEXTS", (16, 32, 128))
     monkeypatch.setattr(compress, "PERPLEXITY_TOKENS", 128)
     out = tmp_path / "out"
-    assert _run(workspace, out, "--gguf-dtype", "q8_0", "q4_k_m", "--export",
-                "hf") == 0
+    assert _run(workspace, out, "--gguf-dtype", "q8_0", "q4_k_m", "--export", "hf") == 0
     report = json.loads((out / "report.json").read_text())
     search = report["search"]
     assert search["chosen"] == min(search["candidates"], key=lambda r: r["score"])
-    assert report["recipe"]["guide"] == {"projection": "channels",
-                                         "select": "importance",
-                                         "layer_map": "importance",
-                                         "norm": "diagonal", "rescale": True}
+    assert report["recipe"]["guide"] == {
+        "projection": "channels",
+        "select": "importance",
+        "layer_map": "importance",
+        "norm": "diagonal",
+        "rescale": True,
+    }
     assert report["recipe"]["kd"] == compress.RECIPE
     scores = report["evaluation"]
     for key in ("teacher_loss", "student_loss", "kl", "top1_agreement"):
         assert np.isfinite(scores[key])
-    assert set(report["seconds"]) == {"import", "calibration", "candidate search",
-                                      "training", "evaluation", "export",
-                                      "llama.cpp checks", "perplexity protocol"}
+    assert set(report["seconds"]) == {
+        "import",
+        "calibration",
+        "candidate search",
+        "training",
+        "evaluation",
+        "export",
+        "llama.cpp checks",
+        "perplexity protocol",
+    }
     # llama.cpp ran both files, and the student's file agrees with the Keras
     # student (q8_0: within quantization error).
     assert report["llama_cpp"]["teacher"]["prompt_tokens_per_s"] > 0
@@ -105,13 +153,16 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     # those files gives the same numbers.
     measured = report["llama_perplexity"]
     assert measured["runtime"] == "llama.cpp"
-    assert (out / "heldout.txt").read_text() == (workspace / "eval" /
-                                                 "eval0.txt").read_text() + "\n"
+    assert (out / "heldout.txt").read_text() == (
+        workspace / "eval" / "eval0.txt"
+    ).read_text() + "\n"
     assert measured["contexts"]["128"] == {
-        "skipped": "above the models' context length (64)"}
+        "skipped": "above the models' context length (64)"
+    }
     figures = measured["contexts"]["32"]
     assert figures["student"]["vs_base"]["ln_ppl_ratio"] == pytest.approx(
-        figures["student"]["nll"] - figures["teacher"]["nll"])
+        figures["student"]["nll"] - figures["teacher"]["nll"]
+    )
     assert "| llama.cpp perplexity, 32-token chunks |" in text
     # Every GGUF type asked for is measured in llama.cpp; the Hugging Face
     # folder is written beside them.
@@ -119,16 +170,31 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     assert figures["student.q4_k_m"]["vs_base"]["kl"] > 0
     assert "| student.q4_k_m.gguf |" in text
     assert (out / "student_hf" / "config.json").exists()
-    assert cli.main(["eval", str(out / "student.gguf"), "--base",
-                     str(workspace / "teacher.gguf"), "--text",
-                     str(out / "heldout.txt"), "--context", "32", "--chunks",
-                     str(figures["teacher"]["chunks"]), "--out",
-                     str(tmp_path / "eval")]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(out / "student.gguf"),
+                "--base",
+                str(workspace / "teacher.gguf"),
+                "--text",
+                str(out / "heldout.txt"),
+                "--context",
+                "32",
+                "--chunks",
+                str(figures["teacher"]["chunks"]),
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "eval" / "eval.json").read_text())["results"]
-    for name, role in ((str(workspace / "teacher.gguf"), "teacher"),
-                       (str(out / "student.gguf"), "student")):
-        assert again["32"][name]["nll"] == pytest.approx(figures[role]["nll"],
-                                                         rel=1e-9)
+    for name, role in (
+        (str(workspace / "teacher.gguf"), "teacher"),
+        (str(out / "student.gguf"), "student"),
+    ):
+        assert again["32"][name]["nll"] == pytest.approx(figures[role]["nll"], rel=1e-9)
     assert (out / "curve.png").stat().st_size > 0
     # The student as the teacher came: a GGUF file (q8_0 by default) with the
     # teacher's tokenizer, holding the Keras student.
@@ -138,44 +204,110 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(workspace, tmp_path,
     from keras_guide.gguf.reader import GGUFFile
 
     assert "trained on 16-token windows" in GGUFFile(out / "student.gguf").get(
-        "general.description")
+        "general.description"
+    )
     for got, want in zip(back.backbone.weights, student.backbone.weights):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
-                                   keras.ops.convert_to_numpy(want), rtol=0.05,
-                                   atol=0.02)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got),
+            keras.ops.convert_to_numpy(want),
+            rtol=0.05,
+            atol=0.02,
+        )
 
 
 def test_bad_inputs_are_refused_before_anything_runs(workspace, tmp_path, capsys):
     train = workspace / "train"
     # Evaluation text that is training text.
-    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
-                     str(train), "--eval", str(train / "train0.txt"), "--out",
-                     str(tmp_path / "a"), *QUICK]) == 2
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(workspace / "teacher.gguf"),
+                "--text",
+                str(train),
+                "--eval",
+                str(train / "train0.txt"),
+                "--out",
+                str(tmp_path / "a"),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "--eval and --text share" in capsys.readouterr().err
     # ... or repeats it under another name.
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "same.txt").write_text((train / "train1.txt").read_text())
-    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
-                     str(train), "--eval", str(copy), "--out",
-                     str(tmp_path / "b"), *QUICK]) == 2
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(workspace / "teacher.gguf"),
+                "--text",
+                str(train),
+                "--eval",
+                str(copy),
+                "--out",
+                str(tmp_path / "b"),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "also occur in the training text" in capsys.readouterr().err
     # Too little text for the calibration.
-    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
-                     str(train), "--out", str(tmp_path / "c"), *QUICK[:-4],
-                     "--calibration-tokens", "10000000"]) == 2
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(workspace / "teacher.gguf"),
+                "--text",
+                str(train),
+                "--out",
+                str(tmp_path / "c"),
+                *QUICK[:-4],
+                "--calibration-tokens",
+                "10000000",
+            ]
+        )
+        == 2
+    )
     assert "calibration needs 10000000" in capsys.readouterr().err
     # An --out that is an input; a teacher that is not there.
-    assert cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
-                     str(train), "--out", str(workspace), *QUICK]) == 2
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(workspace / "teacher.gguf"),
+                "--text",
+                str(train),
+                "--out",
+                str(workspace),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "holds the input TEACHER" in capsys.readouterr().err
-    assert cli.main(["compress", str(tmp_path / "none.gguf"), "--text", str(train),
-                     "--out", str(tmp_path / "d"), *QUICK]) == 2
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(tmp_path / "none.gguf"),
+                "--text",
+                str(train),
+                "--out",
+                str(tmp_path / "d"),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
 
 
-def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path,
-                                                          capsys):
+def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path, capsys):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     assert _run(workspace, straight) == 0
     with ctrl_c_at(3):
@@ -189,26 +321,33 @@ def test_previous_runs_resume_to_the_uninterrupted_result(workspace, tmp_path,
         a = keras.saving.load_model(straight / name)
         b = keras.saving.load_model(broken / name)
         for x, y in zip(a.weights, b.weights):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(x),
-                                          keras.ops.convert_to_numpy(y))
-    assert json.loads((straight / "report.json").read_text())["evaluation"] == \
-        json.loads((broken / "report.json").read_text())["evaluation"]
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
+            )
+    assert (
+        json.loads((straight / "report.json").read_text())["evaluation"]
+        == json.loads((broken / "report.json").read_text())["evaluation"]
+    )
     # A finished run whose models are gone (a copy that kept only the reports)
     # trains again on --resume, to the same student, and says why.
     for name in ("student.keras", compress.INITIAL_FILE, "checkpoint"):
         shutil.rmtree(broken / name) if (broken / name).is_dir() else (
-            broken / name).unlink()
+            broken / name
+        ).unlink()
     capsys.readouterr()
     assert _run(workspace, broken, "--resume") == 0
     assert "student.keras is missing: training again" in capsys.readouterr().out
-    assert json.loads((straight / "report.json").read_text())["evaluation"] == \
-        json.loads((broken / "report.json").read_text())["evaluation"]
+    assert (
+        json.loads((straight / "report.json").read_text())["evaluation"]
+        == json.loads((broken / "report.json").read_text())["evaluation"]
+    )
     assert _run(workspace, broken, "--overwrite") == 0
     assert not [n for n in os.listdir(broken) if n.startswith(".keras-guide-tmp")]
 
 
-def test_cross_entropy_alone_never_runs_the_teacher_in_training(workspace, tmp_path,
-                                                                monkeypatch):
+def test_cross_entropy_alone_never_runs_the_teacher_in_training(
+    workspace, tmp_path, monkeypatch
+):
     from keras_guide.distillation import Distiller
 
     def refuse(*args, **kwargs):
@@ -224,12 +363,30 @@ def test_cross_entropy_alone_never_runs_the_teacher_in_training(workspace, tmp_p
 def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
     # Data-free options: the teacher is not run on calibration text.
     out = tmp_path / "selection"
-    assert _run(workspace, out, "--projection", "select", "--select", "uniform",
-                "--layer-map", "first", "--no-rescale", "--top-k", "8") == 0
+    assert (
+        _run(
+            workspace,
+            out,
+            "--projection",
+            "select",
+            "--select",
+            "uniform",
+            "--layer-map",
+            "first",
+            "--no-rescale",
+            "--top-k",
+            "8",
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
-    assert report["recipe"]["guide"] == {"projection": "select", "select": "uniform",
-                                         "layer_map": "first", "norm": "diagonal",
-                                         "rescale": False}
+    assert report["recipe"]["guide"] == {
+        "projection": "select",
+        "select": "uniform",
+        "layer_map": "first",
+        "norm": "diagonal",
+        "rescale": False,
+    }
     assert report["search"]["calibration"]["tokens"] == 0
     assert report["recipe"]["kd"] == {**compress.RECIPE, "top_k": 8}
     assert report["training"]["teacher_top_k_seconds"] > 0

@@ -33,8 +33,13 @@ def main(stage, step, argv):
             return
         if name.endswith(":tmp"):
             final = name.startswith("final:")
-            _tear(out if final else os.path.join(
-                checkpoint.checkpoint_dir(out), f"{checkpoint.SET_PREFIX}{step:08d}"))
+            _tear(
+                out
+                if final
+                else os.path.join(
+                    checkpoint.checkpoint_dir(out), f"{checkpoint.SET_PREFIX}{step:08d}"
+                )
+            )
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -22,9 +22,22 @@ from keras_guide.workflows import ladder  # noqa: E402
 from tests.harness.workspace import file_hashes  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 
-QUICK = ["--steps", "4", "--batch-size", "4", "--sequence-length", "16",
-         "--calibration-tokens", "256", "--checkpoint-every", "2",
-         "--candidates", "2", "--eval-tokens", "64"]
+QUICK = [
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--sequence-length",
+    "16",
+    "--calibration-tokens",
+    "256",
+    "--checkpoint-every",
+    "2",
+    "--candidates",
+    "2",
+    "--eval-tokens",
+    "64",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +46,21 @@ def workspace(tmp_path_factory):
 
 
 def _compress(workspace, out, *sizes_and_flags):
-    return cli.main(["compress", str(workspace / "teacher.gguf"), "--text",
-                     str(workspace / "train"), "--eval", str(workspace / "eval"),
-                     "--out", str(out), *QUICK, "--size", *sizes_and_flags])
+    return cli.main(
+        [
+            "compress",
+            str(workspace / "teacher.gguf"),
+            "--text",
+            str(workspace / "train"),
+            "--eval",
+            str(workspace / "eval"),
+            "--out",
+            str(out),
+            *QUICK,
+            "--size",
+            *sizes_and_flags,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +71,27 @@ def ladder_run(workspace):
         patch.setattr(compress, "PERPLEXITY_TOKENS", 128)
         out = workspace / "ladder"
         assert _compress(workspace, out, "75%", "50%") == 0
-        before = {name: file_hashes(out / name)["student.keras"]
-                  for name in ("rung1-75pct", "rung2-50pct")}
+        before = {
+            name: file_hashes(out / name)["student.keras"]
+            for name in ("rung1-75pct", "rung2-50pct")
+        }
         resumed = _compress(workspace, out, "75%", "50%", "--resume")
     return out, before, resumed
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(keras.backend.backend() != "torch",
-                    reason="a loop over compress runs: one backend suffices")
-def test_a_ladder_writes_each_rung_from_the_one_before_and_one_table(ladder_run,
-                                                                   workspace):
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="a loop over compress runs: one backend suffices",
+)
+def test_a_ladder_writes_each_rung_from_the_one_before_and_one_table(
+    ladder_run, workspace
+):
     out, before, resumed = ladder_run
-    reports = [json.loads((out / name / "report.json").read_text())
-               for name in ("rung1-75pct", "rung2-50pct")]
+    reports = [
+        json.loads((out / name / "report.json").read_text())
+        for name in ("rung1-75pct", "rung2-50pct")
+    ]
     first, second = reports
     teacher = first["teacher"]["parameters"]
     # Each rung at most its share of the first teacher, each smaller.
@@ -70,32 +102,41 @@ def test_a_ladder_writes_each_rung_from_the_one_before_and_one_table(ladder_run,
     assert second["teacher"]["path"] == str(out / "rung1-75pct" / "student.gguf")
     assert second["teacher"]["parameters"] == first["student"]["parameters"]
     assert second["evaluation"]["teacher_loss"] == pytest.approx(
-        first["evaluation"]["student_loss"], abs=1e-4)
+        first["evaluation"]["student_loss"], abs=1e-4
+    )
     # llama.cpp ran both students' files (parity and the perplexity protocol).
     if runtime.available():
         for report in reports:
             assert report["llama_cpp"]["parity"]["kl"] < 0.05, report["llama_cpp"]
-            assert report["llama_perplexity"]["contexts"]["16"]["student"][
-                "perplexity"] > 1
+            assert (
+                report["llama_perplexity"]["contexts"]["16"]["student"]["perplexity"]
+                > 1
+            )
     table = json.loads((out / ladder.TABLE_FILE).read_text())
     assert [row["parameters"] for row in table["rungs"]] == [
-        r["student"]["parameters"] for r in reports]
+        r["student"]["parameters"] for r in reports
+    ]
     assert table["teacher"]["loss"] == first["evaluation"]["teacher_loss"]
     text = (out / ladder.TABLE_TEXT).read_text()
     assert text.count("student.gguf") == 2 and "| 2 | 50% |" in text
     # A resume of the finished ladder changes no student.
     assert resumed == 0
     assert {name: file_hashes(out / name)["student.keras"] for name in before} == (
-        before)
+        before
+    )
 
 
-@pytest.mark.parametrize("sizes, message", [
-    (["50%", "30k"], "all as shares ('50% 25%') or all as counts"),
-    (["25%", "50%"], "each rung of a ladder is smaller than the one before"),
-    (["50%", "num_layers=1"], "a ladder takes shares ('50%') or parameter counts"),
-])
-def test_bad_ladders_are_refused_before_out_is_touched(workspace, tmp_path, capsys,
-                                                       sizes, message):
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        (["50%", "30k"], "all as shares ('50% 25%') or all as counts"),
+        (["25%", "50%"], "each rung of a ladder is smaller than the one before"),
+        (["50%", "num_layers=1"], "a ladder takes shares ('50%') or parameter counts"),
+    ],
+)
+def test_bad_ladders_are_refused_before_out_is_touched(
+    workspace, tmp_path, capsys, sizes, message
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text("{}")

@@ -125,8 +125,10 @@ def test_eval_subset_is_evenly_spaced_and_fixed():
 
 def test_held_out_loss_refuses_fully_masked_batches():
     model = TableLM(np.zeros((3, 3), "float32"))
-    x = {"token_ids": np.zeros((1, 2), np.int32),
-         "padding_mask": np.zeros((1, 2), bool)}
+    x = {
+        "token_ids": np.zeros((1, 2), np.int32),
+        "padding_mask": np.zeros((1, 2), bool),
+    }
     batch = (x, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float32))
     with pytest.raises(ValueError, match="no token"):
         heldout_cross_entropy(model, [batch])
