@@ -474,6 +474,10 @@ def compress_settings(
                         "seed",
                     )
                 },
+                # Only where set: runs before the option resume as they were.
+                **(
+                    {"search_steps": budget.search_steps} if budget.search_steps else {}
+                ),
                 "candidates": int(max_candidates),
                 "calibration_tokens": int(calibration_tokens),
                 "eval_windows": eval_windows,

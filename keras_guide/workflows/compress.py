@@ -23,6 +23,7 @@ student) is written first, so a resumed run trains the same student.
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -46,6 +47,8 @@ from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
 
 SEARCH_FILE = "search.json"
+# Each candidate's run of the first steps (`--search-steps`), removed after.
+SEARCH_DIR = "search"
 INITIAL_FILE = "initial_student.keras"
 REPORT_FILE = "report.json"
 REPORT_TEXT = "report.md"
@@ -58,6 +61,7 @@ PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
 OUTPUTS = (
     checkpoint.RUN_FILE,
     SEARCH_FILE,
+    SEARCH_DIR,
     INITIAL_FILE,
     REPORT_FILE,
     REPORT_TEXT,
@@ -87,6 +91,10 @@ class Budget:
             cross-entropy alone (the teacher does not run during training).
         checkpoint_every: steps between checkpoints (and evaluations).
         seed: data order and dropout.
+        search_steps: steps each candidate shape trains (the run's first
+            steps, with its recipe) before the candidates are compared; the
+            chosen one continues from them. 0 compares them right after
+            guided initialization.
     """
 
     steps: int = 150
@@ -96,6 +104,7 @@ class Budget:
     kd: dict = dataclasses.field(default_factory=lambda: dict(RECIPE))
     checkpoint_every: int = 25
     seed: int = 0
+    search_steps: int = 0
 
 
 def held_out_as_text(train, held_out=None):
@@ -198,6 +207,8 @@ def search(
     max_candidates=5,
     guide_options=None,
     verbose=True,
+    train_candidate=None,
+    seen_rows=(),
 ):
     """Chooses the student: candidates guided from one calibration pass and
     scored on the training windows after the calibration ones.
@@ -206,9 +217,16 @@ def search(
     out take the data-aware recipe; if none of them uses calibration text
     (a data-free guide), the teacher is not run on it.
 
+    With `train_candidate`, a callable `(index, student) -> folder` that
+    trains a guided candidate in place (the run's first steps), candidates
+    are compared after it, on windows those steps did not see (`seen_rows`:
+    the indices of `train` they used); the loss right after initialization
+    is recorded too.
+
     Returns:
-        `(student, record)`: the chosen, guided student and what was tried
-        (`candidates` with sizes, parameters, score and seconds; `chosen`;
+        `(student, record)`: the chosen, guided (or trained) student and what
+        was tried (`candidates` with sizes, parameters, score, seconds and,
+        when trained, `score_after_init` and `folder`; `chosen`;
         `calibration` tokens and seconds).
     """
     from keras_guide import calibration as calibration_lib
@@ -216,7 +234,8 @@ def search(
     guide_options = dict(guide_options or {})
     calibrated = options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
-    rest = train[0][len(tokens) :], train[1][len(tokens) :]
+    kept = [i for i in range(len(tokens), len(train[0])) if i not in set(seen_rows)]
+    rest = train[0][kept], train[1][kept]
     if len(rest[0]) < 1:
         raise ValueError(
             "The training text has no window left after the "
@@ -237,7 +256,9 @@ def search(
         # Shapes are read from models built off the mesh (a mesh of
         # `ModelParallel` may not divide a reference model's sizes).
         with paused_distribution():
-            candidates = shapes_lib.candidate_shapes(teacher, target, max_candidates)
+            candidates = shapes_lib.candidate_shapes(
+                teacher, target, max_candidates, full_width=train_candidate is not None
+            )
     candidates = _shardable(teacher, candidates)
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
@@ -254,13 +275,19 @@ def search(
             "sizes": dict(sizes),
             "parameters": int(parameters),
             "score": float(score),
-            "seconds": time.perf_counter() - started,
         }
+        said = f"loss after init {score:.3f}"
+        if train_candidate is not None:
+            row["folder"] = train_candidate(len(tried), student)
+            row["score_after_init"] = row["score"]
+            score = row["score"] = float(heldout_cross_entropy(student, scoring))
+            said += f", after its first steps {score:.3f}"
+        row["seconds"] = time.perf_counter() - started
         tried.append(row)
         if verbose:
             print(
                 f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
-                f"{parameters:,} parameters, loss after init {score:.3f}"
+                f"{parameters:,} parameters, {said}"
             )
         if best is None or score < best[0]["score"]:
             best = (row, student, report)
@@ -285,6 +312,50 @@ def search(
         },
     }
     return student, record
+
+
+def _first_steps(teacher, windows, out_dir, budget, training):
+    """`search`'s `train_candidate` and `seen_rows` for `budget.search_steps`
+    (none for 0): each candidate trains the run's first steps, with its
+    recipe, in its own run folder `out_dir/search/candidate-N/`."""
+    if not budget.search_steps:
+        return {}
+    batches = text.Batches(*windows[0], batch_size=budget.batch_size, seed=budget.seed)
+    seen = {int(i) for step in range(budget.search_steps) for i in batches.rows(step)}
+
+    def train_candidate(index, student):
+        folder = os.path.join(out_dir, SEARCH_DIR, f"candidate-{index}")
+        os.makedirs(folder, exist_ok=True)
+        # The guided weights, which the chosen one's training starts from.
+        checkpoint.write_atomic(os.path.join(folder, INITIAL_FILE), student.save)
+        distill_lib.distill(
+            teacher,
+            student,
+            windows,
+            folder,
+            overwrite=True,
+            verbose=False,
+            stop_step=budget.search_steps,
+            **training,
+        )
+        return folder
+
+    return {"train_candidate": train_candidate, "seen_rows": seen}
+
+
+def _continue_from_search(out_dir, record):
+    """The chosen candidate's guided student; its checkpoint of the first
+    steps becomes the run's, and the search's folders go."""
+    folder = record["chosen"]["folder"]
+    student = keras.saving.load_model(os.path.join(folder, INITIAL_FILE))
+    target = checkpoint.checkpoint_dir(out_dir)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    shutil.copytree(checkpoint.checkpoint_dir(folder), target)
+    shutil.rmtree(os.path.join(out_dir, SEARCH_DIR))
+    for row in record["candidates"]:
+        row["folder"] = os.path.relpath(row["folder"], out_dir)
+    return student
 
 
 def _shardable(teacher, candidates):
@@ -387,6 +458,7 @@ def render(report):
     lines += _perplexity_rows(report.get("llama_perplexity"))
     lines += _gguf_types_rows(report)
     search = report["search"]
+    steps = search.get("search_steps", 0)
     devices = report.get("devices", 1)
     groups = devices // report.get("model_parallel", 1)
     how = (
@@ -407,20 +479,33 @@ def render(report):
         "",
         "## Shape",
         "",
-        "| candidate | parameters | loss after init | seconds |",
-        "|---|---|---|---|",
+        "| candidate | parameters | loss after init | "
+        + (f"after {steps} steps | " if steps else "")
+        + "seconds |",
+        "|---|---|---|" + ("---|" if steps else "") + "---|",
     ]
     for row in search["candidates"]:
         mark = " **(chosen)**" if row == search["chosen"] else ""
         described = ", ".join(f"{k}={v}" for k, v in row["sizes"].items())
+        scores = (
+            f"{row['score_after_init']:.3f} | {row['score']:.3f}"
+            if steps
+            else f"{row['score']:.3f}"
+        )
         lines.append(
-            f"| {described}{mark} | {row['parameters']:,} | "
-            f"{row['score']:.3f} | {row['seconds']:.1f} |"
+            f"| {described}{mark} | {row['parameters']:,} | {scores} | "
+            f"{row['seconds']:.1f} |"
         )
     lines += [
         "",
-        "The lowest cross-entropy right after guided initialization "
-        "(on training windows the calibration did not use) wins.",
+        (
+            f"The lowest cross-entropy after the run's first {steps} steps (on "
+            "training windows neither the calibration nor those steps used) "
+            "wins; the chosen student continues from them."
+            if steps
+            else "The lowest cross-entropy right after guided initialization "
+            "(on training windows the calibration did not use) wins."
+        ),
         "",
         "## Recipe",
         "",
@@ -646,6 +731,17 @@ def compress(
     )
     search_path = os.path.join(out_dir, SEARCH_FILE)
     initial_path = os.path.join(out_dir, INITIAL_FILE)
+    training = dict(
+        num_steps=budget.steps,
+        batch_size=budget.batch_size,
+        learning_rate=budget.learning_rate,
+        warmup_steps=budget.warmup_steps,
+        kd_options=budget.kd if budget.kd is not None else False,
+        checkpoint_every=budget.checkpoint_every,
+        seed=budget.seed,
+        eval_windows=max(1, eval_windows // 4) if eval_windows else None,
+        teacher_path=teacher_path,
+    )
     started = time.perf_counter()
     if resume and os.path.exists(search_path) and os.path.exists(initial_path):
         with open(search_path) as f:
@@ -668,7 +764,11 @@ def compress(
             max_candidates=max_candidates,
             guide_options=guide_options,
             verbose=verbose,
+            **_first_steps(teacher, windows, out_dir, budget, training),
         )
+        record["search_steps"] = budget.search_steps
+        if budget.search_steps:
+            student = _continue_from_search(out_dir, record)
         checkpoint.write_atomic(initial_path, student.save)
         checkpoint.write_json(search_path, record)
     seconds["calibration"] = record["calibration"]["seconds"]
@@ -679,7 +779,7 @@ def compress(
     finished = _finished_training(out_dir, verbose) if resume else None
     # Stored teacher targets alone (a run stopped while storing them) resume
     # too: their windows are not scored again.
-    resuming = resume and (
+    resuming = (resume or budget.search_steps > 0) and (
         os.path.exists(checkpoint.checkpoint_dir(out_dir))
         or os.path.exists(
             os.path.join(out_dir, teacher_targets.FOLDER, teacher_targets.MANIFEST)
@@ -691,18 +791,10 @@ def compress(
             student,
             windows,
             out_dir,
-            num_steps=budget.steps,
-            batch_size=budget.batch_size,
-            learning_rate=budget.learning_rate,
-            warmup_steps=budget.warmup_steps,
-            kd_options=budget.kd if budget.kd is not None else False,
-            checkpoint_every=budget.checkpoint_every,
-            seed=budget.seed,
             resume=resuming,
             overwrite=not resuming,
             verbose=verbose,
-            eval_windows=max(1, eval_windows // 4) if eval_windows else None,
-            teacher_path=teacher_path,
+            **training,
         )
         if not finished
         else finished

@@ -333,6 +333,7 @@ def distill(
     verbose=True,
     eval_windows=None,
     teacher_path=None,
+    stop_step=None,
 ):
     """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
 
@@ -369,12 +370,17 @@ def distill(
         eval_windows: evaluate on this many held-out windows, evenly spaced
             (default: all).
         teacher_path: the teacher's `.gguf` file, for targets from llama.cpp.
+        stop_step: stop after this step with a checkpoint there (a `resume`
+            continues it), writing no final file; `None` trains to
+            `num_steps`.
 
     Returns:
         dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
         `train_seconds`, `tokens`; with `top_k`, `teacher_top_k_seconds`
         (the time spent storing the targets, over every process of the run)
         and, with `targets_from`, `teacher_windows_scored` (by this process).
+        Stopped at `stop_step`: `{"stopped_at", "held_out_loss",
+        "train_seconds", "tokens"}`.
 
     Raises:
         ValueError: an option out of range, or an `out_dir` that cannot be
@@ -457,22 +463,39 @@ def distill(
     if found:
         checkpoint.restore_optimizer(found, optimizer, student.trainable_variables)
 
+    end = num_steps if stop_step is None else stop_step
+
     def save_checkpoint(step, _loss):
-        if step == start_step or step % checkpoint_every and step != num_steps:
+        if (
+            step == start_step
+            or step % checkpoint_every
+            and step
+            not in (
+                num_steps,
+                end,
+            )
+        ):
             return
         checkpoint.save(directory, student, optimizer, step, num_steps, settings)
 
     history = training.train(
         distiller,
         batches,
-        num_steps,
+        end,
         start_step=start_step,
         evaluate=lambda _: heldout_cross_entropy(student, held),
         eval_every=max(1, min(checkpoint_every, num_steps)),
         verbose=verbose,
-        label=f"Distilling {num_steps - start_step} steps",
+        label=f"Distilling {end - start_step} steps",
         on_eval=save_checkpoint,
     )
+    if end < num_steps:
+        return {
+            "stopped_at": end,
+            "held_out_loss": history["eval_loss"][-1],
+            "train_seconds": history["train_seconds"],
+            "tokens": history["tokens"],
+        }
     checkpoint.write_atomic(
         os.path.join(out_dir, STUDENT_FILE),
         student.save,

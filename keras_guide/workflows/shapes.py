@@ -239,13 +239,17 @@ def _width_sizes(dims, adapter, width):
     return {k: v for k, v in sizes.items() if k in adapter.config_keys}
 
 
-def candidate_shapes(teacher, target, max_candidates=5):
+def candidate_shapes(teacher, target, max_candidates=5, full_width=False):
     """Shapes of about `target` parameters, one per depth, widest first.
 
     Args:
         teacher: the teacher (KerasHub backbone or task model).
         target: the parameter count to stay within.
         max_candidates: how many to return (spread over depths).
+        full_width: also the teacher's full width at the most blocks within
+            `target` (ShortGPT's depth-only pruning), when that is a new
+            shape: it starts worst and trains fastest, so only a search that
+            trains candidates can judge it.
 
     Returns:
         A list of `Shape`s, each at most `target` parameters and at least
@@ -294,6 +298,17 @@ def candidate_shapes(teacher, target, max_candidates=5):
             f"{dims.vocabulary_size:,} x width). Ask for a larger --size."
         )
     if len(shapes) > max_candidates:
-        step = (len(shapes) - 1) / (max_candidates - 1)
+        step = (len(shapes) - 1) / max(1, max_candidates - 1)
         shapes = [shapes[round(i * step)] for i in range(max_candidates)]
+    if full_width:
+        sizes = _width_sizes(dims, adapter, dims.hidden_dim)
+        outside = counter.parameters(sizes, 0)
+        layers = min(
+            dims.num_layers - 1,
+            (target - outside) // max(1, counter.parameters(sizes, 1) - outside),
+        )
+        deep = {"num_layers": int(layers), **sizes}
+        if layers >= 1 and deep not in [s.sizes for s in shapes]:
+            shapes.append(Shape(deep, counter.parameters(sizes, int(layers))))
+            shapes.sort(key=lambda s: -s.sizes["num_layers"])
     return shapes

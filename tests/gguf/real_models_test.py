@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import pytest
 
+import keras_guide
+
 pytest.importorskip("gguf", reason="the GGUF importer needs `pip install gguf`")
 
 from keras_guide.gguf import load_gguf  # noqa: E402
@@ -108,3 +110,26 @@ def test_full_width_students_reproduce_the_real_teacher(real):
         keras_guide.guide(teacher, untied, projection="pca", norm="fold")
         error = _relative_error(logits(untied), expected)
         assert error < 1e-4, f"untied PCA student: {error:.3g}"  # measured 3.6e-6
+
+
+def test_a_training_search_adds_shortgpts_full_width_shape(real):
+    """At 53 % of SmolLM2 (ShortGPT's 12 whole blocks, 70,793,280
+    parameters), `compress --search-steps` also tries the teacher's full
+    width at the most blocks that fit; a search at initialization does not
+    (such shapes start worst)."""
+    from keras_guide.workflows import shapes
+
+    name, _, lm = real
+    if name != "smollm2":
+        pytest.skip("the README's teacher suffices for the candidate list")
+    plain = shapes.candidate_shapes(lm, 70_793_280, 2)
+    trained = shapes.candidate_shapes(lm, 70_793_280, 2, full_width=True)
+    added = [s for s in trained if s not in plain]
+    assert [(s.sizes["num_layers"], s.sizes["hidden_dim"]) for s in added] == [
+        (12, 576)
+    ]
+    assert (
+        added[0].parameters
+        == 70_793_280
+        == shapes.count_parameters(keras_guide.build_student(lm, **added[0].sizes))
+    )

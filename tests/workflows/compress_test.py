@@ -400,3 +400,80 @@ def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
     # Distillation settings without distillation.
     assert _run(workspace, tmp_path / "off", "--kd", "off", "--top-k", "8") == 2
     assert "--kd off trains without the teacher: --top-k" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="the search is a loop over distill runs (each backend's distill and "
+    "resume are tested elsewhere): the quickest backend suffices (passed on "
+    "TensorFlow too, 70 s there)",
+)
+def test_search_steps_compare_trained_candidates_and_the_chosen_continues(
+    workspace, tmp_path
+):
+    quick = [*QUICK, "--checkpoint-every", "1", "--candidates", "2"]
+    out = tmp_path / "searched"
+    code = cli.main(
+        [
+            "compress",
+            str(workspace / "teacher.gguf"),
+            "--size",
+            "80%",
+            "--text",
+            str(workspace / "train"),
+            "--eval",
+            str(workspace / "eval"),
+            "--out",
+            str(out),
+            *quick,
+            "--search-steps",
+            "2",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    search = report["search"]
+    assert search["search_steps"] == 2 and len(search["candidates"]) == 2
+    for row in search["candidates"]:
+        assert row["score"] < row["score_after_init"]  # the steps trained it
+    assert search["chosen"] == min(search["candidates"], key=lambda r: r["score"])
+    # The chosen candidate's two steps are the run's first two.
+    assert report["training"]["start_step"] == 2
+    assert not (out / compress.SEARCH_DIR).exists()
+    assert "after 2 steps" in (out / "report.md").read_text()
+    # The same student as a run of the chosen shape without the search.
+    sizes = ",".join(f"{k}={v}" for k, v in search["chosen"]["sizes"].items())
+    plain = tmp_path / "plain"
+    code = cli.main(
+        [
+            "compress",
+            str(workspace / "teacher.gguf"),
+            "--size",
+            sizes,
+            "--text",
+            str(workspace / "train"),
+            "--eval",
+            str(workspace / "eval"),
+            "--out",
+            str(plain),
+            *quick,
+        ]
+    )
+    assert code == 0
+    got = keras.saving.load_model(out / "student.keras").weights
+    want = keras.saving.load_model(plain / "student.keras").weights
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-6
+        )
+
+
+def test_search_steps_not_fewer_than_the_steps_are_refused(workspace, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    code = _run(workspace, out, "--search-steps", "4", "--overwrite")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--search-steps 4 must be fewer than the run's 4 steps" in err[0]
+    assert (out / "report.json").read_text() == "{}"
