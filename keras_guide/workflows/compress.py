@@ -1,10 +1,11 @@
 """`keras-guide compress`: a teacher and a size in, a smaller model out,
 measured against the teacher and written where the teacher ran.
 
-1. Shape: candidate shapes of about the target size (`shapes.py`), each
-   guided from one calibration pass of the teacher and scored by its
-   cross-entropy on a few training windows right after initialization; the
-   lowest wins (or the shape `--size` names).
+1. Shape (`search.py`): candidate shapes of about the target size
+   (`shapes.py`), each guided from one calibration pass of the teacher and
+   scored by its cross-entropy on a few training windows right after
+   initialization, or after the run's first steps; the lowest wins (or the
+   shape `--size` names).
 2. Recipe: data-aware GUIDE from calibration text taken from the training
    text (never the evaluation text), then distillation (`distill.py`:
    checkpoints, `--resume`, a warm-up then a cosine decay of the learning
@@ -12,7 +13,7 @@ measured against the teacher and written where the teacher ran.
 3. Report: teacher and student on held-out text (loss, perplexity, KL, top-1
    agreement), sizes, llama.cpp speed of both when written as GGUF, where
    the time went, a learning curve; `report.json`, `report.md`,
-   `curve.png`.
+   `curve.png` (`report.py`).
 4. The student as the teacher came: `student.gguf` for a `.gguf` teacher, a
    KerasHub preset folder otherwise, and always `student.keras`.
 
@@ -23,7 +24,6 @@ student) is written first, so a resumed run trains the same student.
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import keras
@@ -31,13 +31,6 @@ import numpy as np
 
 from keras_guide import _files
 from keras_guide import evaluation
-from keras_guide.adapters import backbone_of
-from keras_guide.distribution import check_sharding
-from keras_guide.distribution import paused_distribution
-from keras_guide.evaluation import heldout_cross_entropy
-from keras_guide.guide import build_student
-from keras_guide.guide import guide
-from keras_guide.guide import options as options_lib
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
@@ -45,14 +38,19 @@ from keras_guide.workflows import inputs
 from keras_guide.workflows import shapes as shapes_lib
 from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
+from keras_guide.workflows.report import CURVE_FILE
+from keras_guide.workflows.report import REPORT_FILE
+from keras_guide.workflows.report import REPORT_TEXT
+from keras_guide.workflows.report import plot
+from keras_guide.workflows.report import render  # noqa: F401 (the command's)
+from keras_guide.workflows.report import write_report
+from keras_guide.workflows.search import INITIAL_FILE
+from keras_guide.workflows.search import SEARCH_DIR
+from keras_guide.workflows.search import continue_from_search
+from keras_guide.workflows.search import first_steps
+from keras_guide.workflows.search import search
 
 SEARCH_FILE = "search.json"
-# Each candidate's run of the first steps (`--search-steps`), removed after.
-SEARCH_DIR = "search"
-INITIAL_FILE = "initial_student.keras"
-REPORT_FILE = "report.json"
-REPORT_TEXT = "report.md"
-CURVE_FILE = "curve.png"
 # The held-out text as one file: what `llama-perplexity -f` reads to give the
 # report's numbers again.
 HELD_OUT_TEXT = "heldout.txt"
@@ -182,426 +180,6 @@ def check_overlap(train, held, length=16, limit=0.05):
             "sees, or leave it out to hold back a share of --text."
         )
     return share
-
-
-def _calibration(train, tokens):
-    """The first windows of the training text holding `tokens` tokens."""
-    windows, mask = train
-    counts = np.cumsum(mask.sum(1))
-    rows = int(np.searchsorted(counts, tokens)) + 1
-    if counts[-1] < tokens:
-        raise ValueError(
-            f"The training text has {int(counts[-1])} tokens; calibration needs "
-            f"{tokens} (--calibration-tokens). Pass more --text or ask for fewer."
-        )
-    return windows[:rows], mask[:rows]
-
-
-def search(
-    teacher,
-    train,
-    target=None,
-    shape=None,
-    calibration_tokens=4096,
-    score_windows=8,
-    max_candidates=5,
-    guide_options=None,
-    verbose=True,
-    train_candidate=None,
-    seen_rows=(),
-):
-    """Chooses the student: candidates guided from one calibration pass and
-    scored on the training windows after the calibration ones.
-
-    `guide_options` are keyword arguments of `keras_guide.guide`: those left
-    out take the data-aware recipe; if none of them uses calibration text
-    (a data-free guide), the teacher is not run on it.
-
-    With `train_candidate`, a callable `(index, student) -> folder` that
-    trains a guided candidate in place (the run's first steps), candidates
-    are compared after it, on windows those steps did not see (`seen_rows`:
-    the indices of `train` they used); the loss right after initialization
-    is recorded too.
-
-    Returns:
-        `(student, record)`: the chosen, guided (or trained) student and what
-        was tried (`candidates` with sizes, parameters, score, seconds and,
-        when trained, `score_after_init` and `folder`; `chosen`;
-        `calibration` tokens and seconds).
-    """
-    from keras_guide import calibration as calibration_lib
-
-    guide_options = dict(guide_options or {})
-    calibrated = options_lib.takes_calibration(guide_options)
-    tokens, mask = _calibration(train, calibration_tokens)
-    kept = [i for i in range(len(tokens), len(train[0])) if i not in set(seen_rows)]
-    rest = train[0][kept], train[1][kept]
-    if len(rest[0]) < 1:
-        raise ValueError(
-            "The training text has no window left after the "
-            "calibration text to score candidates on."
-        )
-    backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
-    started = time.perf_counter()
-    batches = calibration_lib.calibration_batches(
-        tokens, list(backbone.input.keys()), backbone.vocabulary_size
-    )
-    stats = calibration_lib.collect_statistics(teacher, batches) if calibrated else None
-    calibration_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    if shape is not None:
-        counter = shapes_lib.count_parameters
-        candidates = [shape]
-    else:
-        # Shapes are read from models built off the mesh (a mesh of
-        # `ModelParallel` may not divide a reference model's sizes).
-        with paused_distribution():
-            candidates = shapes_lib.candidate_shapes(
-                teacher, target, max_candidates, full_width=train_candidate is not None
-            )
-    candidates = _shardable(teacher, candidates)
-    shape_seconds = time.perf_counter() - started
-    scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
-    tried, best = [], None
-    for candidate in candidates:
-        started = time.perf_counter()
-        given = not isinstance(candidate, shapes_lib.Shape)
-        sizes = candidate if given else candidate.sizes
-        student = build_student(teacher, **sizes)
-        report = guide(teacher, student, calibration=stats, **guide_options)
-        score = heldout_cross_entropy(student, scoring)
-        parameters = counter(student) if given else candidate.parameters
-        row = {
-            "sizes": dict(sizes),
-            "parameters": int(parameters),
-            "score": float(score),
-        }
-        said = f"loss after init {score:.3f}"
-        if train_candidate is not None:
-            row["folder"] = train_candidate(len(tried), student)
-            row["score_after_init"] = row["score"]
-            score = row["score"] = float(heldout_cross_entropy(student, scoring))
-            said += f", after its first steps {score:.3f}"
-        row["seconds"] = time.perf_counter() - started
-        tried.append(row)
-        if verbose:
-            print(
-                f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
-                f"{parameters:,} parameters, {said}"
-            )
-        if best is None or score < best[0]["score"]:
-            best = (row, student, report)
-        else:
-            del student
-    row, student, report = best
-    record = {
-        "candidates": tried,
-        "chosen": row,
-        "calibration": {
-            "tokens": int(stats.tokens) if calibrated else 0,
-            "seconds": calibration_seconds,
-        },
-        "shape_search_seconds": shape_seconds,
-        "score_windows": int(min(score_windows, len(rest[0]))),
-        "recipe": {
-            "guide": {
-                k: report.options[k]
-                for k in ("projection", "select", "layer_map", "norm", "rescale")
-            },
-            "guide_recipe": report.recipe,
-        },
-    }
-    return student, record
-
-
-def _first_steps(teacher, windows, out_dir, budget, training):
-    """`search`'s `train_candidate` and `seen_rows` for `budget.search_steps`
-    (none for 0): each candidate trains the run's first steps, with its
-    recipe, in its own run folder `out_dir/search/candidate-N/`."""
-    if not budget.search_steps:
-        return {}
-    batches = text.Batches(*windows[0], batch_size=budget.batch_size, seed=budget.seed)
-    seen = {int(i) for step in range(budget.search_steps) for i in batches.rows(step)}
-
-    def train_candidate(index, student):
-        folder = os.path.join(out_dir, SEARCH_DIR, f"candidate-{index}")
-        os.makedirs(folder, exist_ok=True)
-        # The guided weights, which the chosen one's training starts from.
-        checkpoint.write_atomic(os.path.join(folder, INITIAL_FILE), student.save)
-        distill_lib.distill(
-            teacher,
-            student,
-            windows,
-            folder,
-            overwrite=True,
-            verbose=False,
-            stop_step=budget.search_steps,
-            **training,
-        )
-        return folder
-
-    return {"train_candidate": train_candidate, "seen_rows": seen}
-
-
-def _continue_from_search(out_dir, record):
-    """The chosen candidate's guided student; its checkpoint of the first
-    steps becomes the run's, and the search's folders go."""
-    folder = record["chosen"]["folder"]
-    student = keras.saving.load_model(os.path.join(folder, INITIAL_FILE))
-    target = checkpoint.checkpoint_dir(out_dir)
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    shutil.copytree(checkpoint.checkpoint_dir(folder), target)
-    shutil.rmtree(os.path.join(out_dir, SEARCH_DIR))
-    for row in record["candidates"]:
-        row["folder"] = os.path.relpath(row["folder"], out_dir)
-    return student
-
-
-def _shardable(teacher, candidates):
-    """The candidates whose weights the active `ModelParallel` mesh divides
-    (all of them under any other distribution).
-
-    Raises:
-        ValueError: none is (the first one's reason, with the fix).
-    """
-    distribution = keras.distribution.distribution()
-    if not isinstance(distribution, keras.distribution.ModelParallel):
-        return candidates
-    kept, reason = [], None
-    for candidate in candidates:
-        sizes = (
-            candidate.sizes if isinstance(candidate, shapes_lib.Shape) else (candidate)
-        )
-        # The backbone alone: a task model cannot be built without memory.
-        with paused_distribution(), keras.StatelessScope():
-            plan = build_student(backbone_of(teacher), **sizes)
-        try:
-            check_sharding(distribution, {"student": plan})
-            kept.append(candidate)
-        except ValueError as error:
-            reason = reason or str(error)
-    if not kept:
-        raise ValueError(
-            f"No student shape of this size fits --model-parallel's mesh: {reason}"
-        )
-    return kept
-
-
-def _plot(history, teacher_loss, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(history["train_steps"], history["train_loss"], label="training loss")
-    axis.plot(
-        history["eval_steps"],
-        history["eval_loss"],
-        "o-",
-        label="held-out loss (student)",
-    )
-    axis.axhline(teacher_loss, color="k", linestyle="--", label="teacher, held out")
-    axis.set_xlabel("step")
-    axis.set_ylabel("cross-entropy (nats/token)")
-    axis.legend()
-    figure.tight_layout()
-    _files.write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
-    plt.close(figure)
-
-
-def _write_report(out_dir, report):
-    checkpoint.write_json(os.path.join(out_dir, REPORT_FILE), report)
-    _files.write_text(os.path.join(out_dir, REPORT_TEXT), render(report))
-
-
-def render(report):
-    """The report as Markdown."""
-    e = report["evaluation"]
-    lines = [
-        f"# {report['teacher'].get('name', report['teacher']['path'])} compressed",
-        "",
-        "| | teacher | student |",
-        "|---|---|---|",
-        f"| parameters | {report['teacher']['parameters']:,} | "
-        f"{report['student']['parameters']:,} "
-        f"({report['student']['parameters'] / report['teacher']['parameters']:.1%}) |",
-        f"| held-out loss (nats/token) | {e['teacher_loss']:.3f} | "
-        f"{e['student_loss']:.3f} |",
-        f"| perplexity | {e['teacher_perplexity']:.2f} | "
-        f"{e['student_perplexity']:.2f} |",
-        f"| KL(teacher ‖ student), nats/token | | {e['kl']:.3f} |",
-        f"| top-1 agreement with the teacher | | {e['top1_agreement']:.1%} |",
-    ]
-    speed = report.get("llama_cpp")
-    parity = (speed or {}).get("parity") or {}
-    if speed and "error" in speed:
-        lines.append(f"| llama.cpp speed | not measured: {speed['error']} | |")
-    elif speed:
-        t, s = speed["teacher"], speed["student"]
-        lines += [
-            f"| llama.cpp prompt tokens/s | {t['prompt_tokens_per_s']:.0f} | "
-            f"{s['prompt_tokens_per_s']:.0f} |",
-            f"| llama.cpp generated tokens/s | {t['generate_tokens_per_s']:.1f} | "
-            f"{s['generate_tokens_per_s']:.1f} |",
-            f"| llama.cpp peak memory (MiB) | {t['peak_rss_mib']:.0f} | "
-            f"{s['peak_rss_mib']:.0f} |",
-            f"| file (MiB) | {t['file_mib']:.0f} | {s['file_mib']:.0f} |",
-        ]
-    if "kl" in parity:
-        lines.append(
-            f"| the student's .gguf in llama.cpp vs the Keras student | | KL "
-            f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
-            f"({parity['tokens']} tokens) |"
-        )
-    lines += _perplexity_rows(report.get("llama_perplexity"))
-    lines += _gguf_types_rows(report)
-    search = report["search"]
-    steps = search.get("search_steps", 0)
-    devices = report.get("devices", 1)
-    groups = devices // report.get("model_parallel", 1)
-    how = (
-        f" (model parallel: keras.distribution.ModelParallel, each weight "
-        f"split over {devices // groups} of them and each batch over "
-        f"{groups} groups)"
-        if groups < devices
-        else " (data parallel: keras.distribution.DataParallel, each batch split "
-        "over them)"
-        if devices > 1
-        else ""
-    )
-    lines += [
-        "",
-        f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
-        "",
-        f"Devices: {devices}{how}",
-        "",
-        "## Shape",
-        "",
-        "| candidate | parameters | loss after init | "
-        + (f"after {steps} steps | " if steps else "")
-        + "seconds |",
-        "|---|---|---|" + ("---|" if steps else "") + "---|",
-    ]
-    for row in search["candidates"]:
-        mark = " **(chosen)**" if row == search["chosen"] else ""
-        described = ", ".join(f"{k}={v}" for k, v in row["sizes"].items())
-        scores = (
-            f"{row['score_after_init']:.3f} | {row['score']:.3f}"
-            if steps
-            else f"{row['score']:.3f}"
-        )
-        lines.append(
-            f"| {described}{mark} | {row['parameters']:,} | {scores} | "
-            f"{row['seconds']:.1f} |"
-        )
-    lines += [
-        "",
-        (
-            f"The lowest cross-entropy after the run's first {steps} steps (on "
-            "training windows neither the calibration nor those steps used) "
-            "wins; the chosen student continues from them."
-            if steps
-            else "The lowest cross-entropy right after guided initialization "
-            "(on training windows the calibration did not use) wins."
-        ),
-        "",
-        "## Recipe",
-        "",
-        "```",
-        json.dumps(report["recipe"], indent=1),
-        "```",
-        "",
-        "## Where the time went",
-        "",
-        "| stage | seconds | share |",
-        "|---|---|---|",
-    ]
-    total = sum(report["seconds"].values())
-    for stage, seconds in report["seconds"].items():
-        lines.append(f"| {stage} | {seconds:.1f} | {seconds / total:.1%} |")
-    lines += ["", "Outputs: " + ", ".join(report["outputs"]), ""]
-    return "\n".join(lines)
-
-
-def _gguf_types_rows(report):
-    """A table of the student's GGUF files where there are several: size,
-    llama.cpp speed and memory, and the protocol's figures at its first
-    context."""
-    speeds = report.get("llama_cpp") or {}
-    files = [name for name in speeds if name.startswith("student")]
-    if len(files) < 2:
-        return []
-    contexts = (report.get("llama_perplexity") or {}).get("contexts", {})
-    context, figures = next(
-        ((c, f) for c, f in contexts.items() if "skipped" not in f), (None, {})
-    )
-    lines = [
-        "",
-        "## The student's GGUF files",
-        "",
-        f"| file | MiB | prompt / generated tokens/s | peak MiB | PPL, KL from "
-        f"the teacher, same top p ({context}-token chunks) |",
-        "|---|---|---|---|---|",
-    ]
-    for name in files:
-        speed, f = speeds[name], figures.get(name)
-        quality = (
-            f"{f['perplexity']:.2f}, {f['vs_base']['kl']:.3f}, "
-            f"{f['vs_base']['same_top']:.1%}"
-            if f
-            else ""
-        )
-        label = "student.gguf" if name == "student" else f"{name}.gguf"
-        lines.append(
-            f"| {label} | {speed['file_mib']:.1f} | "
-            f"{speed['prompt_tokens_per_s']:.0f} / "
-            f"{speed['generate_tokens_per_s']:.1f} | "
-            f"{speed['peak_rss_mib']:.0f} | {quality} |"
-        )
-    return lines
-
-
-def _perplexity_rows(measured):
-    """The report's rows for `llama-perplexity`'s protocol."""
-    if not measured:
-        return []
-    if "error" in measured:
-        return [
-            f"| perplexity, llama-perplexity's protocol | not measured: "
-            f"{measured['error']} | |"
-        ]
-    where, lines, kl = measured["runtime"], [], None
-    for context, figures in measured["contexts"].items():
-        label = f"{where} perplexity, {int(context):,}-token chunks"
-        if "skipped" in figures:
-            lines.append(f"| {label} | not measured: {figures['skipped']} | |")
-            continue
-
-        def shown(f):
-            return (
-                f"{f['perplexity']:.2f} ± {f['perplexity_error']:.2f} "
-                f"({f['nll']:.3f} nats)"
-            )
-
-        lines.append(
-            f"| {label} | {shown(figures['teacher'])} | {shown(figures['student'])} |"
-        )
-        kl = kl or (context, figures)
-    if kl:
-        context, figures = kl
-        for name, f in figures.items():
-            if name == "teacher":
-                continue
-            k, what = f["vs_base"], name.replace("student", "the student", 1)
-            size = "" if name == "student" else f"; PPL {f['perplexity']:.2f}"
-            lines.append(
-                f"| {where} KL of {what} from the teacher, same top p "
-                f"({int(context):,}-token chunks) | | {k['kl']:.3f} ± "
-                f"{k['kl_error']:.3f}, {k['same_top']:.1%}{size} |"
-            )
-    return lines
 
 
 def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir, verbose):
@@ -764,11 +342,11 @@ def compress(
             max_candidates=max_candidates,
             guide_options=guide_options,
             verbose=verbose,
-            **_first_steps(teacher, windows, out_dir, budget, training),
+            **first_steps(teacher, windows, out_dir, budget, training),
         )
         record["search_steps"] = budget.search_steps
         if budget.search_steps:
-            student = _continue_from_search(out_dir, record)
+            student = continue_from_search(out_dir, record)
         checkpoint.write_atomic(initial_path, student.save)
         checkpoint.write_json(search_path, record)
     seconds["calibration"] = record["calibration"]["seconds"]
@@ -885,8 +463,8 @@ def compress(
         seconds["perplexity protocol"] = time.perf_counter() - started
     with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
         history = json.load(f)["history"]
-    _plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
-    _write_report(out_dir, report)
+    plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
+    write_report(out_dir, report)
     return report
 
 

@@ -1,0 +1,230 @@
+"""`compress`'s choice of the student's shape: candidates guided from one
+calibration pass of the teacher, compared right after initialization or
+after the run's first steps (`--search-steps`)."""
+
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from keras_guide.adapters import backbone_of
+from keras_guide.distribution import check_sharding
+from keras_guide.distribution import paused_distribution
+from keras_guide.evaluation import heldout_cross_entropy
+from keras_guide.guide import build_student
+from keras_guide.guide import guide
+from keras_guide.guide import options as options_lib
+from keras_guide.workflows import checkpoint
+from keras_guide.workflows import distill as distill_lib
+from keras_guide.workflows import shapes as shapes_lib
+from keras_guide.workflows import text
+
+# Each candidate's run of the first steps (`--search-steps`), removed after.
+SEARCH_DIR = "search"
+INITIAL_FILE = "initial_student.keras"
+
+
+def _calibration(train, tokens):
+    """The first windows of the training text holding `tokens` tokens."""
+    windows, mask = train
+    counts = np.cumsum(mask.sum(1))
+    rows = int(np.searchsorted(counts, tokens)) + 1
+    if counts[-1] < tokens:
+        raise ValueError(
+            f"The training text has {int(counts[-1])} tokens; calibration needs "
+            f"{tokens} (--calibration-tokens). Pass more --text or ask for fewer."
+        )
+    return windows[:rows], mask[:rows]
+
+
+def search(
+    teacher,
+    train,
+    target=None,
+    shape=None,
+    calibration_tokens=4096,
+    score_windows=8,
+    max_candidates=5,
+    guide_options=None,
+    verbose=True,
+    train_candidate=None,
+    seen_rows=(),
+):
+    """Chooses the student: candidates guided from one calibration pass and
+    scored on the training windows after the calibration ones.
+
+    `guide_options` are keyword arguments of `keras_guide.guide`: those left
+    out take the data-aware recipe; if none of them uses calibration text
+    (a data-free guide), the teacher is not run on it.
+
+    With `train_candidate`, a callable `(index, student) -> folder` that
+    trains a guided candidate in place (the run's first steps), candidates
+    are compared after it, on windows those steps did not see (`seen_rows`:
+    the indices of `train` they used); the loss right after initialization
+    is recorded too.
+
+    Returns:
+        `(student, record)`: the chosen, guided (or trained) student and what
+        was tried (`candidates` with sizes, parameters, score, seconds and,
+        when trained, `score_after_init` and `folder`; `chosen`;
+        `calibration` tokens and seconds).
+    """
+    from keras_guide import calibration as calibration_lib
+
+    guide_options = dict(guide_options or {})
+    calibrated = options_lib.takes_calibration(guide_options)
+    tokens, mask = _calibration(train, calibration_tokens)
+    kept = [i for i in range(len(tokens), len(train[0])) if i not in set(seen_rows)]
+    rest = train[0][kept], train[1][kept]
+    if len(rest[0]) < 1:
+        raise ValueError(
+            "The training text has no window left after the "
+            "calibration text to score candidates on."
+        )
+    backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
+    started = time.perf_counter()
+    batches = calibration_lib.calibration_batches(
+        tokens, list(backbone.input.keys()), backbone.vocabulary_size
+    )
+    stats = calibration_lib.collect_statistics(teacher, batches) if calibrated else None
+    calibration_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    if shape is not None:
+        counter = shapes_lib.count_parameters
+        candidates = [shape]
+    else:
+        # Shapes are read from models built off the mesh (a mesh of
+        # `ModelParallel` may not divide a reference model's sizes).
+        with paused_distribution():
+            candidates = shapes_lib.candidate_shapes(
+                teacher, target, max_candidates, full_width=train_candidate is not None
+            )
+    candidates = _shardable(teacher, candidates)
+    shape_seconds = time.perf_counter() - started
+    scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
+    tried, best = [], None
+    for candidate in candidates:
+        started = time.perf_counter()
+        given = not isinstance(candidate, shapes_lib.Shape)
+        sizes = candidate if given else candidate.sizes
+        student = build_student(teacher, **sizes)
+        report = guide(teacher, student, calibration=stats, **guide_options)
+        score = heldout_cross_entropy(student, scoring)
+        parameters = counter(student) if given else candidate.parameters
+        row = {
+            "sizes": dict(sizes),
+            "parameters": int(parameters),
+            "score": float(score),
+        }
+        said = f"loss after init {score:.3f}"
+        if train_candidate is not None:
+            row["folder"] = train_candidate(len(tried), student)
+            row["score_after_init"] = row["score"]
+            score = row["score"] = float(heldout_cross_entropy(student, scoring))
+            said += f", after its first steps {score:.3f}"
+        row["seconds"] = time.perf_counter() - started
+        tried.append(row)
+        if verbose:
+            print(
+                f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
+                f"{parameters:,} parameters, {said}"
+            )
+        if best is None or score < best[0]["score"]:
+            best = (row, student, report)
+        else:
+            del student
+    row, student, report = best
+    record = {
+        "candidates": tried,
+        "chosen": row,
+        "calibration": {
+            "tokens": int(stats.tokens) if calibrated else 0,
+            "seconds": calibration_seconds,
+        },
+        "shape_search_seconds": shape_seconds,
+        "score_windows": int(min(score_windows, len(rest[0]))),
+        "recipe": {
+            "guide": {
+                k: report.options[k]
+                for k in ("projection", "select", "layer_map", "norm", "rescale")
+            },
+            "guide_recipe": report.recipe,
+        },
+    }
+    return student, record
+
+
+def first_steps(teacher, windows, out_dir, budget, training):
+    """`search`'s `train_candidate` and `seen_rows` for `budget.search_steps`
+    (none for 0): each candidate trains the run's first steps, with its
+    recipe, in its own run folder `out_dir/search/candidate-N/`."""
+    if not budget.search_steps:
+        return {}
+    batches = text.Batches(*windows[0], batch_size=budget.batch_size, seed=budget.seed)
+    seen = {int(i) for step in range(budget.search_steps) for i in batches.rows(step)}
+
+    def train_candidate(index, student):
+        folder = os.path.join(out_dir, SEARCH_DIR, f"candidate-{index}")
+        os.makedirs(folder, exist_ok=True)
+        # The guided weights, which the chosen one's training starts from.
+        checkpoint.write_atomic(os.path.join(folder, INITIAL_FILE), student.save)
+        distill_lib.distill(
+            teacher,
+            student,
+            windows,
+            folder,
+            overwrite=True,
+            verbose=False,
+            stop_step=budget.search_steps,
+            **training,
+        )
+        return folder
+
+    return {"train_candidate": train_candidate, "seen_rows": seen}
+
+
+def continue_from_search(out_dir, record):
+    """The chosen candidate's guided student; its checkpoint of the first
+    steps becomes the run's, and the search's folders go."""
+    folder = record["chosen"]["folder"]
+    student = keras.saving.load_model(os.path.join(folder, INITIAL_FILE))
+    target = checkpoint.checkpoint_dir(out_dir)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    shutil.copytree(checkpoint.checkpoint_dir(folder), target)
+    shutil.rmtree(os.path.join(out_dir, SEARCH_DIR))
+    for row in record["candidates"]:
+        row["folder"] = os.path.relpath(row["folder"], out_dir)
+    return student
+
+
+def _shardable(teacher, candidates):
+    """The candidates whose weights the active `ModelParallel` mesh divides
+    (all of them under any other distribution).
+
+    Raises:
+        ValueError: none is (the first one's reason, with the fix).
+    """
+    distribution = keras.distribution.distribution()
+    if not isinstance(distribution, keras.distribution.ModelParallel):
+        return candidates
+    kept, reason = [], None
+    for candidate in candidates:
+        sizes = (
+            candidate.sizes if isinstance(candidate, shapes_lib.Shape) else (candidate)
+        )
+        # The backbone alone: a task model cannot be built without memory.
+        with paused_distribution(), keras.StatelessScope():
+            plan = build_student(backbone_of(teacher), **sizes)
+        try:
+            check_sharding(distribution, {"student": plan})
+            kept.append(candidate)
+        except ValueError as error:
+            reason = reason or str(error)
+    if not kept:
+        raise ValueError(
+            f"No student shape of this size fits --model-parallel's mesh: {reason}"
+        )
+    return kept
