@@ -13,10 +13,10 @@ def gap_closed(loss, baseline_loss, teacher_loss):
     0 at the baseline, 1 at the teacher, negative below the baseline.
 
     Args:
-        loss: `L`, the student's held-out loss.
-        baseline_loss: `L_base`, that of the same student trained from random
-            initialization.
-        teacher_loss: `L_teacher`.
+        loss: float. `L`, the student's held-out loss.
+        baseline_loss: float. `L_base`, that of the same student trained from
+            random initialization.
+        teacher_loss: float. `L_teacher`.
 
     Returns:
         A Python float; NaN when the teacher is not better than the baseline
@@ -43,13 +43,16 @@ class GapMonitor(keras.callbacks.Callback):
     `teacher_loss`) must be given.
 
     Args:
-        validation_data: `(x, y)` or `(x, y, sample_weight)` arrays, or an
-            iterable of such batches.
-        baseline_loss: `L_base`.
-        teacher: the teacher model; defaults to `model.teacher`.
-        teacher_loss: `L_teacher`, if already known (then the teacher is not
-            run).
-        batch_size: rows per call when `validation_data` holds arrays.
+        validation_data: tuple or iterable. `(x, y)` or `(x, y,
+            sample_weight)` arrays, or an iterable of such batches.
+        baseline_loss: float. `L_base`.
+        teacher: a `keras.Model` or None. The teacher model. Defaults to
+            `None` (`model.teacher`).
+        teacher_loss: float or None. `L_teacher`, if already known (then the
+            teacher is not run). Defaults to `None` (the teacher is evaluated
+            when training starts).
+        batch_size: int. Rows per call when `validation_data` holds arrays.
+            Defaults to `32`.
 
     Raises:
         ValueError: at training start, without a teacher or `teacher_loss`,

@@ -21,11 +21,12 @@ def scheduled_value(step, start, end, steps, kind="cosine"):
     at `end` (except `constant`).
 
     Args:
-        step: the training step, an integer `≥ 0`.
-        start: the value at step 0.
-        end: the value from step `steps` on.
-        steps: the length of the decay, a positive integer.
-        kind: `"constant"`, `"linear"` or `"cosine"`.
+        step: int. The training step, an integer `≥ 0`.
+        start: float. The value at step 0.
+        end: float. The value from step `steps` on.
+        steps: int. The length of the decay, a positive integer.
+        kind: str. `"constant"`, `"linear"` or `"cosine"`. Defaults to
+            `"cosine"`.
 
     Returns:
         A Python float.
@@ -67,12 +68,20 @@ class GuideSchedule(keras.callbacks.Callback):
     `keras.optimizers.schedules.LearningRateSchedule` qualifies).
 
     Args:
-        steps: the number of steps over which `(start, end)` pairs decay.
-        kind: `"constant"`, `"linear"` or `"cosine"`. Defaults to `"cosine"`.
-        guide_strength: schedule of `λ` for every `GuideRegularizer` of the
-            model (of `model.student` for a `Distiller`).
-        kd_weight: schedule of a `Distiller`'s KD weight (`β_kd`).
-        temperature: schedule of a `Distiller`'s temperature `τ` (`> 0`).
+        steps: int. The number of steps over which `(start, end)` pairs
+            decay.
+        kind: str. `"constant"`, `"linear"` or `"cosine"`. Defaults to
+            `"cosine"`.
+        guide_strength: float, `(start, end)` tuple, callable or None.
+            Schedule of `λ` for every `GuideRegularizer` of the model (of
+            `model.student` for a `Distiller`). Defaults to `None` (left
+            alone).
+        kd_weight: float, `(start, end)` tuple, callable or None. Schedule of
+            a `Distiller`'s KD weight (`β_kd`). Defaults to `None` (left
+            alone).
+        temperature: float, `(start, end)` tuple, callable or None. Schedule
+            of a `Distiller`'s temperature `τ` (`> 0`). Defaults to `None`
+            (left alone).
 
     Every value a schedule can take must be finite, `≥ 0` for
     `guide_strength` and `kd_weight` (a negative one pushes training away

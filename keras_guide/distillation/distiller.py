@@ -95,19 +95,20 @@ class Distiller(keras.Model):
     Args:
         teacher: a `keras.Model` returning logits `(..., V)`.
         student: a `keras.Model` returning logits `(..., V)` (same `V`).
-        distillation_losses: a `LogitsDistillation`, a `FeatureDistillation`
-            or any `DistillationLoss`, or a list of them (the
-            `keras.distillation` namesakes of the first two are accepted
-            too); at most one `LogitsDistillation`. Defaults to
-            `LogitsDistillation()` (`τ = 1`).
-        distillation_loss_weights: one weight per distillation loss. Defaults
-            to 1 each.
-        student_loss_weight: `α` in `[0, 1]`. Defaults to 0.5, so by default
-            `L = 0.5 · CE + 0.5 · τ² · KL`.
-        logits_chunk_tokens: how training computes `CE` and the KD term
-            over the vocabulary. Where both models end in a per-token head (a
-            KerasHub causal LM's output embedding, or a `Dense`), the terms
-            are computed from the models' last hidden states and heads a
+        distillation_losses: a `DistillationLoss`, a list of them, or None. A
+            `LogitsDistillation`, a `FeatureDistillation` or any
+            `DistillationLoss`, or a list of them (the `keras.distillation`
+            namesakes of the first two are accepted too); at most one
+            `LogitsDistillation`. Defaults to `None` (`LogitsDistillation()`,
+            `τ = 1`).
+        distillation_loss_weights: list of float, or None. One weight per
+            distillation loss. Defaults to `None` (1 each).
+        student_loss_weight: float. `α` in `[0, 1]`; with the default,
+            `L = 0.5 · CE + 0.5 · τ² · KL`. Defaults to `0.5`.
+        logits_chunk_tokens: int or None. How training computes `CE` and the
+            KD term over the vocabulary. Where both models end in a per-token
+            head (a KerasHub causal LM's output embedding, or a `Dense`), the
+            terms are computed from the models' last hidden states and heads a
             chunk of tokens at a time, with the same values and gradients to
             float round-off: on JAX no more than one chunk's logits exist at
             once (a 262,144-token vocabulary's batch of logits is 1 GiB per
@@ -115,8 +116,9 @@ class Distiller(keras.Model):
             once. None: chunks of about 2^24 logits; a positive number: that
             many tokens per chunk; 0: the whole batch's logits from the
             models' outputs. With `compile(loss=...)` or `metrics`, or an
-            offline teacher, the logits are made whole. Defaults to None.
-        name: the model name.
+            offline teacher, the logits are made whole. Defaults to `None`
+            (chunks of about 2^24 logits).
+        name: str. The model name. Defaults to `"distiller"`.
         **kwargs: passed to `keras.Model`.
 
     Raises:

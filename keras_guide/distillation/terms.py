@@ -101,14 +101,14 @@ class LogitsDistillation(DistillationLoss):
     change during `fit`.
 
     Args:
-        temperature: `τ > 0`. Defaults to 1.0: the teacher's own
+        temperature: float. `τ > 0`. The default, 1.0, is the teacher's own
             distribution, measured closer to the teacher than 2.0 at the
             same held-out loss on a real pretrained teacher (README,
             "Distillation on the real teacher"); higher values flatten a
-            large vocabulary's distribution.
-        loss: only `"kl_divergence"` (the default) is accepted, the loss the
-            method defines; the argument exists for `keras.distillation`
-            compatibility.
+            large vocabulary's distribution. Defaults to `1.0`.
+        loss: str. Only `"kl_divergence"` (the default) is accepted, the loss
+            the method defines; the argument exists for `keras.distillation`
+            compatibility. Defaults to `"kl_divergence"`.
 
     Raises:
         ValueError: for a non-positive temperature or another `loss`.
@@ -202,14 +202,16 @@ class FeatureDistillation(DistillationLoss):
     `min(d_S, d_T)` coordinates) and `b = 0`.
 
     Args:
-        loss: only `"mse"` (the default) is accepted.
-        teacher_layer_name: name of the teacher layer; `None` for the
-            teacher's output.
-        student_layer_name: name of the student layer; `None` for the
-            student's output.
-        projection: optional `(d_T, d_S)` matrix `M`, a
-            `keras_guide.initializers.Projection`, or a report with a `.projection`
-            (what `keras_guide.guide()` returns).
+        loss: str. Only `"mse"` (the default) is accepted. Defaults to
+            `"mse"`.
+        teacher_layer_name: str or None. Name of the teacher layer; `None` for
+            the teacher's output. Defaults to `None`.
+        student_layer_name: str or None. Name of the student layer; `None` for
+            the student's output. Defaults to `None`.
+        projection: array, `Projection`, report or None. Optional `(d_T, d_S)`
+            matrix `M`, a `keras_guide.initializers.Projection`, or a report
+            with a `.projection` (what `keras_guide.guide()` returns). Defaults
+            to `None` (no projection: `P` starts as the identity, `b = 0`).
 
     Raises:
         ValueError: for another `loss`, or a projection that is not 2-D.

@@ -74,16 +74,19 @@ def make_distribution(
     the mesh's `batch` axis.
 
     Args:
-        kind: `"data"` or `"model"`.
-        teacher: the teacher (KerasHub backbone or task model); needed for
-            `kind="model"`.
-        student: the student, same family; needed for `kind="model"`.
-        model_parallel: for `kind="model"`, the number of devices each weight
-            is split over; must divide the device count.
-        devices: device names (`keras.distribution.list_devices()` on JAX;
-            logical device names such as `"/cpu:0"` on TensorFlow). Defaults
-            to every accelerator (JAX: every device; TensorFlow: every GPU,
-            else every logical CPU).
+        kind: str. `"data"` or `"model"`.
+        teacher: a KerasHub backbone or task model, or None. The teacher;
+            needed for `kind="model"`. Defaults to `None`.
+        student: a KerasHub backbone or task model, or None. The student,
+            same family; needed for `kind="model"`. Defaults to `None`.
+        model_parallel: int or None. For `kind="model"`, the number of devices
+            each weight is split over; must divide the device count. Defaults
+            to `None` (data parallelism; `kind="model"` needs a number).
+        devices: list of str, or None. Device names
+            (`keras.distribution.list_devices()` on JAX; logical device names
+            such as `"/cpu:0"` on TensorFlow). Defaults to `None` (every
+            accelerator: JAX: every device; TensorFlow: every GPU, else every
+            logical CPU).
 
     Returns:
         A `keras.distribution.Distribution` (JAX) or a

@@ -122,14 +122,16 @@ def sharding_layouts(
     built for real inside `keras.distribution.ModelParallel(...).scope()`.
 
     Args:
-        teacher: a KerasHub backbone or task model (the GUIDE teacher).
-        student: a model of the same family (e.g. from
+        teacher: a `keras_hub.models.Backbone` or a KerasHub task model (the
+            GUIDE teacher).
+        student: a `keras.Model`. A model of the same family (e.g. from
             `keras_guide.build_student`).
         device_mesh: a `keras.distribution.DeviceMesh` whose axis names
             include `model_dim` and `batch_dim`.
-        model_dim: the mesh axis weights are split on.
-        batch_dim: the mesh axis data is split on (and, in the KerasHub
-            layouts, a second weight axis, FSDP-style).
+        model_dim: str. The mesh axis weights are split on. Defaults to
+            `"model"`.
+        batch_dim: str. The mesh axis data is split on (and, in the KerasHub
+            layouts, a second weight axis, FSDP-style). Defaults to `"batch"`.
 
     Returns:
         A `keras.distribution.LayoutMap` on `device_mesh`.
@@ -199,7 +201,8 @@ def check_sharding(layouts, models):
     Args:
         layouts: a `keras.distribution.LayoutMap`, or a distribution with
             `get_variable_layout` (`keras.distribution.ModelParallel`).
-        models: a dict `{role: model}`; `role` names the model in errors.
+        models: dict. `{role: model}`, each model a `keras.Model`; `role`
+            (str) names the model in errors.
 
     Raises:
         ValueError: naming the weight, its model, shape, layout and the mesh,

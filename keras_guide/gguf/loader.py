@@ -30,9 +30,10 @@ def load_gguf(path, dtype=None):
     dequantizes.
 
     Args:
-        path: the `.gguf` file.
-        dtype: the model's dtype policy (e.g. `"float32"`, `"bfloat16"`);
-            `None` for Keras' default.
+        path: str or path-like. The `.gguf` file.
+        dtype: str, `keras.DTypePolicy` or None. The model's dtype policy
+            (e.g. `"float32"`, `"bfloat16"`); `None` for Keras' default.
+            Defaults to `None`.
 
     Returns:
         A KerasHub `CausalLM` (task model) with `backbone` and `preprocessor`.

@@ -56,8 +56,8 @@ def save_gguf(
             `LlamaBackbone`/`Llama3Backbone` (llama.cpp's `llama`, which
             also runs SmolLM/SmolLM2) and `Gemma3Backbone` (text only), of
             any size `build_student` makes.
-        path: the `.gguf` file to write.
-        dtype: `"float32"`, `"float16"`, `"bfloat16"` (matrices; norm gains
+        path: str or path-like. The `.gguf` file to write.
+        dtype: str. `"float32"`, `"float16"`, `"bfloat16"` (matrices; norm gains
             stay float32), a quantization type the `gguf` package writes
             (`"q8_0"`, `"q4_0"`: every matrix in it), or one llama.cpp's
             quantizer writes (`"q6_k"`, `"q5_k_m"`, `"q4_k_m"`, ... :
@@ -65,18 +65,20 @@ def save_gguf(
             temporary name and quantized by `quantize_gguf` in a child
             process, with llama.cpp's mix of types and its fallback for
             matrices whose rows are not a multiple of 256 (32-wide types,
-            e.g. `Q5_0` for `Q4_K`; float16 below 32).
-        metadata_from: a GGUF file (usually the teacher's) whose tokenizer
-            (`tokenizer.*`: vocabulary, merges or scores, token types,
-            pre-tokenizer, special tokens, chat template) and context length
-            the file copies verbatim. `None` derives the tokenizer from the
-            model's preprocessor.
-        context_length: the context length llama.cpp is told; `None` takes
-            `metadata_from`'s, else 8192.
-        name: `general.name`; `None` uses the backbone's name.
-        overwrite: replace an existing `path`.
-        description: `general.description` (e.g. how the model was trained
-            and measured); `None` writes none.
+            e.g. `Q5_0` for `Q4_K`; float16 below 32). Defaults to
+            `"float32"`.
+        metadata_from: str, path-like or None. A GGUF file (usually the
+            teacher's) whose tokenizer (`tokenizer.*`: vocabulary, merges or
+            scores, token types, pre-tokenizer, special tokens, chat template)
+            and context length the file copies verbatim. `None` derives the
+            tokenizer from the model's preprocessor. Defaults to `None`.
+        context_length: int or None. The context length llama.cpp is told;
+            `None` takes `metadata_from`'s, else 8192. Defaults to `None`.
+        name: str or None. `general.name`; `None` uses the backbone's name.
+            Defaults to `None`.
+        overwrite: bool. Replace an existing `path`. Defaults to `False`.
+        description: str or None. `general.description` (e.g. how the model
+            was trained and measured); `None` writes none. Defaults to `None`.
 
     Returns:
         `path`.

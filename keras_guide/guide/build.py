@@ -14,15 +14,18 @@ def build_student(teacher, name=None, dtype=None, tie_embeddings=None, **sizes):
     a task model of the same class sharing the teacher's preprocessor.
 
     Args:
-        teacher: a KerasHub backbone or task model.
-        name: the student's name.
-        dtype: the student's dtype policy; `None` keeps the teacher's.
-        tie_embeddings: whether the student's output head is its token table;
-            `None` keeps the teacher's choice. An untied student of a tied
-            teacher gets the teacher's final norm gain folded into its own
-            head (exact; costs `V · d_S` parameters). Only for families that
-            have the option (Llama, Qwen, ...).
-        **sizes: the student's sizes.
+        teacher: a `keras_hub.models.Backbone` or a KerasHub task model.
+        name: str or None. The student's name. Defaults to `None` (the
+            teacher backbone's name with `"_student"` appended).
+        dtype: str, `keras.DTypePolicy` or None. The student's dtype policy;
+            `None` keeps the teacher's. Defaults to `None`.
+        tie_embeddings: bool or None. Whether the student's output head is its
+            token table; `None` keeps the teacher's choice. An untied student
+            of a tied teacher gets the teacher's final norm gain folded into
+            its own head (exact; costs `V · d_S` parameters). Only for
+            families that have the option (Llama, Qwen, ...). Defaults to
+            `None`.
+        **sizes: int. The student's sizes, by the generic names above.
 
     Returns:
         The student, built, of the teacher's class, trainable even when the

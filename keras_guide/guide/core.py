@@ -45,50 +45,58 @@ def guide(
     and its shape checked.
 
     Args:
-        teacher: a KerasHub backbone or task model (e.g. `GPT2CausalLM`).
-        student: a built model of the same family, no wider on any axis.
-        blocks: `"first"` (the paper: embeddings and the first block; the
+        teacher: a `keras_hub.models.Backbone` or a KerasHub task model (e.g.
+            `GPT2CausalLM`).
+        student: a `keras.Model`. A built model of the same family, no wider
+            on any axis.
+        blocks: str. `"first"` (the paper: embeddings and the first block; the
             other blocks keep their random initialization) or `"all"`.
-        layer_map: how student blocks pick teacher blocks: `"uniform"`,
-            `"first"`, `"importance"` (the blocks that change the stream
-            most on the calibration text, in order; needs `calibration`), or
-            a list of teacher block indices. Default `None`: `"importance"`
-            with `calibration`, else `"uniform"`.
-        projection: `"pca"` (GUIDE: the token table's principal directions),
-            `"activations"` (the principal directions of the residual stream
-            on the calibration text, every block boundary and token weighed
-            alike; needs `calibration`), `"channels"` (the `d_S` residual
-            channels with the most activation energy on the calibration text,
-            kept as they are: a selection, so a tied head's final gain stays
-            exact; needs `calibration`), `"select"` (identity columns at
-            uniformly selected indices: uniform weight selection, Xu et al.
-            2023), a `(d_T, d_S)` matrix / `Projection`, or `"auto"` (the
-            default): `"channels"` with `calibration`; without it `"pca"`,
+            Defaults to `"all"`.
+        layer_map: str, list of int or None. How student blocks pick teacher
+            blocks: `"uniform"`, `"first"`, `"importance"` (the blocks that
+            change the stream most on the calibration text, in order; needs
+            `calibration`), or a list of teacher block indices. Defaults to
+            `None` (`"importance"` with `calibration`, else `"uniform"`).
+        projection: str, array or `Projection`. `"pca"` (GUIDE: the token
+            table's principal directions), `"activations"` (the principal
+            directions of the residual stream on the calibration text, every
+            block boundary and token weighed alike; needs `calibration`),
+            `"channels"` (the `d_S` residual channels with the most activation
+            energy on the calibration text, kept as they are: a selection, so
+            a tied head's final gain stays exact; needs `calibration`),
+            `"select"` (identity columns at uniformly selected indices:
+            uniform weight selection, Xu et al. 2023), a `(d_T, d_S)` matrix /
+            `Projection`, or `"auto"` (the default): `"channels"` with
+            `calibration`; without it `"pca"`,
             except for post-norm encoders (BERT), whose stream carries
             elementwise norm gains that a rotation cannot (`"select"`). For
             LayerNorm families the PCA bases are built mean-preserving so the
-            fold stays exact.
-        center: centre the table before the PCA.
-        norm: `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
+            fold stays exact. Defaults to `"auto"`.
+        center: bool. Centre the table before the PCA. Defaults to `False`.
+        norm: str. `"diagonal"` (student gain `diag(Mᵀ diag(γ) M)`, readers
             plain: the closest per-coordinate gain, nothing moved into the
             readers), `"fold"` (exact: gains folded into readers, student
             gains 1; a full-width student reproduces its teacher only with
             it) or `"reset"` (student gains 1, nothing folded). The README
-            compares them.
-        rescale: apply the width ratios that keep magnitudes (`√(d_T/d_S)` on
-            unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on queries when
-            heads narrow). Uniform weight selection uses `False`.
-        token_weights: optional `(V,)` token frequencies for a weighted PCA.
-        regularize: `None`, or a strength `λ`: attach a `GuideRegularizer`
-            (one shared strength variable) to every guided weight, its target
-            the guided value.
-        select: how heads, key/value groups and MLP neurons are kept:
-            `"uniform"` (the paper's rule, the same indices in every block)
-            or `"importance"` (per block, the units that write the most
+            compares them. Defaults to `"diagonal"`.
+        rescale: bool. Apply the width ratios that keep magnitudes
+            (`√(d_T/d_S)` on unfolded norms and Gemma's table, `√(ℓ_T/ℓ_S)` on
+            queries when heads narrow). Uniform weight selection uses `False`.
+            Defaults to `True`.
+        token_weights: array or None. Optional `(V,)` token frequencies for a
+            weighted PCA. Defaults to `None` (every token weighs alike).
+        regularize: float or None. `None`, or a strength `λ`: attach a
+            `GuideRegularizer` (one shared strength variable) to every guided
+            weight, its target the guided value. Defaults to `None` (no
+            regularizer).
+        select: str or None. How heads, key/value groups and MLP neurons are
+            kept: `"uniform"` (the paper's rule, the same indices in every
+            block) or `"importance"` (per block, the units that write the most
             energy into the stream on the calibration text; needs
-            `calibration`). Default `None`: `"importance"` with
-            `calibration`, else `"uniform"`.
-        calibration: text for the data-aware choices: token ids of shape
+            `calibration`). Defaults to `None` (`"importance"` with
+            `calibration`, else `"uniform"`).
+        calibration: array, batches, `ActivationStatistics` or None. Text for
+            the data-aware choices: token ids of shape
             `(sequences, length)`, or batches of them (arrays, input dicts,
             `(x, y)` tuples, a `tf.data.Dataset`); see
             `keras_guide.calibration.calibration_batches`. The teacher runs
@@ -98,7 +106,8 @@ def guide(
             students from one pass. Given alone, it applies the data-aware
             recipe (`DATA_AWARE`: channels, importance units, importance
             block map); options set explicitly are kept, and the report says
-            what was chosen.
+            what was chosen. Defaults to `None` (the data-free recipe, no
+            teacher pass).
 
     Returns:
         A `GuideReport`.
@@ -417,6 +426,11 @@ def weight_selection(teacher, student):
     stream included), blocks taken first-N, norms selected, no rescaling.
     Equivalent to `guide(teacher, student, blocks="all", layer_map="first",
     projection="select", norm="diagonal", rescale=False)`.
+
+    Args:
+        teacher: a `keras_hub.models.Backbone` or a KerasHub task model.
+        student: a `keras.Model`. A built model of the same family, no wider
+            on any axis.
 
     Returns:
         A `GuideReport`.

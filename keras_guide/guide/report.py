@@ -31,19 +31,23 @@ class GuideReport:
     """How every student weight was set.
 
     Attributes:
-        family: the adapter's family name.
-        projection: the `Projection` `M` used for the residual stream.
-        layer_map: teacher block index of each guided student block.
-        entries: one `ReportRow` per student weight, guided ones first in
-            the adapter's order.
-        options: the options `guide` ran with.
-        calibration: `None`, or what the calibration pass measured: `tokens`,
-            `seconds`, and `block_change` (per teacher block).
-        selections: the heads, key/value heads and neurons each guided
-            student block kept, by teacher index (`{student block: {"heads":
-            [...], "kv_heads": [...], "neurons": [...]}}`).
-        recipe: `"data-aware"` (calibration given) or `"data-free"`: which
-            defaults the options left unset took.
+        family: str. The adapter's family name.
+        projection: a `Projection`. The `M` used for the residual stream.
+        layer_map: list of int. Teacher block index of each guided student
+            block.
+        entries: list of `ReportRow`. One per student weight, guided ones
+            first in the adapter's order.
+        options: dict. The options `guide` ran with.
+        calibration: dict or None. `None`, or what the calibration pass
+            measured: `tokens`, `seconds`, and `block_change` (per teacher
+            block). Defaults to `None` (no calibration pass).
+        selections: dict or None. The heads, key/value heads and neurons each
+            guided student block kept, by teacher index (`{student block:
+            {"heads": [...], "kv_heads": [...], "neurons": [...]}}`). Defaults
+            to `None` (none recorded).
+        recipe: str. `"data-aware"` (calibration given) or `"data-free"`:
+            which defaults the options left unset took. Defaults to
+            `"data-free"`.
     """
 
     family: str

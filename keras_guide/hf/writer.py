@@ -61,18 +61,19 @@ def save_hf(
             `LlamaBackbone`/`Llama3Backbone` (`LlamaForCausalLM`, which also
             runs SmolLM/SmolLM2) and the text-only `Gemma3Backbone`
             (`Gemma3ForCausalLM`), of any size `build_student` makes.
-        folder: the folder to write.
-        metadata_from: a GGUF file (usually the teacher's) whose tokenizer
-            (vocabulary, merges or scores, token types, pre-tokenizer,
-            special tokens, chat template) and context length the folder
-            takes. `None` takes the model's own tokenizer. Defaults to None.
-        overwrite: replace an existing `folder` (once the new one is
-            complete). Defaults to False.
-        dtype: the weights' type in `model.safetensors`: `"float32"`,
+        folder: str or path-like. The folder to write.
+        metadata_from: str, path-like or None. A GGUF file (usually the
+            teacher's) whose tokenizer (vocabulary, merges or scores, token
+            types, pre-tokenizer, special tokens, chat template) and context
+            length the folder takes. `None` takes the model's own tokenizer.
+            Defaults to `None`.
+        overwrite: bool. Replace an existing `folder` (once the new one is
+            complete). Defaults to `False`.
+        dtype: str. The weights' type in `model.safetensors`: `"float32"`,
             `"float16"` or `"bfloat16"`. Defaults to `"float32"`.
-        context_length: `max_position_embeddings` and the tokenizer's
-            `model_max_length`; `None` takes `metadata_from`'s, else 8192.
-            Defaults to None.
+        context_length: int or None. `max_position_embeddings` and the
+            tokenizer's `model_max_length`; `None` takes `metadata_from`'s,
+            else 8192. Defaults to `None`.
 
     Returns:
         `folder`.

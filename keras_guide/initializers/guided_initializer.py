@@ -185,13 +185,22 @@ class GuidedInitializer(keras.initializers.Initializer):
     teacher (its saved weights then overwrite the fallback values).
 
     Args:
-        teacher: the teacher weight (Keras variable or array), or `None`.
-        project: `{axis: M}` residual-stream axes and their projection.
-        select: `{axis: "uniform" | "first" | indices}`.
-        gains: `{axis: γ}` norm gains to fold into this (reading) weight.
-        scale: final multiplier, e.g. `√(d_T/d_S)` after a folded norm.
-        fallback: the initializer used when there is no teacher.
-        name: the teacher weight's name, for error messages and reports.
+        teacher: a `keras.Variable`, array or None. The teacher weight (Keras
+            variable or array), or `None`. Defaults to `None` (no teacher: the
+            `fallback` initializes).
+        project: dict or None. `{axis: M}` residual-stream axes and their
+            projection. Defaults to `None` (no axis projected).
+        select: dict or None. `{axis: "uniform" | "first" | indices}`.
+            Defaults to `None` (no axis selected).
+        gains: dict or None. `{axis: γ}` norm gains to fold into this
+            (reading) weight. Defaults to `None` (no gain folded).
+        scale: float. Final multiplier, e.g. `√(d_T/d_S)` after a folded norm.
+            Defaults to `1.0`.
+        fallback: str or `keras.initializers.Initializer`. The initializer
+            used when there is no teacher. Defaults to `"glorot_uniform"`.
+        name: str or None. The teacher weight's name, for error messages and
+            reports. Defaults to `None` (the teacher variable's `path`, else
+            `"teacher weight"`).
 
     Example:
     >>> import numpy as np, keras

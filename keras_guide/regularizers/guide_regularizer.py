@@ -36,9 +36,11 @@ class GuideRegularizer(keras.regularizers.Regularizer):
     call `track_guide_state`.
 
     Args:
-        target: the target weight `W*` (array or Keras variable), or `None`
-            for a regularizer that adds nothing (what a reload gives).
-        strength: `λ`, a float or a shared scalar `keras.Variable`.
+        target: array, `keras.Variable` or None. The target weight `W*`
+            (array or Keras variable), or `None` for a regularizer that adds
+            nothing (what a reload gives).
+        strength: float or a scalar `keras.Variable`. `λ`, a float or a
+            shared scalar `keras.Variable`. Defaults to `1e-2`.
 
     Example:
     >>> import numpy as np, keras
@@ -176,6 +178,10 @@ def track_guide_state(model):
 
 def set_guide_strength(model, value):
     """Sets `λ` of every guide regularizer of `model`, also during a `fit`.
+
+    Args:
+        model: a `keras.Model` whose weights carry `GuideRegularizer`s.
+        value: float. The new strength `λ`, finite and ≥ 0.
 
     Raises:
         ValueError: if `value` is negative, NaN or infinite.
