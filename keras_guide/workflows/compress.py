@@ -31,6 +31,7 @@ import numpy as np
 
 from keras_guide import _files
 from keras_guide import evaluation
+from keras_guide.distribution import processes
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
@@ -418,6 +419,7 @@ def compress(
         "held_out": held_out,
         "devices": int(devices),
         "model_parallel": int(model_parallel),
+        "processes": processes.process_count(),
         "search": record,
         "recipe": {
             **record["recipe"],

@@ -98,7 +98,12 @@ def render(report):
         "",
         f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
         "",
-        f"Devices: {devices}{how}",
+        f"Devices: {devices}{how}"
+        + (
+            f", in {report['processes']} processes (keras.distribution.initialize)"
+            if report.get("processes", 1) > 1
+            else ""
+        ),
         "",
         "## Shape",
         "",

@@ -52,6 +52,9 @@ def test_four_devices_and_a_resume_by_two_processes_give_the_one_device_student(
     )
     assert processes["scratch_left"] == []
     assert processes["out_files"].count("report.json") == 1
+    assert runs["runs"]["resumed"]["devices_line"].endswith(
+        ", in 2 processes (keras.distribution.initialize)"
+    )
     assert "run.json" in processes["out_files"]
     placed = runs["placed"]
     # Every weight of teacher and student replicated over the run's devices.
