@@ -1,7 +1,9 @@
 """`keras-guide compress`: a checkpoint and a size to a trained, measured
 student (or a ladder of them), on one device, several, or several processes."""
 
+import argparse
 import contextlib
+import math
 import os
 import time
 
@@ -99,6 +101,23 @@ def add_parser(commands):
         type=POSITIVE_INT,
         default=5,
         help="student shapes scored, default 5",
+    )
+    compress.add_argument(
+        "--max-memory",
+        type=_mebibytes,
+        default=None,
+        metavar="SIZE",
+        help="the most memory (e.g. 300MiB, 1.5GiB) a llama.cpp process running "
+        "the student may take, measured here on each candidate's .gguf; needs a "
+        ".gguf teacher",
+    )
+    compress.add_argument(
+        "--min-speedup",
+        type=POSITIVE,
+        default=None,
+        metavar="X",
+        help="the least generation speed of the student over the teacher's in "
+        "llama.cpp (e.g. 3), measured here on each candidate's .gguf",
     )
     compress.add_argument(
         "--search-steps",
@@ -283,6 +302,62 @@ def _check_compress_folders(args):
         )
 
 
+_UNITS = {"kib": 2**-10, "k": 2**-10, "mib": 1.0, "m": 1.0, "gib": 2**10, "g": 2**10}
+
+
+def _mebibytes(text):
+    """An argparse type: `300MiB`, `1.5GiB`, `300M` as MiB (a bare number:
+    MiB)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match and (match.group(2).lower() or "mib")
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"must be a size such as 300MiB or 1.5GiB. Received: {text!r}"
+        )
+    value = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0. Received: {text!r}")
+    return value
+
+
+def _limits(args, teacher_path):
+    """The `search.RuntimeLimits` of `--max-memory` / `--min-speedup`, or
+    `None`."""
+    if args.max_memory is None and args.min_speedup is None:
+        return None
+    from keras_guide.workflows.search import RuntimeLimits
+
+    return RuntimeLimits(
+        teacher_path,
+        args.gguf_dtype[0],
+        max_memory_mib=args.max_memory,
+        min_speedup=args.min_speedup,
+    )
+
+
+def _check_limits(args):
+    """`--max-memory` and `--min-speedup` are measured by llama.cpp on .gguf
+    files: a .gguf teacher and llama.cpp are needed."""
+    if args.max_memory is None and args.min_speedup is None:
+        return
+    from keras_guide.gguf import runtime
+
+    given = "--max-memory" if args.max_memory is not None else "--min-speedup"
+    if not str(inputs.resolve_model(args.teacher)).endswith(".gguf"):
+        raise UsageError(
+            f"{given} is measured by llama.cpp on the student's .gguf file, which "
+            "a .gguf teacher gives; pass the teacher as a .gguf file, or drop it. "
+            f"Received: TEACHER {args.teacher}"
+        )
+    if not runtime.available():
+        raise UsageError(
+            f"{given} is measured by llama.cpp, which is not installed here: "
+            "pip install llama-cpp-python (see the README), or drop it."
+        )
+
+
 def _steps(args):
     """The run's optimizer steps: `--tokens` over the tokens of a step, or
     `--steps`."""
@@ -316,6 +391,7 @@ def _compress_checks(args):
         for name in ("temperature", "student_loss_weight", "top_k", "targets_from")
         if getattr(args, name) is not None
     ]
+    _check_limits(args)
     steps = _steps(args)
     if args.search_steps >= steps:
         raise UsageError(
@@ -406,6 +482,8 @@ def run(args):
                 kd,
                 import_seconds=0.0 if rungs else import_seconds,
                 teacher_name=teacher_path if rungs else args.teacher,
+                # Measured against the first teacher at every rung.
+                limits=_limits(args, inputs.resolve_model(args.teacher)),
             )
             first = first or {
                 **report["teacher"],
@@ -440,7 +518,7 @@ def _student_file(report, folder):
 
 
 def _compress_rung(
-    args, teacher, teacher_path, size, out, kd, import_seconds, teacher_name
+    args, teacher, teacher_path, size, out, kd, import_seconds, teacher_name, limits
 ):
     """One `compress` run of `teacher` at `size` into `out`; the report."""
     from keras_guide.workflows import compress as compress_lib
@@ -483,4 +561,5 @@ def _compress_rung(
         eval_windows=max(1, args.eval_tokens // args.sequence_length),
         devices=args.devices,
         model_parallel=args.model_parallel,
+        limits=limits,
     )

@@ -431,6 +431,7 @@ def compress_settings(
     max_candidates,
     guide_options,
     eval_windows,
+    limits=None,
 ):
     """Every setting that shapes a `compress` run's result, as JSON values.
 
@@ -440,8 +441,8 @@ def compress_settings(
             tokenizer and the sequence length).
         target, shape: the size asked for (a parameter count, or sizes).
         budget: the run's `compress.Budget`.
-        calibration_tokens, max_candidates, guide_options, eval_windows:
-            `compress`'s arguments of those names.
+        calibration_tokens, max_candidates, guide_options, eval_windows,
+            limits: `compress`'s arguments of those names.
 
     Returns:
         A dict keyed as `same_run` names the settings.
@@ -478,6 +479,7 @@ def compress_settings(
                 **(
                     {"search_steps": budget.search_steps} if budget.search_steps else {}
                 ),
+                **({"runtime_limits": limits.describe()} if limits is not None else {}),
                 "candidates": int(max_candidates),
                 "calibration_tokens": int(calibration_tokens),
                 "eval_windows": eval_windows,

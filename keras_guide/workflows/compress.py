@@ -249,6 +249,7 @@ def compress(
     verbose=True,
     devices=1,
     model_parallel=1,
+    limits=None,
 ):
     """The whole run; see the module docstring.
 
@@ -285,6 +286,8 @@ def compress(
             Defaults to 1.
         model_parallel: how many of the `devices` each weight is split over
             (the caller's `ModelParallel`), for the report. Defaults to 1.
+        limits: a `search.RuntimeLimits` the student's `.gguf` must meet in
+            llama.cpp, or `None`. Defaults to `None`.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
@@ -306,6 +309,7 @@ def compress(
             max_candidates,
             guide_options,
             eval_windows,
+            limits,
         ),
     )
     search_path = os.path.join(out_dir, SEARCH_FILE)
@@ -344,6 +348,7 @@ def compress(
             guide_options=guide_options,
             verbose=verbose,
             **first_steps(teacher, windows, out_dir, budget, training),
+            limits=limits,
         )
         record["search_steps"] = budget.search_steps
         if budget.search_steps:

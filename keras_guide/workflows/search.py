@@ -51,6 +51,7 @@ def search(
     verbose=True,
     train_candidate=None,
     seen_rows=(),
+    limits=None,
 ):
     """Chooses the student: candidates guided from one calibration pass and
     scored on the training windows after the calibration ones.
@@ -64,6 +65,9 @@ def search(
     are compared after it, on windows those steps did not see (`seen_rows`:
     the indices of `train` they used); the loss right after initialization
     is recorded too.
+
+    With `limits` (`RuntimeLimits`), only candidates whose `.gguf` meets them
+    in llama.cpp are guided and compared.
 
     Returns:
         `(student, record)`: the chosen, guided (or trained) student and what
@@ -102,6 +106,9 @@ def search(
                 teacher, target, max_candidates, full_width=train_candidate is not None
             )
     candidates = _shardable(teacher, candidates)
+    measured = []
+    if limits is not None:
+        candidates, measured = limits.keep(teacher, candidates)
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
     tried, best = [], None
@@ -144,6 +151,7 @@ def search(
             "seconds": calibration_seconds,
         },
         "shape_search_seconds": shape_seconds,
+        **({"runtime_limits": measured} if limits is not None else {}),
         "score_windows": int(min(score_windows, len(rest[0]))),
         "recipe": {
             "guide": {
@@ -228,3 +236,99 @@ def _shardable(teacher, candidates):
             f"No student shape of this size fits --model-parallel's mesh: {reason}"
         )
     return kept
+
+
+class RuntimeLimits:
+    """`--max-memory` and `--min-speedup`, measured by llama.cpp on each
+    candidate's `.gguf` (written untrained: a file's speed and memory do not
+    depend on its values) against the teacher's file, on this machine.
+
+    Args:
+        teacher_path: str. The teacher's `.gguf` file.
+        gguf_dtype: str. The type the student's file will have (the first of
+            `--gguf-dtype`): speed and memory depend on it.
+        max_memory_mib: float or None. The most peak resident memory, in MiB,
+            of a llama.cpp process running the student. Defaults to `None`
+            (no limit).
+        min_speedup: float or None. The least ratio of the student's
+            generation speed to the teacher's. Defaults to `None` (no limit).
+    """
+
+    def __init__(self, teacher_path, gguf_dtype, max_memory_mib=None, min_speedup=None):
+        self.teacher_path = teacher_path
+        self.gguf_dtype = gguf_dtype
+        self.max_memory_mib = max_memory_mib
+        self.min_speedup = min_speedup
+
+    def _excess(self, row):
+        """How far a measured candidate is from the limits (1 or less: met)."""
+        ratios = [1.0]
+        if self.max_memory_mib is not None:
+            ratios.append(row["peak_rss_mib"] / self.max_memory_mib)
+        if self.min_speedup is not None:
+            ratios.append(self.min_speedup / max(row["speedup"], 1e-9))
+        return max(ratios)
+
+    def describe(self):
+        given = []
+        if self.max_memory_mib is not None:
+            given.append(f"--max-memory {self.max_memory_mib:g} MiB")
+        if self.min_speedup is not None:
+            given.append(f"--min-speedup {self.min_speedup:g}")
+        return " and ".join(given)
+
+    def keep(self, teacher, candidates):
+        """`(kept, measured)`: the candidates that meet the limits, and each
+        candidate's measurement (`sizes`, `peak_rss_mib`,
+        `generate_tokens_per_s`, `speedup`, `file_mib`, `meets`).
+
+        Raises:
+            ValueError: none meets them (naming the closest and its numbers).
+        """
+        import tempfile
+
+        from keras_guide.gguf import runtime
+        from keras_guide.workflows import export as export_lib
+
+        teacher_speed = runtime.speed(self.teacher_path)["generate_tokens_per_s"]
+        kept, measured = [], []
+        with tempfile.TemporaryDirectory(prefix="keras-guide-candidate-") as folder:
+            for index, candidate in enumerate(candidates):
+                sizes = (
+                    candidate.sizes
+                    if isinstance(candidate, shapes_lib.Shape)
+                    else (candidate)
+                )
+                with paused_distribution():
+                    student = build_student(teacher, **sizes)
+                    written = export_lib.export(
+                        student,
+                        os.path.join(folder, f"candidate-{index}"),
+                        ["gguf"],
+                        gguf_dtype=self.gguf_dtype,
+                        metadata_from=self.teacher_path,
+                    )
+                del student
+                speed = runtime.speed(written["gguf"])
+                row = {
+                    "sizes": dict(sizes),
+                    "peak_rss_mib": speed["peak_rss_mib"],
+                    "generate_tokens_per_s": speed["generate_tokens_per_s"],
+                    "speedup": speed["generate_tokens_per_s"] / teacher_speed,
+                    "file_mib": speed["file_mib"],
+                }
+                row["meets"] = self._excess(row) <= 1.0
+                measured.append(row)
+                if row["meets"]:
+                    kept.append(candidate)
+        if not kept:
+            closest = min(measured, key=self._excess)
+            raise ValueError(
+                f"No candidate student meets {self.describe()} in llama.cpp "
+                "here: the closest, "
+                f"{shapes_lib.Shape(closest['sizes'], 0).describe()}, takes "
+                f"{closest['peak_rss_mib']:.0f} MiB and generates "
+                f"{closest['speedup']:.2f}x the teacher's tokens/s. Ask for a "
+                "smaller --size, a smaller --gguf-dtype, or looser limits."
+            )
+        return kept, measured

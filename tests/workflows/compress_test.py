@@ -477,3 +477,83 @@ def test_search_steps_not_fewer_than_the_steps_are_refused(workspace, tmp_path, 
     assert code == 2 and len(err) == 1, err
     assert "--search-steps 4 must be fewer than the run's 4 steps" in err[0]
     assert (out / "report.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="llama.cpp measures the candidates' files in child processes; the "
+    "quickest backend suffices",
+)
+def test_runtime_limits_keep_the_candidates_llama_cpp_measures_within_them(
+    workspace, tmp_path, capsys
+):
+    from keras_guide.gguf import runtime
+
+    if not runtime.available():
+        pytest.skip("llama.cpp (llama-cpp-python) is not installed")
+    # Impossible: refused before training, naming the closest candidate.
+    refused = tmp_path / "refused"
+    capsys.readouterr()
+    code = _run(workspace, refused, "--max-memory", "1MiB", "--candidates", "2")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "No candidate student meets --max-memory 1 MiB in llama.cpp" in err[0]
+    assert "the closest, num_layers=" in err[0] and "MiB and generates" in err[0]
+    assert not (refused / "checkpoint").exists()
+    assert not (refused / "student.keras").exists()
+    # Loose: every candidate measured, the chosen one among those that meet.
+    out = tmp_path / "out"
+    code = _run(
+        workspace,
+        out,
+        "--max-memory",
+        "64GiB",
+        "--min-speedup",
+        "0.01",
+        "--candidates",
+        "2",
+    )
+    assert code == 0
+    search = json.loads((out / "report.json").read_text())["search"]
+    measured = search["runtime_limits"]
+    assert measured and all(row["meets"] for row in measured)
+    for row in measured:
+        assert row["peak_rss_mib"] > 1 and row["speedup"] > 0.01
+    assert search["chosen"]["sizes"] in [row["sizes"] for row in measured]
+
+
+def test_runtime_limits_need_a_gguf_teacher(tmp_path, capsys):
+    code = cli.main(
+        [
+            "compress",
+            "demo",
+            "--text",
+            "shakespeare:train",
+            "--out",
+            str(tmp_path / "out"),
+            "--min-speedup",
+            "2",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--min-speedup is measured by llama.cpp on the student's .gguf" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ["0MiB", "lots", "3TiB"])
+def test_max_memory_must_be_a_size(tmp_path, capsys, text):
+    with pytest.raises(SystemExit):
+        cli.main(
+            [
+                "compress",
+                "demo",
+                "--text",
+                "shakespeare:train",
+                "--out",
+                str(tmp_path / "out"),
+                "--max-memory",
+                text,
+            ]
+        )
+    assert "--max-memory: must be" in capsys.readouterr().err
