@@ -39,6 +39,8 @@ def workspace(tmp_path_factory):
 
 
 def _run(workspace, out, *extra):
+    """`compress` of the tiny teacher to 50 % (a later `--size` in `extra`
+    wins)."""
     return cli.main(
         [
             "compress",
@@ -411,25 +413,9 @@ def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
 def test_search_steps_compare_trained_candidates_and_the_chosen_continues(
     workspace, tmp_path
 ):
-    quick = [*QUICK, "--checkpoint-every", "1", "--candidates", "2"]
+    quick = ["--checkpoint-every", "1", "--candidates", "2", "--size"]
     out = tmp_path / "searched"
-    code = cli.main(
-        [
-            "compress",
-            str(workspace / "teacher.gguf"),
-            "--size",
-            "80%",
-            "--text",
-            str(workspace / "train"),
-            "--eval",
-            str(workspace / "eval"),
-            "--out",
-            str(out),
-            *quick,
-            "--search-steps",
-            "2",
-        ]
-    )
+    code = _run(workspace, out, *quick, "80%", "--search-steps", "2")
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     search = report["search"]
@@ -444,21 +430,7 @@ def test_search_steps_compare_trained_candidates_and_the_chosen_continues(
     # The same student as a run of the chosen shape without the search.
     sizes = ",".join(f"{k}={v}" for k, v in search["chosen"]["sizes"].items())
     plain = tmp_path / "plain"
-    code = cli.main(
-        [
-            "compress",
-            str(workspace / "teacher.gguf"),
-            "--size",
-            sizes,
-            "--text",
-            str(workspace / "train"),
-            "--eval",
-            str(workspace / "eval"),
-            "--out",
-            str(plain),
-            *quick,
-        ]
-    )
+    code = _run(workspace, plain, *quick, sizes)
     assert code == 0
     got = keras.saving.load_model(out / "student.keras").weights
     want = keras.saving.load_model(plain / "student.keras").weights

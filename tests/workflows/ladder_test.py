@@ -21,23 +21,9 @@ from keras_guide.workflows import compress  # noqa: E402
 from keras_guide.workflows import ladder  # noqa: E402
 from tests.harness.workspace import file_hashes  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
+from tests.workflows.compress_test import QUICK as COMPRESS_QUICK  # noqa: E402
 
-QUICK = [
-    "--steps",
-    "4",
-    "--batch-size",
-    "4",
-    "--sequence-length",
-    "16",
-    "--calibration-tokens",
-    "256",
-    "--checkpoint-every",
-    "2",
-    "--candidates",
-    "2",
-    "--eval-tokens",
-    "64",
-]
+QUICK = [*COMPRESS_QUICK, "--candidates", "2", "--eval-tokens", "64"]
 
 
 @pytest.fixture(scope="module")
