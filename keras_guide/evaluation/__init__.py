@@ -3,8 +3,8 @@
 - `scores`: held-out cross-entropy (every table's number), logits,
   perplexity of one text, a student against its teacher.
 - `harness` (imported on its own: it needs the `eval` extra, lm-eval):
-  `KerasLM`, an lm-evaluation-harness model over a Keras causal LM, and
-  `evaluate_tasks`, lm-eval tasks scored on it.
+  `evaluate_tasks`, lm-eval tasks scored on a Keras causal LM through
+  `KerasLM` (`keras_lm`), an lm-evaluation-harness model over it.
 """
 
 from keras_guide.evaluation.scores import compare

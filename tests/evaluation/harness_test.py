@@ -19,6 +19,7 @@ from lm_eval.api.instance import Instance
 
 import keras_guide
 from keras_guide.evaluation import harness
+from keras_guide.evaluation import keras_lm
 from keras_guide.gguf import LlamaCppTokenizer
 from keras_guide.gguf.reader import GGUFFile
 from keras_guide.workflows import text as text_lib
@@ -116,7 +117,7 @@ class Reference:
         if not ids:
             return ""
         out = self.model.preprocessor.tokenizer.detokenize(np.asarray(ids, "int32"))
-        return harness._text(out)
+        return keras_lm._text(out)
 
     def generate(self, context, until, steps):
         until = until + [self.decode([self.end])]
