@@ -14,6 +14,10 @@ KerasHub 0.32's blocks normalize by the head width whatever the backbone's
 from keras_guide.gguf.gemma3 import keras_query_scale
 from keras_guide.gguf.gemma3 import text_only_unsupported
 from keras_guide.hf.llama import check_heads
+from keras_guide.hf.llama import mlp_tensors
+
+# transformers' MLP projection → KerasHub's Gemma 3 dense layer.
+_MLP = {"gate_proj": "ffw_gating", "up_proj": "ffw_gating_2", "down_proj": "ffw_linear"}
 
 
 def _rope(blocks, sliding):
@@ -123,10 +127,5 @@ def tensors(read, backbone):
         # Keras (heads, ℓ, d) → (d, heads·ℓ).
         kernel = read(k + "attention/attention_output/kernel")
         yield (t + "self_attn.o_proj.weight", kernel.transpose(2, 0, 1).reshape(d, -1))
-        for keras_name, name in (
-            ("ffw_gating", "gate_proj"),
-            ("ffw_gating_2", "up_proj"),
-            ("ffw_linear", "down_proj"),
-        ):
-            yield t + f"mlp.{name}.weight", read(k + keras_name + "/kernel").T
+        yield from mlp_tensors(read, k, t, _MLP)
     yield "model.norm.weight", read("final_normalization/scale")

@@ -7,6 +7,13 @@ RoPE scaling (`rope_position_scaling_factor`) is `transformers`' `linear`
 rope type, its Llama 3.1 frequency adjustment the `llama3` type.
 """
 
+# transformers' MLP projection → KerasHub's Llama dense layer.
+_MLP = {
+    "gate_proj": "feedforward_gate_dense",
+    "up_proj": "feedforward_intermediate_dense",
+    "down_proj": "feedforward_output_dense",
+}
+
 
 def check_heads(backbone, family="Llama", why="its head width is hidden_dim / heads"):
     """Refuses a backbone whose width does not split into its query heads.
@@ -28,6 +35,27 @@ def check_heads(backbone, family="Llama", why="its head width is hidden_dim / he
             f"({why}); save this model as a KerasHub preset instead. Received: "
             f"hidden_dim={d}, num_query_heads={h}"
         )
+
+
+def mlp_tensors(read, keras_block, hf_block, layers):
+    """Yields a block's gated MLP as `transformers`' `mlp.*_proj.weight`.
+
+    Shared with `keras_guide.hf.gemma3`.
+
+    Args:
+        read: callable. `read(keras weight path)` → the weight as a NumPy
+            array.
+        keras_block: str. The block's Keras weight path prefix
+            (`transformer_layer_0/`).
+        hf_block: str. The block's `transformers` name prefix
+            (`model.layers.0.`).
+        layers: dict. `{"gate_proj", "up_proj", "down_proj"}` → the Keras
+            dense layer of each.
+    """
+    for name, keras_name in layers.items():
+        # A Keras kernel (in, out) is a PyTorch weight (out, in).
+        kernel = read(keras_block + keras_name + "/kernel")
+        yield hf_block + f"mlp.{name}.weight", kernel.T
 
 
 def config(backbone, context_length):
@@ -105,12 +133,7 @@ def tensors(read, backbone):
             t + "self_attn.o_proj.weight",
             read(a + "attention_output/kernel").reshape(-1, d).T,
         )
-        for keras_name, name in (
-            ("feedforward_gate_dense", "gate_proj"),
-            ("feedforward_intermediate_dense", "up_proj"),
-            ("feedforward_output_dense", "down_proj"),
-        ):
-            yield t + f"mlp.{name}.weight", read(k + keras_name + "/kernel").T
+        yield from mlp_tensors(read, k, t, _MLP)
     yield "model.norm.weight", read("sequence_output_layernorm/scale")
     if not backbone.token_embedding.tie_weights:
         yield "lm_head.weight", read("token_embedding/reverse_embeddings").T

@@ -70,26 +70,22 @@ def _pre_tokenizer_name(pre_tokenizer, ignore_merges):
     return None
 
 
-def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
-    """The GGUF `tokenizer.*` keys a `tokenizer.json` written as `save_hf`
-    writes it stands for, or `None` for any other.
-
-    The inverse of `keras_guide.hf.tokenizer.files`: added tokens are control
-    tokens (special) or user-defined ones; a SentencePiece token's score is
-    minus the rank of the first merge that makes it.
-    """
-    model = tokenizer_json.get("model") or {}
-    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
-        return None
-    vocab = model["vocab"]
+def _vocabulary_tokens(vocab):
+    """The tokens of a `{token: id}` vocabulary in id order, or `None` where
+    the ids are not `0 .. len - 1` each once."""
     tokens = [None] * len(vocab)
     for token, index in vocab.items():
         if not 0 <= index < len(tokens) or tokens[index] is not None:
             return None
         tokens[index] = token
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    return tokens
+
+
+def _token_types(tokenizer_json, tokens, unknown):
+    """GGUF token types from `added_tokens` (special: control or unknown;
+    others user-defined; the rest normal), or `None` where an added token is
+    not the vocabulary's."""
     types = [1] * len(tokens)
-    unknown = model.get("unk_token")
     for added in tokenizer_json.get("added_tokens", []):
         index = added["id"]
         if not 0 <= index < len(tokens) or tokens[index] != added["content"]:
@@ -101,52 +97,61 @@ def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
             if added["content"] == unknown
             else _CONTROL
         )
-    meta = {"tokenizer.ggml.tokens": tokens}
-    normalizer = tokenizer_json.get("normalizer") or {}
-    if model.get("byte_fallback") or normalizer.get("type") == "Sequence":
-        steps = normalizer.get("normalizers", [])
-        if not steps or steps[-1] != {
-            "type": "Replace",
-            "pattern": {"String": " "},
-            "content": "▁",
-        }:
-            return None
-        scores = [0.0] * len(tokens)
-        made = set()
-        for rank, merge in enumerate(merges):
-            token = merge.replace(" ", "", 1)
-            if token in vocab and token not in made:
-                made.add(token)
-                scores[vocab[token]] = -float(rank + 1)
-        for index, token in enumerate(tokens):
-            if (
-                len(token) == 6
-                and token.startswith("<0x")
-                and token.endswith(">")
-                and types[index] == 1
-            ):
-                types[index] = _BYTE
-        meta.update(
-            {
-                "tokenizer.ggml.model": "llama",
-                "tokenizer.ggml.scores": scores,
-                "tokenizer.ggml.add_space_prefix": steps[0].get("type") == "Prepend",
-            }
-        )
-    else:
-        pre = _pre_tokenizer_name(
-            tokenizer_json.get("pre_tokenizer"), model.get("ignore_merges")
-        )
-        if pre is None:
-            return None
-        meta.update(
-            {
-                "tokenizer.ggml.model": "gpt2",
-                "tokenizer.ggml.pre": pre,
-                "tokenizer.ggml.merges": merges,
-            }
-        )
-    meta["tokenizer.ggml.token_type"] = types
+    return types
+
+
+def _sentencepiece_keys(normalizer, vocab, tokens, types, merges):
+    """The `tokenizer.ggml.*` keys of a SentencePiece vocabulary (marking its
+    `<0xNN>` tokens as bytes in `types`), or `None` for a normalizer
+    `save_hf` does not write."""
+    steps = normalizer.get("normalizers", [])
+    if not steps or steps[-1] != {
+        "type": "Replace",
+        "pattern": {"String": " "},
+        "content": "▁",
+    }:
+        return None
+    scores = [0.0] * len(tokens)
+    made = set()
+    for rank, merge in enumerate(merges):
+        token = merge.replace(" ", "", 1)
+        if token in vocab and token not in made:
+            made.add(token)
+            scores[vocab[token]] = -float(rank + 1)
+    for index, token in enumerate(tokens):
+        if (
+            len(token) == 6
+            and token.startswith("<0x")
+            and token.endswith(">")
+            and types[index] == 1
+        ):
+            types[index] = _BYTE
+    return {
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.scores": scores,
+        "tokenizer.ggml.add_space_prefix": steps[0].get("type") == "Prepend",
+    }
+
+
+def _byte_level_keys(tokenizer_json, model, merges):
+    """The `tokenizer.ggml.*` keys of a byte-level BPE vocabulary, or `None`
+    for a pre-tokenizer llama.cpp does not name."""
+    pre = _pre_tokenizer_name(
+        tokenizer_json.get("pre_tokenizer"), model.get("ignore_merges")
+    )
+    if pre is None:
+        return None
+    return {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": pre,
+        "tokenizer.ggml.merges": merges,
+    }
+
+
+def _config_keys(tokenizer_config, vocab):
+    """The special token ids, whether the start and end tokens are added, and
+    the chat template, from `tokenizer_config.json`."""
+    meta = {}
     for name, key in (
         ("bos", "bos_token"),
         ("eos", "eos_token"),
@@ -166,6 +171,45 @@ def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
     )
     if tokenizer_config.get("chat_template"):
         meta["tokenizer.chat_template"] = tokenizer_config["chat_template"]
+    return meta
+
+
+def gguf_tokenizer_metadata(tokenizer_json, tokenizer_config):
+    """The GGUF `tokenizer.*` keys a `tokenizer.json` written as `save_hf`
+    writes it stands for, or `None` for any other.
+
+    The inverse of `keras_guide.hf.tokenizer.files`: added tokens are control
+    tokens (special) or user-defined ones; a SentencePiece token's score is
+    minus the rank of the first merge that makes it.
+
+    Args:
+        tokenizer_json: dict. The parsed `tokenizer.json`.
+        tokenizer_config: dict. The parsed `tokenizer_config.json`.
+
+    Returns:
+        `{key: value}`, or `None` for a tokenizer `save_hf` does not write.
+    """
+    model = tokenizer_json.get("model") or {}
+    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        return None
+    vocab = model["vocab"]
+    tokens = _vocabulary_tokens(vocab)
+    if tokens is None:
+        return None
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    types = _token_types(tokenizer_json, tokens, model.get("unk_token"))
+    if types is None:
+        return None
+    normalizer = tokenizer_json.get("normalizer") or {}
+    if model.get("byte_fallback") or normalizer.get("type") == "Sequence":
+        keys = _sentencepiece_keys(normalizer, vocab, tokens, types, merges)
+    else:
+        keys = _byte_level_keys(tokenizer_json, model, merges)
+    if keys is None:
+        return None
+    meta = {"tokenizer.ggml.tokens": tokens, **keys}
+    meta["tokenizer.ggml.token_type"] = types
+    meta.update(_config_keys(tokenizer_config, vocab))
     return meta
 
 

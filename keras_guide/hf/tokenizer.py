@@ -218,23 +218,13 @@ def _post_processor(bos, eos, add_bos, add_eos):
     }
 
 
-def files(meta, context_length):
-    """`tokenizer.json`, `tokenizer_config.json` and the special token ids.
-
-    Args:
-        meta: `{key: value}` of a GGUF file's `tokenizer.*` keys.
-        context_length: the model's context (`model_max_length`).
-
-    Returns:
-        `(tokenizer_json, tokenizer_config, special_ids)`: two dicts to write
-        as JSON, and `{"bos_token_id", "eos_token_id", "pad_token_id",
-        "stop_token_ids"}` for the model and generation configs; the stop
-        tokens are the end, end-of-turn and end-of-message tokens the file
-        names, and the control tokens llama.cpp ends generation at by their
-        text (`END_OF_TURN`), so `generate` stops where llama.cpp does.
+def _vocabulary(meta):
+    """`(kind, tokens, types, vocab)` of a GGUF vocabulary these files can
+    express: its tokenizer model, tokens, token types and `{token: id}`.
 
     Raises:
-        TokenizerError: a vocabulary these files cannot express.
+        TokenizerError: another tokenizer model, a token type count that is
+            not the token count, or a token listed twice.
     """
     kind = meta.get("tokenizer.ggml.model")
     if kind not in ("gpt2", "llama"):
@@ -255,9 +245,16 @@ def files(meta, context_length):
             f"The vocabulary repeats the token {repeated!r}; tokenizer.json maps "
             "each token to one id."
         )
-    bos, eos = _token(meta, tokens, "bos"), _token(meta, tokens, "eos")
-    pad, unk = _token(meta, tokens, "padding"), _token(meta, tokens, "unknown")
-    ends = [_token(meta, tokens, name)[0] for name in ("eos", "eot", "eom")]
+    return kind, tokens, types, vocab
+
+
+def _added_ends(meta, kind, bos, eos):
+    """`(add_bos, add_eos)`: whether sequences open with the start token and
+    close with the end token (llama.cpp's defaults where the file is silent).
+
+    Raises:
+        TokenizerError: a token is added that the vocabulary does not name.
+    """
     add_bos = meta.get("tokenizer.ggml.add_bos_token")
     if add_bos is None:  # llama.cpp's defaults, as `LlamaCppTokenizer.from_gguf`
         pre = meta.get("tokenizer.ggml.pre") or "default"
@@ -270,6 +267,44 @@ def files(meta, context_length):
                 f"The vocabulary adds a {name} token it does not name "
                 f"(`tokenizer.ggml.{name}_token_id`)."
             )
+    return add_bos, add_eos
+
+
+def _stop_ids(meta, tokens, types, vocab):
+    """The ids generation stops at: the end, end-of-turn and end-of-message
+    tokens the file names, then the control tokens of `END_OF_TURN`."""
+    ends = [_token(meta, tokens, name)[0] for name in ("eos", "eot", "eom")]
+    stops = [i for i in ends if i is not None] + [
+        i
+        for i in (vocab.get(t) for t in END_OF_TURN)
+        if i is not None and types[i] == _CONTROL
+    ]
+    return list(dict.fromkeys(stops))
+
+
+def files(meta, context_length):
+    """`tokenizer.json`, `tokenizer_config.json` and the special token ids.
+
+    Args:
+        meta: dict. `{key: value}` of a GGUF file's `tokenizer.*` keys.
+        context_length: int. The model's context (`model_max_length`).
+
+    Returns:
+        `(tokenizer_json, tokenizer_config, special_ids)`: two dicts to write
+        as JSON, and `{"bos_token_id", "eos_token_id", "pad_token_id",
+        "stop_token_ids"}` for the model and generation configs; the stop
+        tokens are the end, end-of-turn and end-of-message tokens the file
+        names, and the control tokens llama.cpp ends generation at by their
+        text (`END_OF_TURN`), so `generate` stops where llama.cpp does.
+
+    Raises:
+        TokenizerError: a vocabulary these files cannot express.
+    """
+    kind, tokens, types, vocab = _vocabulary(meta)
+    bos, eos = _token(meta, tokens, "bos"), _token(meta, tokens, "eos")
+    pad, unk = _token(meta, tokens, "padding"), _token(meta, tokens, "unknown")
+    stops = _stop_ids(meta, tokens, types, vocab)
+    add_bos, add_eos = _added_ends(meta, kind, bos, eos)
     if kind == "gpt2":
         pipeline = _bpe_model(meta, tokens, vocab)
     else:
@@ -302,15 +337,10 @@ def files(meta, context_length):
     template = meta.get("tokenizer.chat_template")
     if template:
         config["chat_template"] = template
-    stops = [i for i in ends if i is not None] + [
-        i
-        for i in (vocab.get(t) for t in END_OF_TURN)
-        if i is not None and types[i] == _CONTROL
-    ]
     special_ids = {
         "bos_token_id": bos[0],
         "eos_token_id": eos[0],
         "pad_token_id": pad[0],
-        "stop_token_ids": list(dict.fromkeys(stops)),
+        "stop_token_ids": stops,
     }
     return tokenizer_json, config, special_ids

@@ -89,6 +89,32 @@ def save_hf(
     from keras_guide.adapters import backbone_of
     from keras_guide.gguf import writer as gguf_writer
 
+    folder = _check_target(folder, overwrite, dtype)
+    backbone = backbone_of(model)
+    arch, family = _family(backbone)
+    documents = _documents(
+        model, backbone, arch, family, metadata_from, context_length, dtype
+    )
+    variables = {v.path: v for v in backbone.weights}
+
+    def read(path):
+        return gguf_writer.weight_values(variables[path], "transformers", ValueError)
+
+    _write_folder(
+        folder,
+        documents,
+        lambda path: _write_safetensors(path, family.tensors(read, backbone), dtype),
+    )
+    return folder
+
+
+def _check_target(folder, overwrite, dtype):
+    """`folder` as a string, once it and `dtype` are checked.
+
+    Raises:
+        ValueError: an unknown `dtype`, `folder` exists without `overwrite`,
+            or it is a file.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
     folder = os.fspath(folder)
@@ -98,7 +124,15 @@ def save_hf(
         raise ValueError(
             f"`{folder}` is a file; a Hugging Face checkpoint is a folder."
         )
-    backbone = backbone_of(model)
+    return folder
+
+
+def _family(backbone):
+    """`(GGUF architecture, module)` of the backbone's family (`FAMILIES`).
+
+    Raises:
+        ValueError: a backbone class `save_hf` does not write.
+    """
     kind = type(backbone).__name__
     if kind not in FAMILIES:
         raise ValueError(
@@ -106,7 +140,15 @@ def save_hf(
             f"and Gemma3ForCausalLM); this model is a {kind}. Save it with "
             "`model.save_to_preset(folder)` instead."
         )
-    arch, family = FAMILIES[kind]
+    return FAMILIES[kind]
+
+
+def _documents(model, backbone, arch, family, metadata_from, context_length, dtype):
+    """The folder's JSON files: `{file name: document}` for `config.json`,
+    `generation_config.json`, `tokenizer.json` and `tokenizer_config.json`
+    (`save_hf`'s arguments)."""
+    from keras_guide.gguf import writer as gguf_writer
+
     source = None
     if metadata_from is not None:
         from keras_guide.gguf.reader import GGUFFile
@@ -135,23 +177,12 @@ def save_hf(
     }
     config.update(token_ids, dtype=dtype)
     generation = {**token_ids, "do_sample": False}
-    documents = {
+    return {
         "config.json": config,
         "generation_config.json": generation,
         "tokenizer.json": tokenizer_json,
         "tokenizer_config.json": tokenizer_config,
     }
-    variables = {v.path: v for v in backbone.weights}
-
-    def read(path):
-        return gguf_writer.weight_values(variables[path], "transformers", ValueError)
-
-    _write_folder(
-        folder,
-        documents,
-        lambda path: _write_safetensors(path, family.tensors(read, backbone), dtype),
-    )
-    return folder
 
 
 def _encode(name, value, dtype):
