@@ -105,8 +105,8 @@ def quantize_gguf(source, path, dtype, overwrite=False, threads=None):
     if os.path.exists(path) and not overwrite:
         raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
     f = GGUFFile(source)
-    floats = {"F32", "F16", "BF16"}
-    quantized = sorted({f.tensor_type(name) for name in f.tensor_names} - floats)
+    found = {f.tensor_type(name) for name in f.tensor_names}
+    quantized = sorted(found - dtypes_lib.FLOAT_TENSOR_TYPES)
     if quantized:
         raise GGUFError(
             f"`{source}` holds {', '.join(quantized)} tensors; llama.cpp quantizes "

@@ -285,9 +285,9 @@ def _tensor_type(gguf, name, value, dtype):
     kinds = gguf.GGMLQuantizationType
     if value.ndim == 1 or dtype == "float32":
         return kinds.F32, value.astype(np.float32)
-    kind = getattr(kinds, dtypes_lib.TYPES[dtype].tensor_type)
-    block = gguf.GGML_QUANT_SIZES[kind][0]
-    if value.shape[-1] % block:
+    kind_of_file = dtypes_lib.TYPES[dtype]
+    kind = getattr(kinds, kind_of_file.tensor_type)
+    if value.shape[-1] % kind_of_file.block:
         kind = kinds.F16
     if kind == kinds.F16:
         check_float16_range(name, value)
@@ -338,7 +338,7 @@ def _write(tmp, arch, name, dtype, meta, tokenizer_meta, tensors, description=No
         writer.add_file_type(
             int(getattr(gguf.LlamaFileType, dtypes_lib.TYPES[dtype].file_type))
         )
-        if dtype.startswith("q"):
+        if dtypes_lib.TYPES[dtype].quantized:
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for key, value in meta.items():
             _add_value(writer, gguf, key, value, None)
