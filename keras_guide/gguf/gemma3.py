@@ -55,9 +55,10 @@ def keras_query_scale(backbone):
 
 
 def backbone_config(f):
-    """The `Gemma3Backbone` arguments of a GGUF `gemma3` file, every size
-    checked against the tensors before anything is built."""
+    """The `Gemma3Backbone` arguments of a GGUF `gemma3` file."""
     arch = f.architecture
+    if f.has_tensor("output.weight"):
+        raise GGUFError(f"`{f.path}` has an untied output head; Gemma 3 ties it.")
     hidden_dim = f.positive(f"{arch}.embedding_length")
     head_dim = f.positive(f"{arch}.attention.key_length")
     num_layers = f.positive(f"{arch}.block_count")
@@ -129,54 +130,22 @@ def backbone_config(f):
             limits=EPSILON_LIMITS,
         ),
     )
-    f.check_shapes(tensor_shapes(config))
     return config
 
 
-def tensor_shapes(config):
-    """`{gguf tensor name: shape}` a `gemma3` file of this config holds."""
-    v, d, width = (config["vocabulary_size"], config["hidden_dim"], config["head_dim"])
-    h, g, f = (
-        config["num_query_heads"],
-        config["num_key_value_heads"],
-        config["intermediate_dim"],
-    )
-    shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
-    for i in range(config["num_layers"]):
-        b = f"blk.{i}."
-        shapes.update(
-            {
-                b + "attn_q.weight": (h * width, d),
-                b + "attn_k.weight": (g * width, d),
-                b + "attn_v.weight": (g * width, d),
-                b + "attn_output.weight": (d, h * width),
-                b + "attn_q_norm.weight": (width,),
-                b + "attn_k_norm.weight": (width,),
-                b + "ffn_gate.weight": (f, d),
-                b + "ffn_up.weight": (f, d),
-                b + "ffn_down.weight": (d, f),
-                **{
-                    b + n + ".weight": (d,)
-                    for n in (
-                        "attn_norm",
-                        "post_attention_norm",
-                        "ffn_norm",
-                        "post_ffw_norm",
-                    )
-                },
-            }
-        )
-    return shapes
+def layouts(config, backbone=None):
+    """`(top, block)`: every weight as `(keras path, gguf name, layout, shape)`.
 
-
-def _mapping(config, query_norm_factor=1.0):
-    """`(top, block)`: every weight as `(keras path, gguf name, layout)`.
-
-    `query_norm_factor` multiplies the stored query norm gain (how an export
-    makes llama.cpp's query scale equal KerasHub's, see `metadata`).
+    Args:
+        config: dict. The backbone's config.
+        backbone: a `Gemma3Backbone` or None. Its query scale sets the factor
+            the stored query norm gains carry (`_query_norm_factor`); None (for
+            shapes only) leaves it 1. Defaults to `None`.
     """
-    d, width = config["hidden_dim"], config["head_dim"]
+    v, d, width = config["vocabulary_size"], config["hidden_dim"], config["head_dim"]
     h, g = config["num_query_heads"], config["num_key_value_heads"]
+    f = config["intermediate_dim"]
+    factor = 1.0 if backbone is None else _query_norm_factor(config, backbone)
 
     def heads_first(n):
         # (n·ℓ, d) rows ↔ Keras (n, d, ℓ).
@@ -185,39 +154,37 @@ def _mapping(config, query_norm_factor=1.0):
             lambda k: k.transpose(0, 2, 1).reshape(n * width, d),
         )
 
-    norm = mapping.shift(1.0)  # llama.cpp stores Gemma's `1 + scale`.
-    query_norm = mapping.Layout(
-        lambda w: w / query_norm_factor - 1.0,
-        lambda k: (k + 1.0) * query_norm_factor,
+    # (d, h·ℓ) ↔ Keras (h, ℓ, d).
+    output = mapping.Layout(
+        lambda w: w.reshape(d, h, width).transpose(1, 2, 0),
+        lambda k: k.transpose(2, 0, 1).reshape(d, h * width),
     )
+    norm = mapping.shift(1.0)  # llama.cpp stores Gemma's `1 + scale`.
+    query_norm = mapping.elementwise(
+        lambda w: w / factor - 1.0, lambda k: (k + 1.0) * factor
+    )
+    transpose = mapping.transpose
     top = [
-        ("token_embedding/embeddings", "token_embd.weight", mapping.same),
-        ("final_normalization/scale", "output_norm.weight", norm),
+        ("token_embedding/embeddings", "token_embd.weight", mapping.same, (v, d)),
+        ("final_normalization/scale", "output_norm.weight", norm, (d,)),
     ]
     norms = [
         ("pre_attention_norm", "attn_norm"),
         ("post_attention_norm", "post_attention_norm"),
         ("pre_ffw_norm", "ffn_norm"),
         ("post_ffw_norm", "post_ffw_norm"),
-        ("attention/key_norm", "attn_k_norm"),
     ]
-    block = [(k + "/scale", name + ".weight", norm) for k, name in norms] + [
-        ("attention/query_norm/scale", "attn_q_norm.weight", query_norm),
-        ("attention/query/kernel", "attn_q.weight", heads_first(h)),
-        ("attention/key/kernel", "attn_k.weight", heads_first(g)),
-        ("attention/value/kernel", "attn_v.weight", heads_first(g)),
-        # (d, h·ℓ) ↔ Keras (h, ℓ, d).
-        (
-            "attention/attention_output/kernel",
-            "attn_output.weight",
-            mapping.Layout(
-                lambda w: w.reshape(d, h, width).transpose(1, 2, 0),
-                lambda k: k.transpose(2, 0, 1).reshape(d, h * width),
-            ),
-        ),
-        ("ffw_gating/kernel", "ffn_gate.weight", mapping.transpose),
-        ("ffw_gating_2/kernel", "ffn_up.weight", mapping.transpose),
-        ("ffw_linear/kernel", "ffn_down.weight", mapping.transpose),
+    a = "attention/"
+    block = [(k + "/scale", name + ".weight", norm, (d,)) for k, name in norms] + [
+        (a + "key_norm/scale", "attn_k_norm.weight", norm, (width,)),
+        (a + "query_norm/scale", "attn_q_norm.weight", query_norm, (width,)),
+        (a + "query/kernel", "attn_q.weight", heads_first(h), (h, d, width)),
+        (a + "key/kernel", "attn_k.weight", heads_first(g), (g, d, width)),
+        (a + "value/kernel", "attn_v.weight", heads_first(g), (g, d, width)),
+        (a + "attention_output/kernel", "attn_output.weight", output, (h, width, d)),
+        ("ffw_gating/kernel", "ffn_gate.weight", transpose, (d, f)),
+        ("ffw_gating_2/kernel", "ffn_up.weight", transpose, (d, f)),
+        ("ffw_linear/kernel", "ffn_down.weight", transpose, (f, d)),
     ]
     return top, block
 
@@ -238,24 +205,6 @@ def _query_norm_factor(config, backbone):
         config["hidden_dim"],
         config["num_query_heads"],
         config["head_dim"],
-    )
-
-
-def weights(f, config, backbone):
-    """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
-    if f.has_tensor("output.weight"):
-        raise GGUFError(f"`{f.path}` has an untied output head; Gemma 3 ties it.")
-    factor = _query_norm_factor(config, backbone)
-    return mapping.weights(
-        f, *_mapping(config, factor), config["num_layers"], KERAS_BLOCK
-    )
-
-
-def tensors(read, config, backbone):
-    """Yields `(gguf tensor name, array, keras path)` for every weight."""
-    factor = _query_norm_factor(config, backbone)
-    return mapping.tensors(
-        read, *_mapping(config, factor), config["num_layers"], KERAS_BLOCK
     )
 
 

@@ -74,8 +74,7 @@ def permute_rows(weight, num_heads):
 
 
 def backbone_config(f):
-    """The `LlamaBackbone` arguments of a GGUF `llama` file, every size
-    checked against the tensors before anything is built."""
+    """The `LlamaBackbone` arguments of a GGUF `llama` file."""
     arch = f.architecture
     num_heads = f.positive(f"{arch}.attention.head_count")
     hidden_dim = f.positive(f"{arch}.embedding_length")
@@ -135,41 +134,19 @@ def backbone_config(f):
         ),
         tie_word_embeddings=not f.has_tensor("output.weight"),
     )
-    f.check_shapes(tensor_shapes(config))
     return config
 
 
-def tensor_shapes(config):
-    """`{gguf tensor name: shape}` a `llama` file of this config holds."""
+def layouts(config, backbone=None):
+    """`(top, block)`: every weight as `(keras path, gguf name, layout, shape)`.
+
+    Args:
+        config: dict. The backbone's config (`tie_word_embeddings` included).
+        backbone: unused; every architecture's `layouts` takes it.
+    """
     v, d = config["vocabulary_size"], config["hidden_dim"]
     h, g = config["num_query_heads"], config["num_key_value_heads"]
     width, f = d // h, config["intermediate_dim"]
-    shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
-    if not config["tie_word_embeddings"]:
-        shapes["output.weight"] = (v, d)
-    for i in range(config["num_layers"]):
-        b = f"blk.{i}."
-        shapes.update(
-            {
-                b + "attn_q.weight": (h * width, d),
-                b + "attn_k.weight": (g * width, d),
-                b + "attn_v.weight": (g * width, d),
-                b + "attn_output.weight": (d, h * width),
-                b + "attn_norm.weight": (d,),
-                b + "ffn_norm.weight": (d,),
-                b + "ffn_gate.weight": (f, d),
-                b + "ffn_up.weight": (f, d),
-                b + "ffn_down.weight": (d, f),
-            }
-        )
-    return shapes
-
-
-def _mapping(config):
-    """`(top, block)`: every weight as `(keras path, gguf name, layout)`."""
-    d = config["hidden_dim"]
-    h, g = config["num_query_heads"], config["num_key_value_heads"]
-    width = d // h
 
     def rows_to_heads(n, rotated):
         # (n·ℓ, d) rows ↔ Keras (d, n, ℓ); llama.cpp's row order for q and k.
@@ -180,47 +157,34 @@ def _mapping(config):
             lambda k: to_file(k.reshape(d, n * width).T),
         )
 
+    # (d, h·ℓ) ↔ Keras (h, ℓ, d).
+    output = mapping.Layout(
+        lambda w: w.T.reshape(h, width, d), lambda k: k.reshape(h * width, d).T
+    )
+    same, transpose = mapping.same, mapping.transpose
     top = [
-        ("token_embedding/embeddings", "token_embd.weight", mapping.same),
-        ("sequence_output_layernorm/scale", "output_norm.weight", mapping.same),
+        ("token_embedding/embeddings", "token_embd.weight", same, (v, d)),
+        ("sequence_output_layernorm/scale", "output_norm.weight", same, (d,)),
     ]
     if not config["tie_word_embeddings"]:
-        top.append(
-            ("token_embedding/reverse_embeddings", "output.weight", mapping.transpose)
-        )
-    attention = "self_attention/"
+        head = "token_embedding/reverse_embeddings"
+        top.append((head, "output.weight", transpose, (d, v)))
+    a = "self_attention/"
     block = [
-        (attention + "query/kernel", "attn_q.weight", rows_to_heads(h, True)),
-        (attention + "key/kernel", "attn_k.weight", rows_to_heads(g, True)),
-        (attention + "value/kernel", "attn_v.weight", rows_to_heads(g, False)),
-        # (d, h·ℓ) ↔ Keras (h, ℓ, d).
-        (
-            attention + "attention_output/kernel",
-            "attn_output.weight",
-            mapping.Layout(
-                lambda w: w.T.reshape(h, width, d), lambda k: k.reshape(h * width, d).T
-            ),
-        ),
-        ("self_attention_layernorm/scale", "attn_norm.weight", mapping.same),
-        ("feedforward_layernorm/scale", "ffn_norm.weight", mapping.same),
-        ("feedforward_gate_dense/kernel", "ffn_gate.weight", mapping.transpose),
-        ("feedforward_intermediate_dense/kernel", "ffn_up.weight", mapping.transpose),
-        ("feedforward_output_dense/kernel", "ffn_down.weight", mapping.transpose),
+        (a + "query/kernel", "attn_q.weight", rows_to_heads(h, True), (d, h, width)),
+        (a + "key/kernel", "attn_k.weight", rows_to_heads(g, True), (d, g, width)),
+        (a + "value/kernel", "attn_v.weight", rows_to_heads(g, False), (d, g, width)),
+        (a + "attention_output/kernel", "attn_output.weight", output, (h, width, d)),
+        ("self_attention_layernorm/scale", "attn_norm.weight", same, (d,)),
+        ("feedforward_layernorm/scale", "ffn_norm.weight", same, (d,)),
+        ("feedforward_gate_dense/kernel", "ffn_gate.weight", transpose, (d, f)),
+        ("feedforward_intermediate_dense/kernel", "ffn_up.weight", transpose, (d, f)),
+        ("feedforward_output_dense/kernel", "ffn_down.weight", transpose, (f, d)),
     ]
     return top, block
 
 
 KERAS_BLOCK = "transformer_layer_{}/"
-
-
-def weights(f, config, backbone=None):
-    """Yields `(keras weight path, gguf tensor name, value)` for every weight."""
-    return mapping.weights(f, *_mapping(config), config["num_layers"], KERAS_BLOCK)
-
-
-def tensors(read, config, backbone=None):
-    """Yields `(gguf tensor name, array, keras path)` for every weight."""
-    return mapping.tensors(read, *_mapping(config), config["num_layers"], KERAS_BLOCK)
 
 
 def metadata(config):

@@ -3,15 +3,10 @@
 import ctypes
 import os
 
-from keras_guide.gguf import gemma3
-from keras_guide.gguf import llama
+from keras_guide.gguf import architectures
 from keras_guide.gguf import tokenizers
 from keras_guide.gguf.reader import GGUFError
 from keras_guide.gguf.reader import GGUFFile
-
-# Each architecture module gives `CLASSES` (KerasHub class names by tokenizer
-# model), `backbone_config(f)` and `weights(f, config)`.
-ARCHITECTURES = {"llama": llama, "gemma3": gemma3}
 
 
 def load_gguf(path, dtype=None):
@@ -60,20 +55,15 @@ def load_gguf(path, dtype=None):
     # A tied Llama must save a config that rebuilds it tied.
     _hub.fix_llama_config()
     f = GGUFFile(path)
-    arch = ARCHITECTURES.get(f.architecture)
-    if arch is None:
-        raise GGUFError(
-            f"`{f.path}` holds a {f.architecture!r} model; keras_guide imports "
-            f"{sorted(ARCHITECTURES)}."
-        )
+    arch = architectures.of_file(f)
     kind = tokenizers.tokenizer_model(f)
-    if kind not in arch.CLASSES:
+    if kind not in arch.classes:
         raise GGUFError(
             f"`{f.path}`: a {f.architecture!r} model with a {kind!r} tokenizer is "
-            f"not supported; expected one of {sorted(arch.CLASSES)}."
+            f"not supported; expected one of {sorted(arch.classes)}."
         )
     backbone_cls, tokenizer_cls, preprocessor_cls, task_cls = (
-        getattr(keras_hub.models, name) for name in arch.CLASSES[kind]
+        getattr(keras_hub.models, name) for name in arch.classes[kind]
     )
     config = arch.backbone_config(f)
     # Counted before the tokenizer is built from them: a file may declare

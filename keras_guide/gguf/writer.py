@@ -13,25 +13,13 @@ import os
 import numpy as np
 
 from keras_guide import _files
+from keras_guide.gguf import architectures
 from keras_guide.gguf import dtypes as dtypes_lib
-from keras_guide.gguf import gemma3
-from keras_guide.gguf import llama
 from keras_guide.gguf import tokenizers
 from keras_guide.gguf.reader import GGUFError
 from keras_guide.gguf.reader import GGUFFile
 from keras_guide.gguf.reader import _gguf
 
-# KerasHub backbone class → (GGUF architecture, module).
-_ARCHITECTURES = {
-    "LlamaBackbone": ("llama", llama),
-    "Llama3Backbone": ("llama", llama),
-    "Gemma3Backbone": ("gemma3", gemma3),
-}
-# The types `dtype` takes (`dtypes.py`). Vectors (norm gains) are always
-# float32, as llama.cpp's converter writes them; a matrix whose rows do not
-# split into whole quantization blocks is written as float16 by the `gguf`
-# package (as llama.cpp's converter falls back).
-DTYPES = dtypes_lib.DTYPES
 _DEFAULT_CONTEXT = 8192
 
 
@@ -119,20 +107,16 @@ def save_gguf(
         )
     if os.path.exists(path) and not overwrite:
         raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
-    kind = type(backbone).__name__
-    if kind not in _ARCHITECTURES:
-        raise GGUFError(
-            f"save_gguf writes {sorted(_ARCHITECTURES)} (llama.cpp's `llama` and "
-            f"`gemma3`); this model is a {kind}. Save it with "
-            "`model.save_to_preset(folder)` instead."
-        )
-    arch, module = _ARCHITECTURES[kind]
+    arch = architectures.of_backbone(backbone)
     config = backbone.get_config()
     config["tie_word_embeddings"] = bool(backbone.token_embedding.tie_weights)
-    meta = {f"{arch}.{key}": value for key, value in module.metadata(config).items()}
-    meta[f"{arch}.context_length"] = int(
+    meta = {
+        f"{arch.name}.{key}": value
+        for key, value in arch.write_metadata(config).items()
+    }
+    meta[f"{arch.name}.context_length"] = int(
         context_length
-        or (source and source.get(f"{arch}.context_length"))
+        or (source and source.get(f"{arch.name}.context_length"))
         or _DEFAULT_CONTEXT
     )
     tokenizer_meta = _tokenizer_metadata(model, source, config["vocabulary_size"])
@@ -141,14 +125,14 @@ def save_gguf(
     def read(keras_path):
         return weight_values(variables[keras_path])
 
-    tensors = module.tensors(read, config, backbone)
+    tensors = arch.tensors(read, config, backbone)
     # llama.cpp quantizes from the float32 file.
     written = "float32" if kind_of_file.producer == "llama.cpp" else dtype
 
     def write(tmp):
         _write(
             tmp,
-            arch,
+            arch.name,
             name or backbone.name,
             written,
             meta,
@@ -281,7 +265,12 @@ def _tokenizer_metadata(model, source, vocabulary_size):
 
 
 def _tensor_type(gguf, name, value, dtype):
-    """The GGML type a tensor is written in, and its data in that type."""
+    """The GGML type a tensor is written in, and its data in that type.
+
+    Vectors (norm gains) are always float32, as llama.cpp's converter writes
+    them; a matrix whose rows do not split into whole blocks of `dtype` is
+    written as float16 (as llama.cpp's converter falls back).
+    """
     kinds = gguf.GGMLQuantizationType
     if value.ndim == 1 or dtype == "float32":
         return kinds.F32, value.astype(np.float32)
