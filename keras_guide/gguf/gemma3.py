@@ -11,9 +11,8 @@ embeddings scaled by `√d`.
 
 import math
 
+from keras_guide.gguf import hyperparameters
 from keras_guide.gguf import mapping
-from keras_guide.gguf.reader import EPSILON_LIMITS
-from keras_guide.gguf.reader import ROPE_BASE_LIMITS
 from keras_guide.gguf.reader import GGUFError
 
 CLASSES = {
@@ -54,6 +53,32 @@ def keras_query_scale(backbone):
     return 1.0 / math.sqrt(attention.hidden_dim // attention.num_query_heads)
 
 
+def _check_fixed_layout(f):
+    """Refuses RoPE bases or a sliding-window pattern other than the ones
+    KerasHub's Gemma 3 fixes."""
+    wavelength = hyperparameters.rope_base(f, "rope.freq_base", _GLOBAL_WAVELENGTH)
+    local = hyperparameters.rope_base(f, "rope.freq_base_swa", _LOCAL_WAVELENGTH)
+    if (wavelength, local) != (_GLOBAL_WAVELENGTH, _LOCAL_WAVELENGTH):
+        raise GGUFError(
+            f"`{f.path}` has RoPE bases {wavelength} (global) and {local} "
+            f"(sliding-window layers); KerasHub's Gemma 3 fixes "
+            f"{_GLOBAL_WAVELENGTH:.0f} and {_LOCAL_WAVELENGTH:.0f}."
+        )
+    key = f"{f.architecture}.attention.sliding_window_pattern"
+    pattern = f.get(key, _SLIDING_PATTERN)
+    if pattern != _SLIDING_PATTERN:
+        raise GGUFError(
+            f"`{f.path}` has sliding-window pattern {pattern!r}; KerasHub's "
+            f"Gemma 3 fixes {_SLIDING_PATTERN - 1} sliding-window blocks, then one "
+            "global one."
+        )
+
+
+def _optional_positive(f, key, kind=int):
+    """Metadata `key` as a positive `kind`, or None when it is absent."""
+    return None if f.get(key) is None else f.positive(key, kind=kind)
+
+
 def backbone_config(f):
     """The `Gemma3Backbone` arguments of a GGUF `gemma3` file."""
     arch = f.architecture
@@ -63,47 +88,13 @@ def backbone_config(f):
     head_dim = f.positive(f"{arch}.attention.key_length")
     num_layers = f.positive(f"{arch}.block_count")
     num_heads = f.positive(f"{arch}.attention.head_count")
-    num_kv_heads = f.positive(f"{arch}.attention.head_count_kv")
-    if num_heads % num_kv_heads:
-        raise GGUFError(
-            f"`{f.path}`: {num_heads} query heads cannot share {num_kv_heads} "
-            "key/value heads evenly."
-        )
+    num_kv_heads = hyperparameters.key_value_heads(f, num_heads)
     if f.positive(f"{arch}.attention.value_length", head_dim) != head_dim:
         raise GGUFError(f"`{f.path}`: key and value head widths differ.")
-    wavelength = f.positive(
-        f"{arch}.rope.freq_base", _GLOBAL_WAVELENGTH, float, ROPE_BASE_LIMITS
-    )
-    local = f.positive(
-        f"{arch}.rope.freq_base_swa", _LOCAL_WAVELENGTH, float, ROPE_BASE_LIMITS
-    )
-    if (wavelength, local) != (_GLOBAL_WAVELENGTH, _LOCAL_WAVELENGTH):
-        raise GGUFError(
-            f"`{f.path}` has RoPE bases {wavelength} (global) and {local} "
-            f"(sliding-window layers); KerasHub's Gemma 3 fixes "
-            f"{_GLOBAL_WAVELENGTH:.0f} and {_LOCAL_WAVELENGTH:.0f}."
-        )
-    pattern = f.get(f"{arch}.attention.sliding_window_pattern", _SLIDING_PATTERN)
-    if pattern != _SLIDING_PATTERN:
-        raise GGUFError(
-            f"`{f.path}` has sliding-window pattern {pattern!r}; KerasHub's "
-            f"Gemma 3 fixes {_SLIDING_PATTERN - 1} sliding-window blocks, then one "
-            "global one."
-        )
-    scaling = f.get(f"{arch}.rope.scaling.type", "none")
-    if scaling not in ("none", "linear"):
-        raise GGUFError(f"`{f.path}` uses RoPE scaling {scaling!r}; supported: linear.")
-    window = f.get(f"{arch}.attention.sliding_window")
-    if window is not None:
-        window = f.positive(f"{arch}.attention.sliding_window")
-    caps = {}
-    for key, name in (
-        ("attn_logit_softcapping", "attention_logit_soft_cap"),
-        ("final_logit_softcapping", "final_logit_soft_cap"),
-    ):
-        present = f.get(f"{arch}.{key}") is not None
-        caps[name] = f.positive(f"{arch}.{key}", kind=float) if present else None
-    config = dict(
+    _check_fixed_layout(f)
+    scaling = hyperparameters.rope_scaling_factor(f)
+    window = _optional_positive(f, f"{arch}.attention.sliding_window")
+    return dict(
         vocabulary_size=int(f.tensor_shape("token_embd.weight")[0]),
         image_size=None,
         num_layers=num_layers,
@@ -116,21 +107,17 @@ def backbone_config(f):
         use_query_key_norm=True,
         use_post_ffw_norm=True,
         use_post_attention_norm=True,
-        **caps,
+        attention_logit_soft_cap=_optional_positive(
+            f, f"{arch}.attn_logit_softcapping", float
+        ),
+        final_logit_soft_cap=_optional_positive(
+            f, f"{arch}.final_logit_softcapping", float
+        ),
         use_sliding_window_attention=bool(window),
         sliding_window_size=int(window or 4096),
-        global_rope_scaling_factor=(
-            f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
-            if scaling == "linear"
-            else 1.0
-        ),
-        layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon",
-            kind=float,
-            limits=EPSILON_LIMITS,
-        ),
+        global_rope_scaling_factor=scaling,
+        layer_norm_epsilon=hyperparameters.norm_epsilon(f),
     )
-    return config
 
 
 def layouts(config, backbone=None):

@@ -9,9 +9,8 @@ times higher; the tests check the result against a NumPy forward pass that
 rotates pairs the way llama.cpp does, on the file's own layout.
 """
 
+from keras_guide.gguf import hyperparameters
 from keras_guide.gguf import mapping
-from keras_guide.gguf.reader import EPSILON_LIMITS
-from keras_guide.gguf.reader import ROPE_BASE_LIMITS
 from keras_guide.gguf.reader import GGUFError
 
 # KerasHub Llama classes by the file's tokenizer model: byte-level BPE (Llama 3,
@@ -73,11 +72,10 @@ def permute_rows(weight, num_heads):
     )
 
 
-def backbone_config(f):
-    """The `LlamaBackbone` arguments of a GGUF `llama` file."""
+def _check_head_width(f, hidden_dim, num_heads):
+    """Refuses heads KerasHub's Llama cannot hold: it needs head width =
+    embedding / heads, all of it rotary."""
     arch = f.architecture
-    num_heads = f.positive(f"{arch}.attention.head_count")
-    hidden_dim = f.positive(f"{arch}.embedding_length")
     if hidden_dim % num_heads:
         raise GGUFError(
             f"`{f.path}`: embedding length {hidden_dim} is not a multiple of "
@@ -93,48 +91,32 @@ def backbone_config(f):
             f"(embedding {hidden_dim}, {num_heads} heads); KerasHub's Llama needs "
             "head width = embedding / heads, all of it rotary."
         )
+
+
+def backbone_config(f):
+    """The `LlamaBackbone` arguments of a GGUF `llama` file."""
+    arch = f.architecture
+    num_heads = f.positive(f"{arch}.attention.head_count")
+    hidden_dim = f.positive(f"{arch}.embedding_length")
+    _check_head_width(f, hidden_dim, num_heads)
     if f.has_tensor("rope_freqs.weight"):
         raise GGUFError(
             f"`{f.path}` carries per-frequency RoPE factors (`rope_freqs.weight`, "
             "Llama 3.1-style scaling), which the importer does not map yet. "
             "Supported: no scaling or linear scaling."
         )
-    scaling = f.get(f"{arch}.rope.scaling.type", "none")
-    if scaling not in ("none", "linear"):
-        raise GGUFError(
-            f"`{f.path}` uses RoPE scaling {scaling!r}; the importer supports "
-            "'none' and 'linear'."
-        )
-    num_kv_heads = f.positive(f"{arch}.attention.head_count_kv", num_heads)
-    if num_heads % num_kv_heads:
-        raise GGUFError(
-            f"`{f.path}`: {num_heads} query heads cannot share {num_kv_heads} "
-            "key/value heads evenly."
-        )
-    table = f.tensor_shape("token_embd.weight")
-    config = dict(
-        vocabulary_size=int(table[0]),
+    return dict(
+        vocabulary_size=int(f.tensor_shape("token_embd.weight")[0]),
         num_layers=f.positive(f"{arch}.block_count"),
         num_query_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
+        num_key_value_heads=hyperparameters.key_value_heads(f, num_heads, num_heads),
         hidden_dim=hidden_dim,
         intermediate_dim=f.positive(f"{arch}.feed_forward_length"),
-        rope_max_wavelength=f.positive(
-            f"{arch}.rope.freq_base", 10000.0, float, ROPE_BASE_LIMITS
-        ),
-        rope_position_scaling_factor=(
-            f.positive(f"{arch}.rope.scaling.factor", 1.0, float)
-            if scaling == "linear"
-            else 1.0
-        ),
-        layer_norm_epsilon=f.positive(
-            f"{arch}.attention.layer_norm_rms_epsilon",
-            kind=float,
-            limits=EPSILON_LIMITS,
-        ),
+        rope_max_wavelength=hyperparameters.rope_base(f, "rope.freq_base", 10000.0),
+        rope_position_scaling_factor=hyperparameters.rope_scaling_factor(f),
+        layer_norm_epsilon=hyperparameters.norm_epsilon(f),
         tie_word_embeddings=not f.has_tensor("output.weight"),
     )
-    return config
 
 
 def layouts(config, backbone=None):

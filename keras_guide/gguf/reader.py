@@ -67,11 +67,6 @@ _U32 = struct.Struct("<I")
 # millions of empty strings does, and is then walked in ~0.1 s, not ~1 s).
 _RUN = 32
 _RUN_CHUNK = 1 << 16
-# What checkpoints use, with room: a rotary base (10^4 to 10^6 in Llama,
-# SmolLM2 and Gemma 3) and a norm epsilon (10^-6 to 10^-5) outside these make
-# the model's numbers meaningless, so the metadata is refused.
-ROPE_BASE_LIMITS = (1.0, 1e10)
-EPSILON_LIMITS = (1e-12, 0.1)
 
 
 class _Array:
