@@ -37,16 +37,24 @@ _DATA_AWARE_VALUES = {
 }
 
 
+def _resolved(name, value, calibrated):
+    """Option `name`'s value: `value` as given, or the recipe's where it is
+    unset (`None`, or `projection="auto"`): `DATA_AWARE` with calibration
+    text, `DATA_FREE` without."""
+    unset = value is None or (
+        name == "projection" and isinstance(value, str) and value == "auto"
+    )
+    if not unset:
+        return value
+    return (DATA_AWARE if calibrated else DATA_FREE)[name]
+
+
 def takes_calibration(options):
     """Whether `guide(**options)` uses calibration text when it is given: a
     data-aware choice is set, or one is left unset (and takes the data-aware
     recipe). `options` is a dict of `guide`'s keyword arguments."""
     for name, values in _DATA_AWARE_VALUES.items():
-        value = options.get(name)
-        if value is None or (
-            name == "projection" and isinstance(value, str) and value == "auto"
-        ):
-            return True
+        value = _resolved(name, options.get(name), calibrated=True)
         if isinstance(value, str) and value in values:
             return True
     return False
@@ -96,20 +104,29 @@ class GuideOptions:
     calibrated: bool = False
 
     def __post_init__(self):
-        recipe = DATA_AWARE if self.calibrated else DATA_FREE
-        for name in ("projection", "select", "layer_map"):
-            value = getattr(self, name)
-            unset = value is None or (
-                name == "projection"
-                and isinstance(value, str)
-                and value == "auto"
-                and self.calibrated
-            )
-            if unset:
-                object.__setattr__(self, name, recipe[name])
+        for name in DATA_AWARE:
+            value = _resolved(name, getattr(self, name), self.calibrated)
+            object.__setattr__(self, name, value)
         self._check()
 
     def _check(self):
+        """Refuses an option of the wrong type or value, then calibration
+        that the choices do not match (in that order)."""
+        self._check_names()
+        self._check_layer_map()
+        if isinstance(self.projection, str) and self.projection not in PROJECTIONS:
+            raise ValueError(
+                f"`projection` must be one of {PROJECTIONS}, a (d_teacher, "
+                "d_student) matrix or a Projection. Received: "
+                f"projection={self.projection!r}"
+            )
+        if self.regularize is not None:
+            check_strength(self.regularize, "regularize")
+        self._check_token_weights()
+        self._check_calibration()
+
+    def _check_names(self):
+        """The flags are booleans; `blocks`, `norm`, `select` name a choice."""
         for name in ("center", "rescale", "calibrated"):
             if not _is_flag(getattr(self, name)):
                 raise ValueError(
@@ -122,6 +139,9 @@ class GuideOptions:
                 raise ValueError(
                     f"`{name}` must be one of {choices}. Received: {name}={value!r}"
                 )
+
+    def _check_layer_map(self):
+        """A named map, or a non-empty list of whole block indices."""
         if isinstance(self.layer_map, str):
             if self.layer_map not in LAYER_MAPS:
                 raise ValueError(
@@ -139,26 +159,21 @@ class GuideOptions:
                     "indices (not floats or booleans). Received: "
                     f"layer_map={self.layer_map!r}"
                 )
-        if isinstance(self.projection, str) and self.projection not in PROJECTIONS:
+
+    def _check_token_weights(self):
+        """`None`, or one finite non-negative weight per token."""
+        if self.token_weights is None:
+            return
+        weights = np.asarray(self.token_weights, dtype=np.float64)
+        if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError(
-                f"`projection` must be one of {PROJECTIONS}, a (d_teacher, "
-                "d_student) matrix or a Projection. Received: "
-                f"projection={self.projection!r}"
+                "`token_weights` must be finite, non-negative row weights, one "
+                f"per token (shape (V,)). Received: shape {weights.shape}, "
+                f"{int(np.sum(~np.isfinite(weights) | (weights < 0)))} bad values"
             )
-        if self.regularize is not None:
-            check_strength(self.regularize, "regularize")
-        if self.token_weights is not None:
-            weights = np.asarray(self.token_weights, dtype=np.float64)
-            if (
-                weights.ndim != 1
-                or not np.all(np.isfinite(weights))
-                or np.any(weights < 0)
-            ):
-                raise ValueError(
-                    "`token_weights` must be finite, non-negative row weights, one "
-                    f"per token (shape (V,)). Received: shape {weights.shape}, "
-                    f"{int(np.sum(~np.isfinite(weights) | (weights < 0)))} bad values"
-                )
+
+    def _check_calibration(self):
+        """Calibration text is given exactly when a choice uses it."""
         needs = self.needs_calibration
         if needs and not self.calibrated:
             raise ValueError(
