@@ -160,34 +160,7 @@ def guide(
     )
     _check_coverage(pair, guided)
     _apply(pair, guided, options.regularize)
-    layer_map = options.layer_map
-    calibration = (
-        None
-        if stats is None
-        else dict(
-            tokens=stats.tokens,
-            seconds=stats.seconds,
-            block_change=stats.block_change.tolist(),
-        )
-    )
-    return _report(
-        pair,
-        m,
-        guided,
-        dict(
-            blocks=options.blocks,
-            layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
-            projection=projection if isinstance(projection, str) else "given",
-            center=options.center,
-            norm=options.norm,
-            rescale=options.rescale,
-            regularize=options.regularize,
-            select=options.select,
-        ),
-        recipe=options.recipe,
-        calibration=calibration,
-        selections=selections if options.select == "importance" else None,
-    )
+    return _report(pair, m, guided, options, projection, stats, selections)
 
 
 def _validate(teacher, student, options):
@@ -397,9 +370,11 @@ def _apply(pair, guided, regularize):
     track_guide_state(pair.student)
 
 
-def _report(pair, m, guided, options, **measured):
+def _report(pair, m, guided, options, projection, stats, selections):
     """The `GuideReport`: the guided rows, then a row for each weight kept random
-    (only the blocks that `blocks="first"` leaves to their initializers)."""
+    (only the blocks that `blocks="first"` leaves to their initializers); the
+    options as resolved (`projection` as `"auto"` chose it), and what the
+    calibration pass measured."""
     rows = [g.row for g in guided]
     guided_paths = {row.student for row in rows}
     rows += [
@@ -407,13 +382,34 @@ def _report(pair, m, guided, options, **measured):
         for w in pair.student.weights
         if w.path not in guided_paths
     ]
+    layer_map = options.layer_map
+    calibration = (
+        None
+        if stats is None
+        else dict(
+            tokens=stats.tokens,
+            seconds=stats.seconds,
+            block_change=stats.block_change.tolist(),
+        )
+    )
     return GuideReport(
         family=pair.adapter.family,
         projection=m,
         layer_map=pair.layer_map,
         entries=rows,
-        options=options,
-        **measured,
+        options=dict(
+            blocks=options.blocks,
+            layer_map=layer_map if isinstance(layer_map, str) else list(layer_map),
+            projection=projection if isinstance(projection, str) else "given",
+            center=options.center,
+            norm=options.norm,
+            rescale=options.rescale,
+            regularize=options.regularize,
+            select=options.select,
+        ),
+        recipe=options.recipe,
+        calibration=calibration,
+        selections=selections if options.select == "importance" else None,
     )
 
 
