@@ -124,6 +124,28 @@ def calibration_batches(
             that is not one of the forms above, or a batch in a layout the
             teacher cannot take (the message names the batch).
     """
+    batches = []
+    for index, item in enumerate(_raw_batches(calibration, batch_size)):
+        if hasattr(item, "numpy") and not isinstance(item, dict):
+            item = item.numpy()
+        x = _as_inputs(item, input_names)
+        _check(x, vocabulary_size, index, max_length, num_segments)
+        batches += _int32_batches(x, vocabulary_size, batch_size)
+    if (
+        not batches
+        or sum(int(b["padding_mask"].astype(bool).sum()) for b in batches) == 0
+    ):
+        raise ValueError(
+            "The calibration data holds no tokens. Pass token ids of shape "
+            "(num_sequences, length) from text the teacher's tokenizer encoded."
+        )
+    return batches
+
+
+def _raw_batches(calibration, batch_size):
+    """The calibration data as an iterable of batches, each still in any of
+    `calibration_batches`' forms: one array is cut into batches of
+    `batch_size` rows."""
     if isinstance(calibration, dict):
         calibration = [calibration]  # one batch of inputs
     if (
@@ -156,29 +178,19 @@ def calibration_batches(
         calibration = [
             rows[i : i + batch_size] for i in range(0, len(rows), batch_size)
         ]
-    batches = []
-    for index, item in enumerate(calibration):
-        if hasattr(item, "numpy") and not isinstance(item, dict):
-            item = item.numpy()
-        x = _as_inputs(item, input_names)
-        _check(x, vocabulary_size, index, max_length, num_segments)
-        rows = len(x["token_ids"])
-        # Padding may hold any id; the teacher still looks it up (an index
-        # error on some backends), so an id outside the vocabulary is
-        # replaced by 0 there, in the copies: masked, it changes nothing.
-        outside = (x["token_ids"] < 0) | (x["token_ids"] >= vocabulary_size)
-        if np.any(outside):
-            x = {**x, "token_ids": np.where(outside, 0, x["token_ids"])}
-        for start in range(0, rows, batch_size):
-            batches.append(
-                {k: v[start : start + batch_size].astype("int32") for k, v in x.items()}
-            )
-    if (
-        not batches
-        or sum(int(b["padding_mask"].astype(bool).sum()) for b in batches) == 0
-    ):
-        raise ValueError(
-            "The calibration data holds no tokens. Pass token ids of shape "
-            "(num_sequences, length) from text the teacher's tokenizer encoded."
-        )
-    return batches
+    return calibration
+
+
+def _int32_batches(x, vocabulary_size, batch_size):
+    """One checked input dict as int32 batches of at most `batch_size` rows."""
+    rows = len(x["token_ids"])
+    # Padding may hold any id; the teacher still looks it up (an index
+    # error on some backends), so an id outside the vocabulary is
+    # replaced by 0 there, in the copies: masked, it changes nothing.
+    outside = (x["token_ids"] < 0) | (x["token_ids"] >= vocabulary_size)
+    if np.any(outside):
+        x = {**x, "token_ids": np.where(outside, 0, x["token_ids"])}
+    return [
+        {k: v[start : start + batch_size].astype("int32") for k, v in x.items()}
+        for start in range(0, rows, batch_size)
+    ]
