@@ -79,12 +79,19 @@ class Table:
 
 
 @dataclasses.dataclass(frozen=True)
-class Read:
-    """A kernel that reads the residual stream on `d_axis`, after `norm`."""
+class Kernel:
+    """A kernel whose axis `d_axis` is the residual stream's width; `select`
+    maps each other axis it narrows to an axis rule (`"heads"`, ...)."""
 
     path: str
     d_axis: int
     select: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Read(Kernel):
+    """A kernel that reads the residual stream on `d_axis`, after `norm`."""
+
     norm: Optional[Norm] = None
     bias: Optional[str] = None
     # A query kernel: rescaled when the head width shrinks (softmax temperature).
@@ -94,12 +101,9 @@ class Read:
 
 
 @dataclasses.dataclass(frozen=True)
-class Write:
+class Write(Kernel):
     """A kernel that writes the residual stream on `d_axis`."""
 
-    path: str
-    d_axis: int
-    select: dict
     bias: Optional[str] = None
 
 
@@ -124,7 +128,7 @@ def item_paths(item):
     """The weight paths an adapter item names (kernel, bias, gain, shift, ...)."""
     if isinstance(item, Norm):
         names = (item.gain, item.shift)
-    elif isinstance(item, (Read, Write)):
+    elif isinstance(item, Kernel):
         names = (item.path, item.bias)
     elif isinstance(item, Head):
         names = (item.reverse,)
@@ -136,6 +140,15 @@ def item_paths(item):
 # Constructor arguments that do not change what any weight means: a student
 # may set them as it likes.
 FREE_OPTIONS = ("name", "trainable", "dtype", "dropout")
+# The `config_keys` of KerasHub's grouped-query decoders (Llama and the
+# families built on it, Gemma); those with a `head_dim` argument add it.
+GROUPED_QUERY_KEYS = {
+    "hidden_dim": "hidden_dim",
+    "num_layers": "num_layers",
+    "num_heads": "num_query_heads",
+    "num_key_value_heads": "num_key_value_heads",
+    "intermediate_dim": "intermediate_dim",
+}
 
 
 class Adapter:

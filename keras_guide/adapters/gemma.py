@@ -26,6 +26,7 @@ teacher block is global (or the reverse), and keeps its own window and RoPE
 wavelength.
 """
 
+from keras_guide.adapters.base import GROUPED_QUERY_KEYS
 from keras_guide.adapters.base import Adapter
 from keras_guide.adapters.base import Copy
 from keras_guide.adapters.base import Head
@@ -41,14 +42,7 @@ class GemmaAdapter(Adapter):
     norm_kind = "rms"
     rotary = True
     intermediate_units = 2
-    config_keys = {
-        "hidden_dim": "hidden_dim",
-        "num_layers": "num_layers",
-        "num_heads": "num_query_heads",
-        "num_key_value_heads": "num_key_value_heads",
-        "intermediate_dim": "intermediate_dim",
-        "head_dim": "head_dim",
-    }
+    config_keys = dict(GROUPED_QUERY_KEYS, head_dim="head_dim")
 
     options = {
         "layer_norm_epsilon": None,

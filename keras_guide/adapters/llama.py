@@ -1,5 +1,6 @@
 """Llama: RMSNorm, RoPE, grouped-query attention, gated MLP, tied or untied head."""
 
+from keras_guide.adapters.base import GROUPED_QUERY_KEYS
 from keras_guide.adapters.base import Adapter
 from keras_guide.adapters.base import Head
 from keras_guide.adapters.base import Norm
@@ -13,13 +14,7 @@ class LlamaAdapter(Adapter):
     backbone_class = "LlamaBackbone"
     norm_kind = "rms"
     rotary = True
-    config_keys = {
-        "hidden_dim": "hidden_dim",
-        "num_layers": "num_layers",
-        "num_heads": "num_query_heads",
-        "num_key_value_heads": "num_key_value_heads",
-        "intermediate_dim": "intermediate_dim",
-    }
+    config_keys = dict(GROUPED_QUERY_KEYS)
     block_prefix = "transformer_layer_{}/"
     attention_prefix = "self_attention/"
     attention_norm = "self_attention_layernorm/scale"
