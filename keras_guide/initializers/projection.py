@@ -77,16 +77,24 @@ def _check_table(table, dim, name):
             f"received shape {shape}. Pass the embedding matrix itself "
             "(for a 3-D kernel, reshape it to rows first)."
         )
-    d_teacher = shape[1]
+    _check_dim(
+        dim,
+        shape[1],
+        f" for `{name}` of shape {shape}: the student cannot be wider than the teacher",
+    )
+
+
+def _check_dim(dim, d_teacher, context=""):
+    """Refuses a student width `dim` that is not an integer in `[1, d_teacher]`
+    (`context` follows the range in the message)."""
     if (
         isinstance(dim, (bool, np.bool_))
         or not isinstance(dim, (int, np.integer))
         or not 1 <= dim <= d_teacher
     ):
         raise ValueError(
-            f"`dim` must be an integer in [1, {d_teacher}] for `{name}` of "
-            f"shape {shape}: the student cannot be wider than the "
-            f"teacher. Received: dim={dim!r}"
+            f"`dim` must be an integer in [1, {d_teacher}]{context}. "
+            f"Received: dim={dim!r}"
         )
 
 
@@ -331,14 +339,7 @@ def projection_from_gram(
         raise ValueError(
             f"`gram` must be a finite square matrix. Received: shape {gram.shape}"
         )
-    if (
-        isinstance(dim, (bool, np.bool_))
-        or not isinstance(dim, (int, np.integer))
-        or not 1 <= dim <= d_teacher
-    ):
-        raise ValueError(
-            f"`dim` must be an integer in [1, {d_teacher}]. Received: dim={dim!r}"
-        )
+    _check_dim(dim, d_teacher)
     mean = np.zeros((d_teacher,)) if mean is None else mean
     if not mean_preserving:
         eigenvalues, vectors = _top_eigenvectors(gram, dim)
