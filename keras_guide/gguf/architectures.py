@@ -5,6 +5,7 @@ KerasHub classes and to the module that maps it (`llama.py`, `gemma3.py`):
 how the file's metadata becomes a backbone config and back, and every weight
 as `(keras path, gguf name, layout, keras shape)` (`mapping.py`). `load_gguf`
 and `save_gguf` both look architectures up here, so adding one is a module
+(with `CLASSES`, `backbone_config`, `metadata`, `layouts` and `KERAS_BLOCK`)
 and one entry of `ARCHITECTURES`.
 """
 
@@ -72,25 +73,25 @@ class Architecture:
         return mapping.tensors(read, top, block, config["num_layers"], self.keras_block)
 
 
+def _of_module(name, module):
+    """The `Architecture` a mapping module states: its `CLASSES`,
+    `backbone_config`, `metadata`, `layouts` and `KERAS_BLOCK`."""
+    return Architecture(
+        name=name,
+        classes=module.CLASSES,
+        read_config=module.backbone_config,
+        write_metadata=module.metadata,
+        layouts=module.layouts,
+        keras_block=module.KERAS_BLOCK,
+    )
+
+
+# llama.cpp's name → its `Architecture`.
 ARCHITECTURES = {
     arch.name: arch
     for arch in (
-        Architecture(
-            name="llama",
-            classes=llama.CLASSES,
-            read_config=llama.backbone_config,
-            write_metadata=llama.metadata,
-            layouts=llama.layouts,
-            keras_block=llama.KERAS_BLOCK,
-        ),
-        Architecture(
-            name="gemma3",
-            classes=gemma3.CLASSES,
-            read_config=gemma3.backbone_config,
-            write_metadata=gemma3.metadata,
-            layouts=gemma3.layouts,
-            keras_block=gemma3.KERAS_BLOCK,
-        ),
+        _of_module("llama", llama),
+        _of_module("gemma3", gemma3),
     )
 }
 # KerasHub backbone class name → its architecture.

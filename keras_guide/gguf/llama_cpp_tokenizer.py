@@ -117,6 +117,18 @@ def _split(pieces, pattern):
     return out
 
 
+def _join(symbols, prev, nxt, left, right, add):
+    """Merges symbol `right` into its left neighbour `left` in the doubly
+    linked list of symbols (`prev`, `nxt`; a merged symbol becomes empty) and
+    offers the two new neighbouring pairs to `add(left, right)`."""
+    symbols[left], symbols[right] = symbols[left] + symbols[right], ""
+    nxt[left] = nxt[right]
+    if nxt[right] >= 0:
+        prev[nxt[right]] = left
+    add(prev[left], left)
+    add(left, nxt[left])
+
+
 class LlamaCppTokenizer:
     """A GGUF vocabulary that encodes text into the ids llama.cpp gives.
 
@@ -344,12 +356,7 @@ class LlamaCppTokenizer:
                 continue
             if symbols[left] + symbols[right] != text:
                 continue  # outdated
-            symbols[left], symbols[right] = text, ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            add(prev[left], left)
-            add(left, nxt[left])
+            _join(symbols, prev, nxt, left, right, add)
         ids = []
         for symbol in symbols:
             if not symbol:
@@ -395,12 +402,7 @@ class LlamaCppTokenizer:
             a, b = symbols[left], symbols[right]
             if not a or not b or len(a) + len(b) != size:
                 continue
-            symbols[left], symbols[right] = a + b, ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            add(prev[left], left)
-            add(left, nxt[left])
+            _join(symbols, prev, nxt, left, right, add)
         out = []
         i = 0
         while i != -1:

@@ -90,35 +90,12 @@ def save_gguf(
     if not path.endswith(".gguf"):
         raise GGUFError(f"A GGUF file's name ends in `.gguf`. Received: {path!r}")
     source = GGUFFile(metadata_from) if metadata_from is not None else None
-    if source is not None and _same_file(source.path, path):
-        raise GGUFError(
-            f"`{path}` is `metadata_from` itself; write the student elsewhere."
-        )
-    _files.check_folder(path, GGUFError)
     backbone = backbone_of(model)
-    origin = getattr(model, "_keras_guide_source", None) or getattr(
-        backbone, "_keras_guide_source", None
-    )
-    if origin is not None and _same_file(origin, path):
-        raise GGUFError(
-            f"`{path}` is the file this model was loaded from; write it "
-            "elsewhere (overwrite=True never replaces a model's own source, as "
-            "the command line never replaces an input)."
-        )
-    if os.path.exists(path) and not overwrite:
-        raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
+    _check_target(path, source, model, backbone, overwrite)
     arch = architectures.of_backbone(backbone)
     config = backbone.get_config()
     config["tie_word_embeddings"] = bool(backbone.token_embedding.tie_weights)
-    meta = {
-        f"{arch.name}.{key}": value
-        for key, value in arch.write_metadata(config).items()
-    }
-    meta[f"{arch.name}.context_length"] = int(
-        context_length
-        or (source and source.get(f"{arch.name}.context_length"))
-        or _DEFAULT_CONTEXT
-    )
+    meta = _architecture_metadata(arch, config, source, context_length)
     tokenizer_meta = _tokenizer_metadata(model, source, config["vocabulary_size"])
     variables = {v.path: v for v in backbone.weights}
 
@@ -146,6 +123,42 @@ def save_gguf(
     else:
         _files.write_atomic(path, write)
     return path
+
+
+def _check_target(path, source, model, backbone, overwrite):
+    """Refuses a `path` that is `metadata_from`, the model's own source file,
+    in a missing folder, or existing without `overwrite`."""
+    if source is not None and _same_file(source.path, path):
+        raise GGUFError(
+            f"`{path}` is `metadata_from` itself; write the student elsewhere."
+        )
+    _files.check_folder(path, GGUFError)
+    origin = getattr(model, "_keras_guide_source", None) or getattr(
+        backbone, "_keras_guide_source", None
+    )
+    if origin is not None and _same_file(origin, path):
+        raise GGUFError(
+            f"`{path}` is the file this model was loaded from; write it "
+            "elsewhere (overwrite=True never replaces a model's own source, as "
+            "the command line never replaces an input)."
+        )
+    if os.path.exists(path) and not overwrite:
+        raise GGUFError(f"`{path}` exists; pass overwrite=True to replace it.")
+
+
+def _architecture_metadata(arch, config, source, context_length):
+    """The `<architecture>.*` keys of a backbone `config`, with the context
+    length: `context_length`, else `source`'s, else 8192."""
+    meta = {
+        f"{arch.name}.{key}": value
+        for key, value in arch.write_metadata(config).items()
+    }
+    meta[f"{arch.name}.context_length"] = int(
+        context_length
+        or (source and source.get(f"{arch.name}.context_length"))
+        or _DEFAULT_CONTEXT
+    )
+    return meta
 
 
 def _same_file(a, b):
