@@ -6,12 +6,12 @@ Candidates keep the family's constraints: every head as wide as the
 teacher's (a rotary head may not narrow; `build_student` refuses it), the
 teacher's ratio of query to key/value heads where it divides, the MLP's ratio
 to the width, a tied head stays tied; widths are multiples of the head width
-(and of 32, `gguf.dtypes.FALLBACK_BLOCK`: every matrix then splits into whole
-blocks of `q8_0`, `q4_0` and the 32-wide types llama.cpp's K-quants fall back
-to, so no type leaves a matrix in float16; rows that are also multiples of
-256 take the K-quant itself). For each depth in a spread of
-depths the widest shape within the target is kept, so the candidates trade
-depth for width at about the same size.
+(and of `gguf.dtypes.FALLBACK_BLOCK`, 32, read off the type table: every
+matrix then splits into whole blocks of each type or of the 32-wide types
+llama.cpp's K-quants fall back to, so no type leaves a matrix in float16;
+rows that are also multiples of 256 take the K-quant itself). For each depth
+in a spread of depths the widest shape within the target is kept, so the
+candidates trade depth for width at about the same size.
 
 Parameters are counted exactly without building any candidate: each weight's
 axes are matched once to the sizes they follow (`_Counter`).
@@ -31,6 +31,10 @@ _DEPTHS = (1.0, 0.75, 2 / 3, 0.5, 1 / 3, 0.25)
 # A candidate holds at least this share of the target (widths come in whole
 # heads, so a depth may have no width closer to it).
 _LOWEST = 0.7
+# The reference models' widths exceed the teacher's by this, so each axis's
+# length differs from the teacher's (`_Counter`); not a block width, which is
+# `FALLBACK_BLOCK`.
+_REFERENCE_EXTRA = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,14 +137,14 @@ class _Counter:
         width = (
             heads * d.head_dim
             if "head_dim" not in self.adapter.config_keys
-            else d.hidden_dim + 32
+            else d.hidden_dim + _REFERENCE_EXTRA
         )
         units = getattr(self.adapter, "intermediate_units", 1)
         self.reference = {
             "hidden_dim": width,
             "num_heads": heads,
             "num_key_value_heads": kv,
-            "intermediate_dim": (d.intermediate_dim + 32) * units,
+            "intermediate_dim": (d.intermediate_dim + _REFERENCE_EXTRA) * units,
             "vocabulary_size": 1,
         }
         one, two = self._build(1), self._build(2)
