@@ -27,11 +27,14 @@ import numpy as np
 from keras_guide import _files
 from keras_guide.callbacks import gap_closed
 from keras_guide.distillation import Distiller
-from keras_guide.distillation import LogitsDistillation
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.guide import guide
 from keras_guide.guide import weight_selection
+from keras_guide.workflows import run
 from keras_guide.workflows import training
+
+# What `write_outputs` writes into its `out_dir`: a previous run is any of them.
+OUTPUTS = ("results.json", "results.csv", "ablation.png", "best_student.keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +164,9 @@ def trainer(variant, teacher, student, settings):
         student.compile(optimizer=optimizer, loss=training.causal_lm_loss())
         return student
     distiller = Distiller(
-        teacher, student, LogitsDistillation(temperature=DEMO_KD_TEMPERATURE)
+        teacher,
+        student,
+        **run.distiller_arguments({"temperature": DEMO_KD_TEMPERATURE}),
     )
     distiller.compile(optimizer=optimizer)
     return distiller
@@ -253,10 +258,10 @@ def run_ablation(
             teacher,
             make_student,
             train_batches,
-            eval_batches,
-            curve_batches,
-            settings,
-            verbose,
+            eval_batches=eval_batches,
+            curve_batches=curve_batches,
+            settings=settings,
+            verbose=verbose,
         )
         results.append(result)
         if result.loss < best_loss:
@@ -330,6 +335,32 @@ def result_writers(results, teacher_loss, meta=None):
             json.dump(payload, f, indent=1, default=float)
 
     return {"results.json": write_json, "results.csv": write_csv}
+
+
+def check_output(out_dir, overwrite=False, inputs=None):
+    """Checks `out_dir` before anything loads: `run.check_run_folder` for the
+    ablation's `OUTPUTS` (a run that cannot resume: a previous one is
+    replaced as the new one writes its files, only with `overwrite`).
+
+    Args:
+        out_dir: str. The output folder.
+        overwrite: bool. Replace a previous run's files. Defaults to `False`.
+        inputs: dict. `{option: path}` of the models the run reads, which
+            `out_dir` must neither write over nor hold. Defaults to `None`.
+
+    Returns:
+        The previous run's files found in `out_dir`.
+
+    Raises:
+        ValueError: naming `out_dir` and what to pass instead.
+    """
+    return run.check_run_folder(
+        out_dir,
+        run.folder_outputs(out_dir, OUTPUTS),
+        inputs,
+        resume=None,
+        overwrite=overwrite,
+    )
 
 
 def write_outputs(

@@ -108,45 +108,6 @@ def file_digest(path):
     return digest.hexdigest()
 
 
-def array_digest(*arrays):
-    """The SHA-256 of arrays' dtypes, shapes and bytes, as hex."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def model_digest(model):
-    """A model's identity by content: class, backbone config and weights.
-
-    The SHA-256 of the model's class name, its KerasHub backbone's config
-    (without `name`), and every weight's dtype, shape and values in order;
-    names and paths are left out (Keras numbers them per process), so the
-    same model loaded twice, or saved in another format, digests alike.
-    """
-    import keras
-
-    digest = hashlib.sha256(type(model).__name__.encode())
-    backbone = getattr(model, "backbone", None) or model
-    if hasattr(backbone, "vocabulary_size"):
-        config = {
-            k: v
-            for k, v in backbone.get_config().items()
-            if k not in ("name", "trainable")
-        }
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        # Read through a temporary: reading a JAX array itself caches a host
-        # copy on it (see `keras_guide._host`), which would keep the whole
-        # teacher in host memory for the rest of the run.
-        flat = keras.ops.convert_to_numpy(keras.ops.reshape(weight, (-1,)))
-        digest.update(f"{tuple(weight.shape)}".encode())
-        digest.update(array_digest(flat).encode())
-    return digest.hexdigest()
-
-
 def save_variables(variables, path, dtype=None, compressed=False):
     """Writes `variables` (Keras variables, in order) to an `.npz` file.
 
@@ -227,7 +188,7 @@ class Checkpoint:
         path: the set's folder.
         step: the step it was taken after.
         num_steps: the length of its run.
-        settings: the run's settings (`distill.run_settings`).
+        settings: the run's settings (`run.run_settings`).
         skipped: `(set folder, reason)` for each newer set that was not
             complete (a save that was interrupted).
     """
@@ -389,161 +350,23 @@ def skipped_sets(directory):
     return skipped
 
 
-# What `compress` records of a run before it starts (`same_run`), as the
-# command line names each setting.
-RUN_FILE = "run.json"
-_COMPRESS_OPTIONS = {
-    "teacher": "TEACHER",
-    "size": "--size",
-    "text": "--text",
-    "eval_text": "--eval",
-    "sequence_length": "--sequence-length",
-    "kd": "--kd/--temperature/--student-loss-weight/--top-k",
-    "guide_options": "the GUIDE options",
-    "steps": "--steps",
-    "batch_size": "--batch-size",
-    "learning_rate": "--learning-rate",
-    "warmup_steps": "warm-up steps",
-    "checkpoint_every": "--checkpoint-every",
-    "seed": "--seed",
-    "candidates": "--candidates",
-    "calibration_tokens": "--calibration-tokens",
-    "eval_windows": "--eval-tokens",
-    "backend": "the Keras backend",
-}
-
-
-def _windows_summary(windows):
-    tokens, mask = windows
-    return (
-        f"{int(np.asarray(mask).sum()):,} tokens in {len(tokens)} windows "
-        f"(sha256 {array_digest(tokens, mask)[:12]})"
-    )
-
-
-def compress_settings(
-    teacher,
-    windows,
-    target,
-    shape,
-    budget,
-    calibration_tokens,
-    max_candidates,
-    guide_options,
-    eval_windows,
-    limits=None,
-):
-    """Every setting that shapes a `compress` run's result, as JSON values.
+def settings_differences(stored, current, names=None):
+    """`"name: stored -> current"` for each setting that differs, in the
+    order of their keys.
 
     Args:
-        teacher: the teacher (by content, `model_digest`).
-        windows: `(train, held_out)` windows (by content: the text, the
-            tokenizer and the sequence length).
-        target, shape: the size asked for (a parameter count, or sizes).
-        budget: the run's `compress.Budget`.
-        calibration_tokens, max_candidates, guide_options, eval_windows,
-            limits: `compress`'s arguments of those names.
-
-    Returns:
-        A dict keyed as `same_run` names the settings.
+        stored: dict. The recorded settings.
+        current: dict. This run's settings.
+        names: dict. How to name each key (as the command line does);
+            `None` or a key left out: the key. Defaults to `None`.
     """
-    import keras
-
-    train, held = windows
-    return json.loads(
-        json.dumps(
-            {
-                "teacher": f"sha256 {model_digest(teacher)[:12]}",
-                "size": (
-                    f"{int(target):,} parameters"
-                    if target is not None
-                    else ", ".join(f"{k}={v}" for k, v in sorted(dict(shape).items()))
-                ),
-                "text": _windows_summary(train),
-                "eval_text": _windows_summary(held),
-                "sequence_length": int(train[0].shape[1] - 1),
-                "kd": budget.kd,
-                "guide_options": dict(sorted((guide_options or {}).items())),
-                **{
-                    name: getattr(budget, name)
-                    for name in (
-                        "steps",
-                        "batch_size",
-                        "learning_rate",
-                        "warmup_steps",
-                        "checkpoint_every",
-                        "seed",
-                    )
-                },
-                # Only where set: runs before the option resume as they were.
-                **(
-                    {"search_steps": budget.search_steps} if budget.search_steps else {}
-                ),
-                **({"runtime_limits": limits.describe()} if limits is not None else {}),
-                "candidates": int(max_candidates),
-                "calibration_tokens": int(calibration_tokens),
-                "eval_windows": eval_windows,
-                "backend": keras.backend.backend(),
-            },
-            default=str,
-        )
-    )
-
-
-def same_run(out_dir, resume, settings):
-    """Records a run's settings in `out_dir/run.json`, or on `resume`
-    compares them with the recorded ones first.
-
-    A resume takes what the interrupted run decided (its chosen student,
-    its training) as they are, so any setting that would have decided them
-    otherwise is refused rather than ignored. A run without a record (made
-    before runs kept one) gets one.
-
-    Args:
-        out_dir: the run folder.
-        resume: whether the run continues the one in `out_dir`.
-        settings: `compress_settings(...)`.
-
-    Raises:
-        ResumeError: a setting differs, naming it (as the command line
-            does) and both values; nothing is changed then.
-    """
-    path = os.path.join(out_dir, RUN_FILE)
-    if resume and os.path.exists(path):
-        try:
-            with open(path) as f:
-                stored = json.load(f)
-        except (OSError, ValueError) as error:
-            raise ResumeError(
-                f"--resume: {path} cannot be read ({error}); start "
-                "a new run (another --out, or --overwrite)."
-            ) from None
-        missing = "(not set)"
-        changed = [
-            f"{_COMPRESS_OPTIONS.get(name, name)}: {stored.get(name, missing)!r} "
-            f"-> {settings.get(name, missing)!r}"
-            for name in dict.fromkeys([*stored, *settings])
-            if stored.get(name, missing) != settings.get(name, missing)
-        ]
-        if changed:
-            raise ResumeError(
-                f"--resume: the run in {out_dir} was made with other settings: "
-                f"{'; '.join(changed)}. A resume keeps what the run decided, so "
-                "resume with the same options, or start a new run (another "
-                "--out, or --overwrite)."
-            )
-        return
-    write_json(path, settings)
-
-
-def settings_differences(stored, current):
-    """`"name: stored -> current"` for each setting that differs."""
-    names = sorted(set(stored) | set(current))
+    names = names or {}
     missing = "(not set)"
     return [
-        f"{name}: {stored.get(name, missing)!r} -> {current.get(name, missing)!r}"
-        for name in names
-        if stored.get(name, missing) != current.get(name, missing)
+        f"{names.get(key, key)}: {stored.get(key, missing)!r} -> "
+        f"{current.get(key, missing)!r}"
+        for key in sorted(set(stored) | set(current))
+        if stored.get(key, missing) != current.get(key, missing)
     ]
 
 

@@ -21,7 +21,6 @@ Everything the run decides before training (`search.json`, the initial
 student) is written first, so a resumed run trains the same student.
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -36,6 +35,7 @@ from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
 from keras_guide.workflows import inputs
+from keras_guide.workflows import run
 from keras_guide.workflows import shapes as shapes_lib
 from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
@@ -45,6 +45,8 @@ from keras_guide.workflows.report import REPORT_TEXT
 from keras_guide.workflows.report import plot
 from keras_guide.workflows.report import render  # noqa: F401 (the command's)
 from keras_guide.workflows.report import write_report
+from keras_guide.workflows.run import RECIPE  # noqa: F401 (commands/, benchmarks/)
+from keras_guide.workflows.run import Budget
 from keras_guide.workflows.search import INITIAL_FILE
 from keras_guide.workflows.search import SEARCH_DIR
 from keras_guide.workflows.search import continue_from_search
@@ -58,7 +60,7 @@ HELD_OUT_TEXT = "heldout.txt"
 # The report's llama-perplexity contexts, and the tokens scored at each.
 PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
 OUTPUTS = (
-    checkpoint.RUN_FILE,
+    run.RUN_FILE,
     SEARCH_FILE,
     SEARCH_DIR,
     INITIAL_FILE,
@@ -71,39 +73,6 @@ OUTPUTS = (
     "student_hf",
     *distill_lib.OUTPUTS,
 )
-# The distillation recipe: the live teacher's full distribution at τ = 1,
-# weighted equally with the data's cross-entropy (README, "Distillation on
-# real teachers").
-RECIPE = {"temperature": 1.0, "student_loss_weight": 0.5}
-
-
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    """How long the student trains, and how.
-
-    Attributes:
-        steps: optimizer steps.
-        batch_size: windows per step.
-        learning_rate: the peak AdamW rate (warm-up, then cosine to a tenth).
-        warmup_steps: steps of linear warm-up; `None` for a tenth.
-        kd: `{"temperature": τ, "student_loss_weight": α}`, or `None` for
-            cross-entropy alone (the teacher does not run during training).
-        checkpoint_every: steps between checkpoints (and evaluations).
-        seed: data order and dropout.
-        search_steps: steps each candidate shape trains (the run's first
-            steps, with its recipe) before the candidates are compared; the
-            chosen one continues from them. 0 compares them right after
-            guided initialization.
-    """
-
-    steps: int = 150
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    warmup_steps: int = None
-    kd: dict = dataclasses.field(default_factory=lambda: dict(RECIPE))
-    checkpoint_every: int = 25
-    seed: int = 0
-    search_steps: int = 0
 
 
 def held_out_as_text(train, held_out=None):
@@ -225,7 +194,7 @@ def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir, v
     }
 
 
-@inputs.owns_run_folder("out_dir")
+@run.owns_run_folder("out_dir")
 def compress(
     teacher,
     teacher_path,
@@ -296,20 +265,20 @@ def compress(
     train, held = windows
     os.makedirs(out_dir, exist_ok=True)
     inputs.check_held_out(held)
-    checkpoint.same_run(
+    run.same_run(
         out_dir,
         resume,
-        checkpoint.compress_settings(
+        run.compress_settings(
             teacher,
             windows,
-            target,
-            shape,
             budget,
-            calibration_tokens,
-            max_candidates,
-            guide_options,
-            eval_windows,
-            limits,
+            target=target,
+            shape=shape,
+            calibration_tokens=calibration_tokens,
+            max_candidates=max_candidates,
+            guide_options=guide_options,
+            eval_windows=eval_windows,
+            limits=limits,
         ),
     )
     search_path = os.path.join(out_dir, SEARCH_FILE)

@@ -16,10 +16,7 @@ of a save, with dropout on). The recorded history covers the resumed steps
 only, and the training time is that of the last process.
 """
 
-import inspect
-import math
 import os
-import shutil
 import time
 
 import keras
@@ -27,55 +24,22 @@ import numpy as np
 
 from keras_guide.adapters import backbone_of
 from keras_guide.distillation import Distiller
-from keras_guide.distillation import LogitsDistillation
 from keras_guide.distillation import teacher_top_k
 from keras_guide.evaluation import heldout_cross_entropy
 from keras_guide.workflows import checkpoint
-from keras_guide.workflows import inputs
+from keras_guide.workflows import run
 from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
 from keras_guide.workflows import training
-from keras_guide.workflows.inputs import check_writable  # noqa: F401 (its old home)
+
+# Their old home here, for benchmarks/ and commands/export.py.
+from keras_guide.workflows.run.budget import distiller_arguments  # noqa: F401
+from keras_guide.workflows.run.folder import check_writable  # noqa: F401
 
 STUDENT_FILE = "student.keras"
 RESULT_FILE = "distill.json"
 # What a run writes into its `out_dir`: a previous run is any of them.
 OUTPUTS = (STUDENT_FILE, RESULT_FILE, "checkpoint", teacher_targets.FOLDER)
-
-
-def distiller_arguments(kd_options=None):
-    """Maps `{"temperature": τ, "student_loss_weight": α}` to `Distiller` arguments.
-
-    `None` or `{}` keeps the Distiller's defaults; `False` means no
-    distillation (see `distill`)."""
-    if kd_options is False:
-        return None
-    options = dict(kd_options or {})
-    # How the teacher is read, not a Distiller argument.
-    top_k = options.pop("top_k", None)
-    options.pop("targets_from", None)
-    if top_k is not None and (
-        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
-    ):
-        raise ValueError(
-            "`kd_options['top_k']` must be a positive integer (the "
-            "teacher's logits stored per token). Received: "
-            f"top_k={top_k!r}"
-        )
-    arguments = {}
-    if "temperature" in options:
-        arguments["distillation_losses"] = LogitsDistillation(
-            temperature=options.pop("temperature")
-        )
-    if "student_loss_weight" in options:
-        arguments["student_loss_weight"] = options.pop("student_loss_weight")
-    if options:
-        raise ValueError(
-            "`kd_options` accepts 'temperature', 'student_loss_weight' and "
-            "'top_k' (with 'targets_from'). "
-            f"Received: kd_options={kd_options!r}"
-        )
-    return arguments
 
 
 class StoredTeacherBatches:
@@ -152,70 +116,21 @@ class StoredTeacherBatches:
         return x, {"labels": y, **targets}, weight
 
 
-def _default(function, name):
-    return inspect.signature(function).parameters[name].default
-
-
-def run_settings(
-    teacher,
-    student,
-    windows,
-    num_steps,
-    batch_size,
-    learning_rate,
-    warmup_steps,
-    kd_options,
-    checkpoint_every,
-    seed,
-    extra=None,
-):
-    """What must not change between a run and its resume.
-
-    Returns:
-        A JSON-able dict: the teacher's and the initial student's
-        `checkpoint.model_digest`, the windows' digest (text, tokenizer,
-        sequence length and held-out split), every option (the KD options
-        with their defaults filled in), the seed, the backend, and `extra`.
-    """
-    kd = dict(kd_options or {})
-    if kd_options is False:  # cross-entropy alone: no teacher term
-        kd = {"temperature": 0.0, "student_loss_weight": 1.0}
-    (train_tokens, train_mask), (held_tokens, held_mask) = windows
-    return {
-        "teacher": checkpoint.model_digest(teacher),
-        "student": checkpoint.model_digest(student),
-        "data": checkpoint.array_digest(
-            train_tokens, train_mask, held_tokens, held_mask
-        ),
-        "num_steps": int(num_steps),
-        "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate),
-        "warmup_steps": int(warmup_steps),
-        "temperature": float(
-            kd.get("temperature", _default(LogitsDistillation, "temperature"))
-        ),
-        "student_loss_weight": float(
-            kd.get("student_loss_weight", _default(Distiller, "student_loss_weight"))
-        ),
-        "top_k": int(kd.get("top_k") or 0),
-        # Only where set: the settings of runs before the option stay as they were.
-        **({"targets_from": kd["targets_from"]} if kd.get("targets_from") else {}),
-        "checkpoint_every": int(checkpoint_every),
-        "seed": int(seed),
-        "backend": keras.backend.backend(),
-        **(extra or {}),
-    }
-
-
 def check_output(out_dir, resume=False, overwrite=False):
-    """Checks `out_dir` before anything is loaded or trained; changes nothing
-    but creating the folder and taking it for this process
-    (`inputs.lock_run_folder`: a folder another running process owns is
-    refused, naming its pid).
+    """Checks `out_dir` for a distill run before anything is loaded or
+    trained: `run.check_run_folder` with this run's outputs, a `resume` only
+    into a run that can continue. Changes nothing but creating the folder
+    and taking it for this process (a folder another running process owns
+    is refused, naming its pid).
+
+    Args:
+        out_dir: str. The run folder.
+        resume: bool. Continue the run in `out_dir`. Defaults to `False`.
+        overwrite: bool. Replace the run in `out_dir`. Defaults to `False`.
 
     Returns:
-        The names of a previous run's outputs in `out_dir` (what
-        `overwrite=True` will replace).
+        The paths of a previous run's outputs in `out_dir` (what `distill`
+        with `overwrite=True` replaces, once its own checks have passed).
 
     Raises:
         ValueError: `out_dir` is a file or not writable, is owned by another
@@ -224,32 +139,13 @@ def check_output(out_dir, resume=False, overwrite=False):
         checkpoint.ResumeError: `resume` into a folder without a complete
             checkpoint, or into a finished run.
     """
-    if resume and overwrite:
-        raise ValueError(
-            "`resume` continues the run in `out_dir` and `overwrite` replaces it; "
-            "pass one. Received: resume=True, overwrite=True"
-        )
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(
-            f"`out_dir` must be a folder, but {out_dir} is a file. Pass a folder "
-            f"(it is created if missing). Received: out_dir={out_dir!r}"
-        )
-    if os.path.isdir(out_dir):
-        # A running run's folder is refused as such, before its files count
-        # as a previous run's.
-        inputs.lock_run_folder(out_dir)
-    previous = [name for name in OUTPUTS if os.path.exists(os.path.join(out_dir, name))]
-    if resume:
-        _check_resumable(out_dir)
-    elif previous and not overwrite:
-        raise ValueError(
-            f"{out_dir} holds a previous run ({', '.join(previous)}): pass "
-            "--resume to continue it, --overwrite to replace it, or another "
-            f"--out. Received: out_dir={out_dir!r}"
-        )
-    inputs.check_writable(out_dir)
-    inputs.lock_run_folder(out_dir)
-    return previous
+    return run.check_run_folder(
+        out_dir,
+        run.folder_outputs(out_dir, OUTPUTS),
+        resume=resume,
+        overwrite=overwrite,
+        resumable=_check_resumable,
+    )
 
 
 def _check_resumable(out_dir):
@@ -277,35 +173,6 @@ def _check_resumable(out_dir):
         )
 
 
-def _check_options(
-    num_steps, batch_size, learning_rate, warmup_steps, checkpoint_every, seed
-):
-    for name, value, low in (
-        ("num_steps", num_steps, 1),
-        ("batch_size", batch_size, 1),
-        ("warmup_steps", warmup_steps, 0),
-        ("checkpoint_every", checkpoint_every, 1),
-        ("seed", seed, 0),
-    ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or (value < low)
-        ):
-            raise ValueError(
-                f"`{name}` must be an integer ≥ {low}. Received: {name}={value!r}"
-            )
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, (int, float, np.number))
-        or not (math.isfinite(learning_rate) and learning_rate > 0)
-    ):
-        raise ValueError(
-            "`learning_rate` must be a finite number > 0 (a negative rate trains "
-            f"uphill). Received: learning_rate={learning_rate!r}"
-        )
-
-
 def seed_dropout(model, seed):
     """Sets `model`'s dropout seed states from `seed` alone, so the masks do
     not depend on what the process created before the model."""
@@ -314,12 +181,7 @@ def seed_dropout(model, seed):
         variable.assign(np.asarray([first, 0]).astype(variable.dtype))
 
 
-@inputs.owns_run_folder("out_dir")
-def distill(
-    teacher,
-    student,
-    windows,
-    out_dir,
+def budget_from_keywords(
     num_steps=1000,
     batch_size=16,
     learning_rate=1e-3,
@@ -327,175 +189,151 @@ def distill(
     kd_options=None,
     checkpoint_every=200,
     seed=0,
-    resume=False,
-    overwrite=False,
-    settings_extra=None,
-    verbose=True,
-    eval_windows=None,
-    teacher_path=None,
-    stop_step=None,
 ):
-    """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
-
-    Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
-    `checkpoint_every` steps and at the end, then `out_dir/student.keras`
-    and `out_dir/distill.json` (the result and the history).
+    """The `run.Budget` that `distill`'s budget keywords describe.
 
     Args:
-        teacher, student: causal LMs over the same vocabulary; `student` is
-            the initial student, also when resuming (its identity is
-            checked; the checkpoint's weights are then loaded into it).
-        windows: `(train, held_out)` windows from `text.text_windows`.
-        out_dir: the output folder.
-        num_steps, batch_size, learning_rate, warmup_steps: the budget; the
-            warm-up defaults to a tenth of the steps.
-        kd_options: `{"temperature": τ, "student_loss_weight": α}` for the
-            `Distiller` (`None`: its defaults), with `"top_k": k` to distil
-            from the teacher's stored top-k logits (`StoredTeacherBatches`)
-            instead of the live teacher (with `"targets_from": "llama.cpp"`
-            or `"keras"`, computed before training by llama.cpp from
-            `teacher_path` or by the Keras teacher, and stored in
-            `out_dir/teacher_targets/`: `teacher_targets.DiskTargets`), or
-            `False`: cross-entropy on the text alone, the student trained
-            without running the teacher.
-        checkpoint_every: steps between checkpoints (and evaluations).
-        seed: fixes the data order, the dropout masks and Keras' global
-            random state (`keras.utils.set_random_seed`).
-        resume: continue the run in `out_dir` from its newest complete
-            checkpoint (see the module docstring for what must match).
-        overwrite: replace a previous run's outputs in `out_dir`.
-        settings_extra: more settings a resume must match (the command line
-            adds how the models are distributed).
-        verbose: progress bar, and which checkpoint a resume starts from.
-        eval_windows: evaluate on this many held-out windows, evenly spaced
-            (default: all).
-        teacher_path: the teacher's `.gguf` file, for targets from llama.cpp.
-        stop_step: stop after this step with a checkpoint there (a `resume`
-            continues it), writing no final file; `None` trains to
-            `num_steps`.
+        num_steps: int. Optimizer steps. Defaults to 1000.
+        batch_size: int. Windows per step. Defaults to 16.
+        learning_rate: float. The peak learning rate. Defaults to 1e-3.
+        warmup_steps: int. Warm-up steps; `None` for a tenth of the steps.
+            Defaults to `None`.
+        kd_options: dict. The KD setting (`run.Budget.kd`); `None` for the
+            `Distiller`'s defaults, `False` for cross-entropy alone.
+            Defaults to `None`.
+        checkpoint_every: int. Steps between checkpoints. Defaults to 200.
+        seed: int. Data order, dropout and Keras' random state. Defaults
+            to 0.
 
     Returns:
-        dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
-        `train_seconds`, `tokens`; with `top_k`, `teacher_top_k_seconds`
-        (the time spent storing the targets, over every process of the run)
-        and, with `targets_from`, `teacher_windows_scored` (by this process).
-        Stopped at `stop_step`: `{"stopped_at", "held_out_loss",
-        "train_seconds", "tokens"}`.
+        A `run.Budget`.
+    """
+    if kd_options is False:
+        kd = None
+    else:
+        kd = dict(kd_options or {})
+    return run.Budget(
+        steps=num_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        kd=kd,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+
+
+def _budget(budget, keywords):
+    """`budget`, or the budget `distill`'s keywords describe.
 
     Raises:
-        ValueError: an option out of range, or an `out_dir` that cannot be
-            written, is owned by another running process (`out_dir` is this
-            run's for the call: `inputs.lock_run_folder`), or holds a run it
-            was not asked to resume or overwrite.
-        checkpoint.ResumeError: nothing to resume, a finished run, or
-            settings that differ from the checkpoint's (each listed).
+        TypeError: both, or a keyword `budget_from_keywords` does not take.
     """
-    warmup = warmup_steps if warmup_steps is not None else max(1, num_steps // 10)
-    _check_options(num_steps, batch_size, learning_rate, warmup, checkpoint_every, seed)
-    previous = check_output(out_dir, resume, overwrite)
-    checkpoint.remove_temporaries(out_dir)
-    arguments = distiller_arguments(kd_options)
-    settings = run_settings(
-        teacher,
-        student,
-        windows,
-        num_steps,
-        batch_size,
-        learning_rate,
-        warmup,
-        kd_options,
-        checkpoint_every,
-        seed,
-        settings_extra,
-    )
-    batches = text.Batches(*windows[0], batch_size=batch_size, seed=seed)
-    top_k = (kd_options or {}).get("top_k") if kd_options is not False else None
-    source = (kd_options or {}).get("targets_from")
-    from_disk = bool(top_k and source)
-    if kd_options:
+    if budget is None:
+        return budget_from_keywords(**keywords)
+    if keywords:
+        raise TypeError(
+            "Pass `budget` or its keywords, not both. Received: "
+            f"{', '.join(sorted(keywords))} with budget={budget!r}"
+        )
+    return budget
+
+
+def _teacher_batches(teacher, windows, out_dir, budget, settings, teacher_path, reuse):
+    """The training batches, with the teacher's stored top-k targets when the
+    KD setting asks for them: on disk (`teacher_targets.DiskTargets`,
+    computed before training from `"targets_from"`) or in memory
+    (`StoredTeacherBatches`)."""
+    batches = text.Batches(*windows[0], batch_size=budget.batch_size, seed=budget.seed)
+    kd = budget.kd or {}
+    top_k, source = kd.get("top_k"), kd.get("targets_from")
+    if budget.kd:
         teacher_targets.check_source(source, teacher_path, top_k)
-    if from_disk:
+    if top_k and source:
         scorer = (
             teacher_targets.LlamaCppScorer(teacher_path, windows[0][0].shape[1] - 1)
             if source == "llama.cpp"
-            else teacher_targets.KerasScorer(teacher, batch_size)
+            else teacher_targets.KerasScorer(teacher, budget.batch_size)
         )
-        batches = teacher_targets.DiskTargets(
+        return teacher_targets.DiskTargets(
             batches,
             scorer,
             os.path.join(out_dir, teacher_targets.FOLDER),
             top_k,
             settings["temperature"],
-            num_steps,
+            budget.steps,
             source,
             settings["teacher"],
             settings["data"],
-            reuse=resume,
+            reuse=reuse,
         )
-    elif top_k:
-        batches = StoredTeacherBatches(
-            batches, teacher, top_k, settings["temperature"], num_steps
+    if top_k:
+        return StoredTeacherBatches(
+            batches, teacher, top_k, settings["temperature"], budget.steps
         )
-    held = text.eval_batches(
-        *windows[1], batch_size=max(batch_size, 16), max_windows=eval_windows
-    )
-    directory = checkpoint.checkpoint_dir(out_dir)
-    keras.utils.set_random_seed(int(seed))
-    seed_dropout(student, seed)
-    found = checkpoint.restore(directory, student, settings) if resume else None
-    if not resume:
-        for name in previous:
-            path = os.path.join(out_dir, name)
-            (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
-    scored = batches.fill(verbose=verbose) if from_disk else None
-    start_step = found.step if found else 0
-    if found and verbose:
-        print(f"Resuming from checkpoint {found.describe()}")
-    optimizer = training.adamw(learning_rate, num_steps, warmup)
+    return batches
+
+
+def _compiled(teacher, student, budget):
+    """The model that trains `student`, compiled with the run's optimizer:
+    a `Distiller`, or for cross-entropy alone the student's own graph."""
+    optimizer = training.adamw(budget.learning_rate, budget.steps, budget.warmup)
+    arguments = run.distiller_arguments(budget.kd)
     if arguments is None:
         # The student's own graph, sharing its weights, without the task's
         # preprocessor (which would tokenize the token ids again).
-        distiller = keras.Model(student.inputs, student.outputs)
-        distiller.compile(optimizer=optimizer, loss=training.causal_lm_loss())
+        model = keras.Model(student.inputs, student.outputs)
+        model.compile(optimizer=optimizer, loss=training.causal_lm_loss())
     else:
-        distiller = Distiller(teacher, student, **arguments)
-        distiller.compile(optimizer=optimizer)
-    if found:
-        checkpoint.restore_optimizer(found, optimizer, student.trainable_variables)
+        model = Distiller(teacher, student, **arguments)
+        model.compile(optimizer=optimizer)
+    return model, optimizer
 
-    end = num_steps if stop_step is None else stop_step
+
+def _checkpointer(out_dir, student, optimizer, settings, start_step, end):
+    """`training.train`'s `on_eval`: a checkpoint every `checkpoint_every`
+    steps, at the run's last step and at `end`."""
+    directory = checkpoint.checkpoint_dir(out_dir)
+    num_steps = settings["num_steps"]
 
     def save_checkpoint(step, _loss):
-        if (
-            step == start_step
-            or step % checkpoint_every
-            and step
-            not in (
-                num_steps,
-                end,
-            )
+        if step == start_step or (
+            step % settings["checkpoint_every"] and step not in (num_steps, end)
         ):
             return
         checkpoint.save(directory, student, optimizer, step, num_steps, settings)
 
-    history = training.train(
-        distiller,
-        batches,
-        end,
-        start_step=start_step,
-        evaluate=lambda _: heldout_cross_entropy(student, held),
-        eval_every=max(1, min(checkpoint_every, num_steps)),
-        verbose=verbose,
-        label=f"Distilling {end - start_step} steps",
-        on_eval=save_checkpoint,
-    )
-    if end < num_steps:
-        return {
-            "stopped_at": end,
-            "held_out_loss": history["eval_loss"][-1],
-            "train_seconds": history["train_seconds"],
-            "tokens": history["tokens"],
-        }
+    return save_checkpoint
+
+
+def _start(student, out_dir, budget, settings, resume, previous):
+    """Seeds the run; then restores the checkpoint a resume continues from, or
+    removes the previous run's outputs. Returns the `checkpoint.Checkpoint`
+    restored, or `None`."""
+    keras.utils.set_random_seed(int(budget.seed))
+    seed_dropout(student, budget.seed)
+    if resume:
+        return checkpoint.restore(checkpoint.checkpoint_dir(out_dir), student, settings)
+    run.remove_outputs(previous)
+    return None
+
+
+def _stored_targets(batches, scored):
+    """What the result says of the teacher's stored targets: the time spent
+    storing them and, on disk, the windows this process scored."""
+    if not isinstance(batches, (StoredTeacherBatches, teacher_targets.DiskTargets)):
+        return {}
+    stored = {"teacher_top_k_seconds": batches.seconds}
+    if scored is not None:
+        stored["teacher_windows_scored"] = scored
+    return stored
+
+
+def _finish(out_dir, teacher, held, student, history, settings, start_step, stored):
+    """Writes `student.keras`, then `distill.json` (which marks the run
+    finished); returns the result: the losses, the steps and time, and
+    `stored` (`_stored_targets`)."""
+    num_steps = settings["num_steps"]
     checkpoint.write_atomic(
         os.path.join(out_dir, STUDENT_FILE),
         student.save,
@@ -509,13 +347,135 @@ def distill(
         "start_step": start_step,
         "train_seconds": history["train_seconds"],
         "tokens": history["tokens"],
+        **stored,
     }
-    if top_k:
-        result["teacher_top_k_seconds"] = batches.seconds
-    if from_disk:
-        result["teacher_windows_scored"] = scored
     record = {**result, "finished": True, "settings": settings, "history": history}
     checkpoint.write_json(
         os.path.join(out_dir, RESULT_FILE), record, "final:" + RESULT_FILE, num_steps
     )
     return result
+
+
+@run.owns_run_folder("out_dir")
+def distill(
+    teacher,
+    student,
+    windows,
+    out_dir,
+    budget=None,
+    *,
+    resume=False,
+    overwrite=False,
+    settings_extra=None,
+    verbose=True,
+    eval_windows=None,
+    teacher_path=None,
+    stop_step=None,
+    **budget_keywords,
+):
+    """Trains `student` in place with the `Distiller` (CE + KD) on tokenized text.
+
+    Writes checkpoints in `checkpoint.checkpoint_dir(out_dir)` every
+    `budget.checkpoint_every` steps and at the end, then
+    `out_dir/student.keras` and `out_dir/distill.json` (the result and the
+    history).
+
+    Args:
+        teacher: keras.Model. A causal LM over the student's vocabulary.
+        student: keras.Model. The initial student, also when resuming (its
+            identity is checked; the checkpoint's weights are then loaded
+            into it).
+        windows: tuple. `(train, held_out)` windows from `text.text_windows`.
+        out_dir: str. The output folder.
+        budget: run.Budget. The steps, batch size, learning rate, warm-up,
+            KD setting (`budget.kd`: `{"temperature": τ,
+            "student_loss_weight": α}` for the `Distiller`, with `"top_k": k`
+            to distil from the teacher's stored top-k logits
+            (`StoredTeacherBatches`), with `"targets_from": "llama.cpp"` or
+            `"keras"` computed before training by llama.cpp from
+            `teacher_path` or by the Keras teacher and stored in
+            `out_dir/teacher_targets/` (`teacher_targets.DiskTargets`); or
+            `None`: cross-entropy on the text alone, the teacher never run),
+            checkpoint interval and seed (the data order, the dropout masks
+            and Keras' global random state). Defaults to `None`: the budget
+            `budget_keywords` describe.
+        resume: bool. Continue the run in `out_dir` from its newest complete
+            checkpoint (see the module docstring for what must match).
+            Defaults to `False`.
+        overwrite: bool. Replace a previous run's outputs in `out_dir`.
+            Defaults to `False`.
+        settings_extra: dict. More settings a resume must match (the command
+            line adds how the models are distributed). Defaults to `None`.
+        verbose: bool. Progress bar, and which checkpoint a resume starts
+            from. Defaults to `True`.
+        eval_windows: int. Evaluate on this many held-out windows, evenly
+            spaced. Defaults to `None`: all.
+        teacher_path: str. The teacher's `.gguf` file, for targets from
+            llama.cpp. Defaults to `None`.
+        stop_step: int. Stop after this step with a checkpoint there (a
+            `resume` continues it), writing no final file. Defaults to
+            `None`: train to the budget's last step.
+        **budget_keywords: without `budget`, the budget as keywords
+            (`budget_from_keywords`: `num_steps=1000`, `batch_size=16`,
+            `learning_rate=1e-3`, `warmup_steps=None`, `kd_options=None`,
+            `checkpoint_every=200`, `seed=0`).
+
+    Returns:
+        dict with `held_out_loss`, `teacher_loss`, `steps`, `start_step`,
+        `train_seconds`, `tokens`; with `top_k`, `teacher_top_k_seconds`
+        (the time spent storing the targets, over every process of the run)
+        and, with `targets_from`, `teacher_windows_scored` (by this process).
+        Stopped at `stop_step`: `{"stopped_at", "held_out_loss",
+        "train_seconds", "tokens"}`.
+
+    Raises:
+        ValueError: a budget out of range, or an `out_dir` that cannot be
+            written, is owned by another running process (`out_dir` is this
+            run's for the call: `run.lock_run_folder`), or holds a run it
+            was not asked to resume or overwrite.
+        checkpoint.ResumeError: nothing to resume, a finished run, or
+            settings that differ from the checkpoint's (each listed).
+        TypeError: both `budget` and its keywords, or an unknown keyword.
+    """
+    budget = _budget(budget, budget_keywords)
+    previous = check_output(out_dir, resume, overwrite)
+    checkpoint.remove_temporaries(out_dir)
+    settings = run.run_settings(teacher, student, windows, budget, settings_extra)
+    batches = _teacher_batches(
+        teacher, windows, out_dir, budget, settings, teacher_path, reuse=resume
+    )
+    held = text.eval_batches(
+        *windows[1], batch_size=max(budget.batch_size, 16), max_windows=eval_windows
+    )
+    found = _start(student, out_dir, budget, settings, resume, previous)
+    from_disk = isinstance(batches, teacher_targets.DiskTargets)
+    scored = batches.fill(verbose=verbose) if from_disk else None
+    start_step = found.step if found else 0
+    if found and verbose:
+        print(f"Resuming from checkpoint {found.describe()}")
+    model, optimizer = _compiled(teacher, student, budget)
+    if found:
+        checkpoint.restore_optimizer(found, optimizer, student.trainable_variables)
+    end = budget.steps if stop_step is None else stop_step
+    history = training.train(
+        model,
+        batches,
+        end,
+        start_step=start_step,
+        evaluate=lambda _: heldout_cross_entropy(student, held),
+        eval_every=max(1, min(budget.checkpoint_every, budget.steps)),
+        verbose=verbose,
+        label=f"Distilling {end - start_step} steps",
+        on_eval=_checkpointer(out_dir, student, optimizer, settings, start_step, end),
+    )
+    if end < budget.steps:
+        return {
+            "stopped_at": end,
+            "held_out_loss": history["eval_loss"][-1],
+            "train_seconds": history["train_seconds"],
+            "tokens": history["tokens"],
+        }
+    stored = _stored_targets(batches, scored)
+    return _finish(
+        out_dir, teacher, held, student, history, settings, start_step, stored
+    )

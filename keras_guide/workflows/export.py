@@ -12,6 +12,7 @@ import os
 
 from keras_guide import _files
 from keras_guide import _saving
+from keras_guide.workflows import run
 
 FORMATS = ("gguf", "preset", "hf", "keras")
 _SUFFIX = {"gguf": ".gguf", "preset": "_preset", "hf": "_hf", "keras": ".keras"}
@@ -118,8 +119,9 @@ def export(
         `"gguf.<type>"` for each other.
 
     Raises:
-        ValueError: an unknown format or GGUF type, or a path that exists
-            without `overwrite`.
+        ValueError: an unknown format or GGUF type, a path that exists
+            without `overwrite`, or a folder that cannot be written
+            (`run.check_run_folder`).
         ImportError: a llama.cpp type without `llama-cpp-python`.
         Each before anything is written.
     """
@@ -130,10 +132,13 @@ def export(
 
         for dtype in names:
             quantize.check_available(dtype)
-    if not overwrite:
-        for path in targets.values():
-            if os.path.exists(path):
-                raise ValueError(f"{path} exists; pass --overwrite to replace it.")
+    run.check_run_folder(
+        base,
+        list(targets.values()),
+        resume=None,
+        overwrite=overwrite,
+        out_is_file=True,
+    )
     written = {}
     for kind in dict.fromkeys(formats):
         path = targets[kind]

@@ -33,6 +33,7 @@ from keras_guide import _files
 from keras_guide.distillation import offline
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import text
+from keras_guide.workflows.run import record
 
 FOLDER = "teacher_targets"
 MANIFEST = "targets.json"
@@ -218,7 +219,7 @@ def _digest(source, teacher_digest, data_digest, order, k, temperature, shape):
         "source": source,
         "teacher": teacher_digest,
         "data": data_digest,
-        "order": checkpoint.array_digest(order),
+        "order": record.array_digest(order),
         "top_k": int(k),
         "temperature": float(temperature),
         "windows": int(shape[0]),
@@ -243,7 +244,7 @@ class DiskTargets:
         num_steps: the steps the run trains (bounds the windows stored).
         source: `"llama.cpp"` or `"keras"` (recorded in the digest).
         teacher_digest, data_digest: the run's teacher and windows
-            (`checkpoint.model_digest`, `checkpoint.array_digest`).
+            (`record.model_digest`, `record.array_digest`).
         reuse: keep the rows a previous run stored in `folder` (a resume);
             otherwise any files there are replaced.
 

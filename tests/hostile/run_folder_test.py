@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_guide import cli
-from keras_guide.workflows import inputs
+from keras_guide.workflows import run
 from tests.harness.workspace import file_hashes
 from tests.harness.workspace import make_workspace
 
@@ -111,7 +111,7 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
     )
     try:
         _wait_for(signals / "paused", first)
-        lock = json.loads((out / inputs.LOCK_FILE).read_text())
+        lock = json.loads((out / run.LOCK_FILE).read_text())
         assert lock == {**lock, "pid": first.pid, "host": socket.gethostname()}
         before = file_hashes(out)
         # The second run, in this process, while the first one runs.
@@ -135,7 +135,7 @@ def test_a_second_run_is_refused_while_the_first_runs(workspace, tmp_path, capsy
     assert result["start_step"] == 0 and np.isfinite(result["held_out_loss"])
     assert all(np.all(np.isfinite(w)) for w in _weights(out / "student.keras"))
     # Its lock went with it.
-    assert not (out / inputs.LOCK_FILE).exists()
+    assert not (out / run.LOCK_FILE).exists()
 
 
 def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(
@@ -144,23 +144,23 @@ def test_a_lock_left_by_a_process_that_is_gone_is_taken_over(
     gone = _ended_pid()
     out = tmp_path / "crashed"
     out.mkdir()
-    (out / inputs.LOCK_FILE).write_text(
+    (out / run.LOCK_FILE).write_text(
         json.dumps({"pid": gone, "host": socket.gethostname(), "started": "earlier"})
     )
-    assert inputs.lock_run_folder(out)
+    assert run.lock_run_folder(out)
     try:
         printed = capsys.readouterr().out
         assert f"Taking over {out}: its lock names process {gone} on " in printed
         assert "which is no longer running" in printed
-        assert json.loads((out / inputs.LOCK_FILE).read_text())["pid"] == os.getpid()
-        assert not inputs.lock_run_folder(out)  # this process owns it already
+        assert json.loads((out / run.LOCK_FILE).read_text())["pid"] == os.getpid()
+        assert not run.lock_run_folder(out)  # this process owns it already
     finally:
-        inputs.release_run_folder(out)
-    assert not (out / inputs.LOCK_FILE).exists()
+        run.release_run_folder(out)
+    assert not (out / run.LOCK_FILE).exists()
     # A lock naming a process of another host is not taken: its owner may run.
     other = tmp_path / "elsewhere"
     other.mkdir()
-    (other / inputs.LOCK_FILE).write_text(
+    (other / run.LOCK_FILE).write_text(
         json.dumps({"pid": 1, "host": "another-host", "started": "now"})
     )
     before = file_hashes(other)
@@ -185,8 +185,8 @@ def test_compress_overwrite_never_touches_a_running_run(tmp_path, capsys):
         [
             sys.executable,
             "-c",
-            "import sys; from keras_guide.workflows import inputs; "
-            f"inputs.lock_run_folder({str(out)!r}); print('held', flush=True); "
+            "import sys; from keras_guide.workflows import run; "
+            f"run.lock_run_folder({str(out)!r}); print('held', flush=True); "
             "sys.stdin.read()",
         ],
         cwd=ROOT,
@@ -222,4 +222,4 @@ def test_compress_overwrite_never_touches_a_running_run(tmp_path, capsys):
         holder.communicate("", timeout=60)
     # Once the holder has ended (cleanly: its lock file is gone), the folder
     # is free again.
-    assert not (out / inputs.LOCK_FILE).exists()
+    assert not (out / run.LOCK_FILE).exists()

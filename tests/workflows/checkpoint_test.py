@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_guide.workflows import checkpoint
+from keras_guide.workflows.run import record
 
 
 def _model(seed=0, width=3, name="dense"):
@@ -144,11 +145,11 @@ def test_an_atomic_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_path
 
 def test_the_model_digest_is_its_content_not_its_names(tmp_path):
     a, b = _model(0), _model(0, name="renamed")
-    assert checkpoint.model_digest(a) == checkpoint.model_digest(b)
-    assert checkpoint.model_digest(a) != checkpoint.model_digest(_model(1))
+    assert record.model_digest(a) == record.model_digest(b)
+    assert record.model_digest(a) != record.model_digest(_model(1))
     a.save(tmp_path / "a.keras")
     loaded = keras.saving.load_model(tmp_path / "a.keras")
-    assert checkpoint.model_digest(loaded) == checkpoint.model_digest(a)
+    assert record.model_digest(loaded) == record.model_digest(a)
 
 
 @pytest.mark.parametrize(

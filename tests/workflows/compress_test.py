@@ -15,6 +15,7 @@ pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
 from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.workflows import compress  # noqa: E402
+from keras_guide.workflows import run  # noqa: E402
 from keras_guide.workflows import shapes  # noqa: E402
 from tests.harness.workspace import ctrl_c_at  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
@@ -130,7 +131,7 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(
         "norm": "diagonal",
         "rescale": True,
     }
-    assert report["recipe"]["kd"] == compress.RECIPE
+    assert report["recipe"]["kd"] == run.RECIPE
     scores = report["evaluation"]
     for key in ("teacher_loss", "student_loss", "kl", "top1_agreement"):
         assert np.isfinite(scores[key])
@@ -390,7 +391,7 @@ def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
         "rescale": False,
     }
     assert report["search"]["calibration"]["tokens"] == 0
-    assert report["recipe"]["kd"] == {**compress.RECIPE, "top_k": 8}
+    assert report["recipe"]["kd"] == {**run.RECIPE, "top_k": 8}
     assert report["training"]["teacher_top_k_seconds"] > 0
     # One option given: the others take the data-aware recipe.
     out = tmp_path / "one"

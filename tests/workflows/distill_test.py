@@ -9,6 +9,7 @@ import pytest
 
 from keras_guide.distillation import teacher_top_k
 from keras_guide.workflows import distill
+from keras_guide.workflows import run
 from keras_guide.workflows import text
 from tests.harness import models
 
@@ -102,7 +103,7 @@ def test_stored_top_k_over_the_whole_vocabulary_trains_as_the_live_teacher(tmp_p
 @pytest.mark.parametrize("top_k", [0, -3, True, 2.5, "8"])
 def test_a_bad_top_k_is_refused(top_k):
     with pytest.raises(ValueError, match="must be a positive integer"):
-        distill.distiller_arguments({"top_k": top_k})
+        run.distiller_arguments({"top_k": top_k})
 
 
 def test_a_top_k_beyond_the_vocabulary_or_the_memory_is_refused_up_front(
