@@ -8,5 +8,37 @@
 - `run`: `keras-guide demo`, the ablation (`keras_guide.workflows.ablation`)
   on the plays.
 
+Importing it registers its names with the resolver
+(`keras_guide.workflows.inputs`): the model and the tokenizer `"demo"` (the
+shipped teacher, its BPE, also what `"auto"` gives a teacher without a
+tokenizer) and the texts `shakespeare:train`, `:validation` and `:test`.
 Nothing here is imported by `import keras_guide`.
 """
+
+import functools
+
+from keras_guide.workflows import inputs
+
+
+def _teacher():
+    from keras_guide.demo import models
+
+    return models.load_teacher()
+
+
+def _encoder():
+    from keras_guide.demo import tokenizer
+
+    return tokenizer.load_encoder()
+
+
+def _plays(split):
+    from keras_guide.demo import data
+
+    return data.split_paths(split)
+
+
+inputs.register_model("demo", _teacher)
+inputs.register_encoder("demo", _encoder, auto=True)
+for _split in ("train", "validation", "test"):
+    inputs.register_text(f"shakespeare:{_split}", functools.partial(_plays, _split))

@@ -66,6 +66,14 @@ def split_names(directory=None):
     }
 
 
+def split_paths(split, directory=None):
+    """Returns the files of one split's plays (`"train"`, `"validation"` or
+    `"test"`): what the text names `shakespeare:<split>` stand for."""
+    directory = directory or plays_dir()
+    names = split_names(directory)[split]
+    return [os.path.join(directory, name + _SUFFIX) for name in names]
+
+
 def load_texts(names, directory=None):
     """Returns the cleaned texts of the named plays, in the given order."""
     directory = directory or plays_dir()

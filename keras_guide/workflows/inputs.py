@@ -20,10 +20,66 @@ from keras_guide.workflows.run.folder import real
 # `keras_guide.workflows.run`.
 from keras_guide.workflows.run.folder import run_folder_scope  # noqa: F401
 
+# Names a model, tokenizer or text argument takes besides a path, registered
+# by the package that provides them (`keras_guide.demo`: "demo",
+# "shakespeare:train", ...), as `keras.saving.register_keras_serializable`
+# registers classes: the resolver below special-cases no name.
+_MODELS = {}
+_ENCODERS = {}
+_TEXTS = {}
+# The encoder `"auto"` gives a teacher without a tokenizer of its own.
+_AUTO_ENCODER = {}
+
+
+def register_model(name, loader):
+    """Makes `name` a model argument: `load_model(name)` returns `loader()`.
+
+    Args:
+        name: str. The name; it wins over a file or folder of that name.
+        loader: callable. Takes no argument and returns the Keras model.
+    """
+    _MODELS[name] = loader
+
+
+def register_encoder(name, factory, auto=False):
+    """Makes `name` a tokenizer argument: `get_encoder(name)` returns
+    `factory()`.
+
+    Args:
+        name: str. The name; it wins over a folder of that name.
+        factory: callable. Takes no argument and returns an encoder
+            (`encode(text)`, `end_token_id`).
+        auto: bool. Whether `"auto"` gives this encoder for a teacher whose
+            preprocessor has no tokenizer. Defaults to `False`.
+    """
+    _ENCODERS[name] = factory
+    if auto:
+        _AUTO_ENCODER["factory"] = factory
+
+
+def register_text(name, paths):
+    """Makes `name` a text argument: `text_paths([name])` gives `paths()`.
+
+    Args:
+        name: str. The name, `FAMILY:PART` (e.g. `shakespeare:train`); another
+            part of a registered family is refused with the family's names.
+        paths: callable. Takes no argument and returns the text files.
+    """
+    _TEXTS[name] = paths
+
+
+def model_names():
+    """The names a model argument takes besides a path: the packaged
+    checkpoints (`keras_guide.checkpoints.NAMES`) and the registered ones."""
+    from keras_guide import checkpoints
+
+    return sorted({*checkpoints.NAMES, *_MODELS})
+
 
 def resolve_model(path):
     """A model argument as a path: the file of a packaged checkpoint name
-    (`keras_guide.checkpoints.NAMES`, e.g. `smollm2`), else `path`."""
+    (`keras_guide.checkpoints.NAMES`, e.g. `smollm2`), else `path` (a
+    registered name stays a name)."""
     from keras_guide import checkpoints
 
     if path in checkpoints.NAMES and not os.path.exists(path):
@@ -38,14 +94,21 @@ def load_model(path):
     (`config.json` and safetensors, read by KerasHub's converter:
     `keras_guide.hf.load_hf`).
 
+    A registered name (`register_model`) gives its loader's model.
+
     Raises:
         FileNotFoundError: if `path` does not exist.
         ValueError: if `path` is none of those (a `GGUFError` names what a
             `.gguf` file lacks).
     """
+    if path in _MODELS:
+        return _MODELS[path]()
     path = resolve_model(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model at {path!r}.")
+        raise FileNotFoundError(
+            f"No model at {path!r}: pass a model file or folder, or one of "
+            f"{', '.join(model_names())}."
+        )
     import keras
     import keras_hub
 
@@ -94,28 +157,141 @@ def get_encoder(tokenizer, teacher=None):
     """An encoder (`encode(text)`, `end_token_id`) for `tokenizer`.
 
     Args:
-        tokenizer: `"auto"` (the teacher's preprocessor's tokenizer; `None`
-            when it has none) or a folder with `vocabulary.json` and
-            `merges.txt` (a byte-level BPE, `keras_guide.bpe`).
-        teacher: the teacher model, for `"auto"`.
+        tokenizer: str. `"auto"` (the teacher's preprocessor's tokenizer,
+            else the encoder registered for `"auto"`, else `None`), a
+            registered name (`register_encoder`) or a folder with
+            `vocabulary.json` and `merges.txt` (a byte-level BPE,
+            `keras_guide.bpe`).
+        teacher: Keras model or `None`. The teacher, for `"auto"`. Defaults
+            to `None`.
+
+    Raises:
+        InputError: `tokenizer` is none of those, naming the accepted names.
     """
     from keras_guide import bpe
 
+    if tokenizer in _ENCODERS:
+        return _ENCODERS[tokenizer]()
     if tokenizer == "auto":
-        return text.model_encoder(teacher)
+        encoder = text.model_encoder(teacher)
+        if encoder is None and _AUTO_ENCODER:
+            return _AUTO_ENCODER["factory"]()
+        return encoder
     if os.path.isdir(tokenizer):
         return bpe.load_encoder(tokenizer)
+    names = ", ".join(repr(name) for name in ["auto", *sorted(_ENCODERS)])
     raise InputError(
-        "`tokenizer` must be 'auto', 'demo' or a folder with vocabulary.json and "
+        f"`tokenizer` must be {names} or a folder with vocabulary.json and "
         f"merges.txt. Received: tokenizer={tokenizer!r}"
     )
 
 
+def load_windows(
+    paths, teacher, student=None, tokenizer="auto", sequence_length=None, held_out=None
+):
+    """The training and held-out windows of text in `tokenizer`'s tokens
+    (`text.text_windows`), as long as the student (else the teacher) allows.
+
+    Args:
+        paths: list of str. Text files or folders.
+        teacher: Keras model. The teacher, whose vocabulary the tokens fit.
+        student: Keras model or `None`. The student, whose vocabulary and
+            context the windows fit too. Defaults to `None`.
+        tokenizer: str. As `get_encoder` takes it. Defaults to `"auto"`.
+        sequence_length: int or `None`. Tokens per window; `None` takes the
+            model's context, at most 128. Defaults to `None`.
+        held_out: list of str or `None`. Held-out files or folders; `None`
+            holds back part of `paths`. Defaults to `None`.
+
+    Raises:
+        ValueError: the tokenizer's vocabulary exceeds a model's, or
+            `sequence_length` its context.
+    """
+    encoder = get_encoder(tokenizer, teacher)
+    text.check_vocabulary(encoder, teacher, "teacher")
+    if student is not None:
+        text.check_vocabulary(encoder, student, "student")
+    model = teacher if student is None else student
+    length = text.sequence_length(model, sequence_length)
+    return text.text_windows(paths, encoder, length, held_out)
+
+
 def check_exist(paths):
+    """Refuses a model argument that names nothing: no file or folder, no
+    packaged checkpoint, no registered name.
+
+    Args:
+        paths: dict. `{option: model argument}`, the option for the message.
+
+    Raises:
+        InputError: naming the option, the path and the names accepted.
+    """
     for option, path in paths.items():
         path = resolve_model(path)
-        if path != "demo" and not os.path.exists(path):
-            raise InputError(f"{option} {path}: no such file or folder.")
+        if path not in _MODELS and not os.path.exists(path):
+            raise InputError(
+                f"{option} {path}: no such file or folder. Pass a .keras file, a "
+                f".gguf file, a KerasHub preset folder or one of "
+                f"{', '.join(model_names())}."
+            )
+
+
+def text_paths(paths):
+    """Text arguments as files and folders: a registered name
+    (`register_text`, e.g. `shakespeare:train`) gives its files, anything
+    else is kept.
+
+    Args:
+        paths: list of str. Text arguments.
+
+    Returns:
+        list of str. The files and folders they name.
+
+    Raises:
+        InputError: an unregistered part of a registered family
+            (`shakespeare:tests`), naming the family's names.
+    """
+    out = []
+    for path in paths:
+        if path in _TEXTS:
+            out += _TEXTS[path]()
+            continue
+        family = path.partition(":")[0] + ":"
+        names = sorted(name for name in _TEXTS if name.startswith(family))
+        if ":" in path and names and not os.path.exists(path):
+            raise InputError(
+                f"{path}: no text of that name; the named texts are "
+                f"{', '.join(names)}. Received: {path!r}"
+            )
+        out.append(path)
+    return out
+
+
+def resolve_texts(texts):
+    """Text arguments as existing files and folders (`text_paths`).
+
+    Args:
+        texts: dict. `{option: list of text arguments, or None}`, the option
+            for the message.
+
+    Returns:
+        dict. The same options, each list resolved (`None` kept).
+
+    Raises:
+        InputError: a path that does not exist, naming its option and the
+            registered text names.
+    """
+    names = "".join(f", {name}" for name in sorted(_TEXTS))
+    resolved = {}
+    for option, paths in texts.items():
+        resolved[option] = None if paths is None else text_paths(paths)
+        for path in resolved[option] or []:
+            if not os.path.exists(path):
+                raise InputError(
+                    f"{option} {path}: no such file or folder. Pass text files, "
+                    f"folders holding them{names}."
+                )
+    return resolved
 
 
 def calibration_ids(paths, encoder, tokens):
