@@ -75,70 +75,33 @@ def search(
         when trained, `score_after_init` and `folder`; `chosen`;
         `calibration` tokens and seconds).
     """
-    from keras_guide import calibration as calibration_lib
-
     guide_options = dict(guide_options or {})
     calibrated = options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
-    kept = [i for i in range(len(tokens), len(train[0])) if i not in set(seen_rows)]
-    rest = train[0][kept], train[1][kept]
-    if len(rest[0]) < 1:
-        raise ValueError(
-            "The training text has no window left after the "
-            "calibration text to score candidates on."
-        )
-    backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
+    rest = _scoring_windows(train, len(tokens), seen_rows)
     started = time.perf_counter()
-    batches = calibration_lib.calibration_batches(
-        tokens, list(backbone.input.keys()), backbone.vocabulary_size
-    )
-    stats = calibration_lib.collect_statistics(teacher, batches) if calibrated else None
+    stats = _teacher_statistics(teacher, tokens, calibrated)
     calibration_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    if shape is not None:
-        counter = shapes_lib.count_parameters
-        candidates = [shape]
-    else:
-        # Shapes are read from models built off the mesh (a mesh of
-        # `ModelParallel` may not divide a reference model's sizes).
-        with paused_distribution():
-            candidates = shapes_lib.candidate_shapes(
-                teacher, target, max_candidates, full_width=train_candidate is not None
-            )
-    candidates = _shardable(teacher, candidates)
-    measured = []
-    if limits is not None:
-        candidates, measured = limits.keep(teacher, candidates)
+    candidates, measured = _candidates(
+        teacher, target, shape, max_candidates, train_candidate is not None, limits
+    )
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
     tried, best = [], None
     for candidate in candidates:
-        started = time.perf_counter()
-        given = not isinstance(candidate, shapes_lib.Shape)
-        sizes = candidate if given else candidate.sizes
-        student = build_student(teacher, **sizes)
-        report = guide(teacher, student, calibration=stats, **guide_options)
-        score = heldout_cross_entropy(student, scoring)
-        parameters = counter(student) if given else candidate.parameters
-        row = {
-            "sizes": dict(sizes),
-            "parameters": int(parameters),
-            "score": float(score),
-        }
-        said = f"loss after init {score:.3f}"
-        if train_candidate is not None:
-            row["folder"] = train_candidate(len(tried), student)
-            row["score_after_init"] = row["score"]
-            score = row["score"] = float(heldout_cross_entropy(student, scoring))
-            said += f", after its first steps {score:.3f}"
-        row["seconds"] = time.perf_counter() - started
+        row, student, report = _guide_candidate(
+            teacher,
+            candidate,
+            stats,
+            guide_options,
+            scoring,
+            train_candidate,
+            len(tried),
+            verbose,
+        )
         tried.append(row)
-        if verbose:
-            print(
-                f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
-                f"{parameters:,} parameters, {said}"
-            )
-        if best is None or score < best[0]["score"]:
+        if best is None or row["score"] < best[0]["score"]:
             best = (row, student, report)
         else:
             del student
@@ -153,15 +116,102 @@ def search(
         "shape_search_seconds": shape_seconds,
         **({"runtime_limits": measured} if limits is not None else {}),
         "score_windows": int(min(score_windows, len(rest[0]))),
-        "recipe": {
-            "guide": {
-                k: report.options[k]
-                for k in ("projection", "select", "layer_map", "norm", "rescale")
-            },
-            "guide_recipe": report.recipe,
-        },
+        "recipe": _recipe(report),
     }
     return student, record
+
+
+def _recipe(report):
+    """The choices `guide` made for the chosen student (`GuideReport`), as
+    the run's report records them."""
+    return {
+        "guide": {
+            k: report.options[k]
+            for k in ("projection", "select", "layer_map", "norm", "rescale")
+        },
+        "guide_recipe": report.recipe,
+    }
+
+
+def _scoring_windows(train, calibration_rows, seen_rows):
+    """The training windows after the calibration ones that the first steps
+    (`seen_rows`) did not use: the candidates are scored on them."""
+    kept = [
+        i for i in range(calibration_rows, len(train[0])) if i not in set(seen_rows)
+    ]
+    rest = train[0][kept], train[1][kept]
+    if len(rest[0]) < 1:
+        raise ValueError(
+            "The training text has no window left after the "
+            "calibration text to score candidates on."
+        )
+    return rest
+
+
+def _teacher_statistics(teacher, tokens, calibrated):
+    """The `ActivationStatistics` of one pass of the teacher over `tokens`,
+    or `None` for a data-free guide (the tokens are checked either way)."""
+    from keras_guide import calibration as calibration_lib
+
+    backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
+    batches = calibration_lib.calibration_batches(
+        tokens, list(backbone.input.keys()), backbone.vocabulary_size
+    )
+    if not calibrated:
+        return None
+    return calibration_lib.collect_statistics(teacher, batches)
+
+
+def _candidates(teacher, target, shape, max_candidates, full_width, limits):
+    """`(candidates, measured)`: the given `shape` alone, or the shapes of
+    `target`'s size; those the active mesh divides; with `limits`, those
+    llama.cpp finds within them (and each one's measurement)."""
+    if shape is not None:
+        candidates = [shape]
+    else:
+        # Shapes are read from models built off the mesh (a mesh of
+        # `ModelParallel` may not divide a reference model's sizes).
+        with paused_distribution():
+            candidates = shapes_lib.candidate_shapes(
+                teacher, target, max_candidates, full_width=full_width
+            )
+    candidates = _shardable(teacher, candidates)
+    measured = []
+    if limits is not None:
+        candidates, measured = limits.keep(teacher, candidates)
+    return candidates, measured
+
+
+def _guide_candidate(
+    teacher, candidate, stats, guide_options, scoring, train_candidate, index, verbose
+):
+    """Guides one candidate (with `train_candidate`, also trains its first
+    steps) and scores it: `(row, student, report)`."""
+    started = time.perf_counter()
+    given = not isinstance(candidate, shapes_lib.Shape)
+    sizes = candidate if given else candidate.sizes
+    student = build_student(teacher, **sizes)
+    report = guide(teacher, student, calibration=stats, **guide_options)
+    score = heldout_cross_entropy(student, scoring)
+    parameters = shapes_lib.count_parameters(student) if given else candidate.parameters
+    row = {
+        "sizes": dict(sizes),
+        "parameters": int(parameters),
+        "score": float(score),
+    }
+    said = f"loss after init {score:.3f}"
+    if train_candidate is not None:
+        row["folder"] = train_candidate(index, student)
+        row["score_after_init"] = row["score"]
+        score = row["score"] = float(heldout_cross_entropy(student, scoring))
+        said += f", after its first steps {score:.3f}"
+    row["seconds"] = time.perf_counter() - started
+    if verbose:
+        print(
+            f"  candidate {shapes_lib.Shape(sizes, parameters).describe()}: "
+            f"{parameters:,} parameters, {said}"
+        )
+    return row, student, report
 
 
 def first_steps(teacher, windows, out_dir, budget, training):
