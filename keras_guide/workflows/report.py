@@ -41,6 +41,21 @@ def write_report(out_dir, report):
 
 def render(report):
     """The report as Markdown."""
+    return "\n".join(
+        _comparison_rows(report)
+        + _perplexity_rows(report.get("llama_perplexity"))
+        + _gguf_types_rows(report)
+        + _setting_lines(report)
+        + _shape_section(report["search"])
+        + _recipe_section(report["recipe"])
+        + _time_section(report)
+    )
+
+
+def _comparison_rows(report):
+    """The title and the table of teacher against student: size, held-out
+    loss and agreement, llama.cpp's speed and memory, and the student's
+    `.gguf` against the Keras student."""
     e = report["evaluation"]
     lines = [
         f"# {report['teacher'].get('name', report['teacher']['path'])} compressed",
@@ -78,10 +93,11 @@ def render(report):
             f"{parity['kl']:.2g} nats/token, top-1 {parity['top1_agreement']:.1%} "
             f"({parity['tokens']} tokens) |"
         )
-    lines += _perplexity_rows(report.get("llama_perplexity"))
-    lines += _gguf_types_rows(report)
-    search = report["search"]
-    steps = search.get("search_steps", 0)
+    return lines
+
+
+def _setting_lines(report):
+    """The held-out text, and the devices the run used and how."""
     devices = report.get("devices", 1)
     groups = devices // report.get("model_parallel", 1)
     how = (
@@ -94,9 +110,10 @@ def render(report):
         if devices > 1
         else ""
     )
-    lines += [
+    return [
         "",
-        f"Held-out text: {e['tokens']:,} tokens ({report['held_out']}).",
+        f"Held-out text: {report['evaluation']['tokens']:,} tokens "
+        f"({report['held_out']}).",
         "",
         f"Devices: {devices}{how}"
         + (
@@ -104,6 +121,13 @@ def render(report):
             if report.get("processes", 1) > 1
             else ""
         ),
+    ]
+
+
+def _shape_section(search):
+    """The candidate shapes, each one's loss, and which won and why."""
+    steps = search.get("search_steps", 0)
+    lines = [
         "",
         "## Shape",
         "",
@@ -124,7 +148,7 @@ def render(report):
             f"| {described}{mark} | {row['parameters']:,} | {scores} | "
             f"{row['seconds']:.1f} |"
         )
-    lines += [
+    return lines + [
         "",
         (
             f"The lowest cross-entropy after the run's first {steps} steps (on "
@@ -134,12 +158,16 @@ def render(report):
             else "The lowest cross-entropy right after guided initialization "
             "(on training windows the calibration did not use) wins."
         ),
-        "",
-        "## Recipe",
-        "",
-        "```",
-        json.dumps(report["recipe"], indent=1),
-        "```",
+    ]
+
+
+def _recipe_section(recipe):
+    return ["", "## Recipe", "", "```", json.dumps(recipe, indent=1), "```"]
+
+
+def _time_section(report):
+    """Each stage's seconds and share, then the files written."""
+    lines = [
         "",
         "## Where the time went",
         "",
@@ -149,8 +177,7 @@ def render(report):
     total = sum(report["seconds"].values())
     for stage, seconds in report["seconds"].items():
         lines.append(f"| {stage} | {seconds:.1f} | {seconds / total:.1%} |")
-    lines += ["", "Outputs: " + ", ".join(report["outputs"]), ""]
-    return "\n".join(lines)
+    return lines + ["", "Outputs: " + ", ".join(report["outputs"]), ""]
 
 
 def _gguf_types_rows(report):
