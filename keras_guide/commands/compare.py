@@ -2,18 +2,15 @@
 
 import time
 
-from keras_guide.commands._inputs import ABLATION_OUTPUTS
-from keras_guide.commands._inputs import UsageError
-from keras_guide.commands._inputs import check_inputs_exist
-from keras_guide.commands._inputs import folder_outputs
-from keras_guide.commands._inputs import load_model
-from keras_guide.commands._inputs import run_windows
 from keras_guide.commands._options import POSITIVE_INT
+from keras_guide.commands._options import SIZE_NAMES
+from keras_guide.commands._options import UsageError
 from keras_guide.commands._options import add_budget
-from keras_guide.commands._options import add_common
+from keras_guide.commands._options import add_outputs
 from keras_guide.commands._options import add_sizes
 from keras_guide.commands._options import add_text
-from keras_guide.commands._options import student_sizes
+from keras_guide.commands._options import given
+from keras_guide.commands._options import model_help
 from keras_guide.workflows import inputs
 
 
@@ -21,33 +18,36 @@ def add_parser(commands):
     compare = commands.add_parser(
         "compare", help="the ablation on your own teacher, student shape and text"
     )
-    compare.add_argument("--teacher", required=True)
-    compare.add_argument("--out", required=True, help="output folder")
-    add_text(compare)
-    add_sizes(compare)
-    add_budget(compare, 300, 16, 2e-3)
-    compare.add_argument(
+    compare.add_argument("--teacher", required=True, help=model_help())
+    text = add_text(
+        compare,
+        ".txt files or folders (searched recursively); shakespeare:train names "
+        "the demo's training plays",
+        "held-out .txt files or folders (default: every tenth file, or the last "
+        "10%% of each file)",
+    )
+    text.add_argument(
         "--eval-windows",
         type=POSITIVE_INT,
         default=None,
         help="evaluate on this many held-out windows (default: all)",
     )
-    add_common(compare)
+    add_sizes(compare)
+    add_budget(compare, 300, 16, 2e-3)
+    add_outputs(compare, "output folder", required=True)
 
 
 def run(args):
     from keras_guide.workflows import ablation
     from keras_guide.workflows.compare import compare
 
-    sizes = student_sizes(args)
+    sizes = given(args, SIZE_NAMES)
     if not sizes:
         raise UsageError("compare: give the student's shape, e.g. --hidden-dim 128.")
-    check_inputs_exist(args, ("--teacher",))
-    inputs.check_outputs(
-        args.out,
-        folder_outputs(args.out, ABLATION_OUTPUTS),
-        {"--teacher": args.teacher},
-        args.overwrite,
+    inputs.check_exist({"--teacher": args.teacher})
+    texts = inputs.resolve_texts({"--text": args.text, "--eval": args.eval})
+    ablation.check_output(
+        args.out, args.overwrite, {"--teacher": inputs.resolve_model(args.teacher)}
     )
     settings = ablation.Settings(
         num_steps=args.steps,
@@ -57,11 +57,18 @@ def run(args):
         eval_windows=args.eval_windows,
     )
     started = time.perf_counter()
-    teacher = load_model(args.teacher)
+    teacher = inputs.load_model(args.teacher)
+    windows = inputs.load_windows(
+        texts["--text"],
+        teacher,
+        tokenizer=args.tokenizer,
+        sequence_length=args.sequence_length,
+        held_out=texts["--eval"],
+    )
     compare(
         teacher,
         sizes,
-        run_windows(args, teacher),
+        windows,
         settings,
         args.out,
         meta={"teacher": args.teacher},

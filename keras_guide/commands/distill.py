@@ -1,124 +1,76 @@
 """`keras-guide distill`: train a student with the `Distiller`, optionally
 over several devices."""
 
-import contextlib
 import os
 
-from keras_guide.commands._inputs import check_inputs_exist
-from keras_guide.commands._inputs import export_paths
-from keras_guide.commands._inputs import folder_outputs
-from keras_guide.commands._inputs import load_model
-from keras_guide.commands._inputs import run_windows
-from keras_guide.commands._inputs import write_exports
-from keras_guide.commands._options import POSITIVE
+from keras_guide.commands._devices import distill_scope
 from keras_guide.commands._options import POSITIVE_INT
 from keras_guide.commands._options import add_budget
-from keras_guide.commands._options import add_common
-from keras_guide.commands._options import add_export_options
+from keras_guide.commands._options import add_distillation
+from keras_guide.commands._options import add_exports
+from keras_guide.commands._options import add_outputs
+from keras_guide.commands._options import add_seed
 from keras_guide.commands._options import add_text
-from keras_guide.commands._options import add_top_k
-from keras_guide.commands._options import number
+from keras_guide.commands._options import budget_of
+from keras_guide.commands._options import kd_of
+from keras_guide.commands._options import model_help
+from keras_guide.commands._outputs import export_paths
+from keras_guide.commands._outputs import write_exports
 from keras_guide.workflows import inputs
+from keras_guide.workflows.run import folder_outputs
 
 
 def add_parser(commands):
     distill = commands.add_parser("distill", help="train a student with CE + KD")
-    distill.add_argument("--teacher", required=True)
-    distill.add_argument(
-        "--student", required=True, help=".keras file, .gguf file or preset folder"
+    distill.add_argument("--teacher", required=True, help=model_help())
+    distill.add_argument("--student", required=True, help=model_help())
+    add_text(
+        distill,
+        ".txt files or folders (searched recursively); shakespeare:train names "
+        "the demo's training plays",
+        "held-out .txt files or folders (default: every tenth file, or the last "
+        "10%% of each file)",
     )
-    distill.add_argument("--out", required=True, help="output folder")
-    add_text(distill)
-    add_budget(distill, 1000, 16, 1e-3)
-    distill.add_argument(
-        "--student-loss-weight",
-        default=None,
-        type=number(float, 0.0, strict=False, upper=1.0),
-        help="α: loss = α·CE + (1 − α)·τ²·KL (default 0.5)",
-    )
-    distill.add_argument(
-        "--temperature",
-        type=POSITIVE,
-        default=None,
-        help="τ of the KD term (default 1.0, measured best on SmolLM2)",
-    )
-    add_top_k(distill)
-    distill.add_argument("--checkpoint-every", type=POSITIVE_INT, default=200)
-    distill.add_argument(
-        "--seed",
-        type=number(int, 0, strict=False),
-        default=0,
-        help="fixes the data order and the dropout masks",
-    )
-    distill.add_argument(
+    budget = add_budget(distill, 1000, 16, 1e-3, checkpoint_every=200)
+    add_seed(budget, "fixes the data order and the dropout masks")
+    add_distillation(distill)
+    devices = distill.add_argument_group("devices")
+    devices.add_argument(
         "--data-parallel",
         action="store_true",
         help="replicate the models over all devices, split batches "
         "(JAX; TF: MirroredStrategy)",
     )
-    distill.add_argument(
+    devices.add_argument(
         "--model-parallel",
         type=POSITIVE_INT,
         default=None,
         metavar="N",
         help="also shard weights over N devices (JAX keras.distribution)",
     )
-    distill.add_argument(
+    outputs = add_outputs(distill, "output folder", required=True)
+    outputs.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in OUT from its newest complete "
         "checkpoint (the settings must be the same)",
     )
-    add_common(distill)
-    add_export_options(distill)
+    add_exports(
+        outputs,
+        "also write the student as a llama.cpp .gguf file, a KerasHub preset "
+        "folder and/or a Hugging Face folder (transformers), next to it",
+    )
 
 
-def _distribution_scope(args):
-    """`--data-parallel` replicates the models and splits batches;
-    `--model-parallel N` also shards weights over `N` devices with one layout
-    map for teacher and student (planned on models loaded once here, outside
-    the distribution; the run loads them again inside it, where their
-    variables take their shards).
-
-    Raises:
-        NotImplementedError: on PyTorch (no `keras.distribution`), or model
-            parallelism on TensorFlow.
-    """
-    if not args.data_parallel and not args.model_parallel:
-        return contextlib.nullcontext()
-    from keras_guide.distribution import make_distribution
-
-    if args.model_parallel:
-        plan = (load_model(args.teacher), load_model(args.student))
-        return make_distribution(
-            "model", *plan, model_parallel=args.model_parallel
-        ).scope()
-    return make_distribution("data").scope()
-
-
-def run(args):
-    import keras
-
-    from keras_guide.workflows import compress as compress_lib
+def _check(args, kd):
+    """Checks the inputs and `--out` before anything loads; resolves the
+    text arguments in `args`."""
     from keras_guide.workflows import distill as distill_lib
-
-    # The KD recipe measured best on a real teacher (README), as compress uses.
-    kd = {
-        **compress_lib.RECIPE,
-        **{
-            k: v
-            for k, v in (
-                ("student_loss_weight", args.student_loss_weight),
-                ("temperature", args.temperature),
-                ("top_k", args.top_k),
-                ("targets_from", args.targets_from),
-            )
-            if v is not None
-        },
-    }
-    check_inputs_exist(args, ("--teacher", "--student"))
     from keras_guide.workflows import teacher_targets
 
+    inputs.check_exist({"--teacher": args.teacher, "--student": args.student})
+    texts = inputs.resolve_texts({"--text": args.text, "--eval": args.eval})
+    args.text, args.eval = texts["--text"], texts["--eval"]
     teacher_targets.check_source(
         kd.get("targets_from"), inputs.resolve_model(args.teacher), kd.get("top_k")
     )
@@ -129,6 +81,15 @@ def run(args):
         {"--teacher": args.teacher, "--student": args.student},
     )
     distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
+
+
+def run(args):
+    import keras
+
+    from keras_guide.workflows import distill as distill_lib
+
+    kd = kd_of(args)
+    _check(args, kd)
     distribution = (
         ("model", args.model_parallel)
         if args.model_parallel
@@ -136,20 +97,23 @@ def run(args):
     )
     # The seed first: the models' dropout seeds are drawn as they load.
     keras.utils.set_random_seed(args.seed)
-    with _distribution_scope(args):
-        teacher = load_model(args.teacher)
-        student = load_model(args.student)
+    with distill_scope(args):
+        teacher = inputs.load_model(args.teacher)
+        student = inputs.load_model(args.student)
+        windows = inputs.load_windows(
+            args.text,
+            teacher,
+            student,
+            args.tokenizer,
+            args.sequence_length,
+            held_out=args.eval,
+        )
         result = distill_lib.distill(
             teacher,
             student,
-            run_windows(args, teacher, student),
+            windows,
             args.out,
-            num_steps=args.steps,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            kd_options=kd,
-            checkpoint_every=args.checkpoint_every,
-            seed=args.seed,
+            budget_of(args, kd),
             resume=args.resume,
             overwrite=args.overwrite,
             settings_extra={"distribution": list(distribution)},
@@ -160,5 +124,5 @@ def run(args):
         f"{result['teacher_loss']:.4f}); wrote {args.out}/student.keras"
     )
     if args.export:
-        student = load_model(os.path.join(args.out, distill_lib.STUDENT_FILE))
+        student = inputs.load_model(os.path.join(args.out, distill_lib.STUDENT_FILE))
         write_exports(student, os.path.join(args.out, "student"), args, args.teacher)

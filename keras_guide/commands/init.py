@@ -2,51 +2,46 @@
 
 import os
 
-from keras_guide.commands._inputs import UsageError
-from keras_guide.commands._inputs import export_paths
-from keras_guide.commands._inputs import get_encoder
-from keras_guide.commands._inputs import load_model
-from keras_guide.commands._inputs import write_exports
-from keras_guide.commands._options import add_common
-from keras_guide.commands._options import add_export_options
+from keras_guide.commands._options import GUIDE_OPTIONS
+from keras_guide.commands._options import SIZE_NAMES
+from keras_guide.commands._options import UsageError
+from keras_guide.commands._options import add_exports
 from keras_guide.commands._options import add_guide_options
+from keras_guide.commands._options import add_outputs
+from keras_guide.commands._options import add_seed
 from keras_guide.commands._options import add_sizes
-from keras_guide.commands._options import guide_options_of
-from keras_guide.commands._options import number
-from keras_guide.commands._options import student_sizes
+from keras_guide.commands._options import given
+from keras_guide.commands._options import model_help
+from keras_guide.commands._outputs import export_paths
+from keras_guide.commands._outputs import write_exports
 from keras_guide.workflows import inputs
 
 
 def add_parser(commands):
     init = commands.add_parser("init", help="teacher + student shape -> guided student")
-    init.add_argument(
-        "teacher",
-        help="'demo', a .keras file, a .gguf file or a KerasHub preset folder",
-    )
-    init.add_argument("--out", required=True, help="student .keras file to write")
-    init.add_argument(
-        "--seed",
-        type=number(int, 0, strict=False),
-        default=0,
-        help="seed of the weights GUIDE leaves random",
-    )
-    init.add_argument(
+    init.add_argument("teacher", help=model_help())
+    add_sizes(init)
+    guide = add_guide_options(init)
+    guide.add_argument(
         "--data-free",
         action="store_true",
         help="guide a pretrained (.gguf) teacher without calibration "
         "text (measured behind uniform weight selection on real "
         "teachers; --calibration is the recommended recipe)",
     )
-    add_common(init)
-    add_sizes(init)
-    add_guide_options(init)
-    add_export_options(init)
+    add_seed(guide, "seed of the weights GUIDE leaves random")
+    outputs = add_outputs(init, "student .keras file to write", required=True)
+    add_exports(
+        outputs,
+        "also write the student as a llama.cpp .gguf file, a KerasHub preset "
+        "folder and/or a Hugging Face folder (transformers), next to it",
+    )
 
 
 def run(args):
     from keras_guide.workflows.initialize import init_student
 
-    sizes = student_sizes(args)
+    sizes = given(args, SIZE_NAMES)
     if not sizes:
         raise UsageError("init: give at least one student size, e.g. --hidden-dim 128.")
     if os.path.isdir(args.out) or not args.out.endswith(".keras"):
@@ -71,17 +66,14 @@ def run(args):
             "data-free defaults (behind uniform weight selection on SmolLM2 and "
             "Gemma 3)."
         )
-    for path in args.calibration or []:
-        if not os.path.exists(path):
-            raise UsageError(
-                f"--calibration {path}: no such file or folder. Pass "
-                ".txt files or folders holding them."
-            )
-    teacher = load_model(args.teacher)
-    options = guide_options_of(args)
+    calibration = inputs.resolve_texts({"--calibration": args.calibration})
+    teacher = inputs.load_model(args.teacher)
+    options = given(args, GUIDE_OPTIONS)
     if args.calibration:
         options["calibration"] = inputs.calibration_ids(
-            args.calibration, get_encoder("auto", teacher), args.calibration_tokens
+            calibration["--calibration"],
+            inputs.get_encoder("auto", teacher),
+            args.calibration_tokens,
         )
     report, student = init_student(teacher, args.out, sizes, options, seed=args.seed)
     print(report)

@@ -93,7 +93,7 @@ def test_export_command_each_format_and_refusals(tmp_path, capsys, gemma3_gguf):
                 str(model),
                 "--out",
                 str(tmp_path / "m.gguf"),
-                "--dtype",
+                "--gguf-dtype",
                 "q8_0",
                 "--tokenizer-from",
                 str(teacher),
@@ -124,7 +124,7 @@ def test_export_command_each_format_and_refusals(tmp_path, capsys, gemma3_gguf):
     assert cli.main(["export", str(model), "--out", str(model), "--overwrite"]) == 2
     assert "would write over or into the input MODEL" in capsys.readouterr().err
     assert cli.main(["export", str(model), "--out", str(tmp_path / "m.gguf")]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "holds the output of a previous run" in capsys.readouterr().err
     assert (
         cli.main(
             [

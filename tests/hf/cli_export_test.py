@@ -41,7 +41,7 @@ def test_export_writes_a_folder_and_refuses_what_it_cannot(tmp_path, capsys):
                 str(out),
                 "--format",
                 "hf",
-                "--dtype",
+                "--gguf-dtype",
                 "bfloat16",
                 "--tokenizer-from",
                 str(teacher),
@@ -55,8 +55,8 @@ def test_export_writes_a_folder_and_refuses_what_it_cannot(tmp_path, capsys):
     assert config["dtype"] == "bfloat16"
     assert config["max_position_embeddings"] == 64
     for argv, message in [
-        (["--format", "hf"], "exists; pass --overwrite"),
-        (
+        (["--format", "hf"], "a previous run ("),
+        (  # `--dtype`, the option's old name, still works
             ["--format", "hf", "--dtype", "q8_0", "--overwrite"],
             "--format hf writes float32, float16, bfloat16 weights",
         ),
