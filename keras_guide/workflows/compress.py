@@ -28,13 +28,13 @@ import time
 import keras
 import numpy as np
 
-from keras_guide import _files
 from keras_guide import evaluation
 from keras_guide.distribution import processes
 from keras_guide.workflows import checkpoint
 from keras_guide.workflows import distill as distill_lib
 from keras_guide.workflows import export as export_lib
 from keras_guide.workflows import inputs
+from keras_guide.workflows import llama_cpp_checks
 from keras_guide.workflows import run
 from keras_guide.workflows import shapes as shapes_lib
 from keras_guide.workflows import teacher_targets
@@ -54,11 +54,6 @@ from keras_guide.workflows.search import first_steps
 from keras_guide.workflows.search import search
 
 SEARCH_FILE = "search.json"
-# The held-out text as one file: what `llama-perplexity -f` reads to give the
-# report's numbers again.
-HELD_OUT_TEXT = "heldout.txt"
-# The report's llama-perplexity contexts, and the tokens scored at each.
-PERPLEXITY_CONTEXTS, PERPLEXITY_TOKENS = (512, 2048), 8192
 OUTPUTS = (
     run.RUN_FILE,
     SEARCH_FILE,
@@ -67,7 +62,7 @@ OUTPUTS = (
     REPORT_FILE,
     REPORT_TEXT,
     CURVE_FILE,
-    HELD_OUT_TEXT,
+    llama_cpp_checks.HELD_OUT_TEXT,
     "student.gguf",
     "student_preset",
     "student_hf",
@@ -150,48 +145,6 @@ def check_overlap(train, held, length=16, limit=0.05):
             "sees, or leave it out to hold back a share of --text."
         )
     return share
-
-
-def _llama_perplexity(teacher, student, teacher_path, written, text_, out_dir, verbose):
-    """The report's `llama-perplexity` figures on the held-out text, written
-    to `out_dir` as one file: in llama.cpp on the written files where the
-    student was written as GGUF, else in Keras."""
-    from keras_guide.gguf import runtime
-    from keras_guide.workflows import evaluate
-
-    path = os.path.join(out_dir, HELD_OUT_TEXT)
-    _files.write_text(path, text_)
-    on_files = "gguf" in written and runtime.available()
-    if on_files:
-        first, students = (
-            teacher_path,
-            {
-                "student" + kind[len("gguf") :]: path
-                for kind, path in written.items()
-                if kind.startswith("gguf")
-            },
-        )
-    else:
-        first, students = teacher, {"student": student}
-    try:
-        contexts = evaluate.teacher_and_students(
-            first,
-            students,
-            text_,
-            PERPLEXITY_CONTEXTS,
-            PERPLEXITY_TOKENS,
-            verbose=verbose,
-        )
-    except (RuntimeError, ValueError) as error:
-        return {"error": f"{type(error).__name__}: {error}"}
-    return {
-        "runtime": "llama.cpp" if on_files else "Keras",
-        "text": path,
-        "protocol": "llama-perplexity: chunks of the context, the second half "
-        "of each scored, the start token first where the "
-        "vocabulary adds one",
-        "contexts": contexts,
-    }
 
 
 @run.owns_run_folder("out_dir")
@@ -281,102 +234,40 @@ def compress(
             limits=limits,
         ),
     )
-    search_path = os.path.join(out_dir, SEARCH_FILE)
-    initial_path = os.path.join(out_dir, INITIAL_FILE)
-    training = dict(
-        num_steps=budget.steps,
-        batch_size=budget.batch_size,
-        learning_rate=budget.learning_rate,
-        warmup_steps=budget.warmup_steps,
-        kd_options=budget.kd if budget.kd is not None else False,
-        checkpoint_every=budget.checkpoint_every,
-        seed=budget.seed,
-        eval_windows=max(1, eval_windows // 4) if eval_windows else None,
-        teacher_path=teacher_path,
+    training = _training_arguments(budget, eval_windows, teacher_path)
+    student, record = _choose_student(
+        teacher,
+        windows,
+        out_dir,
+        budget,
+        training,
+        resume,
+        seconds,
+        verbose,
+        target=target,
+        shape=shape,
+        calibration_tokens=calibration_tokens,
+        max_candidates=max_candidates,
+        guide_options=guide_options,
+        limits=limits,
     )
     started = time.perf_counter()
-    if resume and os.path.exists(search_path) and os.path.exists(initial_path):
-        with open(search_path) as f:
-            record = json.load(f)
-        student = keras.saving.load_model(initial_path)
-        if verbose:
-            print(
-                f"Resuming: the student chosen before, "
-                f"{shapes_lib.Shape(record['chosen']['sizes'], 0).describe()}"
-            )
-    else:
-        if verbose:
-            print("Choosing the student's shape")
-        student, record = search(
-            teacher,
-            train,
-            target,
-            shape,
-            calibration_tokens,
-            max_candidates=max_candidates,
-            guide_options=guide_options,
-            verbose=verbose,
-            **first_steps(teacher, windows, out_dir, budget, training),
-            limits=limits,
-        )
-        record["search_steps"] = budget.search_steps
-        if budget.search_steps:
-            student = continue_from_search(out_dir, record)
-        checkpoint.write_atomic(initial_path, student.save)
-        checkpoint.write_json(search_path, record)
-    seconds["calibration"] = record["calibration"]["seconds"]
-    seconds["candidate search"] = (
-        time.perf_counter() - started - record["calibration"]["seconds"]
+    student, result = _train(
+        teacher, student, windows, out_dir, budget, training, resume, verbose
     )
-    started = time.perf_counter()
-    finished = _finished_training(out_dir, verbose) if resume else None
-    # Stored teacher targets alone (a run stopped while storing them) resume
-    # too: their windows are not scored again.
-    resuming = (resume or budget.search_steps > 0) and (
-        os.path.exists(checkpoint.checkpoint_dir(out_dir))
-        or os.path.exists(
-            os.path.join(out_dir, teacher_targets.FOLDER, teacher_targets.MANIFEST)
-        )
-    )
-    result = (
-        distill_lib.distill(
-            teacher,
-            student,
-            windows,
-            out_dir,
-            resume=resuming,
-            overwrite=not resuming,
-            verbose=verbose,
-            **training,
-        )
-        if not finished
-        else finished
-    )
-    if finished:
-        student = keras.saving.load_model(
-            os.path.join(out_dir, distill_lib.STUDENT_FILE)
-        )
     seconds["training"] = time.perf_counter() - started
     started = time.perf_counter()
     batches = text.eval_batches(*held, batch_size=8, max_windows=eval_windows)
     scores = evaluation.compare(teacher, student, batches)
     seconds["evaluation"] = time.perf_counter() - started
     started = time.perf_counter()
-    is_gguf = str(teacher_path).endswith(".gguf")
-    formats = (
-        ["gguf"]
-        if is_gguf
-        else (["preset"] if hasattr(student, "save_to_preset") else [])
-    )
-    formats = list(dict.fromkeys(formats + list(exports)))
-    written = export_lib.export(
+    written = _export(
         student,
-        os.path.join(out_dir, "student"),
-        formats,
-        gguf_dtype=gguf_dtype,
-        metadata_from=teacher_path if is_gguf else None,
-        overwrite=True,
-        description=_description(teacher_name or teacher_path, train),
+        out_dir,
+        teacher_path,
+        exports,
+        gguf_dtype,
+        _description(teacher_name or teacher_path, train),
     )
     seconds["export"] = time.perf_counter() - started
     report = {
@@ -395,17 +286,7 @@ def compress(
         "model_parallel": int(model_parallel),
         "processes": processes.process_count(),
         "search": record,
-        "recipe": {
-            **record["recipe"],
-            "kd": budget.kd,
-            "steps": budget.steps,
-            "batch_size": budget.batch_size,
-            "sequence_length": int(train[0].shape[1] - 1),
-            "tokens": result["tokens"],
-            "learning_rate": budget.learning_rate,
-            "schedule": "linear warm-up, cosine to a tenth",
-            "seed": budget.seed,
-        },
+        "recipe": _recipe(record, budget, train, result),
         "training": result,
         "seconds": seconds,
         "outputs": [
@@ -415,33 +296,156 @@ def compress(
             os.path.join(out_dir, CURVE_FILE),
         ],
     }
-    if "gguf" in written:
-        started = time.perf_counter()
-        report["llama_cpp"] = _llama_cpp_speeds(
-            teacher_path,
-            {
-                "student" + kind[len("gguf") :]: path
-                for kind, path in written.items()
-                if kind.startswith("gguf")
-            },
-        )
-        if report["llama_cpp"] is not None:
-            report["llama_cpp"]["parity"] = _llama_cpp_parity(
-                student, written["gguf"], held
-            )
-        seconds["llama.cpp checks"] = time.perf_counter() - started
+    llama_cpp_checks.add_runtime_checks(report, student, teacher_path, written, held)
     if held_out_text:
         started = time.perf_counter()
-        report["llama_perplexity"] = _llama_perplexity(
+        report["llama_perplexity"] = llama_cpp_checks.perplexity(
             teacher, student, teacher_path, written, held_out_text, out_dir, verbose
         )
-        report["outputs"].append(os.path.join(out_dir, HELD_OUT_TEXT))
+        report["outputs"].append(os.path.join(out_dir, llama_cpp_checks.HELD_OUT_TEXT))
         seconds["perplexity protocol"] = time.perf_counter() - started
     with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
         history = json.load(f)["history"]
     plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
     write_report(out_dir, report)
     return report
+
+
+def _training_arguments(budget, eval_windows, teacher_path):
+    """`distill`'s arguments for the run's `budget`: the learning curve is
+    measured on a quarter of the held-out windows."""
+    return dict(
+        num_steps=budget.steps,
+        batch_size=budget.batch_size,
+        learning_rate=budget.learning_rate,
+        warmup_steps=budget.warmup_steps,
+        kd_options=budget.kd if budget.kd is not None else False,
+        checkpoint_every=budget.checkpoint_every,
+        seed=budget.seed,
+        eval_windows=max(1, eval_windows // 4) if eval_windows else None,
+        teacher_path=teacher_path,
+    )
+
+
+def _choose_student(
+    teacher, windows, out_dir, budget, training, resume, seconds, verbose, **options
+):
+    """The student the run trains, guided: the one a stopped run chose
+    (`search.json` and the initial student in `out_dir`), else `search`'s
+    choice, written before training so that a resume trains the same one.
+
+    Args:
+        options: `search`'s `target`, `shape`, `calibration_tokens`,
+            `max_candidates`, `guide_options` and `limits`.
+
+    Returns:
+        `(student, search record)`; `seconds` gets the calibration's and the
+        search's time.
+    """
+    search_path = os.path.join(out_dir, SEARCH_FILE)
+    initial_path = os.path.join(out_dir, INITIAL_FILE)
+    started = time.perf_counter()
+    if resume and os.path.exists(search_path) and os.path.exists(initial_path):
+        with open(search_path) as f:
+            record = json.load(f)
+        student = keras.saving.load_model(initial_path)
+        if verbose:
+            print(
+                f"Resuming: the student chosen before, "
+                f"{shapes_lib.Shape(record['chosen']['sizes'], 0).describe()}"
+            )
+    else:
+        if verbose:
+            print("Choosing the student's shape")
+        student, record = search(
+            teacher,
+            windows[0],
+            verbose=verbose,
+            **options,
+            **first_steps(teacher, windows, out_dir, budget, training),
+        )
+        record["search_steps"] = budget.search_steps
+        if budget.search_steps:
+            student = continue_from_search(out_dir, record)
+        checkpoint.write_atomic(initial_path, student.save)
+        checkpoint.write_json(search_path, record)
+    seconds["calibration"] = record["calibration"]["seconds"]
+    seconds["candidate search"] = (
+        time.perf_counter() - started - record["calibration"]["seconds"]
+    )
+    return student, record
+
+
+def _train(teacher, student, windows, out_dir, budget, training, resume, verbose):
+    """Distills `student` for the budget, continuing from `out_dir`'s
+    checkpoint (or the search's first steps) where there is one.
+
+    Returns:
+        `(trained student, distill's result)`; a finished training is not
+        repeated.
+    """
+    finished = _finished_training(out_dir, verbose) if resume else None
+    if finished:
+        path = os.path.join(out_dir, distill_lib.STUDENT_FILE)
+        return keras.saving.load_model(path), finished
+    # Stored teacher targets alone (a run stopped while storing them) resume
+    # too: their windows are not scored again.
+    resuming = (resume or budget.search_steps > 0) and (
+        os.path.exists(checkpoint.checkpoint_dir(out_dir))
+        or os.path.exists(
+            os.path.join(out_dir, teacher_targets.FOLDER, teacher_targets.MANIFEST)
+        )
+    )
+    result = distill_lib.distill(
+        teacher,
+        student,
+        windows,
+        out_dir,
+        resume=resuming,
+        overwrite=not resuming,
+        verbose=verbose,
+        **training,
+    )
+    return student, result
+
+
+def _export(student, out_dir, teacher_path, exports, gguf_dtype, description):
+    """Writes the student as the teacher came (`.gguf` for a `.gguf` teacher,
+    else a KerasHub preset) and in `exports`' further formats.
+
+    Returns:
+        `export.export`'s `{format: path}`.
+    """
+    is_gguf = str(teacher_path).endswith(".gguf")
+    formats = (
+        ["gguf"]
+        if is_gguf
+        else (["preset"] if hasattr(student, "save_to_preset") else [])
+    )
+    return export_lib.export(
+        student,
+        os.path.join(out_dir, "student"),
+        list(dict.fromkeys(formats + list(exports))),
+        gguf_dtype=gguf_dtype,
+        metadata_from=teacher_path if is_gguf else None,
+        overwrite=True,
+        description=description,
+    )
+
+
+def _recipe(record, budget, train, result):
+    """The report's account of how the student was made."""
+    return {
+        **record["recipe"],
+        "kd": budget.kd,
+        "steps": budget.steps,
+        "batch_size": budget.batch_size,
+        "sequence_length": int(train[0].shape[1] - 1),
+        "tokens": result["tokens"],
+        "learning_rate": budget.learning_rate,
+        "schedule": "linear warm-up, cosine to a tenth",
+        "seed": budget.seed,
+    }
 
 
 def _description(teacher, train):
@@ -452,7 +456,7 @@ def _description(teacher, train):
         f"A student of {os.path.basename(str(teacher))} made by keras-guide "
         f"compress (GUIDE + distillation), trained on {length}-token windows; "
         "measured with llama-perplexity's protocol at "
-        f"{' and '.join(str(c) for c in PERPLEXITY_CONTEXTS)} tokens of "
+        f"{' and '.join(map(str, llama_cpp_checks.PERPLEXITY_CONTEXTS))} tokens of "
         "context, in its run's report.json."
     )
 
@@ -484,45 +488,3 @@ def _finished_training(out_dir, verbose=1):
         "tokens",
     )
     return {k: record[k] for k in keys}
-
-
-def _llama_cpp_parity(student, path, held, windows=4):
-    """The Keras student against its own GGUF file run by llama.cpp, on the
-    first held-out windows: mean KL(Keras ‖ llama.cpp) and top-1 agreement."""
-    from keras_guide.gguf import runtime
-
-    tokens, mask = held
-    sequences = [
-        row[keep.astype(bool)] for row, keep in zip(tokens[:windows], mask[:windows])
-    ]
-    try:
-        theirs = runtime.logits(path, sequences)
-    except Exception as error:  # noqa: BLE001 (reported, not fatal)
-        return {"error": f"{type(error).__name__}: {error}"}
-    kls, agree, count = 0.0, 0.0, 0
-    for sequence, z_cpp in zip(sequences, theirs):
-        z = evaluation.logits(student, sequence)
-        log_p = evaluation.log_softmax(z)
-        log_q = evaluation.log_softmax(z_cpp.astype(np.float64))
-        kls += float((np.exp(log_p) * (log_p - log_q)).sum())
-        agree += float((z.argmax(-1) == z_cpp.argmax(-1)).sum())
-        count += len(sequence)
-    return {"kl": kls / count, "top1_agreement": agree / count, "tokens": count}
-
-
-def _llama_cpp_speeds(teacher_path, students):
-    """The teacher's and each student file's llama.cpp speed
-    (`{"teacher": ..., "student": ..., "student.q4_k_m": ...}`); `None`
-    without llama.cpp, and the reason where llama.cpp cannot run one of them
-    (the run's results stand)."""
-    from keras_guide.gguf import runtime
-
-    if not runtime.available():
-        return None
-    try:
-        return {
-            "teacher": runtime.speed(teacher_path),
-            **{name: runtime.speed(path) for name, path in students.items()},
-        }
-    except RuntimeError as error:
-        return {"error": str(error)}

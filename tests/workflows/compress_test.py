@@ -15,6 +15,7 @@ pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
 from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import load_gguf  # noqa: E402
 from keras_guide.workflows import compress  # noqa: E402
+from keras_guide.workflows import llama_cpp_checks  # noqa: E402
 from keras_guide.workflows import run  # noqa: E402
 from keras_guide.workflows import shapes  # noqa: E402
 from tests.harness.workspace import ctrl_c_at  # noqa: E402
@@ -117,8 +118,8 @@ def test_compress_chooses_records_reports_and_writes_a_gguf(
 ):
     # The tiny teacher's context is 64 tokens: the protocol at 16 and 32
     # (and the default 512 refused by the model, 3,000 words by the text).
-    monkeypatch.setattr(compress, "PERPLEXITY_CONTEXTS", (16, 32, 128))
-    monkeypatch.setattr(compress, "PERPLEXITY_TOKENS", 128)
+    monkeypatch.setattr(llama_cpp_checks, "PERPLEXITY_CONTEXTS", (16, 32, 128))
+    monkeypatch.setattr(llama_cpp_checks, "PERPLEXITY_TOKENS", 128)
     out = tmp_path / "out"
     assert _run(workspace, out, "--gguf-dtype", "q8_0", "q4_k_m", "--export", "hf") == 0
     report = json.loads((out / "report.json").read_text())

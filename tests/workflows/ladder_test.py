@@ -17,8 +17,8 @@ pytest.importorskip("gguf", reason="GGUF needs `pip install gguf`")
 
 from keras_guide import cli  # noqa: E402
 from keras_guide.gguf import runtime  # noqa: E402
-from keras_guide.workflows import compress  # noqa: E402
 from keras_guide.workflows import ladder  # noqa: E402
+from keras_guide.workflows import llama_cpp_checks  # noqa: E402
 from tests.harness.workspace import file_hashes  # noqa: E402
 from tests.harness.workspace import make_gguf_workspace  # noqa: E402
 from tests.workflows.compress_test import QUICK as COMPRESS_QUICK  # noqa: E402
@@ -53,8 +53,8 @@ def _compress(workspace, out, *sizes_and_flags):
 def ladder_run(workspace):
     # The tiny teacher's context is 64 tokens: llama.cpp's protocol at 16.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(compress, "PERPLEXITY_CONTEXTS", (16,))
-        patch.setattr(compress, "PERPLEXITY_TOKENS", 128)
+        patch.setattr(llama_cpp_checks, "PERPLEXITY_CONTEXTS", (16,))
+        patch.setattr(llama_cpp_checks, "PERPLEXITY_TOKENS", 128)
         out = workspace / "ladder"
         assert _compress(workspace, out, "75%", "50%") == 0
         before = {
