@@ -187,8 +187,9 @@ def _speed(files, rows, threads, rounds):
 
 def _quality(files, rows, args):
     """llama-perplexity's figures on the test plays, against float32."""
-    from keras_guide.cli import text_paths
+    import keras_guide.demo  # noqa: F401 (registers the shakespeare:* texts)
     from keras_guide.workflows import evaluate
+    from keras_guide.workflows.inputs import text_paths
 
     report = evaluate.evaluate(
         list(files.values()),

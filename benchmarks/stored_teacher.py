@@ -68,11 +68,12 @@ def main():
 
     import keras
 
+    import keras_guide.demo  # noqa: F401 (registers the shakespeare:* texts)
     from keras_guide import checkpoints
-    from keras_guide.cli import text_paths
     from keras_guide.workflows import compress
     from keras_guide.workflows import distill
     from keras_guide.workflows.inputs import load_model
+    from keras_guide.workflows.inputs import text_paths
 
     os.makedirs(args.out, exist_ok=True)
     work = args.work or tempfile.mkdtemp(prefix="stored-teacher-")
