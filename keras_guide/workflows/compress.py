@@ -21,12 +21,13 @@ Everything the run decides before training (`search.json`, the initial
 student) is written first, so a resumed run trains the same student.
 """
 
+import contextlib
+import dataclasses
 import json
 import os
 import time
 
 import keras
-import numpy as np
 
 from keras_guide import evaluation
 from keras_guide.distribution import processes
@@ -102,49 +103,71 @@ def windows(teacher, train, held_out=None, sequence_length=128):
     text.check_vocabulary(encoder, teacher, "teacher")
     result = text.text_windows(train, encoder, sequence_length, held_out)
     inputs.check_held_out(result[1], given=held_out is not None)
-    check_overlap(*result)
+    text.check_overlap(*result)
     return result
 
 
-def _run_hashes(windows, length):
-    """A hash of every `length`-token run of the windows' real tokens, read in
-    order (windows are cut from documents in order)."""
-    tokens, mask = windows
-    stream = tokens[mask.astype(bool)].astype(np.uint64)
-    count = len(stream) - length + 1
-    if count <= 0:
-        return np.zeros(0, np.uint64)
-    hashes = np.zeros(count, np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(length):
-            hashes = hashes * np.uint64(1_000_003) + stream[j : j + count]
-    return hashes
+@dataclasses.dataclass(frozen=True)
+class ShapeSearch:
+    """How `compress` chooses the student's shape (`search.search`'s settings).
 
-
-def check_overlap(train, held, length=16, limit=0.05):
-    """Refuses evaluation text that repeats the training text.
-
-    Every `length`-token run of the held-out text is looked up among the
-    training text's runs.
-
-    Returns:
-        The share of held-out runs found in the training text.
-
-    Raises:
-        ValueError: more than `limit` of them are.
+    Attributes:
+        target: int. The parameter count to aim at; `None` where `shape`
+            names the student. Defaults to `None`.
+        shape: dict. The student's sizes (`shapes.parse_shape`): no search;
+            `None` to search. Defaults to `None`.
+        calibration_tokens: int. Tokens of the training text the teacher's
+            statistics are taken on. Defaults to `4096`.
+        max_candidates: int. Shapes scored. Defaults to `5`.
+        guide_options: dict. Keyword arguments of `keras_guide.guide`; those
+            left out take the data-aware recipe. Defaults to `None`.
+        limits: `search.RuntimeLimits`. What the student's `.gguf` must meet
+            in llama.cpp, or `None`. Defaults to `None`.
     """
-    held_runs = _run_hashes(held, length)
-    if not len(held_runs):
-        return 0.0
-    share = float(np.isin(held_runs, _run_hashes(train, length)).mean())
-    if share > limit:
-        raise ValueError(
-            f"{share:.0%} of the evaluation text's {length}-token runs also occur "
-            "in the training text: the evaluation would measure memory, not "
-            "generalization. Pass evaluation text (--eval) that training never "
-            "sees, or leave it out to hold back a share of --text."
-        )
-    return share
+
+    target: int = None
+    shape: dict = None
+    calibration_tokens: int = 4096
+    max_candidates: int = 5
+    guide_options: dict = None
+    limits: object = None
+
+    def options(self):
+        """The settings as `search.search`'s keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class About:
+    """What the report says of a run beside its settings. None of it changes
+    the student, so a resumed run need not match it.
+
+    Attributes:
+        teacher_name: str. How the teacher was named; `None` for its path.
+            Defaults to `None`.
+        held_out: str. How the held-out text was chosen. Defaults to `""`.
+        import_seconds: float. Time spent loading the teacher. Defaults to
+            `0.0`.
+        devices: int. Devices the caller's `keras.distribution` spans.
+            Defaults to `1`.
+        model_parallel: int. How many of the `devices` each weight is split
+            over. Defaults to `1`.
+    """
+
+    teacher_name: str = None
+    held_out: str = ""
+    import_seconds: float = 0.0
+    devices: int = 1
+    model_parallel: int = 1
+
+    def record(self):
+        """The report's entries on the held-out text and the devices."""
+        return {
+            "held_out": self.held_out,
+            "devices": int(self.devices),
+            "model_parallel": int(self.model_parallel),
+            "processes": processes.process_count(),
+        }
 
 
 @run.owns_run_folder("out_dir")
@@ -153,162 +176,129 @@ def compress(
     teacher_path,
     windows,
     out_dir,
-    target=None,
-    shape=None,
+    shape_search,
     budget=Budget(),
-    calibration_tokens=4096,
-    max_candidates=5,
     gguf_dtype="float32",
-    held_out="",
+    exports=(),
+    eval_windows=None,
+    held_out_text=None,
+    about=About(),
     resume=False,
     overwrite=False,
-    import_seconds=0.0,
-    eval_windows=None,
-    teacher_name=None,
-    guide_options=None,
-    held_out_text=None,
-    exports=(),
     verbose=True,
-    devices=1,
-    model_parallel=1,
-    limits=None,
 ):
     """The whole run; see the module docstring.
 
     Args:
-        teacher: the loaded teacher (a KerasHub causal LM).
-        teacher_path: where it came from (a `.gguf` teacher gives a `.gguf`
-            student, with the teacher's tokenizer keys).
-        windows: `(train, held_out)` from `text.text_windows`.
-        out_dir: the output folder.
-        target: the parameter count to aim at, or `shape`: sizes.
-        budget: a `Budget`.
-        calibration_tokens: tokens of the training text for calibration.
-        max_candidates: shapes scored.
-        gguf_dtype: the student `.gguf` file's type, or a list of types (one
-            file each: `student.gguf`, then `student.<type>.gguf`).
-        held_out: how the held-out text was chosen (for the report).
-        eval_windows: held-out windows scored (evenly spaced; the learning
-            curve uses a quarter of them); `None` for all.
-        resume: continue an interrupted run in `out_dir`.
-        overwrite: replace a previous run in `out_dir`.
-        import_seconds: time spent loading the teacher (for the report).
-        teacher_name: how the teacher was named (default: its path).
-        guide_options: keyword arguments of `keras_guide.guide`; those left
-            out take the data-aware recipe.
-        held_out_text: the held-out text as one string (`held_out_as_text`):
-            teacher and student are scored on it with `llama-perplexity`'s
-            protocol, and it is written to `out_dir/heldout.txt`; `None`
-            skips that.
-        exports: further formats of `export.FORMATS` to write the student
-            in (`"hf"`: a Hugging Face folder), beside the teacher's own.
-        devices: how many devices the run's `keras.distribution.DataParallel`
-            spans (the caller's scope), for the report; not a setting a
-            resume must match, since the student does not depend on it.
-            Defaults to 1.
-        model_parallel: how many of the `devices` each weight is split over
-            (the caller's `ModelParallel`), for the report. Defaults to 1.
-        limits: a `search.RuntimeLimits` the student's `.gguf` must meet in
-            llama.cpp, or `None`. Defaults to `None`.
+        teacher: keras_hub.models.CausalLM. The loaded teacher.
+        teacher_path: str. Where it came from (a `.gguf` teacher gives a
+            `.gguf` student, with the teacher's tokenizer keys).
+        windows: tuple. `(train, held_out)` from `text.text_windows`.
+        out_dir: str. The output folder.
+        shape_search: ShapeSearch. The student's size (a `target` or a
+            `shape`) and how its shape is chosen.
+        budget: Budget. How the student trains. Defaults to `Budget()`.
+        gguf_dtype: str or list. The student `.gguf` file's type, or a list
+            of types (one file each: `student.gguf`, then
+            `student.<type>.gguf`). Defaults to `"float32"`.
+        exports: tuple. Further formats of `export.FORMATS` to write the
+            student in (`"hf"`: a Hugging Face folder), beside the teacher's
+            own. Defaults to `()`.
+        eval_windows: int. Held-out windows scored (evenly spaced; the
+            learning curve uses a quarter of them); `None` for all.
+            Defaults to `None`.
+        held_out_text: str. The held-out text as one string
+            (`held_out_as_text`): teacher and student are scored on it with
+            `llama-perplexity`'s protocol, and it is written to
+            `out_dir/heldout.txt`; `None` skips that. Defaults to `None`.
+        about: About. What the report says of the run beside its settings.
+            Defaults to `About()`.
+        resume: bool. Continue an interrupted run in `out_dir`. Defaults to
+            `False`.
+        overwrite: bool. Replace a previous run in `out_dir`. Defaults to
+            `False`.
+        verbose: bool. Print progress. Defaults to `True`.
 
     Returns:
         The report (a dict, also written to `out_dir/report.json`).
     """
-    seconds = {"import": float(import_seconds)}
     train, held = windows
     os.makedirs(out_dir, exist_ok=True)
     inputs.check_held_out(held)
-    run.same_run(
-        out_dir,
-        resume,
-        run.compress_settings(
-            teacher,
-            windows,
-            budget,
-            target=target,
-            shape=shape,
-            calibration_tokens=calibration_tokens,
-            max_candidates=max_candidates,
-            guide_options=guide_options,
-            eval_windows=eval_windows,
-            limits=limits,
-        ),
+    options = shape_search.options()
+    settings = run.compress_settings(
+        teacher, windows, budget, eval_windows=eval_windows, **options
     )
+    run.same_run(out_dir, resume, settings)
+    seconds = {"import": float(about.import_seconds)}
     training = _training_arguments(budget, eval_windows, teacher_path)
     student, record = _choose_student(
-        teacher,
-        windows,
-        out_dir,
-        budget,
-        training,
-        resume,
-        seconds,
-        verbose,
-        target=target,
-        shape=shape,
-        calibration_tokens=calibration_tokens,
-        max_candidates=max_candidates,
-        guide_options=guide_options,
-        limits=limits,
+        teacher, windows, out_dir, budget, training, resume, seconds, verbose, **options
     )
-    started = time.perf_counter()
-    student, result = _train(
-        teacher, student, windows, out_dir, budget, training, resume, verbose
-    )
-    seconds["training"] = time.perf_counter() - started
-    started = time.perf_counter()
-    batches = text.eval_batches(*held, batch_size=8, max_windows=eval_windows)
-    scores = evaluation.compare(teacher, student, batches)
-    seconds["evaluation"] = time.perf_counter() - started
-    started = time.perf_counter()
-    written = _export(
-        student,
-        out_dir,
-        teacher_path,
-        exports,
-        gguf_dtype,
-        _description(teacher_name or teacher_path, train),
-    )
-    seconds["export"] = time.perf_counter() - started
+    with _timed(seconds, "training"):
+        student, result = _train(
+            teacher, student, windows, out_dir, budget, training, resume, verbose
+        )
+    with _timed(seconds, "evaluation"):
+        batches = text.eval_batches(*held, batch_size=8, max_windows=eval_windows)
+        scores = evaluation.compare(teacher, student, batches)
+    with _timed(seconds, "export"):
+        description = _description(about.teacher_name or teacher_path, train)
+        written = _export(
+            student, out_dir, teacher_path, exports, gguf_dtype, description
+        )
     report = {
+        **_models(teacher, teacher_path, student, record, about),
+        "evaluation": scores,
+        **about.record(),
+        "search": record,
+        "recipe": _recipe(record, budget, train, result),
+        "training": result,
+        "seconds": seconds,
+        "outputs": _outputs(out_dir, written),
+    }
+    llama_cpp_checks.add_measurements(
+        report, teacher, student, written, held, held_out_text, out_dir, verbose
+    )
+    with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
+        history = json.load(f)["history"]
+    plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
+    write_report(out_dir, report)
+    return report
+
+
+@contextlib.contextmanager
+def _timed(seconds, name):
+    """`seconds[name]`: the seconds the block takes."""
+    started = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - started
+
+
+def _models(teacher, teacher_path, student, record, about):
+    """The report's entries on the teacher and the student."""
+    return {
         "teacher": {
             "path": str(teacher_path),
-            "name": str(teacher_name or teacher_path),
+            "name": str(about.teacher_name or teacher_path),
             "parameters": shapes_lib.count_parameters(teacher),
         },
         "student": {
             "sizes": record["chosen"]["sizes"],
             "parameters": shapes_lib.count_parameters(student),
         },
-        "evaluation": scores,
-        "held_out": held_out,
-        "devices": int(devices),
-        "model_parallel": int(model_parallel),
-        "processes": processes.process_count(),
-        "search": record,
-        "recipe": _recipe(record, budget, train, result),
-        "training": result,
-        "seconds": seconds,
-        "outputs": [
-            os.path.join(out_dir, distill_lib.STUDENT_FILE),
-            *written.values(),
-            os.path.join(out_dir, REPORT_TEXT),
-            os.path.join(out_dir, CURVE_FILE),
-        ],
     }
-    llama_cpp_checks.add_runtime_checks(report, student, teacher_path, written, held)
-    if held_out_text:
-        started = time.perf_counter()
-        report["llama_perplexity"] = llama_cpp_checks.perplexity(
-            teacher, student, teacher_path, written, held_out_text, out_dir, verbose
-        )
-        report["outputs"].append(os.path.join(out_dir, llama_cpp_checks.HELD_OUT_TEXT))
-        seconds["perplexity protocol"] = time.perf_counter() - started
-    with open(os.path.join(out_dir, distill_lib.RESULT_FILE)) as f:
-        history = json.load(f)["history"]
-    plot(history, scores["teacher_loss"], os.path.join(out_dir, CURVE_FILE))
-    write_report(out_dir, report)
-    return report
+
+
+def _outputs(out_dir, written):
+    """The files a run leaves, for the report: the student as trained, as
+    exported, and the report's own."""
+    return [
+        os.path.join(out_dir, distill_lib.STUDENT_FILE),
+        *written.values(),
+        os.path.join(out_dir, REPORT_TEXT),
+        os.path.join(out_dir, CURVE_FILE),
+    ]
 
 
 def _training_arguments(budget, eval_windows, teacher_path):

@@ -119,3 +119,38 @@ def _speeds(teacher_path, students):
         }
     except RuntimeError as error:
         return {"error": str(error)}
+
+
+def add_perplexity(
+    report, teacher, student, teacher_path, written, text_, out_dir, verbose
+):
+    """Adds `perplexity`'s figures on the held-out text `text_` to `report`,
+    with their seconds and the text's file in `out_dir`."""
+    started = time.perf_counter()
+    report["llama_perplexity"] = perplexity(
+        teacher, student, teacher_path, written, text_, out_dir, verbose
+    )
+    report["outputs"].append(os.path.join(out_dir, HELD_OUT_TEXT))
+    report["seconds"]["perplexity protocol"] = time.perf_counter() - started
+
+
+def add_measurements(
+    report, teacher, student, written, held, held_out_text, out_dir, verbose
+):
+    """Adds to `report` what the student does where it runs: llama.cpp's
+    checks of its `.gguf` files (`add_runtime_checks`) and, given the
+    held-out text as one string, `llama-perplexity`'s protocol on it
+    (`add_perplexity`; `None` skips it)."""
+    teacher_path = report["teacher"]["path"]
+    add_runtime_checks(report, student, teacher_path, written, held)
+    if held_out_text:
+        add_perplexity(
+            report,
+            teacher,
+            student,
+            teacher_path,
+            written,
+            held_out_text,
+            out_dir,
+            verbose,
+        )

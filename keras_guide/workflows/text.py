@@ -344,3 +344,44 @@ def check_vocabulary(encoder, model, role):
             f"The tokenizer has {size} tokens but the {role} a vocabulary of "
             f"{vocab}. Pass the tokenizer the {role} was trained with (--tokenizer)."
         )
+
+
+def _run_hashes(windows, length):
+    """A hash of every `length`-token run of the windows' real tokens, read in
+    order (windows are cut from documents in order)."""
+    tokens, mask = windows
+    stream = tokens[mask.astype(bool)].astype(np.uint64)
+    count = len(stream) - length + 1
+    if count <= 0:
+        return np.zeros(0, np.uint64)
+    hashes = np.zeros(count, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(length):
+            hashes = hashes * np.uint64(1_000_003) + stream[j : j + count]
+    return hashes
+
+
+def check_overlap(train, held, length=16, limit=0.05):
+    """Refuses evaluation text that repeats the training text.
+
+    Every `length`-token run of the held-out text is looked up among the
+    training text's runs.
+
+    Returns:
+        The share of held-out runs found in the training text.
+
+    Raises:
+        ValueError: more than `limit` of them are.
+    """
+    held_runs = _run_hashes(held, length)
+    if not len(held_runs):
+        return 0.0
+    share = float(np.isin(held_runs, _run_hashes(train, length)).mean())
+    if share > limit:
+        raise ValueError(
+            f"{share:.0%} of the evaluation text's {length}-token runs also occur "
+            "in the training text: the evaluation would measure memory, not "
+            "generalization. Pass evaluation text (--eval) that training never "
+            "sees, or leave it out to hold back a share of --text."
+        )
+    return share
