@@ -374,3 +374,20 @@ def test_calibration_and_text_that_are_not_utf8_text_are_named(root, capsys):
     )
     _one_line(capsys, code, 2, "--calibration", "no such file or folder")
     assert not os.path.exists(root / "calibrated.keras")
+
+
+def test_guide_options_are_checked_before_the_teacher_loads(root, capsys):
+    # not_a_model.keras cannot load: the options' error must come first.
+    code = cli.main(
+        [
+            "init",
+            str(root / "not_a_model.keras"),
+            "--out",
+            str(root / "never.keras"),
+            *STUDENT,
+            "--select",
+            "importance",
+        ]
+    )
+    _one_line(capsys, code, 2, "select", "calibration")
+    assert not os.path.exists(root / "never.keras")

@@ -8,6 +8,7 @@ import math
 import re
 
 from keras_guide.gguf.dtypes import DTYPES as GGUF_DTYPES
+from keras_guide.guide import options as guide_options_lib
 from keras_guide.workflows import export
 from keras_guide.workflows import inputs
 
@@ -101,6 +102,30 @@ def model_help():
 def given(args, names):
     """`{name: value}` of the options among `names` that were given."""
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def guide_options_of(args, calibrated=None):
+    """The GUIDE options given on the command line, as `guide()`'s keyword
+    arguments, checked as a `GuideOptions` before any model loads.
+
+    Args:
+        args: argparse.Namespace. The command's arguments.
+        calibrated: bool or `None`. Whether calibration text comes with
+            them; `None` when the options decide (`takes_calibration`, as
+            compress's search does). Defaults to `None`.
+
+    Raises:
+        UsageError: an option of the wrong value, or one that needs
+            calibration text the command does not take.
+    """
+    options = given(args, GUIDE_OPTIONS)
+    if calibrated is None:
+        calibrated = guide_options_lib.takes_calibration(options)
+    try:
+        guide_options_lib.GuideOptions(**options, calibrated=calibrated)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return options
 
 
 def add_sizes(parser):

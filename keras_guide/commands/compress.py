@@ -8,7 +8,6 @@ import time
 from keras_guide.commands._devices import compress_devices
 from keras_guide.commands._devices import compress_distribution
 from keras_guide.commands._options import COUNT
-from keras_guide.commands._options import GUIDE_OPTIONS
 from keras_guide.commands._options import KD_OPTIONS
 from keras_guide.commands._options import POSITIVE
 from keras_guide.commands._options import POSITIVE_INT
@@ -22,6 +21,7 @@ from keras_guide.commands._options import add_seed
 from keras_guide.commands._options import add_text
 from keras_guide.commands._options import budget_of
 from keras_guide.commands._options import given
+from keras_guide.commands._options import guide_options_of
 from keras_guide.commands._options import kd_of
 from keras_guide.commands._options import mebibytes
 from keras_guide.commands._options import model_help
@@ -283,6 +283,7 @@ def _check(args):
             args.targets_from, inputs.resolve_model(args.teacher), args.top_k
         )
     _check_limits(args)
+    args.guide_options = guide_options_of(args)
     return _check_training(args)
 
 
@@ -424,7 +425,7 @@ def _compress_rung(
             shape=shape,
             calibration_tokens=args.calibration_tokens,
             max_candidates=args.candidates,
-            guide_options=given(args, GUIDE_OPTIONS),
+            guide_options=args.guide_options,
             limits=limits,
         ),
         budget=budget,

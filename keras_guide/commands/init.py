@@ -2,7 +2,6 @@
 
 import os
 
-from keras_guide.commands._options import GUIDE_OPTIONS
 from keras_guide.commands._options import SIZE_NAMES
 from keras_guide.commands._options import UsageError
 from keras_guide.commands._options import add_exports
@@ -11,6 +10,7 @@ from keras_guide.commands._options import add_outputs
 from keras_guide.commands._options import add_seed
 from keras_guide.commands._options import add_sizes
 from keras_guide.commands._options import given
+from keras_guide.commands._options import guide_options_of
 from keras_guide.commands._options import model_help
 from keras_guide.commands._outputs import export_paths
 from keras_guide.commands._outputs import write_exports
@@ -67,8 +67,8 @@ def run(args):
             "Gemma 3)."
         )
     calibration = inputs.resolve_texts({"--calibration": args.calibration})
+    options = guide_options_of(args, calibrated=bool(args.calibration))
     teacher = inputs.load_model(args.teacher)
-    options = given(args, GUIDE_OPTIONS)
     if args.calibration:
         options["calibration"] = inputs.calibration_ids(
             calibration["--calibration"],
