@@ -43,7 +43,6 @@ def _digest(path):
 def _distill(root, out, *extra):
     return [
         "distill",
-        "--teacher",
         str(root / "teacher.keras"),
         "--student",
         str(root / "student.keras"),
@@ -140,8 +139,8 @@ def test_parsing_mistakes_of_every_command_are_one_line(capsys, argv):
 def test_missing_or_unloadable_inputs_are_named(root, capsys):
     out = root / "never"
     argv = _distill(root, out)
-    argv[argv.index("--teacher") + 1] = str(root / "missing.keras")
-    _one_line(capsys, cli.main(argv), 2, "--teacher", "no such file or folder")
+    argv[1] = str(root / "missing.keras")
+    _one_line(capsys, cli.main(argv), 2, "TEACHER", "no such file or folder")
     argv = _distill(root, out)
     argv[argv.index("--text") + 1] = str(root / "no_texts")
     _one_line(capsys, cli.main(argv), 2, "--text", "no such file or folder")
@@ -203,7 +202,7 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(root, capsys)
     argv[argv.index("--student") + 1] = str(run / "student.keras")
     _one_line(capsys, cli.main(argv), 2, "would write over or into the input --student")
     argv = _distill(root, root / "teacher.keras")
-    _one_line(capsys, cli.main(argv), 2, "the input --teacher")
+    _one_line(capsys, cli.main(argv), 2, "the input TEACHER")
     assert _digest(root / "teacher.keras") == before
     assert _digest(run / "student.keras") == _digest(root / "student.keras")
 
@@ -391,3 +390,20 @@ def test_guide_options_are_checked_before_the_teacher_loads(root, capsys):
     )
     _one_line(capsys, code, 2, "select", "calibration")
     assert not os.path.exists(root / "never.keras")
+
+
+def test_the_teacher_is_the_first_argument_and_the_old_flag_still_works(root, capsys):
+    parser = cli.build_parser()
+    for command in (["distill", "--student", "S"], ["compare"]):
+        rest = [*command[1:], "--text", "t", "--out", "o"]
+        first = parser.parse_args([command[0], "T", *rest])
+        flag = parser.parse_args([command[0], "--teacher", "T", *rest])
+        assert (first.teacher, first.teacher_flag) == ("T", None)
+        assert (flag.teacher, flag.teacher_flag) == (None, "T")
+    # Two different teachers, or none, are one line before anything loads.
+    argv = _distill(root, root / "never_two_teachers")
+    code = cli.main([*argv, "--teacher", str(root / "student.keras")])
+    _one_line(capsys, code, 2, "pass one teacher", "student.keras", "teacher.keras")
+    code = cli.main(["compare", "--text", str(root / "texts"), "--out", "o"])
+    _one_line(capsys, code, 2, "pass one teacher", "none")
+    assert not os.path.exists(root / "never_two_teachers")

@@ -128,6 +128,28 @@ def guide_options_of(args, calibrated=None):
     return options
 
 
+def add_teacher(parser):
+    """The teacher, the first argument as in every command; `--teacher`, the
+    older spelling, is still accepted (hidden from `--help`)."""
+    parser.add_argument("teacher", nargs="?", default=None, help=model_help())
+    parser.add_argument("--teacher", dest="teacher_flag", help=argparse.SUPPRESS)
+
+
+def teacher_of(args):
+    """The teacher named by `add_teacher`'s argument or its older flag.
+
+    Raises:
+        UsageError: neither or two different teachers are given.
+    """
+    given_ = {t for t in (args.teacher, args.teacher_flag) if t is not None}
+    if len(given_) != 1:
+        raise UsageError(
+            f"{args.command}: pass one teacher, as the first argument (a model "
+            f"file, folder or name). Received: {sorted(given_) or 'none'}"
+        )
+    return given_.pop()
+
+
 def add_sizes(parser):
     group = parser.add_argument_group("the student's size (the family's generic names)")
     for name in SIZE_NAMES:

@@ -8,9 +8,10 @@ from keras_guide.commands._options import UsageError
 from keras_guide.commands._options import add_budget
 from keras_guide.commands._options import add_outputs
 from keras_guide.commands._options import add_sizes
+from keras_guide.commands._options import add_teacher
 from keras_guide.commands._options import add_text
 from keras_guide.commands._options import given
-from keras_guide.commands._options import model_help
+from keras_guide.commands._options import teacher_of
 from keras_guide.workflows import inputs
 
 
@@ -18,7 +19,7 @@ def add_parser(commands):
     compare = commands.add_parser(
         "compare", help="the ablation on your own teacher, student shape and text"
     )
-    compare.add_argument("--teacher", required=True, help=model_help())
+    add_teacher(compare)
     text = add_text(
         compare,
         ".txt files or folders (searched recursively); shakespeare:train names "
@@ -41,13 +42,14 @@ def run(args):
     from keras_guide.workflows import ablation
     from keras_guide.workflows.compare import compare
 
+    args.teacher = teacher_of(args)
     sizes = given(args, SIZE_NAMES)
     if not sizes:
         raise UsageError("compare: give the student's shape, e.g. --hidden-dim 128.")
-    inputs.check_exist({"--teacher": args.teacher})
+    inputs.check_exist({"TEACHER": args.teacher})
     texts = inputs.resolve_texts({"--text": args.text, "--eval": args.eval})
     ablation.check_output(
-        args.out, args.overwrite, {"--teacher": inputs.resolve_model(args.teacher)}
+        args.out, args.overwrite, {"TEACHER": inputs.resolve_model(args.teacher)}
     )
     settings = ablation.Settings(
         num_steps=args.steps,

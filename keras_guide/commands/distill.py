@@ -10,10 +10,12 @@ from keras_guide.commands._options import add_distillation
 from keras_guide.commands._options import add_exports
 from keras_guide.commands._options import add_outputs
 from keras_guide.commands._options import add_seed
+from keras_guide.commands._options import add_teacher
 from keras_guide.commands._options import add_text
 from keras_guide.commands._options import budget_of
 from keras_guide.commands._options import kd_of
 from keras_guide.commands._options import model_help
+from keras_guide.commands._options import teacher_of
 from keras_guide.commands._outputs import export_paths
 from keras_guide.commands._outputs import write_exports
 from keras_guide.workflows import inputs
@@ -22,7 +24,7 @@ from keras_guide.workflows.run import folder_outputs
 
 def add_parser(commands):
     distill = commands.add_parser("distill", help="train a student with CE + KD")
-    distill.add_argument("--teacher", required=True, help=model_help())
+    add_teacher(distill)
     distill.add_argument("--student", required=True, help=model_help())
     add_text(
         distill,
@@ -68,7 +70,7 @@ def _check(args, kd):
     from keras_guide.workflows import distill as distill_lib
     from keras_guide.workflows import teacher_targets
 
-    inputs.check_exist({"--teacher": args.teacher, "--student": args.student})
+    inputs.check_exist({"TEACHER": args.teacher, "--student": args.student})
     texts = inputs.resolve_texts({"--text": args.text, "--eval": args.eval})
     args.text, args.eval = texts["--text"], texts["--eval"]
     teacher_targets.check_source(
@@ -78,7 +80,7 @@ def _check(args, kd):
     inputs.check_not_input(
         args.out,
         folder_outputs(args.out, distill_lib.OUTPUTS) + list(exports.values()),
-        {"--teacher": args.teacher, "--student": args.student},
+        {"TEACHER": args.teacher, "--student": args.student},
     )
     distill_lib.check_output(args.out, resume=args.resume, overwrite=args.overwrite)
 
@@ -88,6 +90,7 @@ def run(args):
 
     from keras_guide.workflows import distill as distill_lib
 
+    args.teacher = teacher_of(args)
     kd = kd_of(args)
     _check(args, kd)
     distribution = (
