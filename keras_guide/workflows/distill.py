@@ -149,6 +149,8 @@ def check_output(out_dir, resume=False, overwrite=False):
 
 
 def _check_resumable(out_dir):
+    """Refuses a `resume` into a finished run, or into one with neither a
+    complete checkpoint nor stored teacher targets (naming each torn set)."""
     result = os.path.join(out_dir, RESULT_FILE)
     if os.path.exists(result):
         raise checkpoint.ResumeError(

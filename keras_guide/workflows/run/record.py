@@ -81,6 +81,7 @@ def model_digest(model):
 
 
 def _windows_summary(windows):
+    """Windows as `run.json` records them: their tokens, count and digest."""
     tokens, mask = windows
     return (
         f"{int(np.asarray(mask).sum()):,} tokens in {len(tokens)} windows "
