@@ -32,9 +32,8 @@ from keras_guide.workflows import teacher_targets
 from keras_guide.workflows import text
 from keras_guide.workflows import training
 
-# Their old home here, for benchmarks/ and commands/export.py.
+# Its old home here, for benchmarks/.
 from keras_guide.workflows.run.budget import distiller_arguments  # noqa: F401
-from keras_guide.workflows.run.folder import check_writable  # noqa: F401
 
 STUDENT_FILE = "student.keras"
 RESULT_FILE = "distill.json"

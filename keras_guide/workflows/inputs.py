@@ -16,10 +16,6 @@ from keras_guide.workflows.run import folder as run_folder
 from keras_guide.workflows.run.folder import InputError
 from keras_guide.workflows.run.folder import real
 
-# `run_folder_scope` lived here: cli.py imports it from here until it imports
-# `keras_guide.workflows.run`.
-from keras_guide.workflows.run.folder import run_folder_scope  # noqa: F401
-
 # Names a model, tokenizer or text argument takes besides a path, registered
 # by the package that provides them (`keras_guide.demo`: "demo",
 # "shakespeare:train", ...), as `keras.saving.register_keras_serializable`
