@@ -295,3 +295,9 @@ def test_the_resolver_takes_the_registered_names(tmp_path, monkeypatch):
     inputs.check_exist({"TEACHER": "tiny"})
     with pytest.raises(inputs.InputError, match="demo, gemma3, smollm2, tiny"):
         inputs.check_exist({"TEACHER": str(tmp_path / "absent.keras")})
+    # A registration is checked before it is kept.
+    with pytest.raises(TypeError, match="callable of no argument for 'tiny2'"):
+        inputs.register_model("tiny2", "tiny.keras")
+    with pytest.raises(TypeError, match="non-empty string"):
+        inputs.register_text("", lambda: [])
+    assert "tiny2" not in inputs.model_names()

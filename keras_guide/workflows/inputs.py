@@ -27,6 +27,19 @@ _TEXTS = {}
 _AUTO_ENCODER = {}
 
 
+def _check_entry(function, name, value):
+    """A registration's name is a non-empty string and its value callable."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(
+            f"`{function}` takes a non-empty string name. Received: name={name!r}"
+        )
+    if not callable(value):
+        raise TypeError(
+            f"`{function}` takes a callable of no argument for {name!r}. "
+            f"Received: {type(value).__name__}"
+        )
+
+
 def register_model(name, loader):
     """Makes `name` a model argument: `load_model(name)` returns `loader()`.
 
@@ -34,6 +47,7 @@ def register_model(name, loader):
         name: str. The name; it wins over a file or folder of that name.
         loader: callable. Takes no argument and returns the Keras model.
     """
+    _check_entry("register_model", name, loader)
     _MODELS[name] = loader
 
 
@@ -48,6 +62,7 @@ def register_encoder(name, factory, auto=False):
         auto: bool. Whether `"auto"` gives this encoder for a teacher whose
             preprocessor has no tokenizer. Defaults to `False`.
     """
+    _check_entry("register_encoder", name, factory)
     _ENCODERS[name] = factory
     if auto:
         _AUTO_ENCODER["factory"] = factory
@@ -61,6 +76,7 @@ def register_text(name, paths):
             part of a registered family is refused with the family's names.
         paths: callable. Takes no argument and returns the text files.
     """
+    _check_entry("register_text", name, paths)
     _TEXTS[name] = paths
 
 
