@@ -303,15 +303,10 @@ def _outputs(out_dir, written):
 
 def _training_arguments(budget, eval_windows, teacher_path):
     """`distill`'s arguments for the run's `budget`: the learning curve is
-    measured on a quarter of the held-out windows."""
+    measured on a quarter of the held-out windows. The shape search's steps
+    are not distill's (a candidate stops at them: `search.first_steps`)."""
     return dict(
-        num_steps=budget.steps,
-        batch_size=budget.batch_size,
-        learning_rate=budget.learning_rate,
-        warmup_steps=budget.warmup_steps,
-        kd_options=budget.kd if budget.kd is not None else False,
-        checkpoint_every=budget.checkpoint_every,
-        seed=budget.seed,
+        budget=dataclasses.replace(budget, search_steps=0),
         eval_windows=max(1, eval_windows // 4) if eval_windows else None,
         teacher_path=teacher_path,
     )
