@@ -138,6 +138,22 @@ VARIANTS["search30-at-shortgpt-size-kd-seed1"] = [
     "--seed",
     "1",
 ]
+# Two seeds of each at 21 %, where GUIDE's width ratios and Minitron-style
+# slicing (same channels, units and blocks) ended within 0.05 nats of each
+# other across code versions; and the trained search there, where no
+# full-width shape fits but one block at full width does.
+VARIANTS["minitron-kd-seed1"] = [*VARIANTS["minitron-kd-seed0"][:-2], "--seed", "1"]
+VARIANTS["search30-kd-seed0"] = [
+    *KD,
+    "--size",
+    "25%",
+    "--search-steps",
+    "30",
+    "--candidates",
+    "2",
+    "--seed",
+    "0",
+]
 # Python's own standard library: text SmolLM2 was trained on much of (code),
 # unlike the plays. Every tenth module is held out.
 PYTHON_TEXT = "python:stdlib"
