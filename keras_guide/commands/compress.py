@@ -162,7 +162,15 @@ def add_parser(commands):
         help="distil from the live teacher (τ = 1, α = 0.5), or cross-entropy alone",
     )
     # Unset, they take the data-aware recipe from --text; given, they are kept.
-    add_guide_options(parser, calibration=False)
+    guide = add_guide_options(parser, calibration=False)
+    guide.add_argument(
+        "--init",
+        choices=("guide", "random"),
+        default="guide",
+        help="random: the student keeps its family's own initializers, drawn "
+        "from --seed, and is not guided (no GUIDE option then): the baseline "
+        "to measure GUIDE against; default guide",
+    )
     _add_devices(parser)
     _add_outputs(parser)
 
@@ -284,6 +292,14 @@ def _check(args):
         )
     _check_limits(args)
     args.guide_options = guide_options_of(args)
+    if args.init == "random" and args.guide_options:
+        raise UsageError(
+            "--init random is not guided, so it takes no GUIDE option; drop "
+            + ", ".join(
+                "--no-rescale" if name == "rescale" else "--" + name.replace("_", "-")
+                for name in sorted(args.guide_options)
+            )
+        )
     return _check_training(args)
 
 
@@ -427,6 +443,7 @@ def _compress_rung(
             max_candidates=args.candidates,
             guide_options=args.guide_options,
             limits=limits,
+            init=args.init,
         ),
         budget=budget,
         gguf_dtype=args.gguf_dtype,

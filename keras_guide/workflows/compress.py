@@ -123,6 +123,10 @@ class ShapeSearch:
             left out take the data-aware recipe. Defaults to `None`.
         limits: `search.RuntimeLimits`. What the student's `.gguf` must meet
             in llama.cpp, or `None`. Defaults to `None`.
+        init: str. `"guide"`, or `"random"`: the student keeps its family's
+            own initializers, drawn from the run's seed (no GUIDE option;
+            the baseline every other start is measured against). Defaults
+            to `"guide"`.
     """
 
     target: int = None
@@ -131,6 +135,7 @@ class ShapeSearch:
     max_candidates: int = 5
     guide_options: dict = None
     limits: object = None
+    init: str = "guide"
 
     def options(self):
         """The settings as `search.search`'s keyword arguments."""
@@ -321,7 +326,7 @@ def _choose_student(
 
     Args:
         options: `search`'s `target`, `shape`, `calibration_tokens`,
-            `max_candidates`, `guide_options` and `limits`.
+            `max_candidates`, `guide_options`, `limits` and `init`.
 
     Returns:
         `(student, search record)`; `seconds` gets the calibration's and the
@@ -346,6 +351,7 @@ def _choose_student(
             teacher,
             windows[0],
             verbose=verbose,
+            seed=budget.seed,
             **options,
             **first_steps(teacher, windows, out_dir, budget, training),
         )

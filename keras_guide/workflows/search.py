@@ -52,6 +52,8 @@ def search(
     train_candidate=None,
     seen_rows=(),
     limits=None,
+    init="guide",
+    seed=0,
 ):
     """Chooses the student: candidates guided from one calibration pass and
     scored on the training windows after the calibration ones.
@@ -69,6 +71,10 @@ def search(
     With `limits` (`RuntimeLimits`), only candidates whose `.gguf` meets them
     in llama.cpp are guided and compared.
 
+    With `init="random"` the candidates are not guided: each keeps its
+    family's own initializers, drawn from `seed` (the baseline GUIDE is
+    measured against); `guide_options` must then be empty.
+
     Returns:
         `(student, record)`: the chosen, guided (or trained) student and what
         was tried (`candidates` with sizes, parameters, score, seconds and,
@@ -76,7 +82,8 @@ def search(
         `calibration` tokens and seconds).
     """
     guide_options = dict(guide_options or {})
-    calibrated = options_lib.takes_calibration(guide_options)
+    _check_init(init, guide_options)
+    calibrated = init == "guide" and options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
     rest = _scoring_windows(train, len(tokens), seen_rows)
     started = time.perf_counter()
@@ -91,10 +98,8 @@ def search(
     tried, best = [], None
     for candidate in candidates:
         row, student, report = _guide_candidate(
-            teacher,
             candidate,
-            stats,
-            guide_options,
+            _start(teacher, stats, init, guide_options, seed),
             scoring,
             train_candidate,
             len(tried),
@@ -121,9 +126,25 @@ def search(
     return student, record
 
 
+INITS = ("guide", "random")
+
+
+def _check_init(init, guide_options):
+    """`init` is one of `INITS`; a random start takes no GUIDE option."""
+    if not isinstance(init, str) or init not in INITS:
+        raise ValueError(f"`init` must be one of {INITS}. Received: init={init!r}")
+    if init == "random" and guide_options:
+        raise ValueError(
+            "A random start is not guided, so it takes no GUIDE option. "
+            f"Received: init='random' with {sorted(guide_options)}"
+        )
+
+
 def _recipe(report):
-    """The choices `guide` made for the chosen student (`GuideReport`), as
-    the run's report records them."""
+    """The choices `guide` made for the chosen student (`GuideReport`; `None`
+    for a random start), as the run's report records them."""
+    if report is None:
+        return {"guide": {}, "guide_recipe": "random init (not guided)"}
     return {
         "guide": {
             k: report.options[k]
@@ -182,16 +203,28 @@ def _candidates(teacher, target, shape, max_candidates, full_width, limits):
     return candidates, measured
 
 
-def _guide_candidate(
-    teacher, candidate, stats, guide_options, scoring, train_candidate, index, verbose
-):
-    """Guides one candidate (with `train_candidate`, also trains its first
-    steps) and scores it: `(row, student, report)`."""
+def _start(teacher, stats, init, guide_options, seed):
+    """`sizes -> (student, GuideReport)`: a candidate built and guided from
+    `stats`; or, `init="random"`, built with its family's own initializers
+    drawn from `seed` (report `None`)."""
+
+    def start(sizes):
+        if init == "random":
+            keras.utils.set_random_seed(int(seed))
+            return build_student(teacher, **sizes), None
+        student = build_student(teacher, **sizes)
+        return student, guide(teacher, student, calibration=stats, **guide_options)
+
+    return start
+
+
+def _guide_candidate(candidate, start, scoring, train_candidate, index, verbose):
+    """Starts one candidate (`_start`; with `train_candidate`, also trains
+    its first steps) and scores it: `(row, student, report)`."""
     started = time.perf_counter()
     given = not isinstance(candidate, shapes_lib.Shape)
     sizes = candidate if given else candidate.sizes
-    student = build_student(teacher, **sizes)
-    report = guide(teacher, student, calibration=stats, **guide_options)
+    student, report = start(sizes)
     score = heldout_cross_entropy(student, scoring)
     parameters = shapes_lib.count_parameters(student) if given else candidate.parameters
     row = {

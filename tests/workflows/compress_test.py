@@ -406,6 +406,38 @@ def test_guide_options_and_stored_top_k_are_kept(workspace, tmp_path, capsys):
     assert "--kd off trains without the teacher: --top-k" in capsys.readouterr().err
 
 
+def test_random_init_is_the_unguided_seeded_baseline(workspace, tmp_path, capsys):
+    from keras_guide.guide import build_student
+
+    out = tmp_path / "random"
+    assert _run(workspace, out, "--init", "random", "--kd", "off", "--seed", "3") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["guide_recipe"] == "random init (not guided)"
+    assert report["recipe"]["guide"] == {}
+    assert report["search"]["calibration"]["tokens"] == 0
+    # The student it trained from is the family's own initialization, drawn
+    # from --seed: a guided start would differ from it everywhere.
+    started = keras.saving.load_model(out / compress.INITIAL_FILE)
+    teacher = load_gguf(str(workspace / "teacher.gguf"))
+    keras.utils.set_random_seed(3)
+    drawn = build_student(teacher, **report["student"]["sizes"])
+    assert len(started.weights) == len(drawn.weights)
+    for a, b in zip(started.weights, drawn.weights):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        )
+    # A resume must start the same way.
+    capsys.readouterr()
+    assert _run(workspace, out, "--kd", "off", "--seed", "3", "--resume") == 2
+    assert "--init" in capsys.readouterr().err
+    # A random start takes no GUIDE option.
+    code = _run(workspace, tmp_path / "mixed", "--init", "random", "--no-rescale")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--init random is not guided" in err and "--no-rescale" in err
+    assert not (tmp_path / "mixed").exists()
+
+
 @pytest.mark.skipif(
     keras.backend.backend() != "torch",
     reason="the search is a loop over distill runs (each backend's distill and "

@@ -30,6 +30,7 @@ _OPTION_NAMES = {
     "sequence_length": "--sequence-length",
     "kd": "--kd/--temperature/--student-loss-weight/--top-k",
     "guide_options": "the GUIDE options",
+    "init": "--init",
     "steps": "--steps",
     "batch_size": "--batch-size",
     "learning_rate": "--learning-rate",
@@ -101,6 +102,7 @@ def compress_settings(
     guide_options,
     eval_windows,
     limits=None,
+    init="guide",
 ):
     """Every setting that shapes a `compress` run's result, as JSON values.
 
@@ -112,8 +114,8 @@ def compress_settings(
         target: int. The parameter count asked for, or `None` for `shape`.
         shape: dict. The sizes asked for, when `target` is `None`.
         calibration_tokens, max_candidates, guide_options, eval_windows,
-            limits: `compress`'s arguments of those names (`limits`
-            defaults to `None`).
+            limits, init: `compress`'s arguments of those names (`limits`
+            defaults to `None`, `init` to `"guide"`).
 
     Returns:
         A dict keyed as `same_run` names the settings.
@@ -149,6 +151,7 @@ def compress_settings(
                     {"search_steps": budget.search_steps} if budget.search_steps else {}
                 ),
                 **({"runtime_limits": limits.describe()} if limits is not None else {}),
+                **({"init": init} if init != "guide" else {}),
                 "candidates": int(max_candidates),
                 "calibration_tokens": int(calibration_tokens),
                 "eval_windows": eval_windows,
