@@ -154,6 +154,8 @@ VARIANTS["search30-kd-seed0"] = [
     "--seed",
     "0",
 ]
+# Random init: the family's own initializers, drawn from the seed, no GUIDE.
+VARIANTS["random-kd-seed0"] = [*KD, "--init", "random", "--seed", "0"]
 # Python's own standard library: text SmolLM2 was trained on much of (code),
 # unlike the plays. Every tenth module is held out.
 PYTHON_TEXT = "python:stdlib"
