@@ -24,6 +24,9 @@ from keras_guide.workflows import text
 # Each candidate's run of the first steps (`--search-steps`), removed after.
 SEARCH_DIR = "search"
 INITIAL_FILE = "initial_student.keras"
+# How a candidate starts: guided from the teacher, or its family's own
+# initializers (`compress --init random`, the baseline).
+INITS = ("guide", "random")
 
 
 def _calibration(train, tokens):
@@ -124,9 +127,6 @@ def search(
         "recipe": _recipe(report),
     }
     return student, record
-
-
-INITS = ("guide", "random")
 
 
 def _check_init(init, guide_options):
