@@ -242,23 +242,41 @@ def table(out):
                 e["student_loss"],
                 e["kl"],
                 e["top1_agreement"],
+                _llama_cpp(r),
                 history["train_seconds"],
                 e["teacher_loss"],
             )
         )
     print(
         "| variant | parameters | after init (curve) | held-out loss | "
-        "KL from teacher | top-1 agreement | training s |"
+        "KL from teacher | top-1 agreement | llama.cpp PPL 512 / 2,048 "
+        "(KL at 512) | training s |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, params, start, loss, kl, top1, seconds, _ in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for name, params, start, loss, kl, top1, llama, seconds, _ in rows:
         start = "–" if start is None else f"{start:.3f}"
         print(
             f"| {name} | {params:,} | {start} | {loss:.3f} | {kl:.3f} | "
-            f"{top1:.1%} | {seconds:.0f} |"
+            f"{top1:.1%} | {llama} | {seconds:.0f} |"
         )
     if rows:
         print(f"teacher held-out loss {rows[0][-1]:.3f}")
+
+
+def _llama_cpp(report):
+    """The student's perplexity in llama.cpp at 512 and 2,048 tokens of
+    context and its KL from the teacher at 512 (llama-perplexity's
+    protocol, from the report), or "–" where the run did not measure it."""
+    contexts = report.get("llama_perplexity", {}).get("contexts", {})
+    if "512" not in contexts:
+        return "–"
+    short = contexts["512"]["student"]
+    said = f"{short['perplexity']:.2f}"
+    if "2048" in contexts:
+        said += f" / {contexts['2048']['student']['perplexity']:.2f}"
+    if "vs_base" in short:
+        said += f" ({short['vs_base']['kl']:.3f})"
+    return said
 
 
 def main():
