@@ -50,6 +50,7 @@ from keras_guide.workflows.run import RECIPE  # noqa: F401 (commands/, benchmark
 from keras_guide.workflows.run import Budget
 from keras_guide.workflows.search import INITIAL_FILE
 from keras_guide.workflows.search import SEARCH_DIR
+from keras_guide.workflows.search import check_init
 from keras_guide.workflows.search import continue_from_search
 from keras_guide.workflows.search import first_steps
 from keras_guide.workflows.search import search
@@ -136,6 +137,10 @@ class ShapeSearch:
     guide_options: dict = None
     limits: object = None
     init: str = "guide"
+
+    def __post_init__(self):
+        # Refused here, before a run folder is touched.
+        check_init(self.init, self.guide_options)
 
     def options(self):
         """The settings as `search.search`'s keyword arguments."""

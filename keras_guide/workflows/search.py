@@ -85,7 +85,7 @@ def search(
         `calibration` tokens and seconds).
     """
     guide_options = dict(guide_options or {})
-    _check_init(init, guide_options)
+    check_init(init, guide_options)
     calibrated = init == "guide" and options_lib.takes_calibration(guide_options)
     tokens, mask = _calibration(train, calibration_tokens)
     rest = _scoring_windows(train, len(tokens), seen_rows)
@@ -98,11 +98,12 @@ def search(
     )
     shape_seconds = time.perf_counter() - started
     scoring = text.eval_batches(*rest, batch_size=2, max_windows=score_windows)
+    start = _start(teacher, stats, init, guide_options, seed)
     tried, best = [], None
     for candidate in candidates:
         row, student, report = _guide_candidate(
             candidate,
-            _start(teacher, stats, init, guide_options, seed),
+            start,
             scoring,
             train_candidate,
             len(tried),
@@ -129,7 +130,7 @@ def search(
     return student, record
 
 
-def _check_init(init, guide_options):
+def check_init(init, guide_options):
     """`init` is one of `INITS`; a random start takes no GUIDE option."""
     if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"`init` must be one of {INITS}. Received: init={init!r}")

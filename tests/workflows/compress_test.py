@@ -436,6 +436,11 @@ def test_random_init_is_the_unguided_seeded_baseline(workspace, tmp_path, capsys
     err = capsys.readouterr().err
     assert "--init random is not guided" in err and "--no-rescale" in err
     assert not (tmp_path / "mixed").exists()
+    # The Python API refuses the same when the settings are made.
+    with pytest.raises(ValueError, match="must be one of"):
+        compress.ShapeSearch(init="zeros")
+    with pytest.raises(ValueError, match="takes no GUIDE option"):
+        compress.ShapeSearch(init="random", guide_options={"rescale": False})
 
 
 @pytest.mark.skipif(
