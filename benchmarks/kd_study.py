@@ -156,6 +156,21 @@ VARIANTS["search30-kd-seed0"] = [
 ]
 # Random init: the family's own initializers, drawn from the seed, no GUIDE.
 VARIANTS["random-kd-seed0"] = [*KD, "--init", "random", "--seed", "0"]
+# The peers at 53 %, at the mixed shape compress's default search chooses there
+# (30 blocks at 384 wide; ShortGPT above keeps 12 blocks at full width). A later
+# --size overrides the study's --shape.
+SIZE_53 = (
+    "num_layers=30,hidden_dim=384,num_heads=6,num_key_value_heads=2,"
+    "intermediate_dim=1024"
+)
+for _peer in ("kd-t1-a0.5", "minitron-kd", "slicegpt-kd", "selection-kd", "random-kd"):
+    VARIANTS[f"{_peer}-53pct-seed0"] = [
+        *VARIANTS[f"{_peer}-seed0"][:-2],
+        "--size",
+        SIZE_53,
+        "--seed",
+        "0",
+    ]
 # Python's own standard library: text SmolLM2 was trained on much of (code),
 # unlike the plays. Every tenth module is held out.
 PYTHON_TEXT = "python:stdlib"
