@@ -4,9 +4,10 @@
 #
 # The backends run side by side, JOBS at a time (default 2): much of a run is
 # single-threaded tracing and compilation. On this project's 2-core machine
-# the three took 20.6 minutes side by side (JAX alone 17.5, TensorFlow 8.6,
-# PyTorch 2.4 one after the other). Each backend's output is printed whole
-# when it ends; JOBS=1 runs them in turn.
+# (2026-12-05, a study sharing the CPU) the three took 35 minutes side by side:
+# JAX 35 (its XLA programs shared through a per-session cache, see
+# tests/conftest.py), TensorFlow 20 and PyTorch 15 after it. Each backend's
+# output is printed whole when it ends; JOBS=1 runs them in turn.
 set -u
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
