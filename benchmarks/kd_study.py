@@ -154,6 +154,7 @@ VARIANTS["search30-kd-seed0"] = [
     "--seed",
     "0",
 ]
+VARIANTS["search30-kd-seed1"] = [*VARIANTS["search30-kd-seed0"][:-2], "--seed", "1"]
 # Random init: the family's own initializers, drawn from the seed, no GUIDE.
 VARIANTS["random-kd-seed0"] = [*KD, "--init", "random", "--seed", "0"]
 # The peers at 53 %, at the mixed shape compress's default search chooses there
