@@ -247,8 +247,11 @@ def test_batches_give_each_request_its_own_result(llama):
     single, batched = one.loglikelihood(requests), four.loglikelihood(requests)
     expected = [ref.loglikelihood(c, x) for c, x in pairs]
     assert [g for _, g in batched] == [g for _, g in single] == [g for _, g in expected]
+    # Padding to the batch's longest request changes float32 round-off only
+    # (1.8e-6 relative seen on one TensorFlow CPU); a request scored against
+    # another one's tokens would be off by whole nats.
     np.testing.assert_allclose(
-        [v for v, _ in batched], [v for v, _ in single], rtol=1e-6
+        [v for v, _ in batched], [v for v, _ in single], rtol=1e-5
     )
     np.testing.assert_allclose(
         [v for v, _ in batched], [v for v, _ in expected], rtol=1e-5
