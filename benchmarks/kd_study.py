@@ -107,7 +107,17 @@ VARIANTS = {
         "--seed",
         "0",
     ],
-    "guide-at-shortgpt-size-kd-seed0": [*KD, "--size", "70793280", "--seed", "0"],
+    # The candidates compared right after initialization, as compress did
+    # before `--search-steps auto` (which trains them at this size).
+    "guide-at-shortgpt-size-kd-seed0": [
+        *KD,
+        "--size",
+        "70793280",
+        "--search-steps",
+        "0",
+        "--seed",
+        "0",
+    ],
     # Uniform weight selection (Xu et al. 2023): no data, every axis selected.
     "selection-kd-seed0": [
         *KD,

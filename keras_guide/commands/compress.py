@@ -1,6 +1,7 @@
 """`keras-guide compress`: a checkpoint and a size to a trained, measured
 student (or a ladder of them), on one device, several, or several processes."""
 
+import argparse
 import contextlib
 import os
 import time
@@ -30,6 +31,18 @@ from keras_guide.workflows import inputs
 from keras_guide.workflows.run import folder_outputs
 
 
+def _search_steps(text):
+    """An argparse type: `auto` (None, resolved per rung) or a count."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return COUNT(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be auto or an integer ≥ 0. Received: {text!r}"
+        ) from None
+
+
 def _add_size(parser):
     """`--size` and how the student's shape is chosen and limited."""
     group = parser.add_argument_group("the student's size")
@@ -46,18 +59,22 @@ def _add_size(parser):
     group.add_argument(
         "--candidates",
         type=POSITIVE_INT,
-        default=5,
-        help="student shapes scored, default 5",
+        default=None,
+        help="student shapes scored, default 5 (2 where --search-steps auto "
+        "trains them, as measured)",
     )
     group.add_argument(
         "--search-steps",
-        type=COUNT,
-        default=0,
+        type=_search_steps,
+        default=None,
         metavar="N",
         help="train every candidate shape the run's first N steps before "
         "comparing them (on training windows those steps did not see); the "
-        "chosen one continues from them. Default 0: compared right after "
-        "guided initialization",
+        "chosen one continues from them; 0: compared right after guided "
+        "initialization. Default auto: a fifth of the steps, over 2 "
+        "candidates and the full width, where a student at the teacher's full "
+        "width keeps a third of its blocks or more (depth pruning, which only "
+        "trained candidates reveal), else 0",
     )
     group.add_argument(
         "--max-memory",
@@ -249,7 +266,7 @@ def _check_training(args):
     """`--search-steps` and the distillation options fit the run; returns
     the KD settings (`None` for `--kd off`)."""
     steps = _steps(args)
-    if args.search_steps >= steps:
+    if args.search_steps is not None and args.search_steps >= steps:
         raise UsageError(
             f"--search-steps {args.search_steps} must be fewer than the run's "
             f"{steps} steps (the chosen candidate continues from them)."
@@ -403,6 +420,31 @@ def _run_rungs(args, out, kd):
     return rungs, first
 
 
+# `--candidates` unless given: 2 where `--search-steps auto` trains them
+# (besides the full width; the setting measured), else 5.
+CANDIDATES, AUTO_CANDIDATES = 5, 2
+
+
+def _search_of(args, teacher, target, steps):
+    """`(search steps, candidates)` for this rung: `--search-steps` with
+    `auto` resolved (said when it trains the candidates; never with stored
+    targets or a random start), and `--candidates` or its default."""
+    from keras_guide.distribution import processes
+    from keras_guide.workflows import search
+
+    if args.search_steps is not None:
+        return args.search_steps, args.candidates or CANDIDATES
+    if args.targets_from is not None or args.init == "random":
+        return 0, args.candidates or CANDIDATES
+    search_steps, why = search.auto_search_steps(teacher, target, steps)
+    if not search_steps:
+        return 0, args.candidates or CANDIDATES
+    candidates = args.candidates or AUTO_CANDIDATES
+    if processes.process_index() == 0:
+        print(f"--search-steps auto: {search_steps} ({why}), {candidates} candidates")
+    return search_steps, candidates
+
+
 def _student_file(report, folder):
     """The file a rung's student teaches the next rung from: its first
     `.gguf` (the next student's files then follow it), else its `.keras`."""
@@ -424,12 +466,13 @@ def _compress_rung(
         if args.eval
         else "held back from --text: every tenth file, or the last 10% of each"
     )
+    search_steps, candidates = _search_of(args, teacher, target, steps)
     budget = budget_of(
         args,
         kd,
         steps=steps,
         checkpoint_every=min(args.checkpoint_every, steps),
-        search_steps=args.search_steps,
+        search_steps=search_steps,
     )
     return compress_lib.compress(
         teacher,
@@ -440,7 +483,7 @@ def _compress_rung(
             target=target,
             shape=shape,
             calibration_tokens=args.calibration_tokens,
-            max_candidates=args.candidates,
+            max_candidates=candidates,
             guide_options=args.guide_options,
             limits=limits,
             init=args.init,

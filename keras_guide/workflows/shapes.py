@@ -306,13 +306,26 @@ def candidate_shapes(teacher, target, max_candidates=5, full_width=False):
         shapes = [shapes[round(i * step)] for i in range(max_candidates)]
     if full_width:
         sizes = _width_sizes(dims, adapter, dims.hidden_dim)
-        outside = counter.parameters(sizes, 0)
-        layers = min(
-            dims.num_layers - 1,
-            (target - outside) // max(1, counter.parameters(sizes, 1) - outside),
-        )
-        deep = {"num_layers": int(layers), **sizes}
+        layers = _full_width_layers(counter, sizes, target)
+        deep = {"num_layers": layers, **sizes}
         if layers >= 1 and deep not in [s.sizes for s in shapes]:
-            shapes.append(Shape(deep, counter.parameters(sizes, int(layers))))
+            shapes.append(Shape(deep, counter.parameters(sizes, layers)))
             shapes.sort(key=lambda s: -s.sizes["num_layers"])
     return shapes
+
+
+def _full_width_layers(counter, sizes, target):
+    """The most blocks of `sizes` (the teacher's widths) within `target`
+    parameters, fewer than the teacher's; 0 where not one fits."""
+    outside = counter.parameters(sizes, 0)
+    layers = (target - outside) // max(1, counter.parameters(sizes, 1) - outside)
+    return int(max(0, min(counter.dims.num_layers - 1, layers)))
+
+
+def full_width_blocks(teacher, target):
+    """`(blocks, teacher's blocks)`: the most blocks a student at the
+    teacher's full width has within `target` parameters (ShortGPT's
+    depth-only pruning; fewer than the teacher's, 0 where not one fits)."""
+    counter = _Counter(teacher)
+    sizes = _width_sizes(counter.dims, counter.adapter, counter.dims.hidden_dim)
+    return _full_width_layers(counter, sizes, target), counter.dims.num_layers

@@ -479,6 +479,67 @@ def test_search_steps_compare_trained_candidates_and_the_chosen_continues(
         )
 
 
+def test_search_steps_auto_trains_where_a_full_width_student_keeps_a_third(
+    workspace,
+):
+    from keras_guide.guide import build_student
+    from keras_guide.workflows import search
+
+    teacher = load_gguf(workspace / "teacher.gguf")
+    # A third of the tiny teacher's 4 blocks: 2 at full width turn it on.
+    two = shapes.count_parameters(build_student(teacher, num_layers=2))
+    assert shapes.full_width_blocks(teacher, two) == (2, 4)
+    assert search.auto_search_steps(teacher, two, 150) == (
+        30,
+        "a full-width student keeps 2 of the 4 blocks",
+    )
+    assert search.auto_search_steps(teacher, two - 1, 150) == (
+        0,
+        "a full-width student keeps only 1 of the 4 blocks",
+    )
+    assert search.auto_search_steps(teacher, two, 4) == (
+        0,
+        "a fifth of the run's 4 steps is none",
+    )
+    assert search.auto_search_steps(teacher, None, 150)[0] == 0
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="the trained search itself is tested above on torch; this checks "
+    "only that auto turns it on",
+)
+def test_search_steps_auto_trains_the_candidates_of_a_large_cut(
+    workspace, tmp_path, capsys
+):
+    out = tmp_path / "auto"
+    quick = ["--size", "80%", "--steps", "5", "--checkpoint-every", "1"]
+    assert _run(workspace, out, *quick) == 0
+    search = json.loads((out / "report.json").read_text())["search"]
+    assert search["search_steps"] == 1
+    # Two candidates (the measured setting), and the full width among them.
+    width = load_gguf(workspace / "teacher.gguf").backbone.hidden_dim
+    assert len(search["candidates"]) in (2, 3)
+    assert width in [row["sizes"]["hidden_dim"] for row in search["candidates"]]
+    assert all("score_after_init" in row for row in search["candidates"])
+    said = capsys.readouterr().out
+    assert (
+        "--search-steps auto: 1 (a full-width student keeps 3 of the 4 blocks), "
+        "2 candidates"
+    ) in said
+
+
+def test_search_steps_takes_auto_or_a_count(workspace, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _run(workspace, tmp_path / "out", "--search-steps", "some")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    assert (
+        "--search-steps: must be auto or an integer ≥ 0. Received: 'some'" in (err[-1])
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_search_steps_not_fewer_than_the_steps_are_refused(workspace, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
