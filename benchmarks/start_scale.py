@@ -3,10 +3,11 @@ the output's scale, and each norm's share of its input's energy.
 
 On Gemma 3 at a quarter of its size, GUIDE's default start (the width ratios
 `√(d_T/d_S)` on the norm gains and the √d-scaled table) is 3.5 nats worse
-right after initialization than Minitron-style slicing (`--no-rescale`), and
-ends 0.075 behind it after 50 KD steps (RESULTS section 13). This probes why,
-on `compress`'s own calibration windows (the first 4,096 tokens of the
-training text) and held-out windows:
+right after initialization than Minitron-style slicing (`--no-rescale`), yet
+ends level with it after 50 KD steps over two seeds (0.075 behind at seed 0,
+0.055 ahead at seed 1; RESULTS section 13). This probes what the start's loss
+measures, on `compress`'s own calibration windows (the first 4,096 tokens of
+the training text) and held-out windows:
 
 - `probe`: the held-out loss right after initialization of the default start
   and of `--no-rescale`, each with every logit times `c` (the final norm's
