@@ -1,20 +1,12 @@
-import importlib.util
-import os
-
 import keras
 import numpy as np
 
 from keras_guide.workflows import training
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.benchmarks import load
 
 
 def _schedules():
-    path = os.path.join(ROOT, "benchmarks", "schedules.py")
-    spec = importlib.util.spec_from_file_location("schedules", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("schedules")
 
 
 def test_warmup_inverse_sqrt_is_linear_then_one_over_sqrt_step():

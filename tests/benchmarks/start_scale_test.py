@@ -1,20 +1,12 @@
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
+from tests.benchmarks import load
 from tests.harness import families as harness
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _start_scale():
-    path = os.path.join(ROOT, "benchmarks", "start_scale.py")
-    spec = importlib.util.spec_from_file_location("start_scale", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("start_scale")
 
 
 @pytest.mark.parametrize("name", ["llama", "gemma3", "gpt2"])
