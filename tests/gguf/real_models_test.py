@@ -133,3 +133,13 @@ def test_a_training_search_adds_shortgpts_full_width_shape(real):
         == 70_793_280
         == shapes.count_parameters(keras_guide.build_student(lm, **added[0].sizes))
     )
+    # `--search-steps auto` trains the search there (12 of 30 blocks at full
+    # width), and not at 25 % (one block), the README's main job.
+    from keras_guide.workflows import search
+
+    assert search.auto_search_steps(lm, 70_793_280, 150) == (
+        30,
+        "a full-width student keeps 12 of the 30 blocks",
+    )
+    quarter = shapes.parse_parameter_count("25%", shapes.count_parameters(lm))
+    assert search.auto_search_steps(lm, quarter, 150)[0] == 0
