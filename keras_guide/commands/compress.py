@@ -420,29 +420,30 @@ def _run_rungs(args, out, kd):
     return rungs, first
 
 
-# `--candidates` unless given: 2 where `--search-steps auto` trains them
-# (besides the full width; the setting measured), else 5.
-CANDIDATES, AUTO_CANDIDATES = 5, 2
+# `--candidates` unless given, where `--search-steps auto` does not train them.
+CANDIDATES = 5
 
 
 def _search_of(args, teacher, target, steps):
-    """`(search steps, candidates)` for this rung: `--search-steps` with
-    `auto` resolved (said when it trains the candidates; never with stored
-    targets or a random start), and `--candidates` or its default."""
+    """`(search steps, candidates)` for this rung: `--search-steps`, with
+    `auto` resolved (said when it trains the candidates, then over
+    `search.AUTO_CANDIDATES` unless `--candidates` is given; never with
+    stored targets or a random start), and `--candidates` or its default."""
     from keras_guide.distribution import processes
     from keras_guide.workflows import search
 
-    if args.search_steps is not None:
-        return args.search_steps, args.candidates or CANDIDATES
-    if args.targets_from is not None or args.init == "random":
-        return 0, args.candidates or CANDIDATES
-    search_steps, why = search.auto_search_steps(teacher, target, steps)
-    if not search_steps:
-        return 0, args.candidates or CANDIDATES
-    candidates = args.candidates or AUTO_CANDIDATES
-    if processes.process_index() == 0:
-        print(f"--search-steps auto: {search_steps} ({why}), {candidates} candidates")
-    return search_steps, candidates
+    auto = args.search_steps is None
+    if auto and args.targets_from is None and args.init != "random":
+        search_steps, why = search.auto_search_steps(teacher, target, steps)
+        if search_steps:
+            candidates = args.candidates or search.AUTO_CANDIDATES
+            if processes.process_index() == 0:
+                print(
+                    f"--search-steps auto: {search_steps} ({why}), "
+                    f"{candidates} candidates"
+                )
+            return search_steps, candidates
+    return args.search_steps or 0, args.candidates or CANDIDATES
 
 
 def _student_file(report, folder):

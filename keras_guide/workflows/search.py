@@ -32,10 +32,12 @@ INITS = ("guide", "random")
 # teacher's full width keeps 12 of its 30 blocks, 30 of 150 steps chose that
 # shape at both seeds and ended level with ShortGPT, ahead of the shape chosen
 # right after initialization at both; at 21 %, where one block fits, it was
-# not better. So: a fifth of the run's steps where the
-# full-width student keeps at least a third of the teacher's blocks, else 0.
+# not better. So: a fifth of the run's steps, over 2 candidates besides the
+# full width, where the full-width student keeps at least a third of the
+# teacher's blocks, else none.
 AUTO_STEPS_SHARE = 1 / 5
 AUTO_FULL_WIDTH_SHARE = 1 / 3
+AUTO_CANDIDATES = 2
 
 
 def _calibration(train, tokens):
@@ -144,12 +146,14 @@ def auto_search_steps(teacher, target, num_steps):
     a student at the teacher's full width keeps at least a third of its
     blocks within `target` parameters (a depth-pruned shape that starts
     worst and trains fastest, which only trained candidates reveal), else 0;
-    0 for a given shape (`target` None), which has no search."""
+    0 for a given shape (`target` None), which has no search, and where a
+    fifth is under 2 steps: the warm-up's first step has a rate of 0, so one
+    step would train nothing."""
     if target is None:
         return 0, "the shape is given"
     steps = int(num_steps * AUTO_STEPS_SHARE)
-    if steps < 1:
-        return 0, f"a fifth of the run's {num_steps} steps is none"
+    if steps < 2:
+        return 0, f"a fifth of the run's {num_steps} steps is under 2"
     # Counted on reference models built off the mesh, as the shapes are.
     with paused_distribution():
         blocks, total = shapes_lib.full_width_blocks(teacher, target)
